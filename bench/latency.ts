@@ -1,0 +1,107 @@
+/**
+ * Latency: D connected devices (paired into one-to-one conversations), messages at a
+ * fixed rate through the Ozeki API; p50, p99 and max from the request leaving the sender
+ * to the frame arriving at the recipient, one process clock (bench/clients/latency.ts).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { benchConfig, loopbackSources } from './lib/config.ts';
+import { HeraldProcess } from './lib/herald.ts';
+import { BENCH_DIR, Child, sleep } from './lib/ipc.ts';
+import { median } from './lib/stats.ts';
+
+export interface LatencyRun {
+  sent: number;
+  framed: number;
+  failures: number;
+  lastError: string;
+  achievedRate: number;
+  p50: number;
+  p99: number;
+  max: number;
+  answerP50: number;
+  answerP99: number;
+  frameBeforeAnswer: number;
+  cpuPerMessage?: number;
+}
+
+export interface LatencyResult {
+  devices: number;
+  rate: number;
+  seconds: number;
+  runs: LatencyRun[];
+  p50: number;
+  p99: number;
+  max: number;
+  answerP99: number;
+  achievedRate: number;
+  /** Server CPU time (user + system) per message, µs: less disturbed by a busy machine. */
+  cpuPerMessage: number;
+}
+
+export async function runLatency(log: (line: string) => void): Promise<LatencyResult> {
+  const { devices, rate, seconds } = benchConfig.latency;
+  const runs = benchConfig.runs;
+  log(`latency: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs`);
+  const herald = await HeraldProcess.start();
+  const generator = new Child('latency-generator', 'clients/latency.ts');
+  try {
+    const users = await herald.seed('latency', devices - (devices % 2));
+    await generator.request(
+      'setup',
+      {
+        baseUrl: herald.endpoints.http,
+        ws: herald.endpoints.ws,
+        devices: users.map((u) => ({ userid: u.userid, station: u.stations[0] })),
+        localAddresses: loopbackSources(benchConfig.sourceAddresses),
+      },
+      180_000,
+    );
+    // Warm-up at the same rate, not counted.
+    await generator.request('run', { rate, seconds: 1, label: 'warmup', graceMs: 2000 }, 60_000);
+    let profile: string | undefined;
+    if (benchConfig.cpuProfile) {
+      const dir = path.join(BENCH_DIR, 'profiles');
+      fs.mkdirSync(dir, { recursive: true });
+      profile = path.join(dir, `latency-herald-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+      // A profiled run is extra, apart from the measured ones.
+      await herald.child.request('profileStart');
+      await generator.request('run', { rate, seconds, label: 'profiled', graceMs: 5000 }, seconds * 1000 + 60_000);
+      await herald.child.request('profileStop', { file: profile });
+      log(`  CPU profile of Herald under the latency load: ${path.relative(process.cwd(), profile)}`);
+    }
+    const results: LatencyRun[] = [];
+    for (let run = 0; run < runs; run++) {
+      await sleep(300);
+      const cpuBefore = await herald.child.request<number>('cpu');
+      const result = await generator.request<LatencyRun>(
+        'run',
+        { rate, seconds, label: `run${run}`, graceMs: 5000 },
+        seconds * 1000 + 60_000,
+      );
+      if (result.failures > 0) throw new Error(`latency: ${result.failures} sends failed: ${result.lastError}`);
+      // The generator answers after its grace wait, so the server is idle again by now.
+      result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;
+      results.push(result);
+      log(
+        `  run ${run + 1}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms ` +
+          `(${result.framed}/${result.sent} framed, ${Math.round(result.achievedRate)}/s sent, answer p99 ${result.answerP99.toFixed(2)} ms, ` +
+          `server CPU ${Math.round(result.cpuPerMessage)} µs/message)`,
+      );
+    }
+    return {
+      devices,
+      rate,
+      seconds,
+      runs: results,
+      p50: median(results.map((r) => r.p50)),
+      p99: median(results.map((r) => r.p99)),
+      max: median(results.map((r) => r.max)),
+      answerP99: median(results.map((r) => r.answerP99)),
+      achievedRate: median(results.map((r) => r.achievedRate)),
+      cpuPerMessage: median(results.map((r) => r.cpuPerMessage ?? NaN)),
+    };
+  } finally {
+    await Promise.allSettled([generator.stop(), herald.stop()]);
+  }
+}

@@ -1,0 +1,71 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Child } from './ipc.ts';
+
+export const BENCH_ADMIN_TOKEN = 'bench-admin-token';
+
+export interface HeraldEndpoints {
+  http: string;
+  https: string;
+  ws: string;
+  wss: string;
+  udp: string;
+}
+
+export interface SeededUser {
+  userid: string;
+  apikey: string;
+  stations: string[];
+}
+
+/** A Herald node in its own process (bench/servers/herald.ts), on loopback with ephemeral ports. */
+export class HeraldProcess {
+  readonly child: Child;
+  endpoints!: HeraldEndpoints;
+
+  private constructor(
+    readonly dataDir: string,
+    private readonly ownsDataDir: boolean,
+    env: Record<string, string>,
+    nodeFlags: string[],
+  ) {
+    this.child = new Child('herald', 'servers/herald.ts', {
+      nodeFlags: ['--expose-gc', ...nodeFlags],
+      env: {
+        HERALD_DATA_DIR: dataDir,
+        HERALD_HOST: '127.0.0.1',
+        HERALD_HTTP_PORT: '0',
+        HERALD_HTTPS_PORT: '0',
+        HERALD_UDP_PORT: '0',
+        HERALD_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+        HERALD_LOG_LEVEL: 'error',
+        ...env,
+      },
+    });
+  }
+
+  static async start(options: { dataDir?: string; env?: Record<string, string>; nodeFlags?: string[] } = {}) {
+    const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'herald-bench-'));
+    const herald = new HeraldProcess(dataDir, !options.dataDir, options.env ?? {}, options.nodeFlags ?? []);
+    herald.endpoints = await herald.child.request<HeraldEndpoints>('start', {}, 60_000);
+    return herald;
+  }
+
+  seed(prefix: string, count: number, stationsPerUser = 1, apns = false): Promise<SeededUser[]> {
+    return this.child.request<SeededUser[]>('seed', { prefix, count, stationsPerUser, apns }, 300_000);
+  }
+
+  liveConnections(): Promise<number> {
+    return this.child.request<number>('liveConnections');
+  }
+
+  rss(): Promise<number> {
+    return this.child.request<number>('rss');
+  }
+
+  async stop(removeData = this.ownsDataDir): Promise<void> {
+    await this.child.stop(15_000);
+    if (removeData) fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

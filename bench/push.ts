@@ -1,0 +1,190 @@
+/**
+ * Mobile push: pushes per second to the APNs test double (test/mocks/apns-server.ts, a
+ * process of its own, which checks each provider token once per connection, as APNs
+ * does). Three senders against the same double, runs interleaved:
+ *  - Herald: messages to a group whose members have iOS devices; the pushes go from the
+ *    durable outbox through the APNs channel. Timed from the first add request to the
+ *    double having accepted every push (so the feed and outbox writes are inside).
+ *  - a bare node:http2 client: one connection, one provider token, many streams;
+ *  - @parse/node-apn with token auth.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import http2 from 'node:http2';
+import { benchConfig } from './lib/config.ts';
+import { HeraldProcess } from './lib/herald.ts';
+import { BENCH_DIR, Child, sleep, spawnWithJsonLine, stopProcess, wallNow } from './lib/ipc.ts';
+import { median } from './lib/stats.ts';
+import { deviceTokens, type DoubleInfo } from './clients/apns-common.ts';
+
+export interface PushResult {
+  pushes: number;
+  herald: { rates: number[]; median: number; outboxRates: number[]; outboxMedian: number; cpuPerPush: number };
+  http2: { rates: number[]; median: number; cpuPerPush: number };
+  nodeApn: { rates: number[]; median: number; cpuPerPush: number };
+  tokenVerifications: number;
+}
+
+/** Watches the double's accepted count (GET /_double/stats) from the orchestrator. */
+class DoubleWatch {
+  private session: http2.ClientHttp2Session;
+  constructor(info: DoubleInfo) {
+    this.session = http2.connect(info.url, { ca: fs.readFileSync(info.caFile) });
+    this.session.on('error', () => {});
+  }
+  stats(): Promise<{ accepted: number; tokenVerifications: number; answers: Record<string, number> }> {
+    return new Promise((resolve, reject) => {
+      const stream = this.session.request({ ':method': 'GET', ':path': '/_double/stats' });
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch (error) {
+          reject(error);
+        }
+      });
+      stream.on('error', reject);
+      stream.end();
+    });
+  }
+  close() {
+    this.session.close();
+  }
+}
+
+const GROUP_DEVICES_PER_USER = 10;
+
+export async function runPush(log: (line: string) => void): Promise<PushResult> {
+  const pushes = benchConfig.push.pushes;
+  const streams = benchConfig.push.streams;
+  const runs = benchConfig.runs;
+  // One message reaches `perMessage` devices: recipients × 10 iOS devices each.
+  const recipients = Math.max(1, Math.min(1000, Math.ceil(pushes / GROUP_DEVICES_PER_USER / 2)));
+  const perMessage = recipients * GROUP_DEVICES_PER_USER;
+  const messages = Math.max(1, Math.round(pushes / perMessage));
+  const total = messages * perMessage;
+  log(`mobile push: ${total} pushes per run (${messages} messages × ${recipients} users × ${GROUP_DEVICES_PER_USER} iOS devices), ${runs} runs`);
+
+  const double = await spawnWithJsonLine<DoubleInfo>('APNs double', ['test/mocks/apns-server.ts', '--max-streams', '1000']);
+  const info = double.line;
+  const watch = new DoubleWatch(info);
+  let herald: HeraldProcess | undefined;
+  const sender = new Child('push-sender', 'clients/sender.ts');
+  const bare = new Child('apns-http2', 'clients/apns-http2.ts');
+  const nodeApn = new Child('apns-node-apn', 'clients/apns-node-apn.ts');
+  try {
+    herald = await HeraldProcess.start({
+      env: {
+        HERALD_APNS_URL: info.url,
+        HERALD_APNS_KEY_FILE: info.keyFile,
+        HERALD_APNS_KEY_ID: info.keyId,
+        HERALD_APNS_TEAM_ID: info.teamId,
+        HERALD_APNS_TOPIC: info.topic,
+        HERALD_CA_FILE: info.caFile,
+      },
+    });
+    const [senderUser] = await herald.seed('pushsender', 1);
+    const members = await herald.seed('pushmember', recipients, GROUP_DEVICES_PER_USER, true);
+    const created = await sender.request<{ conversation: { id: string } }>('ozeki', {
+      baseUrl: herald.endpoints.http,
+      station: senderUser.stations[0],
+      api: 'chatconversation',
+      body: { action: 'create', participantids: members.map((m) => m.userid), displayname: 'Bench push group' },
+    });
+    await sender.request('configure', {
+      kind: 'ozeki',
+      baseUrl: herald.endpoints.http,
+      station: senderUser.stations[0],
+      conversationId: created.conversation.id,
+    });
+    await bare.request('setup', info);
+    await nodeApn.request('setup', info);
+
+    // CPU time (user + system) per push of the sending process: Herald's whole server, or the client.
+    const cpu = { herald: [] as number[], http2: [] as number[], nodeApn: [] as number[] };
+    const heraldRun = async (count: number) => {
+      const cpuBefore = await herald!.child.request<number>('cpu');
+      const before = (await watch.stats()).accepted;
+      const expected = before + count * perMessage;
+      const sent = await sender.request<{ t0: number; failures: number; lastError: string }>('burst', {
+        count,
+        concurrency: 1,
+        timeoutMs: 60_000,
+      });
+      if (sent.failures > 0) throw new Error(`Herald push: ${sent.failures} sends failed: ${sent.lastError}`);
+      const deadline = Date.now() + 120_000;
+      let firstSeen = 0;
+      for (;;) {
+        const { accepted } = await watch.stats();
+        const now = wallNow();
+        if (!firstSeen && accepted > before) firstSeen = now;
+        if (accepted >= expected) {
+          cpu.herald.push(((await herald!.child.request<number>('cpu')) - cpuBefore) / (count * perMessage));
+          return { rate: (count * perMessage) / ((now - sent.t0) / 1000), outboxRate: (count * perMessage) / ((now - firstSeen) / 1000) };
+        }
+        if (Date.now() > deadline) throw new Error(`Herald push: ${accepted - before} of ${expected - before} pushes arrived`);
+        await sleep(5);
+      }
+    };
+    const clientRun = async (child: Child, tokens: string[], label: string, cpuList: number[]) => {
+      const cpuBefore = await child.request<number>('cpu');
+      const result = await child.request<{ t0: number; tEnd: number; delivered: number; failed: number; lastError: string }>(
+        'run',
+        { tokens, streams, timeoutMs: 120_000 },
+        130_000,
+      );
+      if (result.failed > 0 || result.delivered !== tokens.length) {
+        throw new Error(`${label}: ${result.delivered} delivered, ${result.failed} failed: ${result.lastError}`);
+      }
+      cpuList.push(((await child.request<number>('cpu')) - cpuBefore) / tokens.length);
+      return tokens.length / ((result.tEnd - result.t0) / 1000);
+    };
+
+    const bareTokens = deviceTokens(total, 'http2');
+    const apnTokens = deviceTokens(total, 'nodeapn');
+    // Warm-up: connections, provider tokens, JIT.
+    await heraldRun(1);
+    await clientRun(bare, bareTokens.slice(0, 2000), 'node:http2', []);
+    await clientRun(nodeApn, apnTokens.slice(0, 2000), '@parse/node-apn', []);
+    cpu.herald.length = 0;
+
+    if (benchConfig.cpuProfile) {
+      const dir = path.join(BENCH_DIR, 'profiles');
+      fs.mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, `push-herald-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+      // A profiled run is extra, apart from the measured ones.
+      await herald.child.request('profileStart');
+      await heraldRun(messages);
+      await herald.child.request('profileStop', { file });
+      log(`  CPU profile of Herald pushing: ${path.relative(process.cwd(), file)}`);
+    }
+    const h: number[] = [];
+    const ho: number[] = [];
+    const b: number[] = [];
+    const n: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      await sleep(300);
+      const r = await heraldRun(messages);
+      h.push(r.rate);
+      ho.push(r.outboxRate);
+      await sleep(300);
+      b.push(await clientRun(bare, bareTokens, 'node:http2', cpu.http2));
+      await sleep(300);
+      n.push(await clientRun(nodeApn, apnTokens, '@parse/node-apn', cpu.nodeApn));
+      log(`  run ${run + 1}: Herald ${Math.round(h[run])} (outbox phase ${Math.round(ho[run])}), node:http2 ${Math.round(b[run])}, @parse/node-apn ${Math.round(n[run])} pushes/s`);
+    }
+    const stats = await watch.stats();
+    return {
+      pushes: total,
+      herald: { rates: h, median: median(h), outboxRates: ho, outboxMedian: median(ho), cpuPerPush: median(cpu.herald) },
+      http2: { rates: b, median: median(b), cpuPerPush: median(cpu.http2) },
+      nodeApn: { rates: n, median: median(n), cpuPerPush: median(cpu.nodeApn) },
+      tokenVerifications: stats.tokenVerifications,
+    };
+  } finally {
+    watch.close();
+    await Promise.allSettled([sender.stop(), bare.stop(), nodeApn.stop(), herald?.stop()]);
+    await stopProcess(double.process);
+  }
+}

@@ -1,0 +1,216 @@
+/** Turns one bench run into the printed table, the BENCHMARKS.md section and a history line. */
+import type { FanoutResult } from './fanout.ts';
+import type { LatencyResult } from './latency.ts';
+import type { ConnectionsResult } from './connections.ts';
+import type { PushResult } from './push.ts';
+import { formatInt } from './lib/stats.ts';
+
+export type Outcome<T> =
+  | { state: 'done'; value: T; seconds: number }
+  | { state: 'failed'; reason: string }
+  | { state: 'unavailable'; reason: string }
+  | { state: 'skipped'; reason: string };
+
+export interface Report {
+  date: string;
+  cores: number;
+  cpu: string;
+  node: string;
+  command: string;
+  commit: string;
+  quick: boolean;
+  runs: number;
+  seconds: number;
+  load: [number, number];
+  fanout: Outcome<FanoutResult>;
+  latency: Outcome<LatencyResult>;
+  connections: Outcome<ConnectionsResult>;
+  push: Outcome<PushResult>;
+}
+
+interface Row {
+  scenario: string;
+  herald: string;
+  baselines: string;
+  ratios: string;
+  target: string;
+  result: string;
+}
+
+const x = (v: number) => `${v.toFixed(2)}×`;
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+const ms = (v: number) => (v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`);
+
+/** "met (by +0.12×)" / "NOT met (0.26× of the 0.70× needed: 2.7× short)". */
+function atLeast(ratio: number, needed: number): string {
+  return ratio >= needed
+    ? `met (${x(ratio)}, ${x(ratio / needed)} the bar)`
+    : `NOT met (${x(ratio)} of ${x(needed)}: needs ${x(needed / ratio)} more)`;
+}
+
+function atMost(value: number, limit: number, show: (v: number) => string): string {
+  return value <= limit
+    ? `met (${show(value)}, ${show(limit - value)} under)`
+    : `NOT met (${show(value)}: ${x(value / limit)} the limit)`;
+}
+
+function notRun(scenario: string, outcome: { state: string; reason: string }, target: string): Row {
+  const what = outcome.state === 'unavailable' ? 'not available yet' : outcome.state === 'failed' ? 'FAILED' : 'skipped';
+  return { scenario, herald: what, baselines: '', ratios: '', target, result: `${what}: ${outcome.reason}` };
+}
+
+function rows(r: Report): Row[] {
+  const out: Row[] = [];
+  const fanoutTarget = '≥ 0.70× bare ws';
+  if (r.fanout.state === 'done') {
+    const f = r.fanout.value;
+    const vsWs = f.herald.median / f.ws.median;
+    const vsIo = f.herald.median / f.socketio.median;
+    out.push({
+      scenario: `fan-out: ${formatInt(f.devices)} WebSocket devices × ${f.messages} messages, deliveries/s (frame ${Math.round(f.herald.frameBytes)} B)`,
+      herald: formatInt(f.herald.median),
+      baselines: `bare ws ${formatInt(f.ws.median)}; socket.io ${formatInt(f.socketio.median)}`,
+      ratios: `${x(vsWs)} ws; ${x(vsIo)} socket.io`,
+      target: fanoutTarget,
+      result: atLeast(vsWs, 0.7),
+    });
+    out.push({
+      scenario: 'fan-out: server CPU time per delivery (user + system; less disturbed by a busy machine)',
+      herald: `${f.herald.cpuMedian.toFixed(1)} µs`,
+      baselines: `bare ws ${f.ws.cpuMedian.toFixed(1)} µs; socket.io ${f.socketio.cpuMedian.toFixed(1)} µs`,
+      ratios: `ws/Herald ${x(f.ws.cpuMedian / f.herald.cpuMedian)}; socket.io/Herald ${x(f.socketio.cpuMedian / f.herald.cpuMedian)}`,
+      target: 'indicative',
+      result: `CPU-bound estimate ${x(f.ws.cpuMedian / f.herald.cpuMedian)} ws`,
+    });
+  } else out.push(notRun('fan-out', r.fanout, fanoutTarget));
+
+  const latencyTarget = 'p99 < 10 ms';
+  if (r.latency.state === 'done') {
+    const l = r.latency.value;
+    out.push({
+      scenario: `latency: ${formatInt(l.devices)} devices, ${formatInt(l.rate)} messages/s (sent ${formatInt(l.achievedRate)}/s), request sent → frame received`,
+      herald: `p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, max ${ms(l.max)}`,
+      baselines: `(HTTP answer p99 ${ms(l.answerP99)}; server CPU ${Math.round(l.cpuPerMessage)} µs per message)`,
+      ratios: '',
+      target: latencyTarget,
+      result: atMost(l.p99, 10, ms),
+    });
+  } else out.push(notRun('latency', r.latency, latencyTarget));
+
+  const memoryTarget = '≤ 12 KB per connection at 15,000';
+  if (r.connections.state === 'done') {
+    const c = r.connections.value;
+    c.steps.forEach((step, i) => {
+      const last = i === c.steps.length - 1;
+      out.push({
+        scenario: `connections: server RSS per idle WebSocket at ${formatInt(step)}`,
+        herald: kb(c.herald[i]),
+        baselines: `bare ws ${kb(c.ws[i])}`,
+        ratios: `${x(c.herald[i] / c.ws[i])} ws`,
+        target: last ? memoryTarget : '',
+        result: last ? (step >= 15_000 ? atMost(c.herald[i] / 1024, 12, (v) => `${v.toFixed(1)} KB`) : `measured at ${formatInt(step)} only`) : '',
+      });
+    });
+  } else out.push(notRun('connections', r.connections, memoryTarget));
+
+  const pushTarget = '≥ 0.80× node:http2 and ≥ 1.20× @parse/node-apn';
+  if (r.push.state === 'done') {
+    const p = r.push.value;
+    const vsBare = p.herald.median / p.http2.median;
+    const vsApn = p.herald.median / p.nodeApn.median;
+    out.push({
+      scenario: `mobile push: ${formatInt(p.pushes)} pushes to the APNs double, pushes/s (Herald: first add request → last push accepted)`,
+      herald: `${formatInt(p.herald.median)} (outbox phase alone ${formatInt(p.herald.outboxMedian)})`,
+      baselines: `node:http2 ${formatInt(p.http2.median)}; @parse/node-apn ${formatInt(p.nodeApn.median)}`,
+      ratios: `${x(vsBare)} http2; ${x(vsApn)} node-apn`,
+      target: pushTarget,
+      result: `${atLeast(vsBare, 0.8)}; ${atLeast(vsApn, 1.2)}`,
+    });
+    out.push({
+      scenario: 'mobile push: CPU time per push of the sending process (Herald: the whole server, feed and outbox included)',
+      herald: `${p.herald.cpuPerPush.toFixed(0)} µs`,
+      baselines: `node:http2 ${p.http2.cpuPerPush.toFixed(0)} µs; @parse/node-apn ${p.nodeApn.cpuPerPush.toFixed(0)} µs`,
+      ratios: `http2/Herald ${x(p.http2.cpuPerPush / p.herald.cpuPerPush)}; node-apn/Herald ${x(p.nodeApn.cpuPerPush / p.herald.cpuPerPush)}`,
+      target: 'indicative',
+      result: '',
+    });
+  } else out.push(notRun('mobile push', r.push, pushTarget));
+  return out;
+}
+
+function plainTable(list: Row[]): string {
+  const header: Row = { scenario: 'scenario', herald: 'Herald', baselines: 'baselines (same run)', ratios: 'ratios', target: 'target', result: 'result' };
+  const keys = Object.keys(header) as Array<keyof Row>;
+  const all = [header, ...list];
+  const width = (k: keyof Row) => Math.min(70, Math.max(...all.map((r) => r[k].length)));
+  const line = (r: Row) => keys.map((k) => r[k].padEnd(width(k))).join(' | ');
+  return [line(header), keys.map((k) => '-'.repeat(width(k))).join('-+-'), ...list.map(line)].join('\n');
+}
+
+function runDetails(r: Report): string[] {
+  const lines: string[] = [];
+  const list = (values: number[], f: (v: number) => string) => values.map(f).join(', ');
+  if (r.fanout.state === 'done') {
+    const f = r.fanout.value;
+    lines.push(
+      `- fan-out runs (deliveries/s): Herald ${list(f.herald.rates, formatInt)}; ws ${list(f.ws.rates, formatInt)}; socket.io ${list(f.socketio.rates, formatInt)}`,
+      `- fan-out server CPU per delivery (µs): Herald ${list(f.herald.cpuPerDelivery, (v) => v.toFixed(1))}; ws ${list(f.ws.cpuPerDelivery, (v) => v.toFixed(1))}; socket.io ${list(f.socketio.cpuPerDelivery, (v) => v.toFixed(1))}`,
+    );
+  }
+  if (r.latency.state === 'done') {
+    lines.push(`- latency runs (p50 / p99 / max): ${r.latency.value.runs.map((l) => `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.max)}`).join('; ')}`);
+  }
+  if (r.connections.state === 'done') {
+    const c = r.connections.value;
+    lines.push(
+      `- connections runs (per connection at ${c.steps.map(formatInt).join(' / ')}): Herald ${c.heraldRuns.map((run) => run.map(kb).join(' / ')).join('; ')}; ws ${c.wsRuns.map((run) => run.map(kb).join(' / ')).join('; ')}`,
+    );
+  }
+  if (r.push.state === 'done') {
+    const p = r.push.value;
+    lines.push(
+      `- push runs (pushes/s): Herald ${list(p.herald.rates, formatInt)} (outbox phase ${list(p.herald.outboxRates, formatInt)}); node:http2 ${list(p.http2.rates, formatInt)}; @parse/node-apn ${list(p.nodeApn.rates, formatInt)}; provider-token verifications at the double: ${p.tokenVerifications}`,
+    );
+  }
+  return lines;
+}
+
+export function renderReport(r: Report) {
+  const list = rows(r);
+  const heading = [
+    `Herald bench, ${r.date}: ${r.cores} cores (${r.cpu}), Node ${r.node}, commit ${r.commit}`,
+    `command: ${r.command}${r.quick ? '   (QUICK smoke run: small sizes, not comparable with the targets)' : ''}`,
+    `each figure is the median of ${r.runs} run(s); ratios are within this run; load average ${r.load[0].toFixed(2)} at start, ${r.load[1].toFixed(2)} at end; took ${r.seconds.toFixed(0)} s`,
+  ];
+  const table = [...heading, '', plainTable(list), '', ...runDetails(r)].join('\n');
+  const md = [
+    `### Latest run`,
+    '',
+    `- date: ${r.date}`,
+    `- machine: ${r.cores} cores (${r.cpu}), Node ${r.node}; load average ${r.load[0].toFixed(2)} at start, ${r.load[1].toFixed(2)} at end`,
+    `- command: \`${r.command}\`${r.quick ? ' (QUICK smoke run: small sizes, not comparable with the targets)' : ''}`,
+    `- commit: ${r.commit}`,
+    `- each figure is the median of ${r.runs} run(s); ratios are taken within this run; the whole bench took ${r.seconds.toFixed(0)} s`,
+    '',
+    '| scenario | Herald | baselines (same run) | ratios | target | result |',
+    '|---|---|---|---|---|---|',
+    ...list.map((row) => `| ${[row.scenario, row.herald, row.baselines, row.ratios, row.target, row.result].join(' | ')} |`),
+    '',
+    ...runDetails(r),
+  ].join('\n');
+  const short = (o: Outcome<unknown>, f: () => string) => (o.state === 'done' ? f() : o.state);
+  const history = `- ${r.date.slice(0, 16)} commit ${r.commit}${r.quick ? ' (QUICK)' : ''}, load ${r.load[0].toFixed(1)}: fan-out ${short(r.fanout, () => {
+    const f = (r.fanout as { value: FanoutResult }).value;
+    return `${formatInt(f.herald.median)}/s = ${x(f.herald.median / f.ws.median)} ws, ${x(f.herald.median / f.socketio.median)} socket.io`;
+  })}; latency ${short(r.latency, () => {
+    const l = (r.latency as { value: LatencyResult }).value;
+    return `p50 ${ms(l.p50)} p99 ${ms(l.p99)} max ${ms(l.max)}`;
+  })}; memory ${short(r.connections, () => {
+    const c = (r.connections as { value: ConnectionsResult }).value;
+    return `${kb(c.herald[c.herald.length - 1])}/conn at ${formatInt(c.steps[c.steps.length - 1])} (ws ${kb(c.ws[c.ws.length - 1])})`;
+  })}; push ${short(r.push, () => {
+    const p = (r.push as { value: PushResult }).value;
+    return `${formatInt(p.herald.median)}/s = ${x(p.herald.median / p.http2.median)} http2, ${x(p.herald.median / p.nodeApn.median)} node-apn`;
+  })}`;
+  return { table, markdown: md, history };
+}

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The CLI runs the TypeScript sources through tsx, so a fresh clone needs no build step.
+import { register } from 'tsx/esm/api';
+register();
+await import('../src/cli.ts');

@@ -1,0 +1,258 @@
+/**
+ * A small typed receiver for Herald's WebSocket push (`/ws`). It authenticates with its
+ * station, acknowledges what it received, and after a lost connection reconnects with
+ * backoff and resumes with `since`, so it sees every notification exactly once in order.
+ */
+import WebSocket from 'ws';
+
+export interface NotificationFrame {
+  type: 'notification';
+  seq: number;
+  id: string;
+  /** message, availability, conversationlist, system.friend_request … */
+  kind: string;
+  conversationid: string | null;
+  sender: string | null;
+  title: string;
+  body: string;
+  badge: number;
+  silent: boolean;
+  created: number;
+  data: Record<string, unknown>;
+}
+
+export interface CleanFrame {
+  type: 'clean';
+  seq: number;
+  id: string;
+  badge: number;
+  conversationid: string | null;
+  created: number;
+}
+
+export interface HelloFrame {
+  type: 'hello';
+  userid: string;
+  station: string;
+  /** The sequence the replay starts after. */
+  since: number;
+  lastseq: number;
+  badge: number;
+  /** The server's ping interval in milliseconds. */
+  ping: number;
+}
+
+export interface SyncedFrame {
+  type: 'synced';
+  /** The last sequence of the replay; everything after it comes live. */
+  seq: number;
+}
+
+export interface ErrorFrame {
+  type: 'error';
+  message: string;
+}
+
+export type ServerFrame = NotificationFrame | CleanFrame | HelloFrame | SyncedFrame | ErrorFrame | { type: 'pong' };
+
+export interface Disconnection {
+  code: number;
+  reason: string;
+}
+
+export interface ReceiverEvents {
+  hello: HelloFrame;
+  notification: NotificationFrame;
+  clean: CleanFrame;
+  synced: SyncedFrame;
+  /** The server rejected a frame of ours. */
+  serverError: ErrorFrame;
+  /** The connection was lost; a reconnect follows after `retryInMs`. */
+  disconnected: Disconnection & { retryInMs: number };
+  /** The server refused this station (close code 4400, 4401 or 4403); no reconnect follows. */
+  refused: Disconnection;
+}
+
+export interface ReceiverOptions {
+  /** ws://host:port/ws or wss://host:port/ws */
+  url: string;
+  station: string;
+  /** Resume after this sequence on the first connection; later ones resume after the last seen. */
+  since?: number;
+  /** Send the station as the Ozeki-Station header instead of the `station` query parameter. */
+  stationHeader?: boolean;
+  /** Extra CA certificate (PEM) to trust for wss://, e.g. Herald's self-signed one. */
+  ca?: string;
+  /** Acknowledge every notification as it arrives (default true). */
+  autoAck?: boolean;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** Close codes after which trying again cannot help. */
+const REFUSALS = new Set([4400, 4401, 4403]);
+
+type Listener<T> = (value: T) => void;
+
+export class WsReceiver {
+  /** Highest sequence received (or the replay start announced by the server). */
+  lastSeq: number | undefined;
+  private socket: WebSocket | undefined;
+  private listeners = new Map<keyof ReceiverEvents, Set<Listener<never>>>();
+  private stopped = false;
+  private backoffMs: number;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private deadTimer: NodeJS.Timeout | undefined;
+  private ackScheduled = false;
+  private acked = 0;
+  private pingIntervalMs = 30_000;
+
+  constructor(private readonly options: ReceiverOptions) {
+    this.lastSeq = options.since;
+    this.backoffMs = options.minBackoffMs ?? 100;
+  }
+
+  on<K extends keyof ReceiverEvents>(event: K, listener: Listener<ReceiverEvents[K]>): this {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return this;
+  }
+
+  off<K extends keyof ReceiverEvents>(event: K, listener: Listener<ReceiverEvents[K]>): this {
+    this.listeners.get(event)?.delete(listener as Listener<never>);
+    return this;
+  }
+
+  private emit<K extends keyof ReceiverEvents>(event: K, value: ReceiverEvents[K]): void {
+    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<ReceiverEvents[K]>)(value);
+  }
+
+  /** Resolves with the next event of a kind that matches, or rejects after `timeoutMs`. */
+  next<K extends keyof ReceiverEvents>(
+    event: K,
+    match: (value: ReceiverEvents[K]) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<ReceiverEvents[K]> {
+    return new Promise((resolve, reject) => {
+      const listener = (value: ReceiverEvents[K]) => {
+        if (!match(value)) return;
+        clearTimeout(timer);
+        this.off(event, listener);
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        this.off(event, listener);
+        reject(new Error(`no matching ${event} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.on(event, listener);
+    });
+  }
+
+  start(): this {
+    this.stopped = false;
+    this.connect();
+    return this;
+  }
+
+  /** Closes for good. */
+  close(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.deadTimer);
+    this.socket?.close(1000, 'client closing');
+  }
+
+  /** Drops the connection as a network failure would; the receiver reconnects and resumes. */
+  drop(): void {
+    this.socket?.terminate();
+  }
+
+  /** Acknowledges everything up to `seq` (done automatically unless autoAck is false). */
+  ack(seq: number): void {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({ type: 'ack', seq }));
+  }
+
+  private connect(): void {
+    const url = new URL(this.options.url);
+    if (!this.options.stationHeader) url.searchParams.set('station', this.options.station);
+    if (this.lastSeq !== undefined) url.searchParams.set('since', String(this.lastSeq));
+    const socket = new WebSocket(url, {
+      headers: this.options.stationHeader ? { 'Ozeki-Station': this.options.station } : {},
+      ...(this.options.ca ? { ca: this.options.ca } : {}),
+    });
+    this.socket = socket;
+    socket.on('message', (data) => this.receive(data.toString()));
+    socket.on('ping', () => this.armDeadTimer());
+    socket.on('error', () => {}); // the close that follows decides what happens
+    socket.on('close', (code, reasonBytes) => {
+      clearTimeout(this.deadTimer);
+      if (this.socket !== socket) return;
+      this.socket = undefined;
+      const reason = reasonBytes.toString();
+      if (this.stopped) return;
+      if (REFUSALS.has(code)) {
+        this.stopped = true;
+        this.emit('refused', { code, reason });
+        return;
+      }
+      const retryInMs = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 10_000);
+      this.emit('disconnected', { code, reason, retryInMs });
+      this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
+    });
+  }
+
+  /** A server that stops pinging is gone, even when the socket has not noticed yet. */
+  private armDeadTimer(): void {
+    clearTimeout(this.deadTimer);
+    const socket = this.socket;
+    this.deadTimer = setTimeout(() => socket?.terminate(), this.pingIntervalMs * 2.5);
+    this.deadTimer.unref?.();
+  }
+
+  private receive(text: string): void {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text) as ServerFrame;
+    } catch {
+      return;
+    }
+    switch (frame.type) {
+      case 'hello':
+        this.backoffMs = this.options.minBackoffMs ?? 100;
+        this.pingIntervalMs = frame.ping;
+        this.lastSeq = frame.since;
+        this.armDeadTimer();
+        this.emit('hello', frame);
+        if (this.options.autoAck !== false) this.scheduleAck();
+        break;
+      case 'notification':
+      case 'clean':
+        if (this.lastSeq === undefined || frame.seq > this.lastSeq) this.lastSeq = frame.seq;
+        if (frame.type === 'clean') this.emit('clean', frame);
+        else this.emit('notification', frame);
+        if (this.options.autoAck !== false) this.scheduleAck();
+        break;
+      case 'synced':
+        this.emit('synced', frame);
+        break;
+      case 'error':
+        this.emit('serverError', frame);
+        break;
+    }
+  }
+
+  /** One ack per burst of frames: the highest sequence covers everything before it. */
+  private scheduleAck(): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => {
+      this.ackScheduled = false;
+      if (this.lastSeq !== undefined && this.lastSeq > this.acked) {
+        this.acked = this.lastSeq;
+        this.ack(this.lastSeq);
+      }
+    });
+  }
+}

@@ -1,0 +1,334 @@
+import { createHmac } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { AppContext } from '../../context.ts';
+import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
+import { errorStatus, sameSecret } from '../rest/plugin.ts';
+import { Fields } from './fields.ts';
+import { userByApiKey, userOfStation } from '../../chat/users.ts';
+import { bindStation, checkStation, describeDevice, isPlatform, registerDevice, PLATFORMS } from '../../chat/devices.ts';
+import { listFriends } from '../../chat/friends.ts';
+import { changesSince } from '../../chat/changes.ts';
+import { setAvailability } from '../../chat/availability.ts';
+import { block, blocklist, unblock } from '../../chat/blocks.ts';
+import {
+  addMessage,
+  addReport,
+  createConversation,
+  downloadConversation,
+  listConversations,
+  setConversationProperty,
+  MAX_DOWNLOAD,
+  MAX_PARTICIPANTS,
+  type IncomingMessage,
+  type PropertyAction,
+} from '../../chat/conversations.ts';
+import type { UsersTable } from '../../store/schema.ts';
+import { loadVapidKeys } from '../../channels/webpush.ts';
+
+/** What a handler knows about the call. */
+interface Call {
+  ctx: AppContext;
+  request: FastifyRequest;
+  fields: Fields;
+  action: string;
+  station: string;
+  user: UsersTable;
+}
+
+type Handler = (call: Call) => Promise<Record<string, unknown>>;
+
+const PROPERTY_ACTIONS: PropertyAction[] = [
+  'clear',
+  'favorite',
+  'unfavorite',
+  'mute',
+  'unmute',
+  'hide',
+  'unhide',
+  'setlistitembackgroundcolor',
+];
+
+function conversationId(fields: Fields): string {
+  const id = fields.nonEmpty('conversationid', 64);
+  if (!/^[0-9a-zA-Z_-]{1,64}$/.test(id)) throw badRequest('conversationid must be letters, digits, _ or -');
+  return id.toLowerCase();
+}
+
+function parseMessage(fields: Fields): IncomingMessage {
+  const raw = fields.body.message;
+  let value: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw badRequest('message must be a JSON string of {ID, Type, Created, ValidUntil, Data}');
+    }
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('message is missing or not an object');
+  const m = Fields.of(value);
+  const message = {
+    ID: m.nonEmpty('ID', 200),
+    Type: m.optionalString('Type', 64) ?? 'Message',
+    Created: m.optionalTime('Created') ?? '',
+    ValidUntil: m.optionalString('ValidUntil', 64) ?? '',
+    Data: m.string('Data', 10 * 1024 * 1024),
+  };
+  return message;
+}
+
+const conversationActions: Record<string, Handler> = {
+  async list({ ctx, user }) {
+    return { conversations: await listConversations(ctx.store.db, user.id) };
+  },
+  async create({ ctx, user, fields }) {
+    const participantIds = fields.stringArray('participantids', MAX_PARTICIPANTS, 64);
+    const conversation = await createConversation(ctx.notifier, user.id, {
+      participantIds,
+      displayName: fields.optionalString('displayname', 200),
+      instance: fields.optionalString('instance', 200),
+      secret: fields.optionalString('secret', 200),
+    });
+    return { conversation };
+  },
+  async add({ ctx, user, fields }) {
+    const id = conversationId(fields);
+    const message = parseMessage(fields);
+    const result = await addMessage(ctx.notifier, { id: user.id, name: user.name }, id, message);
+    return { message: result.message };
+  },
+  async download({ ctx, user, fields }) {
+    return downloadConversation(ctx.store.db, user.id, conversationId(fields), {
+      firstMessageId: fields.optionalString('firstmessageid', 200),
+      firstMessageDate: fields.optionalTime('firstmessagedate'),
+      firstReportId: fields.optionalString('firstreportid', 200),
+      firstReportDate: fields.optionalTime('firstreportdate'),
+    });
+  },
+  async downloadpartial({ ctx, user, fields }) {
+    return downloadConversation(ctx.store.db, user.id, conversationId(fields), {
+      firstMessageId: fields.optionalString('firstmessageid', 200),
+      firstMessageDate: fields.optionalTime('firstmessagedate'),
+      firstReportId: fields.optionalString('firstreportid', 200),
+      firstReportDate: fields.optionalTime('firstreportdate'),
+      lastMessageId: fields.optionalString('lastmessageid', 200),
+      lastMessageDate: fields.optionalTime('lastmessagedate'),
+      lastReportId: fields.optionalString('lastreportid', 200),
+      lastReportDate: fields.optionalTime('lastreportdate'),
+      limit: fields.optionalInteger('limit', 1, MAX_DOWNLOAD) ?? 50,
+    });
+  },
+};
+for (const action of PROPERTY_ACTIONS) {
+  conversationActions[action] = async ({ ctx, user, fields }) => {
+    const id = conversationId(fields);
+    const value =
+      action === 'hide'
+        ? fields.optionalString('hideid', 200)
+        : action === 'setlistitembackgroundcolor'
+          ? fields.string('color', 32)
+          : undefined;
+    return { conversation: await setConversationProperty(ctx.notifier, user.id, id, action, value) };
+  };
+}
+
+async function report({ ctx, user, fields, action }: Call) {
+  const id = conversationId(fields);
+  const messageIds = fields.optionalStringArray('messageids', 10_000) ?? [];
+  const stored = await addReport(ctx.notifier, user.id, id, {
+    type: action as 'viewed' | 'delivered',
+    id: fields.optionalString('reportid', 200),
+    created: fields.optionalTime('lastmessagedate') ?? new Date().toISOString().slice(0, 19).replace('T', ' '),
+    fields: {
+      Instance: fields.optionalString('instance', 200) ?? '',
+      FirstMessageDate: fields.optionalTime('firstmessagedate') ?? '',
+      LastMessageDate: fields.optionalTime('lastmessagedate') ?? '',
+      MessageIDs: messageIds,
+    },
+  });
+  return { reportid: stored.id };
+}
+
+function blockTarget(fields: Fields) {
+  const userId = fields.optionalString('userid', 64)?.toLowerCase();
+  const conversation = fields.optionalString('conversationid', 64)?.toLowerCase();
+  if (!userId && !conversation) throw badRequest('name the userid or the conversationid to block');
+  return { userId, conversationId: userId ? undefined : conversation };
+}
+
+/** api name → action → handler. */
+const apis: Record<string, Record<string, Handler>> = {
+  chatavailability: {},
+  chatfriends: {
+    async list({ ctx, user }) {
+      const friends = await listFriends(ctx.store.db, user.id);
+      return {
+        friends: Object.fromEntries(friends.map((f) => [f.id, f.name])),
+        availabilities: friends.map((f) => ({
+          friendid: f.id,
+          friendname: f.name,
+          publickey: '',
+          availability: f.availability,
+        })),
+      };
+    },
+  },
+  chatnotification: {
+    async download({ ctx, user, fields }) {
+      return changesSince(ctx.store.db, user.id, fields.time('timestamp'));
+    },
+  },
+  chatreports: { viewed: report, delivered: report },
+  chatconversation: conversationActions,
+  chatblocklist: {
+    async blocklist({ ctx, user }) {
+      return blocklist(ctx.store.db, user.id);
+    },
+    async block({ ctx, user, fields }) {
+      await block(ctx.store.db, user.id, blockTarget(fields));
+      return blocklist(ctx.store.db, user.id);
+    },
+    async unblock({ ctx, user, fields }) {
+      await unblock(ctx.store.db, user.id, blockTarget(fields));
+      return blocklist(ctx.store.db, user.id);
+    },
+  },
+  chatdevice: {
+    async register({ ctx, user, station, fields }) {
+      const platform = fields.nonEmpty('platform', 16);
+      if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
+      const pushToken = fields.body.pushtoken === undefined ? undefined : fields.body.pushtoken === null ? null : fields.string('pushtoken', 4096);
+      const device = await registerDevice(ctx.store.db, station, user.id, {
+        platform,
+        pushToken,
+        pushSubscription: pushSubscriptionField(fields.body.pushsubscription),
+      });
+      return { device: describeDevice(device), udpsecret: device.udp_secret };
+    },
+  },
+};
+
+/** True for the api names this surface serves; anything else is a 404 (and one metrics label). */
+export function isOzekiApi(name: unknown): name is string {
+  return typeof name === 'string' && (name === 'chatlogin' || Object.hasOwn(apis, name));
+}
+
+/** A browser's PushSubscription.toJSON(), sent as an object or as its JSON text. */
+function pushSubscriptionField(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  if (value.length > 4096) throw badRequest('pushsubscription is longer than 4096 characters');
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw badRequest('pushsubscription must be the JSON of PushSubscription.toJSON(): {endpoint, keys: {p256dh, auth}}');
+  }
+}
+
+/** Availability actions are "user" + the state: useravailable, useraway, userbusy… */
+const AVAILABILITY = /^user([a-z]{2,20})$/;
+
+function loginResponse(ctx: AppContext, user: UsersTable, udpSecret: string | null) {
+  const base = `${ctx.endpoints.https}/?srv=chatserver&api=`;
+  return {
+    server: 'Herald',
+    registration: 'true',
+    userid: user.id,
+    fullname: user.name,
+    nick: user.nick,
+    listeners: { udp: ctx.endpoints.udp, ws: ctx.endpoints.ws, wss: ctx.endpoints.wss },
+    urls: {
+      login: `${base}chatlogin`,
+      availability: `${base}chatavailability`,
+      conversation: `${base}chatconversation`,
+      conversationgroup: `${base}chatconversation`,
+      blocklist: `${base}chatblocklist`,
+      fileserver: '',
+      friends: `${base}chatfriends`,
+      notification: `${base}chatnotification`,
+      reports: `${base}chatreports`,
+      device: `${base}chatdevice`,
+    },
+    udpsecret: udpSecret,
+    // The browser's applicationServerKey for pushManager.subscribe().
+    vapidpublickey: loadVapidKeys(ctx.config).publicKey,
+  };
+}
+
+/** Ozeki-Signature, when present, is hex(HMAC-SHA256(apikey, raw body)). */
+function checkSignature(request: FastifyRequest, apikey: string) {
+  const signature = request.headers['ozeki-signature'];
+  if (signature === undefined || signature === '') return;
+  const expected = createHmac('sha256', apikey).update(request.rawBody ?? '').digest('hex');
+  if (typeof signature !== 'string' || !sameSecret(signature.toLowerCase(), expected)) {
+    throw unauthorized('Ozeki-Signature does not match the request body');
+  }
+}
+
+async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<string, unknown>> {
+  const query = request.query as Record<string, unknown>;
+  if (query.srv !== undefined && query.srv !== 'chatserver') throw notFound(`unknown srv "${String(query.srv)}"`);
+  const api = query.api;
+  if (typeof api !== 'string' || api === '') throw badRequest('the query must name the api (?srv=chatserver&api=…)');
+  if (!isOzekiApi(api)) throw notFound(`unknown api "${api}"`);
+  const fields = Fields.of(request.body);
+  const action = fields.nonEmpty('action', 64);
+  fields.time('timestamp');
+  const stationHeader = request.headers['ozeki-station'];
+  if (stationHeader === undefined) throw unauthorized('the Ozeki-Station header is missing');
+  const station = checkStation(stationHeader);
+
+  if (api === 'chatlogin') {
+    if (action !== 'login') throw badRequest(`unknown action "${action}" for chatlogin`);
+    const apikey = fields.nonEmpty('apikey', 200);
+    const user = await userByApiKey(ctx.store.db, apikey);
+    if (!user) throw unauthorized('the apikey is not valid');
+    checkSignature(request, apikey);
+    const platformField = fields.optionalString('platform', 16);
+    if (platformField !== undefined && !isPlatform(platformField)) {
+      throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
+    }
+    const device = await bindStation(ctx.store.db, station, user.id, platformField);
+    return loginResponse(ctx, user, device.udp_secret);
+  }
+
+  const user = await userOfStation(ctx.store.db, station);
+  if (!user) throw unauthorized('unknown station: log in with chatlogin first');
+  const claimedUser = request.headers['ozeki-user'];
+  if (typeof claimedUser === 'string' && claimedUser !== '' && claimedUser.toLowerCase() !== user.id) {
+    throw forbidden('Ozeki-User does not match the user of this station');
+  }
+  checkSignature(request, user.apikey);
+
+  const call: Call = { ctx, request, fields, action, station, user };
+  if (api === 'chatavailability') {
+    const state = AVAILABILITY.exec(action);
+    if (!state) throw badRequest(`unknown action "${action}" for chatavailability (useravailable, useraway, userbusy…)`);
+    await setAvailability(ctx.notifier, user.id, state[1]);
+    return {};
+  }
+  // Own keys only: an inherited member (constructor, toString…) is not an action.
+  const handler = Object.hasOwn(apis[api], action) ? apis[api][action] : undefined;
+  if (!handler) throw badRequest(`unknown action "${action}" for ${api}`);
+  return handler(call);
+}
+
+/** The Ozeki Chat API at /, /index.php and /ozeki/index.php (`?srv=chatserver&api=…`). */
+export function ozekiApi(ctx: AppContext): FastifyPluginAsync {
+  return async (app) => {
+    app.setErrorHandler((error, _request, reply) => {
+      const status = errorStatus(error);
+      if (status >= 500) ctx.log.error({ err: error }, 'Ozeki API call failed');
+      const message =
+        status >= 500
+          ? 'internal error'
+          : error instanceof HeraldError
+            ? error.message
+            : status === 413
+              ? `the request body is larger than ${ctx.config.bodyLimit} bytes`
+              : (error as Error).message;
+      return reply.status(status).send({ status: 'ERROR', errormessage: message });
+    });
+    for (const path of ['/', '/index.php', '/ozeki/index.php']) {
+      app.post(path, async (request) => ({ status: 'OK', errormessage: '', ...(await handle(ctx, request)) }));
+    }
+  };
+}

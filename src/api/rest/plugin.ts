@@ -1,0 +1,150 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { AppContext } from '../../context.ts';
+import { HeraldError, badRequest, forbidden, unauthorized } from '../../errors.ts';
+import { createUser, listUsers, resolveUser } from '../../chat/users.ts';
+import { addFriendship } from '../../chat/friends.ts';
+import { bindStation, checkRegistration, checkStation, describeDevice, deviceOf, isPlatform, listDevices, PLATFORMS, registerDevice, removeDevice } from '../../chat/devices.ts';
+import { attachMainKey } from '../web3mq/keys.ts';
+import { loadVapidKeys } from '../../channels/webpush.ts';
+
+export function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Who is calling the native API: the admin (bearer token) or a user (by a station of theirs). */
+export type RestCaller = { kind: 'admin' } | { kind: 'user'; userId: string; station: string };
+
+export async function restCaller(ctx: AppContext, request: FastifyRequest): Promise<RestCaller> {
+  const auth = request.headers.authorization;
+  if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
+    if (sameSecret(auth.slice(7).trim(), ctx.config.adminToken)) return { kind: 'admin' };
+    throw unauthorized('the bearer token is not the admin token');
+  }
+  const station = request.headers['ozeki-station'];
+  if (typeof station === 'string' && station !== '') {
+    const device = await deviceOf(ctx.store.db, station.toLowerCase());
+    if (!device) throw unauthorized('unknown station; log in first');
+    return { kind: 'user', userId: device.user_id, station: device.station };
+  }
+  throw unauthorized('send Authorization: Bearer <admin token> or the Ozeki-Station header of a logged-in device');
+}
+
+export async function requireAdmin(ctx: AppContext, request: FastifyRequest): Promise<void> {
+  const caller = await restCaller(ctx, request);
+  if (caller.kind !== 'admin') throw forbidden('this call needs the admin token');
+}
+
+/** A user may act on their own account; the admin on any. */
+export async function requireSelfOrAdmin(ctx: AppContext, request: FastifyRequest, userId: string): Promise<RestCaller> {
+  const caller = await restCaller(ctx, request);
+  if (caller.kind === 'user' && caller.userId !== userId) throw forbidden('you may only see your own account');
+  return caller;
+}
+
+function body(request: FastifyRequest): Record<string, unknown> {
+  const value = request.body;
+  if (value === undefined || value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw badRequest('the body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function text(value: Record<string, unknown>, name: string, required = true): string | undefined {
+  const v = value[name];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || v === '') throw badRequest(`${name} must be a non-empty string`);
+  return v;
+}
+
+export function sendError(reply: FastifyReply, error: unknown, log: AppContext['log']) {
+  const status = errorStatus(error);
+  if (status >= 500) log.error({ err: error }, 'request failed');
+  return reply.status(status).send({ error: status >= 500 ? 'internal error' : (error as Error).message });
+}
+
+export function errorStatus(error: unknown): number {
+  if (error instanceof HeraldError) return error.httpStatus;
+  const status = (error as { statusCode?: number }).statusCode;
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
+}
+
+/** Herald's native API: administration, and the push gateway for other chat backends. */
+export function restApi(ctx: AppContext): FastifyPluginAsync {
+  return async (app) => {
+    app.setErrorHandler((error, _request, reply) => sendError(reply, error, ctx.log));
+    const db = ctx.store.db;
+
+    app.post('/users', async (request, reply) => {
+      await requireAdmin(ctx, request);
+      const b = body(request);
+      const created = await createUser(db, {
+        email: text(b, 'email')!,
+        name: text(b, 'name')!,
+        nick: text(b, 'nick', false),
+      });
+      return reply.status(201).send(created);
+    });
+
+    app.get('/users', async (request) => {
+      await requireAdmin(ctx, request);
+      return { users: await listUsers(db) };
+    });
+
+    app.post('/friends', async (request, reply) => {
+      await requireAdmin(ctx, request);
+      const b = body(request);
+      const a = await resolveUser(db, text(b, 'a')!);
+      const c = await resolveUser(db, text(b, 'b')!);
+      await addFriendship(db, a.id, c.id);
+      return reply.status(201).send({ a: a.id, b: c.id });
+    });
+
+    // Gives an existing user (an Ozeki user, say) a Web3MQ main key, so they can log in there too.
+    app.post<{ Params: { id: string } }>('/users/:id/web3mq-keys', async (request, reply) => {
+      await requireAdmin(ctx, request);
+      const user = await resolveUser(db, request.params.id);
+      return reply.status(201).send(await attachMainKey(db, user.id, body(request)));
+    });
+
+    app.get<{ Params: { id: string } }>('/users/:id/devices', async (request) => {
+      await requireSelfOrAdmin(ctx, request, request.params.id);
+      const user = await resolveUser(db, request.params.id);
+      return { devices: await listDevices(db, user.id) };
+    });
+
+    // Registers a device's platform and push token (pushtoken null or "" removes it). The admin
+    // (a backend using Herald as its push gateway) may create the device; a user only
+    // updates a station they have logged in with.
+    app.put<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request) => {
+      const caller = await requireSelfOrAdmin(ctx, request, request.params.id);
+      const b = body(request);
+      const platform = b.platform;
+      if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
+      const pushtoken = b.pushtoken;
+      if (pushtoken !== undefined && pushtoken !== null && (typeof pushtoken !== 'string' || pushtoken.length > 4096)) {
+        throw badRequest('pushtoken must be a string of at most 4096 characters, or null to remove it');
+      }
+      const station = checkStation(request.params.station);
+      const user = await resolveUser(db, request.params.id);
+      const registration = { platform, pushToken: pushtoken as string | null | undefined, pushSubscription: b.pushsubscription };
+      checkRegistration(registration);
+      if (caller.kind === 'admin') await bindStation(db, station, user.id, platform);
+      const device = await registerDevice(db, station, user.id, registration);
+      return { device: describeDevice(device) };
+    });
+
+    // Public: a browser needs it (as applicationServerKey) before anyone has logged in.
+    app.get('/webpush/vapid-public-key', async () => ({ publickey: loadVapidKeys(ctx.config).publicKey }));
+
+    app.delete<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request, reply) => {
+      await requireSelfOrAdmin(ctx, request, request.params.id);
+      const station = request.params.station.toLowerCase();
+      await removeDevice(db, request.params.id, station);
+      ctx.hub.disconnectStation(request.params.id, station, 'this device was removed');
+      return reply.status(204).send();
+    });
+  };
+}

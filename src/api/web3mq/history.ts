@@ -1,0 +1,158 @@
+import type { Kysely } from 'kysely';
+import type { Database, NotificationsTable } from '../../store/schema.ts';
+import type { Notifier } from '../../notify/notifier.ts';
+import type { NotificationDraft, NotificationType } from '../../notify/model.ts';
+import { notFound } from '../../errors.ts';
+
+type Db = Kysely<Database>;
+
+/** The notice types of Web3MQ: the only types the history lists and the status call touches. */
+export const NOTICE_TYPES = [
+  'system.friend_request',
+  'system.agree_friend_request',
+  'system.group_invitation',
+  'subscription',
+] as const satisfies readonly NotificationType[];
+export type NoticeType = (typeof NOTICE_TYPES)[number];
+
+export function isNoticeType(value: string): value is NoticeType {
+  return (NOTICE_TYPES as readonly string[]).includes(value);
+}
+
+/** The largest page the history hands out. */
+export const MAX_PAGE_SIZE = 100;
+/** Pages beyond this are refused rather than scanned. */
+export const MAX_PAGE = 10_000;
+/** Message ids one status call may name. */
+export const MAX_STATUS_MESSAGES = 100;
+
+/** What a Web3MQ notification keeps in `notifications.data`. */
+interface Web3mqData {
+  /** The signature of the call that caused it, shown as `from_sign`. */
+  from_sign?: string;
+}
+
+/**
+ * A Web3MQ notification for the shared feed. A subscription notification's topic is the
+ * topic id, kept in `conversation_id`; a system notification's topic is the recipient's
+ * own userid, so it keeps no conversation id.
+ */
+export function web3mqDraft(n: {
+  to: string;
+  type: NoticeType;
+  from: string;
+  topicId?: string;
+  title: string;
+  content: string;
+  fromSign: string;
+}): NotificationDraft {
+  const data: Web3mqData = { from_sign: n.fromSign };
+  return {
+    userId: n.to,
+    type: n.type,
+    conversationId: n.topicId ?? null,
+    senderId: n.from,
+    title: n.title,
+    body: n.content,
+    data: data as Record<string, unknown>,
+    // Every Web3MQ notification counts toward the recipient's unread badge until read.
+    unread: 1,
+  };
+}
+
+/** One history entry in the shape of Web3MQ's Notification History document. */
+export function historyItem(row: NotificationsTable) {
+  const data = JSON.parse(row.data) as Web3mqData;
+  return {
+    messageid: row.id,
+    from: row.sender_id ?? '',
+    from_sign: data.from_sign ?? '',
+    topic: row.conversation_id ?? row.user_id,
+    cipher_suite: 'NONE',
+    payload_type: 'application/json; charset=utf-8',
+    // Web3MQ's SDK tells invitations apart by payload.type, so it carries the notice type.
+    payload: { title: row.title, content: row.body, type: row.type },
+    timestamp: row.created_at,
+    version: 1,
+    read: row.status === 'read',
+  };
+}
+
+export interface HistoryQuery {
+  userId: string;
+  topic?: string;
+  noticeType?: NoticeType;
+  page: number;
+  size: number;
+}
+
+/** A user's Web3MQ notifications, newest first; `total` counts every entry that matches. */
+export async function readHistory(db: Db, q: HistoryQuery) {
+  let filtered = db
+    .selectFrom('notifications')
+    .where('user_id', '=', q.userId)
+    .where('type', 'in', q.noticeType ? [q.noticeType] : [...NOTICE_TYPES]);
+  if (q.topic !== undefined) {
+    filtered =
+      q.topic === q.userId ? filtered.where('conversation_id', 'is', null) : filtered.where('conversation_id', '=', q.topic);
+  }
+  const [{ total }] = await filtered.select((eb) => eb.fn.countAll<number>().as('total')).execute();
+  const rows = await filtered
+    .selectAll()
+    .orderBy('seq', 'desc')
+    .limit(q.size)
+    .offset((q.page - 1) * q.size)
+    .execute();
+  return { total: Number(total), result: rows.map(historyItem) };
+}
+
+export type NotificationStatus = 'delivered' | 'read';
+
+/**
+ * Marks a user's Web3MQ notifications delivered or read. Reading lowers the badge by the
+ * number that were unread, with one clean push; a notification already read stays read and
+ * is not counted again, so repeating the call changes nothing. An id that is not one of the
+ * caller's Web3MQ notifications refuses the whole call.
+ */
+export async function changeStatus(
+  notifier: Notifier,
+  userId: string,
+  messageIds: string[],
+  status: NotificationStatus,
+): Promise<{ changed: number }> {
+  return notifier.transact(async (trx, emit) => {
+    const owned = await trx
+      .selectFrom('notifications')
+      .select('id')
+      .where('user_id', '=', userId)
+      .where('type', 'in', [...NOTICE_TYPES])
+      .where('id', 'in', messageIds)
+      .execute();
+    if (owned.length !== messageIds.length) {
+      const known = new Set(owned.map((r) => r.id));
+      const missing = messageIds.find((id) => !known.has(id));
+      throw notFound(`no notification ${missing} in your history`);
+    }
+    const now = Date.now();
+    // A read notification is never set back to delivered.
+    const result = await trx
+      .updateTable('notifications')
+      .set({ status, status_at: now })
+      .where('user_id', '=', userId)
+      .where('id', 'in', messageIds)
+      .where((eb) =>
+        status === 'read'
+          ? eb.or([eb('status', 'is', null), eb('status', '!=', 'read')])
+          : eb('status', 'is', null),
+      )
+      .executeTakeFirst();
+    const changed = Number(result.numUpdatedRows);
+    if (status === 'read' && changed > 0) {
+      await emit(
+        [{ userId, type: 'clean', title: 'Read', silent: true, data: { read: changed, messages: messageIds }, unread: -changed }],
+        { now },
+      );
+    }
+    return { changed };
+  });
+}

@@ -1,0 +1,31 @@
+import type { Notification } from '../notify/model.ts';
+
+/**
+ * Every push provider answers in this one vocabulary, so the outbox never needs to know
+ * a provider's own error strings.
+ */
+export type SendOutcome =
+  | { kind: 'delivered'; detail?: string }
+  | { kind: 'retry'; reason: string; afterMs?: number }
+  | { kind: 'dead'; reason: string }
+  | { kind: 'failed'; reason: string };
+
+export type PushProvider = 'apns' | 'fcm' | 'webpush';
+
+/** The device a push goes to, as the outbox knows it. */
+export interface PushTarget {
+  station: string;
+  userId: string;
+  platform: string;
+  provider: PushProvider;
+  token: string;
+  /** Provider-specific extras (Web Push `p256dh`/`auth`). */
+  keys?: Record<string, string>;
+}
+
+/** A push provider: APNs, FCM or Web Push. */
+export interface PushChannel {
+  readonly provider: PushProvider;
+  send(target: PushTarget, notification: Notification): Promise<SendOutcome>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,552 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../store/schema.ts';
+import type { Notifier } from '../notify/notifier.ts';
+import type { NotificationDraft } from '../notify/model.ts';
+import { badRequest, forbidden, notFound } from '../errors.ts';
+import { directConversationId, groupConversationId } from './ids.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** The most participants one conversation may have. */
+export const MAX_PARTICIPANTS = 10_000;
+
+/** A conversation list entry, in the Ozeki wire shape. */
+export interface ConversationEntry {
+  id: string;
+  isgroup: boolean;
+  participantids: string[];
+  participants: Array<{ userid: string; username: string }>;
+  displayname: string;
+  lastmessageid: string;
+  lastreportid: string;
+  lastaccess: number;
+  secret: string;
+  instance: string;
+  mutedby: string[];
+  favoriteby: string[];
+  hiddenby: string[];
+  properties: Array<{
+    userid: string;
+    ismuted: boolean;
+    isfavorite: boolean;
+    hideid: string;
+    listitembackgroundcolor: string;
+  }>;
+}
+
+export async function conversationEntries(db: Db, conversationIds: string[], viewerId: string): Promise<ConversationEntry[]> {
+  if (conversationIds.length === 0) return [];
+  const conversations = await db.selectFrom('conversations').selectAll().where('id', 'in', conversationIds).execute();
+  const rows = await db
+    .selectFrom('participants')
+    .innerJoin('users', 'users.id', 'participants.user_id')
+    .select([
+      'participants.conversation_id',
+      'participants.user_id',
+      'participants.is_muted',
+      'participants.is_favorite',
+      'participants.hide_id',
+      'participants.background_color',
+      'participants.last_access_at',
+      'users.name',
+    ])
+    .where('participants.conversation_id', 'in', conversationIds)
+    .orderBy('participants.user_id')
+    .execute();
+  const byConversation = new Map<string, typeof rows>();
+  for (const row of rows) {
+    const list = byConversation.get(row.conversation_id) ?? [];
+    list.push(row);
+    byConversation.set(row.conversation_id, list);
+  }
+  return conversations.map((c) => {
+    const members = byConversation.get(c.id) ?? [];
+    const viewer = members.find((m) => m.user_id === viewerId);
+    const others = members.filter((m) => m.user_id !== viewerId);
+    return {
+      id: c.id,
+      isgroup: c.is_group === 1,
+      participantids: members.map((m) => m.user_id),
+      participants: members.map((m) => ({ userid: m.user_id, username: m.name })),
+      displayname: c.display_name || others.map((m) => m.name).join(', '),
+      lastmessageid: c.last_message_id,
+      lastreportid: c.last_report_id,
+      lastaccess: Math.floor((viewer?.last_access_at ?? 0) / 1000),
+      secret: c.secret,
+      instance: c.instance,
+      mutedby: members.filter((m) => m.is_muted === 1).map((m) => m.user_id),
+      favoriteby: members.filter((m) => m.is_favorite === 1).map((m) => m.user_id),
+      hiddenby: members.filter((m) => m.hide_id !== '').map((m) => m.user_id),
+      properties: members.map((m) => ({
+        userid: m.user_id,
+        ismuted: m.is_muted === 1,
+        isfavorite: m.is_favorite === 1,
+        hideid: m.hide_id,
+        listitembackgroundcolor: m.background_color,
+      })),
+    };
+  });
+}
+
+export async function conversationEntry(db: Db, conversationId: string, viewerId: string): Promise<ConversationEntry> {
+  const [entry] = await conversationEntries(db, [conversationId], viewerId);
+  if (!entry) throw notFound(`no such conversation: ${conversationId}`);
+  return entry;
+}
+
+export async function listConversations(db: Db, userId: string): Promise<ConversationEntry[]> {
+  const ids = await db
+    .selectFrom('participants')
+    .innerJoin('conversations', 'conversations.id', 'participants.conversation_id')
+    .select('participants.conversation_id')
+    .where('participants.user_id', '=', userId)
+    .orderBy('conversations.changed_at', 'desc')
+    .execute();
+  const entries = await conversationEntries(
+    db,
+    ids.map((r) => r.conversation_id),
+    userId,
+  );
+  const order = new Map(ids.map((r, i) => [r.conversation_id, i]));
+  return entries.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+}
+
+/** Only participants may read or write a conversation. */
+export async function requireParticipant(db: Db, conversationId: string, userId: string) {
+  // One query for both: the conversation, and the caller's place in it if any.
+  const row = await db
+    .selectFrom('conversations')
+    .leftJoin('participants', (join) =>
+      join.onRef('participants.conversation_id', '=', 'conversations.id').on('participants.user_id', '=', userId),
+    )
+    .select([
+      'conversations.id',
+      'conversations.is_group',
+      'conversations.display_name',
+      'conversations.secret',
+      'conversations.instance',
+      'conversations.created_by',
+      'conversations.last_message_id',
+      'conversations.last_report_id',
+      'conversations.changed_at',
+      'conversations.created_at',
+      'participants.user_id',
+      'participants.is_muted',
+      'participants.is_favorite',
+      'participants.hide_id',
+      'participants.background_color',
+      'participants.unread_count',
+      'participants.last_access_at',
+      'participants.list_changed_at',
+      'participants.cleared_before_seq',
+    ])
+    .where('conversations.id', '=', conversationId)
+    .executeTakeFirst();
+  if (!row) throw notFound(`no such conversation: ${conversationId}`);
+  if (row.user_id === null) throw forbidden('you are not a participant of this conversation');
+  const conversation = {
+    id: row.id,
+    is_group: row.is_group,
+    display_name: row.display_name,
+    secret: row.secret,
+    instance: row.instance,
+    created_by: row.created_by,
+    last_message_id: row.last_message_id,
+    last_report_id: row.last_report_id,
+    changed_at: row.changed_at,
+    created_at: row.created_at,
+  };
+  const participant = {
+    conversation_id: row.id,
+    user_id: row.user_id,
+    is_muted: row.is_muted!,
+    is_favorite: row.is_favorite!,
+    hide_id: row.hide_id!,
+    background_color: row.background_color!,
+    unread_count: row.unread_count!,
+    last_access_at: row.last_access_at!,
+    list_changed_at: row.list_changed_at!,
+    cleared_before_seq: row.cleared_before_seq!,
+  };
+  return { conversation, participant };
+}
+
+function listChanged(userIds: string[], conversationId: string, actorId: string): NotificationDraft[] {
+  return userIds.map((userId) => ({
+    userId,
+    type: 'conversationlist' as const,
+    conversationId,
+    senderId: actorId,
+    title: 'Conversation list changed',
+    silent: true,
+  }));
+}
+
+export interface CreateConversation {
+  participantIds: string[];
+  displayName?: string;
+  instance?: string;
+  secret?: string;
+}
+
+/**
+ * Starts a conversation. With one other user it is their one-to-one conversation, the
+ * same one whoever starts it; with two or more others it is a new group.
+ */
+export async function createConversation(notifier: Notifier, callerId: string, input: CreateConversation) {
+  const others = [...new Set(input.participantIds.map((id) => id.toLowerCase()))].filter((id) => id !== callerId);
+  if (others.length === 0) throw badRequest('participantids must name at least one other user');
+  if (others.length + 1 > MAX_PARTICIPANTS) throw badRequest(`a conversation holds at most ${MAX_PARTICIPANTS} users`);
+  return notifier.transact(async (trx, emit) => {
+    const found = await trx.selectFrom('users').select('id').where('id', 'in', others).execute();
+    if (found.length !== others.length) {
+      const known = new Set(found.map((r) => r.id));
+      throw notFound(`no such user: ${others.filter((id) => !known.has(id)).join(', ')}`);
+    }
+    const isGroup = others.length > 1;
+    const id = isGroup ? groupConversationId() : directConversationId(callerId, others[0]);
+    const members = [callerId, ...others];
+    const now = Date.now();
+    const existing = await trx.selectFrom('conversations').select('id').where('id', '=', id).executeTakeFirst();
+    if (!existing) {
+      await trx
+        .insertInto('conversations')
+        .values({
+          id,
+          is_group: isGroup ? 1 : 0,
+          display_name: input.displayName ?? '',
+          secret: input.secret ?? '',
+          instance: input.instance ?? '',
+          created_by: callerId,
+          last_message_id: '',
+          last_report_id: '',
+          changed_at: now,
+          created_at: now,
+        })
+        .execute();
+      for (let i = 0; i < members.length; i += 500) {
+        await trx
+          .insertInto('participants')
+          .values(
+            members.slice(i, i + 500).map((userId) => ({
+              conversation_id: id,
+              user_id: userId,
+              is_muted: 0,
+              is_favorite: 0,
+              hide_id: '',
+              background_color: '',
+              unread_count: 0,
+              last_access_at: userId === callerId ? now : 0,
+              list_changed_at: now,
+              cleared_before_seq: 0,
+            })),
+          )
+          .execute();
+      }
+      await emit(listChanged(members, id, callerId));
+    }
+    return conversationEntry(trx, id, callerId);
+  });
+}
+
+/** The message of `chatconversation/add`, already parsed from its JSON string. */
+export interface IncomingMessage {
+  ID: string;
+  Type: string;
+  Created: string;
+  ValidUntil: string;
+  Data: string;
+}
+
+export interface AddResult {
+  message: { ID: string; Type: string; Created: string; ValidUntil: string };
+  /** False when the message ID was already stored: a retried request. */
+  added: boolean;
+}
+
+function messageTitle(count: number, senderName: string, groupName: string): string {
+  const what = count === 1 ? '1 message' : `${count} messages`;
+  return groupName ? `${what} from ${senderName} in ${groupName}` : `${what} from ${senderName}`;
+}
+
+/**
+ * The hot path. In one transaction: store the message (idempotent by its ID), raise each
+ * recipient's unread count, append one notification per recipient (and the sender's silent
+ * sync) and their outbox rows. Statements are per conversation, not per recipient.
+ */
+export async function addMessage(
+  notifier: Notifier,
+  sender: { id: string; name: string },
+  conversationId: string,
+  message: IncomingMessage,
+): Promise<AddResult> {
+  const echo = { ID: message.ID, Type: message.Type, Created: message.Created, ValidUntil: message.ValidUntil };
+  const senderId = sender.id;
+  return notifier.transact(async (trx, emit) => {
+    const { conversation } = await requireParticipant(trx, conversationId, senderId);
+    const now = Date.now();
+    const inserted = await trx
+      .insertInto('messages')
+      .values({
+        conversation_id: conversationId,
+        id: message.ID,
+        sender_id: senderId,
+        type: message.Type,
+        created: message.Created,
+        valid_until: message.ValidUntil,
+        data: message.Data,
+        received_at: now,
+      })
+      .onConflict((oc) => oc.columns(['conversation_id', 'id']).doNothing())
+      .returning('seq')
+      .executeTakeFirst();
+    if (!inserted) return { message: echo, added: false };
+
+    await trx
+      .updateTable('conversations')
+      .set({ last_message_id: message.ID, changed_at: now })
+      .where('id', '=', conversationId)
+      .execute();
+
+    // Recipients: every other participant who has not blocked the sender or the conversation.
+    const blockers = trx
+      .selectFrom('blocks')
+      .select('blocks.user_id')
+      .where((eb) =>
+        eb.or([eb('blocks.blocked_user_id', '=', senderId), eb('blocks.blocked_conversation_id', '=', conversationId)]),
+      );
+    const recipients = await trx
+      .updateTable('participants')
+      .set((eb) => ({ unread_count: eb('unread_count', '+', 1) }))
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '!=', senderId)
+      .where('user_id', 'not in', blockers)
+      .returning(['user_id', 'unread_count', 'is_muted'])
+      .execute();
+
+    const groupName = conversation.is_group === 1 ? conversation.display_name : '';
+    const data = { messageid: message.ID };
+    const drafts: NotificationDraft[] = recipients.map((r) => ({
+      userId: r.user_id,
+      type: 'message',
+      conversationId,
+      senderId,
+      title: messageTitle(r.unread_count, sender.name, groupName),
+      silent: r.is_muted === 1,
+      data: { ...data, unread: r.unread_count },
+      unread: 1,
+    }));
+    // The sender's other devices learn of the message too, without an alert.
+    drafts.push({ userId: senderId, type: 'message', conversationId, senderId, title: 'Message sent', silent: true, data, unread: 0 });
+    await emit(drafts, { now });
+    return { message: echo, added: true };
+  });
+}
+
+export interface DownloadWindow {
+  firstMessageId?: string;
+  firstMessageDate?: string;
+  lastMessageId?: string;
+  lastMessageDate?: string;
+  firstReportId?: string;
+  firstReportDate?: string;
+  lastReportId?: string;
+  lastReportDate?: string;
+  limit?: number;
+}
+
+export const MAX_DOWNLOAD = 1000;
+
+async function seqOf(db: Db, table: 'messages' | 'reports', conversationId: string, id: string | undefined) {
+  if (!id) return undefined;
+  const row = await db
+    .selectFrom(table)
+    .select('seq')
+    .where('conversation_id', '=', conversationId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row?.seq;
+}
+
+/**
+ * Messages and reports of a conversation for one participant, oldest first. `first…` ids
+ * and dates are exclusive lower bounds (what the client already has), `last…` ids and
+ * dates inclusive upper bounds. Messages from users the reader blocked are left out, and
+ * so is anything the reader cleared.
+ */
+export async function downloadConversation(db: Db, userId: string, conversationId: string, window: DownloadWindow) {
+  const { participant } = await requireParticipant(db, conversationId, userId);
+  const limit = Math.min(window.limit ?? MAX_DOWNLOAD, MAX_DOWNLOAD);
+  const blocked = db.selectFrom('blocks').select('blocked_user_id').where('user_id', '=', userId).where('blocked_user_id', 'is not', null);
+
+  const firstSeq = await seqOf(db, 'messages', conversationId, window.firstMessageId);
+  const lastSeq = await seqOf(db, 'messages', conversationId, window.lastMessageId);
+  let messages = db
+    .selectFrom('messages')
+    .select(['seq', 'id', 'type', 'created', 'valid_until', 'data', 'sender_id'])
+    .where('conversation_id', '=', conversationId)
+    .where('seq', '>', participant.cleared_before_seq)
+    .where('sender_id', 'not in', blocked as any);
+  if (firstSeq !== undefined) messages = messages.where('seq', '>', firstSeq);
+  else if (window.firstMessageDate) messages = messages.where('created', '>=', window.firstMessageDate);
+  if (lastSeq !== undefined) messages = messages.where('seq', '<=', lastSeq);
+  else if (window.lastMessageDate) messages = messages.where('created', '<=', window.lastMessageDate);
+  const messageRows = await messages.orderBy('seq').limit(limit).execute();
+
+  const firstReportSeq = await seqOf(db, 'reports', conversationId, window.firstReportId);
+  const lastReportSeq = await seqOf(db, 'reports', conversationId, window.lastReportId);
+  let reports = db.selectFrom('reports').select(['seq', 'id', 'type', 'created', 'user_id', 'body']).where('conversation_id', '=', conversationId);
+  if (firstReportSeq !== undefined) reports = reports.where('seq', '>', firstReportSeq);
+  else if (window.firstReportDate) reports = reports.where('created', '>=', window.firstReportDate);
+  if (lastReportSeq !== undefined) reports = reports.where('seq', '<=', lastReportSeq);
+  else if (window.lastReportDate) reports = reports.where('created', '<=', window.lastReportDate);
+  const reportRows = await reports.orderBy('seq').limit(limit).execute();
+
+  await db.updateTable('participants').set({ last_access_at: Date.now() }).where('conversation_id', '=', conversationId).where('user_id', '=', userId).execute();
+
+  return {
+    messages: messageRows.map((m) => ({
+      ID: m.id,
+      Type: m.type,
+      Created: m.created,
+      ValidUntil: m.valid_until,
+      Data: m.data,
+      Sender: m.sender_id,
+    })),
+    reports: reportRows.map((r) => ({ ...(JSON.parse(r.body) as object), ID: r.id, Type: r.type, Created: r.created, UserID: r.user_id })),
+  };
+}
+
+export type ReportType = 'viewed' | 'delivered';
+
+export interface IncomingReport {
+  type: ReportType;
+  id?: string;
+  created: string;
+  /** The report fields as the client sent them; kept and returned with the report. */
+  fields: Record<string, unknown>;
+}
+
+/**
+ * Stores a report. A `viewed` report brings the reader's unread count for the conversation
+ * to zero and, when that changed anything, sends a clean notification with the new badge
+ * to all of the reader's devices.
+ */
+export async function addReport(notifier: Notifier, userId: string, conversationId: string, report: IncomingReport) {
+  return notifier.transact(async (trx, emit) => {
+    await requireParticipant(trx, conversationId, userId);
+    const now = Date.now();
+    const id = report.id ?? randomUUID().replace(/-/g, '');
+    await trx
+      .insertInto('reports')
+      .values({
+        conversation_id: conversationId,
+        id,
+        user_id: userId,
+        type: report.type,
+        created: report.created,
+        body: JSON.stringify(report.fields),
+        received_at: now,
+      })
+      .onConflict((oc) => oc.columns(['conversation_id', 'id']).doNothing())
+      .execute();
+    await trx.updateTable('conversations').set({ last_report_id: id, changed_at: now }).where('id', '=', conversationId).execute();
+    if (report.type === 'viewed') await markConversationRead(trx, emit, userId, conversationId, now);
+    return { id };
+  });
+}
+
+/** Sets a reader's unread count of one conversation to zero; sends the clean push when it changed. */
+export async function markConversationRead(
+  trx: Transaction<Database>,
+  emit: import('../notify/notifier.ts').Emit,
+  userId: string,
+  conversationId: string,
+  now = Date.now(),
+): Promise<void> {
+  const participant = await trx
+    .selectFrom('participants')
+    .select('unread_count')
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+  const unread = participant?.unread_count ?? 0;
+  if (unread === 0) return;
+  await trx
+    .updateTable('participants')
+    .set({ unread_count: 0, last_access_at: now })
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', userId)
+    .execute();
+  await emit(
+    [{ userId, type: 'clean', conversationId, title: 'Read', silent: true, data: { read: unread }, unread: -unread }],
+    { now },
+  );
+}
+
+export type PropertyAction =
+  | 'favorite'
+  | 'unfavorite'
+  | 'mute'
+  | 'unmute'
+  | 'hide'
+  | 'unhide'
+  | 'setlistitembackgroundcolor'
+  | 'clear';
+
+/** The per-user list properties of a conversation; each change is a list change for that user. */
+export async function setConversationProperty(
+  notifier: Notifier,
+  userId: string,
+  conversationId: string,
+  action: PropertyAction,
+  value?: string,
+) {
+  return notifier.transact(async (trx, emit) => {
+    await requireParticipant(trx, conversationId, userId);
+    const now = Date.now();
+    const changes: Partial<Database['participants']> = { list_changed_at: now };
+    switch (action) {
+      case 'favorite':
+        changes.is_favorite = 1;
+        break;
+      case 'unfavorite':
+        changes.is_favorite = 0;
+        break;
+      case 'mute':
+        changes.is_muted = 1;
+        break;
+      case 'unmute':
+        changes.is_muted = 0;
+        break;
+      case 'hide':
+        changes.hide_id = value || 'hidden';
+        break;
+      case 'unhide':
+        changes.hide_id = '';
+        break;
+      case 'setlistitembackgroundcolor':
+        changes.background_color = value ?? '';
+        break;
+      case 'clear': {
+        const last = await trx
+          .selectFrom('messages')
+          .select((eb) => eb.fn.max('seq').as('seq'))
+          .where('conversation_id', '=', conversationId)
+          .executeTakeFirst();
+        changes.cleared_before_seq = Number(last?.seq ?? 0);
+        await markConversationRead(trx, emit, userId, conversationId, now);
+        break;
+      }
+    }
+    await trx
+      .updateTable('participants')
+      .set(changes)
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', userId)
+      .execute();
+    await emit(listChanged([userId], conversationId, userId), { now });
+    return conversationEntry(trx, conversationId, userId);
+  });
+}

@@ -1,0 +1,251 @@
+import { randomBytes } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database, DevicesTable } from '../store/schema.ts';
+import { badRequest, forbidden, notFound } from '../errors.ts';
+import { STATION } from './ids.ts';
+import { checkPushSubscription } from '../channels/webpush.ts';
+
+type Db = Kysely<Database>;
+
+export const PLATFORMS = ['browser', 'windows', 'mac', 'linux', 'android', 'ios'] as const;
+export type Platform = (typeof PLATFORMS)[number];
+
+export function isPlatform(value: unknown): value is Platform {
+  return typeof value === 'string' && (PLATFORMS as readonly string[]).includes(value);
+}
+
+/** Which provider a push token belongs to follows from the platform. */
+export function pushProviderFor(platform: Platform): 'apns' | 'fcm' | null {
+  if (platform === 'android') return 'fcm';
+  if (platform === 'ios' || platform === 'mac') return 'apns';
+  return null;
+}
+
+export function checkStation(station: unknown): string {
+  if (typeof station !== 'string' || !STATION.test(station)) {
+    throw badRequest('the station (Ozeki-Station) must be 32 hexadecimal characters');
+  }
+  return station.toLowerCase();
+}
+
+/**
+ * Login binds a station to its user. A station already bound to another user is refused:
+ * it would otherwise receive that user's notifications.
+ */
+export async function bindStation(db: Db, station: string, userId: string, platform?: Platform): Promise<DevicesTable> {
+  const now = Date.now();
+  const existing = await db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirst();
+  if (existing && existing.user_id !== userId) {
+    throw forbidden('this station belongs to another user; use a new station id');
+  }
+  if (existing) {
+    await db
+      .updateTable('devices')
+      .set({ last_seen_at: now, ...(platform ? { platform } : {}), udp_secret: existing.udp_secret ?? newSecret() })
+      .where('station', '=', station)
+      .execute();
+  } else {
+    await db
+      .insertInto('devices')
+      .values({
+        station,
+        user_id: userId,
+        platform: platform ?? 'browser',
+        udp_secret: newSecret(),
+        push_provider: null,
+        push_token: null,
+        push_keys: null,
+        push_disabled_at: null,
+        push_disabled_reason: null,
+        acked_seq: 0,
+        delivered_seq: 0,
+        last_seen_at: now,
+        created_at: now,
+      })
+      .execute();
+  }
+  return (await db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirstOrThrow())!;
+}
+
+function newSecret(): string {
+  return randomBytes(32).toString('hex');
+}
+
+export async function deviceOf(db: Db, station: string): Promise<DevicesTable | undefined> {
+  return db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirst();
+}
+
+export interface DeviceRegistration {
+  platform: Platform;
+  pushToken?: string | null;
+  /** A browser's Web Push subscription (PushSubscription.toJSON()); null removes it. */
+  pushSubscription?: unknown;
+}
+
+/** What a registration does to a device's push columns (undefined: leaves them as they are). */
+export interface PushRegistration {
+  provider: 'apns' | 'fcm' | 'webpush' | null;
+  token: string | null;
+  /** Web Push: JSON {p256dh, auth}. */
+  keys: string | null;
+}
+
+/**
+ * Checks a registration before anything is written, so a refused one changes nothing
+ * (the admin's PUT calls it before creating the device).
+ */
+export function checkRegistration(reg: DeviceRegistration): PushRegistration | undefined {
+  const hasToken = reg.pushToken !== undefined && reg.pushToken !== null && reg.pushToken !== '';
+  if (reg.pushSubscription !== undefined) {
+    if (reg.platform !== 'browser') throw badRequest(`platform ${reg.platform} takes no pushsubscription; only browser does`);
+    if (hasToken) throw badRequest('send either pushtoken or pushsubscription, not both');
+    if (reg.pushSubscription === null) return { provider: null, token: null, keys: null };
+    const subscription = checkPushSubscription(reg.pushSubscription);
+    return { provider: 'webpush', token: subscription.endpoint, keys: JSON.stringify(subscription.keys) };
+  }
+  if (reg.pushToken === undefined) return undefined;
+  if (!hasToken) return { provider: null, token: null, keys: null };
+  const provider = pushProviderFor(reg.platform);
+  if (!provider) {
+    throw badRequest(`platform ${reg.platform} takes no push token${reg.platform === 'browser' ? '; a browser sends its pushsubscription' : ''}`);
+  }
+  if (typeof reg.pushToken !== 'string' || reg.pushToken.length > 4096) {
+    throw badRequest('pushtoken must be a string of at most 4096 characters');
+  }
+  if (provider === 'apns' && !/^[0-9a-fA-F]{16,200}$/.test(reg.pushToken)) {
+    throw badRequest('an APNs push token is hexadecimal');
+  }
+  return { provider, token: provider === 'apns' ? reg.pushToken.toLowerCase() : reg.pushToken, keys: null };
+}
+
+/**
+ * Sets a device's platform and push token (or a browser's Web Push subscription, whose
+ * endpoint is its token). A token can belong to one device only: when it moves (the phone
+ * changed hands, the app was reinstalled for another user) it is detached from wherever it
+ * was before.
+ */
+export async function registerDevice(db: Db, station: string, userId: string, reg: DeviceRegistration) {
+  const push = checkRegistration(reg);
+  const device = await deviceOf(db, station);
+  if (!device || device.user_id !== userId) throw forbidden('unknown station; log in first');
+  const provider = push?.provider ?? null;
+  const token = push?.token ?? null;
+  await db.transaction().execute(async (trx) => {
+    if (token) {
+      await trx
+        .updateTable('devices')
+        .set({ push_token: null, push_provider: null, push_keys: null, push_disabled_at: null, push_disabled_reason: null })
+        .where('push_provider', '=', provider)
+        .where('push_token', '=', token)
+        .where('station', '!=', station)
+        .execute();
+    }
+    await trx
+      .updateTable('devices')
+      .set({
+        platform: reg.platform,
+        last_seen_at: Date.now(),
+        ...(push
+          ? { push_token: token, push_provider: provider, push_keys: push.keys, push_disabled_at: null, push_disabled_reason: null }
+          : {}),
+      })
+      .where('station', '=', station)
+      .execute();
+  });
+  return (await deviceOf(db, station))!;
+}
+
+export async function listDevices(db: Db, userId: string) {
+  const rows = await db
+    .selectFrom('devices')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .orderBy('created_at')
+    .execute();
+  return rows.map(describeDevice);
+}
+
+export function describeDevice(d: DevicesTable) {
+  return {
+    station: d.station,
+    platform: d.platform,
+    push: d.push_provider
+      ? {
+          provider: d.push_provider,
+          enabled: d.push_disabled_at === null,
+          disabledat: d.push_disabled_at,
+          disabledreason: d.push_disabled_reason,
+        }
+      : null,
+    ackedseq: d.acked_seq,
+    deliveredseq: d.delivered_seq,
+    lastseen: d.last_seen_at,
+    created: d.created_at,
+  };
+}
+
+export async function removeDevice(db: Db, userId: string, station: string): Promise<void> {
+  const result = await db
+    .deleteFrom('devices')
+    .where('station', '=', station)
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+  if (Number(result.numDeletedRows) === 0) throw notFound('no such device');
+}
+
+/** Records the highest sequence a device has acknowledged; it never goes backwards. */
+export async function recordAck(db: Db, station: string, seq: number): Promise<void> {
+  await db
+    .updateTable('devices')
+    .set({ acked_seq: seq, last_seen_at: Date.now() })
+    .where('station', '=', station)
+    .where('acked_seq', '<', seq)
+    .execute();
+}
+
+/** Disables a device's push after the provider called its token dead. */
+export async function disablePush(db: Db, station: string, token: string, reason: string, at = Date.now()) {
+  await db
+    .updateTable('devices')
+    .set({ push_disabled_at: at, push_disabled_reason: reason })
+    .where('station', '=', station)
+    .where('push_token', '=', token)
+    .execute();
+}
+
+/** What a live channel learned about one device since it last wrote it down. */
+export interface LiveProgress {
+  station: string;
+  /** Highest sequence the device acknowledged. */
+  ackedSeq: number;
+  /** Highest sequence sent to the device over a live connection. */
+  deliveredSeq: number;
+  seenAt: number;
+}
+
+/**
+ * Writes the progress of many devices in one transaction (the WebSocket channel batches
+ * acknowledgements instead of writing one per frame). Sequences never go backwards; a
+ * device that was removed meanwhile is simply not updated.
+ */
+export async function recordLiveProgress(db: Db, progress: LiveProgress[]): Promise<void> {
+  if (progress.length === 0) return;
+  await db.transaction().execute(async (trx) => {
+    for (const p of progress) {
+      await trx
+        .updateTable('devices')
+        .set((eb) => ({
+          acked_seq: eb.case().when('acked_seq', '<', p.ackedSeq).then(p.ackedSeq).else(eb.ref('acked_seq')).end(),
+          delivered_seq: eb
+            .case()
+            .when('delivered_seq', '<', p.deliveredSeq)
+            .then(p.deliveredSeq)
+            .else(eb.ref('delivered_seq'))
+            .end(),
+          last_seen_at: p.seenAt,
+        }))
+        .where('station', '=', p.station)
+        .execute();
+    }
+  });
+}

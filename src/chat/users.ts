@@ -1,0 +1,78 @@
+import type { Kysely } from 'kysely';
+import type { Database, UsersTable } from '../store/schema.ts';
+import { badRequest, conflict, notFound } from '../errors.ts';
+import { isEmail, newApiKey, normaliseEmail, userIdOf } from './ids.ts';
+
+type Db = Kysely<Database>;
+
+export interface NewUser {
+  email: string;
+  name: string;
+  nick?: string;
+}
+
+export async function createUser(db: Db, input: NewUser): Promise<{ userid: string; apikey: string }> {
+  if (typeof input.email !== 'string' || !isEmail(input.email)) throw badRequest('email must be an e-mail address');
+  if (typeof input.name !== 'string' || input.name.trim() === '' || input.name.length > 200) {
+    throw badRequest('name must be a non-empty string of at most 200 characters');
+  }
+  if (input.nick !== undefined && (typeof input.nick !== 'string' || input.nick.length > 100)) {
+    throw badRequest('nick must be a string of at most 100 characters');
+  }
+  const email = normaliseEmail(input.email);
+  const userid = userIdOf(email);
+  const apikey = newApiKey();
+  const existing = await db.selectFrom('users').select('id').where('id', '=', userid).executeTakeFirst();
+  if (existing) throw conflict(`a user with e-mail ${email} already exists`);
+  await db
+    .insertInto('users')
+    .values({
+      id: userid,
+      email,
+      name: input.name.trim(),
+      nick: (input.nick ?? input.name).trim(),
+      apikey,
+      availability: 'offline',
+      availability_changed_at: 0,
+      last_seq: 0,
+      unread_total: 0,
+      created_at: Date.now(),
+    })
+    .execute();
+  return { userid, apikey };
+}
+
+export async function listUsers(db: Db) {
+  return db
+    .selectFrom('users')
+    .select(['id as userid', 'email', 'name', 'nick', 'availability', 'unread_total as unread', 'created_at'])
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+}
+
+export async function getUser(db: Db, userId: string): Promise<UsersTable | undefined> {
+  return db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+}
+
+/** Accepts a user id or an e-mail address. */
+export async function resolveUser(db: Db, emailOrId: string): Promise<UsersTable> {
+  const id = emailOrId.includes('@') ? userIdOf(emailOrId) : emailOrId.toLowerCase();
+  const user = await getUser(db, id);
+  if (!user) throw notFound(`no such user: ${emailOrId}`);
+  return user;
+}
+
+export async function userByApiKey(db: Db, apikey: string): Promise<UsersTable | undefined> {
+  return db.selectFrom('users').selectAll().where('apikey', '=', apikey).executeTakeFirst();
+}
+
+/** The user a station is bound to, in one query (every authenticated API call asks). */
+export async function userOfStation(db: Db, station: string): Promise<UsersTable | undefined> {
+  return db
+    .selectFrom('devices')
+    .innerJoin('users', 'users.id', 'devices.user_id')
+    .selectAll('users')
+    .where('devices.station', '=', station)
+    .executeTakeFirst();
+}

@@ -1,0 +1,154 @@
+import { Command, CommanderError } from 'commander';
+import { loadConfig, ConfigError } from './config.ts';
+import { openConfiguredStore, startApp } from './app.ts';
+import { createUser, listUsers, resolveUser } from './chat/users.ts';
+import { addFriendship } from './chat/friends.ts';
+import { HeraldError } from './errors.ts';
+import type { Store } from './store/db.ts';
+
+async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openConfiguredStore(loadConfig());
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + '\n');
+
+const program = new Command('herald').description('Herald, the notification server for chat').showHelpAfterError();
+program.exitOverride();
+
+program
+  .command('serve')
+  .description('run the server (configuration from HERALD_* variables)')
+  .action(async () => {
+    const app = await startApp(loadConfig());
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      app.ctx.log.info({ signal }, 'stopping');
+      await app.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+  });
+
+const user = program.command('user').description('manage users');
+user
+  .command('add')
+  .description('create a user; prints {"userid","apikey"}')
+  .requiredOption('--email <email>', 'e-mail address (the user id is its MD5)')
+  .requiredOption('--name <name>', 'full name')
+  .option('--nick <nick>', 'nickname')
+  .action(async (options: { email: string; name: string; nick?: string }) => {
+    print(await withStore((store) => createUser(store.db, options)));
+  });
+user
+  .command('list')
+  .description('list users, one JSON line each')
+  .action(async () => {
+    for (const row of await withStore((store) => listUsers(store.db))) print(row);
+  });
+
+program
+  .command('friend')
+  .description('manage friendships')
+  .command('add <a> <b>')
+  .description('make two users (e-mail or user id) friends of each other')
+  .action(async (a: string, b: string) => {
+    print(
+      await withStore(async (store) => {
+        const first = await resolveUser(store.db, a);
+        const second = await resolveUser(store.db, b);
+        await addFriendship(store.db, first.id, second.id);
+        return { a: first.id, b: second.id };
+      }),
+    );
+  });
+
+program
+  .command('push')
+  .description('mobile push tools')
+  .command('test <station>')
+  .description("send a test push to a device (its Ozeki-Station id) and print the provider's answer")
+  .action(async (station: string) => {
+    const config = loadConfig();
+    const { sendTestPush } = await import('./notify/push-test.ts');
+    const result = await withStore((store) => sendTestPush(config, store, station));
+    print(result);
+    if (result.outcome.kind !== 'delivered') process.exitCode = 2;
+  });
+
+program
+  .command('listen')
+  .description('a demo desktop client: prints incoming notifications as JSON lines')
+  .option('--udp', 'receive over UDP (the only live channel this command speaks)')
+  .requiredOption('--station <station>', "this client's station id, 32 hex characters")
+  .option('--secret <hex>', "the station's udpsecret (from chatlogin), if already known")
+  .option('--apikey <apikey>', 'log in over HTTP(S) first and take the secret and UDP endpoint from the answer')
+  .option('--server <url>', 'base URL of the Ozeki API for --apikey', 'http://127.0.0.1:9080')
+  .option('--endpoint <url>', 'UDP listener, udp://host:port (default: from login, else 127.0.0.1 and HERALD_UDP_PORT)')
+  .option('--after <seq>', 'resume: first print every notification after this sequence')
+  .action(async (options: ListenOptions) => {
+    if (!options.udp) throw new HeraldError(400, 'say which channel to listen on: --udp');
+    await listenUdp(options);
+  });
+
+interface ListenOptions {
+  udp?: boolean;
+  station: string;
+  secret?: string;
+  apikey?: string;
+  server: string;
+  endpoint?: string;
+  after?: string;
+}
+
+async function listenUdp(options: ListenOptions): Promise<void> {
+  const { UdpReceiver } = await import('../client/udp-receiver.ts');
+  const station = options.station.toLowerCase();
+  let secret = options.secret;
+  let endpoint = options.endpoint;
+  if (options.apikey) {
+    const { OzekiClient } = await import('../client/ozeki.ts');
+    const login = await new OzekiClient(options.server, station).login(options.apikey, 'windows');
+    secret ??= login.udpsecret as string;
+    endpoint ??= (login.listeners as { udp?: string } | undefined)?.udp;
+  }
+  if (!secret) throw new HeraldError(400, 'give --secret, or --apikey to log in and get it');
+  endpoint ??= `udp://127.0.0.1:${loadConfig().udpPort}`;
+  const after = options.after === undefined ? undefined : Number(options.after);
+  if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) {
+    throw new HeraldError(400, '--after is a sequence number');
+  }
+  const receiver = new UdpReceiver({ endpoint, station, secret, lastSeq: after });
+  receiver.on('notification', print);
+  // The server binds this socket only once it has echoed a cookie sent to it; the receiver
+  // does that by itself, this line only shows it happen (at start and after an address change).
+  receiver.on('challenged', () => process.stderr.write(`proving this address to ${endpoint}\n`));
+  receiver.on('registered', (welcome: { new?: boolean }) => {
+    if (welcome.new) process.stderr.write(`registered at ${endpoint}\n`);
+  });
+  const stop = async () => {
+    await receiver.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  await receiver.start();
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) process.exit(error.exitCode);
+  if (error instanceof HeraldError || error instanceof ConfigError) {
+    process.stderr.write(`herald: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}

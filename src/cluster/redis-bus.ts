@@ -1,0 +1,43 @@
+import { Redis } from 'ioredis';
+import type { Notification } from '../notify/model.ts';
+import type { Bus } from './bus.ts';
+
+const CHANNEL = 'herald:notifications';
+
+/** Publishes committed notifications to every node through Redis pub/sub. */
+export class RedisBus implements Bus {
+  private handlers: Array<(notifications: Notification[]) => void> = [];
+
+  private constructor(
+    private readonly pub: Redis,
+    private readonly sub: Redis,
+  ) {
+    sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+      const notifications = JSON.parse(message.toString('utf8')) as Notification[];
+      for (const handler of this.handlers) handler(notifications);
+    });
+  }
+
+  static async connect(url: string): Promise<RedisBus> {
+    const pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    const sub = new Redis(url, { lazyConnect: true });
+    await pub.connect();
+    await sub.connect();
+    await sub.subscribe(CHANNEL);
+    return new RedisBus(pub, sub);
+  }
+
+  async publish(notifications: Notification[]): Promise<void> {
+    await this.pub.publish(CHANNEL, JSON.stringify(notifications));
+  }
+
+  subscribe(handler: (notifications: Notification[]) => void): void {
+    this.handlers.push(handler);
+  }
+
+  async close(): Promise<void> {
+    this.handlers = [];
+    this.sub.disconnect();
+    await this.pub.quit();
+  }
+}

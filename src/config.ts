@@ -1,0 +1,160 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+
+/** The whole configuration of one Herald node, read once from the environment. */
+export interface Config {
+  dataDir: string;
+  databaseUrl?: string;
+  redisUrl?: string;
+  host: string;
+  httpPort: number;
+  httpsPort: number;
+  udpPort: number;
+  /** How often a UDP client repeats its hello (told to clients; keeps NAT bindings open). */
+  udpKeepAliveMs: number;
+  /** A UDP endpoint silent for longer than this is forgotten (default 3 keep-alive intervals). */
+  udpEndpointTimeoutMs: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  adminToken: string;
+  /** True when the admin token was generated because HERALD_ADMIN_TOKEN was unset. */
+  adminTokenGenerated: boolean;
+  /** The URL clients are told to use, when the server sits behind a proxy or on 0.0.0.0. */
+  publicHost?: string;
+  apns?: {
+    keyFile: string;
+    keyId: string;
+    teamId: string;
+    topic: string;
+    url: string;
+  };
+  fcm?: {
+    serviceAccountFile: string;
+    url: string;
+  };
+  /** Web Push (RFC 8292): always on; the key pair is generated into the data dir unless a file is named. */
+  vapid: {
+    /** The contact push services may use (mailto: or https:). */
+    subject: string;
+    keyFile?: string;
+    /**
+     * Whether a subscription endpoint may be on a loopback, private or link-local address.
+     * Off by default: the endpoint is a URL the user chooses, and Herald must not call
+     * internal hosts for them. Tests (a loopback double) and closed networks turn it on.
+     */
+    allowPrivateEndpoints: boolean;
+  };
+  caFile?: string;
+  logLevel: string;
+  /** Largest accepted request body, in bytes. */
+  bodyLimit: number;
+  /** Longest an HTTP request may take to arrive, headers and body; slower ones get 408. */
+  requestTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new ConfigError(`${name} must be a port number between 0 and 65535, got "${raw}"`);
+  }
+  return value;
+}
+
+/** A duration in milliseconds (HERALD_UDP_*_MS); tests shorten them to run in a second. */
+function milliseconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 50 || value > 3_600_000) {
+    throw new ConfigError(`${name} must be a whole number of milliseconds between 50 and 3600000, got "${raw}"`);
+  }
+  return value;
+}
+
+function optional(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const dataDir = path.resolve(optional(env, 'HERALD_DATA_DIR') ?? './data');
+  const databaseUrl = optional(env, 'HERALD_DATABASE_URL');
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('HERALD_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite)');
+  }
+  const tlsCert = optional(env, 'HERALD_TLS_CERT');
+  const tlsKey = optional(env, 'HERALD_TLS_KEY');
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new ConfigError('HERALD_TLS_CERT and HERALD_TLS_KEY must be set together');
+  }
+  const givenToken = optional(env, 'HERALD_ADMIN_TOKEN');
+
+  const apnsKeyFile = optional(env, 'HERALD_APNS_KEY_FILE');
+  const apnsKeyId = optional(env, 'HERALD_APNS_KEY_ID');
+  const apnsTeamId = optional(env, 'HERALD_APNS_TEAM_ID');
+  const apnsTopic = optional(env, 'HERALD_APNS_TOPIC');
+  const apnsParts = [apnsKeyFile, apnsKeyId, apnsTeamId, apnsTopic];
+  if (apnsParts.some(Boolean) && !apnsParts.every(Boolean)) {
+    throw new ConfigError(
+      'APNs needs all of HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC',
+    );
+  }
+  const apnsUrl =
+    optional(env, 'HERALD_APNS_URL') ??
+    (env.HERALD_APNS_SANDBOX === '1' ? 'https://api.sandbox.push.apple.com' : 'https://api.push.apple.com');
+
+  const fcmAccount = optional(env, 'HERALD_FCM_SERVICE_ACCOUNT');
+
+  const vapidSubject = optional(env, 'HERALD_VAPID_SUBJECT') ?? 'mailto:admin@localhost';
+  // RFC 8292 §2.1: the sub claim is a mailto: or an https: URI.
+  if (!/^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s/]+\S*)$/.test(vapidSubject) || vapidSubject.length > 500) {
+    throw new ConfigError(`HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL, got "${vapidSubject}"`);
+  }
+
+  const allowPrivate = optional(env, 'HERALD_WEBPUSH_ALLOW_PRIVATE') ?? '0';
+  if (allowPrivate !== '0' && allowPrivate !== '1') {
+    throw new ConfigError(`HERALD_WEBPUSH_ALLOW_PRIVATE must be 0 or 1, got "${allowPrivate}"`);
+  }
+
+  const bodyLimitRaw = optional(env, 'HERALD_BODY_LIMIT');
+  const bodyLimit = bodyLimitRaw ? Number(bodyLimitRaw) : 1024 * 1024;
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) {
+    throw new ConfigError('HERALD_BODY_LIMIT must be a whole number of bytes, at least 1024');
+  }
+
+  const udpKeepAliveMs = milliseconds(env, 'HERALD_UDP_KEEPALIVE_MS', 25_000);
+  const udpEndpointTimeoutMs = milliseconds(env, 'HERALD_UDP_ENDPOINT_TIMEOUT_MS', 3 * udpKeepAliveMs);
+
+  return {
+    dataDir,
+    databaseUrl,
+    redisUrl: optional(env, 'HERALD_REDIS_URL'),
+    host: optional(env, 'HERALD_HOST') ?? '127.0.0.1',
+    httpPort: port(env, 'HERALD_HTTP_PORT', 9080),
+    httpsPort: port(env, 'HERALD_HTTPS_PORT', 9443),
+    udpPort: port(env, 'HERALD_UDP_PORT', 9010),
+    udpKeepAliveMs,
+    udpEndpointTimeoutMs,
+    tlsCert,
+    tlsKey,
+    adminToken: givenToken ?? randomBytes(24).toString('base64url'),
+    adminTokenGenerated: !givenToken,
+    publicHost: optional(env, 'HERALD_PUBLIC_HOST'),
+    apns:
+      apnsKeyFile && apnsKeyId && apnsTeamId && apnsTopic
+        ? { keyFile: apnsKeyFile, keyId: apnsKeyId, teamId: apnsTeamId, topic: apnsTopic, url: apnsUrl }
+        : undefined,
+    fcm: fcmAccount
+      ? { serviceAccountFile: fcmAccount, url: optional(env, 'HERALD_FCM_URL') ?? 'https://fcm.googleapis.com' }
+      : undefined,
+    vapid: { subject: vapidSubject, keyFile: optional(env, 'HERALD_VAPID_KEY_FILE'), allowPrivateEndpoints: allowPrivate === '1' },
+    caFile: optional(env, 'HERALD_CA_FILE'),
+    logLevel: optional(env, 'HERALD_LOG_LEVEL') ?? 'info',
+    bodyLimit,
+    requestTimeoutMs: milliseconds(env, 'HERALD_REQUEST_TIMEOUT_MS', 60_000),
+  };
+}

@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, NotificationsTable } from '../store/schema.ts';
+import type { Notification, NotificationDraft } from './model.ts';
+import { PUSHED_TYPES } from './model.ts';
+import { portableBulkWriter, type BulkWriter, type SequenceClaim } from '../store/bulk.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** Rows per multi-row INSERT; keeps SQLite well under its bound-parameter limit. */
+const INSERT_CHUNK = 500;
+
+/** How long a push may wait in the outbox before it is no longer worth sending. */
+export const PUSH_TIME_TO_LIVE_MS = 24 * 60 * 60 * 1000;
+
+export interface AppendOptions {
+  now?: number;
+  /** The database's own writer for the audience-sized statements (Store.bulk). */
+  bulk?: BulkWriter;
+  /** Told how many outbox rows were written, when there were any. */
+  onPushesQueued?: (count: number) => void;
+}
+
+/**
+ * A UUID (version 7 layout) that starts with the time in milliseconds: new rows land at the
+ * end of the primary-key index instead of at a random page, which keeps a fan-out to
+ * thousands of recipients from dirtying thousands of index pages.
+ */
+export function newNotificationId(now = Date.now()): string {
+  // randomUUID draws from a cached pool of random bytes; a randomBytes call per id would
+  // make a system call per recipient.
+  const random = randomUUID();
+  const time = now.toString(16).padStart(12, '0');
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+}
+
+/**
+ * Appends notifications to their recipients' feeds inside the caller's transaction: the
+ * database's bulk writer hands out sequence numbers (and moves the badge) for all
+ * recipients and writes the rows, and push-token devices get their outbox rows in the
+ * same transaction, so a committed notification is never without its pushes.
+ */
+export async function appendNotifications(
+  trx: Db,
+  drafts: NotificationDraft[],
+  options: AppendOptions = {},
+): Promise<Notification[]> {
+  if (drafts.length === 0) return [];
+  const now = options.now ?? Date.now();
+
+  // A recipient of k notifications advances their sequence by k, and their unread total by
+  // what their notifications add up to.
+  const claims = new Map<string, SequenceClaim>();
+  for (const draft of drafts) {
+    const claim = claims.get(draft.userId) ?? { id: draft.userId, count: 0, unread: 0 };
+    claim.count++;
+    claim.unread += draft.unread ?? 0;
+    claims.set(draft.userId, claim);
+  }
+  const bulk = options.bulk ?? portableBulkWriter;
+  const allocated = new Map<string, { lastSeq: number; badge: number }>();
+  for (const slot of await bulk.advanceSequences(trx, [...claims.values()])) {
+    allocated.set(slot.id, { lastSeq: slot.last_seq, badge: slot.unread_total });
+  }
+
+  const nextSeq = new Map<string, number>();
+  const notifications: Notification[] = [];
+  for (const draft of drafts) {
+    const slot = allocated.get(draft.userId);
+    if (!slot) continue; // the recipient no longer exists
+    const count = claims.get(draft.userId)!.count;
+    const seq = nextSeq.get(draft.userId) ?? slot.lastSeq - count + 1;
+    nextSeq.set(draft.userId, seq + 1);
+    notifications.push({
+      id: newNotificationId(now),
+      userId: draft.userId,
+      seq,
+      type: draft.type,
+      conversationId: draft.conversationId ?? null,
+      senderId: draft.senderId ?? null,
+      title: draft.title,
+      body: draft.body ?? '',
+      badge: Math.max(0, slot.badge),
+      silent: draft.silent ?? false,
+      data: draft.data ?? {},
+      createdAt: now,
+    });
+  }
+
+  await bulk.insertNotifications(trx, notifications.map(notificationToRow));
+
+  const pushesQueued = await enqueuePushes(trx, notifications, now);
+  if (pushesQueued > 0) options.onPushesQueued?.(pushesQueued);
+  return notifications;
+}
+
+/** One outbox row per push-token device of each recipient; says how many it wrote. */
+async function enqueuePushes(trx: Db, notifications: Notification[], now: number): Promise<number> {
+  const pushed = notifications.filter((n) => PUSHED_TYPES.has(n.type));
+  if (pushed.length === 0) return 0;
+  const userIds = [...new Set(pushed.map((n) => n.userId))];
+  const devicesByUser = new Map<string, Array<{ station: string; provider: string }>>();
+  for (let i = 0; i < userIds.length; i += INSERT_CHUNK) {
+    const devices = await trx
+      .selectFrom('devices')
+      .select(['station', 'user_id', 'push_provider'])
+      .where('user_id', 'in', userIds.slice(i, i + INSERT_CHUNK))
+      .where('push_token', 'is not', null)
+      .where('push_provider', 'is not', null)
+      .where('push_disabled_at', 'is', null)
+      .execute();
+    for (const device of devices) {
+      const list = devicesByUser.get(device.user_id) ?? [];
+      list.push({ station: device.station, provider: device.push_provider! });
+      devicesByUser.set(device.user_id, list);
+    }
+  }
+  if (devicesByUser.size === 0) return 0;
+  const rows = [];
+  for (const n of pushed) {
+    for (const device of devicesByUser.get(n.userId) ?? []) {
+      rows.push({
+        notification_id: n.id,
+        user_id: n.userId,
+        station: device.station,
+        provider: device.provider,
+        state: 'pending',
+        attempts: 0,
+        next_attempt_at: now,
+        lease_until: null,
+        lease_owner: null,
+        expires_at: now + PUSH_TIME_TO_LIVE_MS,
+        last_error: null,
+        created_at: now,
+        updated_at: now,
+      });
+    }
+  }
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    await trx.insertInto('deliveries').values(rows.slice(i, i + INSERT_CHUNK)).execute();
+  }
+  return rows.length;
+}
+
+/** The feed row of a notification that was just made: neither delivered nor read yet. */
+export function notificationToRow(n: Notification): NotificationsTable {
+  return {
+    id: n.id,
+    user_id: n.userId,
+    seq: n.seq,
+    type: n.type,
+    conversation_id: n.conversationId,
+    sender_id: n.senderId,
+    title: n.title,
+    body: n.body,
+    badge: n.badge,
+    silent: n.silent ? 1 : 0,
+    data: JSON.stringify(n.data),
+    status: null,
+    status_at: null,
+    created_at: n.createdAt,
+  };
+}
+
+export function rowToNotification(row: NotificationsTable): Notification {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    seq: row.seq,
+    type: row.type as Notification['type'],
+    conversationId: row.conversation_id,
+    senderId: row.sender_id,
+    title: row.title,
+    body: row.body,
+    badge: row.badge,
+    silent: row.silent === 1,
+    data: JSON.parse(row.data) as Record<string, unknown>,
+    createdAt: row.created_at,
+  };
+}
+
+/** A user's notifications after `afterSeq`, oldest first: what a resuming device missed. */
+export async function readFeed(db: Db, userId: string, afterSeq: number, limit = 1000): Promise<Notification[]> {
+  const rows = await db
+    .selectFrom('notifications')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('seq', '>', afterSeq)
+    .orderBy('seq', 'asc')
+    .limit(limit)
+    .execute();
+  return rows.map(rowToNotification);
+}

@@ -1,0 +1,164 @@
+import type { Transaction } from 'kysely';
+import type { Bus } from '../cluster/bus.ts';
+import type { Store } from '../store/db.ts';
+import type { Database } from '../store/schema.ts';
+import { appendNotifications, type AppendOptions } from './feed.ts';
+import type { Notification, NotificationDraft } from './model.ts';
+
+export type Emit = (drafts: NotificationDraft[], options?: AppendOptions) => Promise<Notification[]>;
+
+export type Work<T> = (trx: Transaction<Database>, emit: Emit) => Promise<T>;
+
+/** PostgreSQL deadlock and serialization failures: the work is safe to run again. */
+const RETRYABLE_PG_CODES = new Set(['40P01', '40001']);
+const MAX_ATTEMPTS = 5;
+
+/** How many units of work one transaction may carry. */
+const MAX_BATCH = 64;
+
+interface Unit {
+  work: Work<unknown>;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  attempts: number;
+  produced: Notification[];
+  /** Outbox rows the unit wrote. */
+  pushesQueued: number;
+  result?: unknown;
+  error?: unknown;
+}
+
+function isRetryable(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code !== undefined && RETRYABLE_PG_CODES.has(code);
+}
+
+/**
+ * The one way state changes that notify someone are written: the change and its
+ * notifications (with their outbox rows) commit together, and only then are the
+ * notifications published to live connections and the push dispatcher.
+ *
+ * Writes are group-committed: work that arrives while a transaction is running waits and
+ * then shares the next transaction, each unit inside a savepoint of its own, so a burst of
+ * messages costs one commit and touches each recipient's feed pages once, while a failing
+ * unit still fails alone.
+ */
+/** What a commit published: its notifications, and how many push deliveries it queued. */
+export type CommittedListener = (notifications: Notification[], pushesQueued: number) => void;
+
+export class Notifier {
+  private committedListeners: CommittedListener[] = [];
+  private queue: Unit[] = [];
+  private draining = false;
+
+  constructor(
+    readonly store: Store,
+    private readonly bus: Bus,
+    /**
+     * Told when publishing fails after commit. The notifications are durable by then, so
+     * the call still succeeds: devices get them on resume, and pushes from the outbox.
+     */
+    private readonly onPublishError: (error: unknown) => void = () => {},
+  ) {}
+
+  /** Called after every commit that produced notifications (the outbox dispatcher wakes on it). */
+  onCommitted(listener: CommittedListener): void {
+    this.committedListeners.push(listener);
+  }
+
+  transact<T>(work: Work<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({
+        work: work as Work<unknown>,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        attempts: 0,
+        produced: [],
+        pushesQueued: 0,
+      });
+      if (!this.draining) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        // One turn of the event loop first: requests already received but not yet parsed
+        // (SQLite work is synchronous, so they wait behind us) join this transaction.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        const batch = this.queue.splice(0, MAX_BATCH);
+        await this.runBatch(batch);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async runBatch(batch: Unit[]): Promise<void> {
+    for (const unit of batch) {
+      unit.attempts++;
+      unit.produced = [];
+      unit.pushesQueued = 0;
+      unit.error = undefined;
+    }
+    const single = batch.length === 1;
+    let trx;
+    try {
+      trx = await this.store.db.startTransaction().execute();
+      for (const unit of batch) {
+        const emit: Emit = async (drafts, options) => {
+          const notifications = await appendNotifications(trx!, drafts, {
+            bulk: this.store.bulk,
+            onPushesQueued: (count) => (unit.pushesQueued += count),
+            ...options,
+          });
+          unit.produced.push(...notifications);
+          return notifications;
+        };
+        if (single) {
+          unit.result = await unit.work(trx, emit);
+          continue;
+        }
+        const savepoint = await trx.savepoint('unit').execute();
+        try {
+          unit.result = await unit.work(savepoint, emit);
+          await savepoint.releaseSavepoint('unit').execute();
+        } catch (error) {
+          await savepoint.rollbackToSavepoint('unit').execute();
+          unit.error = error;
+          unit.produced = [];
+        }
+      }
+      await trx.commit().execute();
+    } catch (error) {
+      if (trx && !trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute().catch(() => {});
+      // The whole transaction is gone: every unit either retries or fails with the error.
+      for (const unit of batch) {
+        unit.produced = [];
+        unit.error = unit.error ?? error;
+      }
+    }
+
+    const published: Notification[] = [];
+    let pushesQueued = 0;
+    for (const unit of batch) {
+      if (unit.error !== undefined) continue;
+      published.push(...unit.produced);
+      pushesQueued += unit.pushesQueued;
+    }
+    if (published.length > 0) await this.publish(published, pushesQueued).catch(this.onPublishError);
+
+    for (const unit of batch) {
+      if (unit.error === undefined) unit.resolve(unit.result);
+      else if (isRetryable(unit.error) && unit.attempts < MAX_ATTEMPTS) this.queue.push(unit);
+      else unit.reject(unit.error);
+    }
+  }
+
+  /** Publishes already committed notifications (used by transact, and by tests and tools). */
+  async publish(notifications: Notification[], pushesQueued = 0): Promise<void> {
+    await this.bus.publish(notifications);
+    for (const listener of this.committedListeners) listener(notifications, pushesQueued);
+  }
+}

@@ -1,0 +1,205 @@
+import type { Generated } from 'kysely';
+
+/**
+ * Table types shared by SQLite and PostgreSQL. Times are unix milliseconds (bigint on
+ * PostgreSQL, parsed back to number), flags are 0/1 integers so both dialects agree.
+ */
+export interface UsersTable {
+  id: string; // md5 hex of the trimmed, lower-cased e-mail address
+  email: string;
+  name: string;
+  nick: string;
+  apikey: string;
+  availability: string;
+  availability_changed_at: number;
+  /** Highest notification sequence number handed out to this user. */
+  last_seq: number;
+  /** Total unread messages over all conversations: the badge. */
+  unread_total: number;
+  created_at: number;
+}
+
+export interface DevicesTable {
+  station: string; // Ozeki-Station: 32 hex characters chosen by the client
+  user_id: string;
+  platform: string;
+  /** Secret for authenticating UDP datagrams, handed out over HTTPS. */
+  udp_secret: string | null;
+  push_provider: string | null; // 'apns' | 'fcm' | 'webpush'
+  push_token: string | null;
+  /** Extra push data (Web Push keys) as JSON text. */
+  push_keys: string | null;
+  push_disabled_at: number | null;
+  push_disabled_reason: string | null;
+  acked_seq: number;
+  delivered_seq: number;
+  last_seen_at: number;
+  created_at: number;
+}
+
+export interface FriendshipsTable {
+  user_id: string;
+  friend_id: string;
+  created_at: number;
+}
+
+export interface BlocksTable {
+  user_id: string;
+  blocked_user_id: string | null;
+  blocked_conversation_id: string | null;
+  created_at: number;
+}
+
+export interface ConversationsTable {
+  id: string;
+  is_group: number;
+  display_name: string;
+  secret: string;
+  instance: string;
+  created_by: string;
+  last_message_id: string;
+  last_report_id: string;
+  /** When messages or reports were last added. */
+  changed_at: number;
+  created_at: number;
+}
+
+export interface ParticipantsTable {
+  conversation_id: string;
+  user_id: string;
+  is_muted: number;
+  is_favorite: number;
+  hide_id: string;
+  background_color: string;
+  unread_count: number;
+  last_access_at: number;
+  /** When this user's list entry of the conversation last changed. */
+  list_changed_at: number;
+  /** Messages before this server sequence are cleared for this user. */
+  cleared_before_seq: number;
+}
+
+export interface MessagesTable {
+  seq: Generated<number>;
+  conversation_id: string;
+  id: string; // the client's message ID
+  sender_id: string;
+  type: string;
+  created: string;
+  valid_until: string;
+  data: string;
+  received_at: number;
+}
+
+export interface ReportsTable {
+  seq: Generated<number>;
+  conversation_id: string;
+  id: string;
+  user_id: string;
+  type: string;
+  created: string;
+  /** The report fields as the client sent them (JSON text). */
+  body: string;
+  received_at: number;
+}
+
+export interface NotificationsTable {
+  id: string;
+  user_id: string;
+  seq: number;
+  type: string;
+  conversation_id: string | null;
+  sender_id: string | null;
+  title: string;
+  body: string;
+  badge: number;
+  silent: number;
+  /** Type-specific fields as JSON text. */
+  data: string;
+  /** Web3MQ read status: null, 'delivered' or 'read'. */
+  status: string | null;
+  status_at: number | null;
+  created_at: number;
+}
+
+export interface DeliveriesTable {
+  id: Generated<number>;
+  notification_id: string;
+  user_id: string;
+  station: string;
+  provider: string;
+  state: string; // 'pending' | 'delivered' | 'dead' | 'failed' | 'expired'
+  attempts: number;
+  next_attempt_at: number;
+  lease_until: number | null;
+  lease_owner: string | null;
+  expires_at: number;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Web3MQ: a user's main ed25519 key and the decentralised id it was registered with. */
+export interface Web3mqAccountsTable {
+  user_id: string;
+  did_type: string;
+  did_value: string;
+  /** Lowercase hex of the raw 32-byte ed25519 public key. */
+  main_pubkey: string;
+  pubkey_type: string;
+  created_at: number;
+}
+
+/** Web3MQ: temporary keys installed by a login, each valid until `expires_at`. */
+export interface Web3mqLoginKeysTable {
+  pubkey: string;
+  user_id: string;
+  expires_at: number;
+  created_at: number;
+}
+
+export interface Web3mqFriendRequestsTable {
+  requester_id: string;
+  target_id: string;
+  content: string;
+  created_at: number;
+}
+
+export interface Web3mqGroupMembersTable {
+  group_id: string;
+  user_id: string;
+  invited_by: string | null;
+  created_at: number;
+}
+
+export interface Web3mqTopicsTable {
+  id: string;
+  owner_id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface Web3mqSubscriptionsTable {
+  topic_id: string;
+  user_id: string;
+  created_at: number;
+}
+
+export interface Database {
+  users: UsersTable;
+  devices: DevicesTable;
+  friendships: FriendshipsTable;
+  blocks: BlocksTable;
+  conversations: ConversationsTable;
+  participants: ParticipantsTable;
+  messages: MessagesTable;
+  reports: ReportsTable;
+  notifications: NotificationsTable;
+  deliveries: DeliveriesTable;
+  web3mq_accounts: Web3mqAccountsTable;
+  web3mq_login_keys: Web3mqLoginKeysTable;
+  web3mq_friend_requests: Web3mqFriendRequestsTable;
+  web3mq_group_members: Web3mqGroupMembersTable;
+  web3mq_topics: Web3mqTopicsTable;
+  web3mq_subscriptions: Web3mqSubscriptionsTable;
+}

@@ -1,0 +1,48 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STORE_KINDS, TEST_REDIS_URL } from './helpers/stores.ts';
+import { addUser, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
+import { RedisBus } from '../src/cluster/redis-bus.ts';
+import type { LiveConnection } from '../src/notify/hub.ts';
+import type { Notification } from '../src/notify/model.ts';
+import type { Store } from '../src/store/db.ts';
+
+if (!TEST_REDIS_URL) console.warn('HERALD_TEST_REDIS_URL is unset: the multi-node Redis bus test is skipped');
+
+describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
+  let store: Store;
+  let nodeA: TestServer;
+  let nodeB: TestServer;
+
+  beforeAll(async () => {
+    const kind = STORE_KINDS.find((k) => k.name === 'postgres')?.kind ?? STORE_KINDS[0].kind!;
+    store = await kind.open();
+    nodeA = await startTestServer(kind, {}, { store, bus: await RedisBus.connect(TEST_REDIS_URL!) });
+    nodeB = await startTestServer(kind, {}, { store, bus: await RedisBus.connect(TEST_REDIS_URL!) });
+  });
+  afterAll(async () => {
+    await nodeA?.stop();
+    await nodeB?.stop();
+    await store?.close();
+  });
+
+  it("a message sent through node A reaches Bob's device connected to node B", async () => {
+    const alice = await addUser(nodeA, 'Alice');
+    const bob = await addUser(nodeA, 'Bob');
+    const received: Notification[] = [];
+    const connection: LiveConnection = {
+      userId: bob.userid,
+      station: bob.client.station,
+      channel: 'ws',
+      deliver: (notification) => received.push(notification),
+    };
+    nodeB.app.ctx.hub.add(connection);
+    const { conversation } = await alice.client.createConversation([bob.userid]);
+    const id = (conversation as { id: string }).id;
+    await alice.client.addMessage(id, 'across', 'eA==');
+    const message = await waitFor(() => received.find((n) => n.type === 'message'), 5000, 'the message on node B');
+    expect(message).toMatchObject({ userId: bob.userid, title: '1 message from Alice', badge: 1, conversationId: id });
+    // Node A holds no connection of Bob's: nothing was delivered there.
+    expect(nodeA.app.ctx.hub.connectionsOf(bob.userid)).toBeUndefined();
+    nodeB.app.ctx.hub.remove(connection);
+  });
+});

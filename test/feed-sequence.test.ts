@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STORE_KINDS } from './helpers/stores.ts';
+import type { Store } from '../src/store/db.ts';
+import { LocalBus } from '../src/cluster/bus.ts';
+import { Notifier } from '../src/notify/notifier.ts';
+import { createUser } from '../src/chat/users.ts';
+import { readFeed } from '../src/notify/feed.ts';
+import type { Notification } from '../src/notify/model.ts';
+
+describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
+  let store: Store;
+  let notifier: Notifier;
+  const published: Notification[] = [];
+  const users: string[] = [];
+
+  beforeAll(async () => {
+    if (!kind) return;
+    store = await kind.open();
+    const bus = new LocalBus();
+    bus.subscribe((list) => published.push(...list));
+    notifier = new Notifier(store, bus);
+    for (const name of ['ann', 'ben', 'cat']) {
+      users.push((await createUser(store.db, { email: `${name}@example.org`, name })).userid);
+    }
+  });
+  afterAll(async () => store?.close());
+
+  it.skipIf(!kind)('hands out strictly increasing sequence numbers without gaps, also under concurrent writers', async () => {
+    // 40 concurrent transactions, each notifying all three users, some twice in one batch.
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        notifier.transact(async (_trx, emit) => {
+          const drafts = users.map((userId) => ({ userId, type: 'test' as const, title: `t${i}`, unread: 1 }));
+          if (i % 4 === 0) drafts.push({ userId: users[0], type: 'test', title: `t${i}b`, unread: 1 });
+          await emit(drafts);
+        }),
+      ),
+    );
+    for (const [index, userId] of users.entries()) {
+      const feed = await readFeed(store.db, userId, 0, 10_000);
+      const expected = index === 0 ? 50 : 40;
+      expect(feed.map((n) => n.seq)).toEqual(Array.from({ length: expected }, (_, i) => i + 1));
+      expect(new Set(feed.map((n) => n.id)).size).toBe(expected);
+      const user = await store.db.selectFrom('users').select(['last_seq', 'unread_total']).where('id', '=', userId).executeTakeFirstOrThrow();
+      expect(user.last_seq).toBe(expected);
+      expect(user.unread_total).toBe(expected);
+      // The badge of the newest notification is the total unread count.
+      expect(feed.at(-1)!.badge).toBe(expected);
+    }
+    expect(published.length).toBe(130);
+  });
+
+  it.skipIf(!kind)('a failed transaction leaves no notification and no hole in the sequence', async () => {
+    const before = (await readFeed(store.db, users[1], 0, 10_000)).length;
+    await expect(
+      notifier.transact(async (_trx, emit) => {
+        await emit([{ userId: users[1], type: 'test', title: 'doomed' }]);
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    await notifier.transact((_trx, emit) => emit([{ userId: users[1], type: 'test', title: 'next' }]));
+    const feed = await readFeed(store.db, users[1], 0, 10_000);
+    expect(feed.length).toBe(before + 1);
+    expect(feed.at(-1)).toMatchObject({ seq: before + 1, title: 'next' });
+    expect(published.some((n) => n.title === 'doomed')).toBe(false);
+  });
+
+  it.skipIf(!kind)('in a burst of concurrent writes, a failing one fails alone and the others commit', async () => {
+    const before = (await readFeed(store.db, users[2], 0, 10_000)).length;
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) =>
+        notifier.transact(async (_trx, emit) => {
+          await emit([{ userId: users[2], type: 'test', title: `burst ${i}` }]);
+          if (i === 5) throw new Error('unit 5 fails');
+          return i;
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    expect(results[5]).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: 'unit 5 fails' }) });
+    const feed = await readFeed(store.db, users[2], before, 10_000);
+    expect(feed.map((n) => n.title).sort()).toEqual(
+      Array.from({ length: 12 }, (_, i) => `burst ${i}`).filter((t) => t !== 'burst 5').sort(),
+    );
+    expect(feed.map((n) => n.seq)).toEqual(Array.from({ length: 11 }, (_, i) => before + i + 1));
+  });
+});

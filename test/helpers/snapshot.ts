@@ -1,0 +1,20 @@
+import type { Store } from '../../src/store/db.ts';
+
+/** Row counts and counters that a refused call must leave exactly as they were. */
+export async function snapshot(store: Store) {
+  const db = store.db;
+  const count = async (table: 'users' | 'devices' | 'friendships' | 'blocks' | 'conversations' | 'participants' | 'messages' | 'reports' | 'notifications' | 'deliveries') =>
+    Number((await db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+  const tables = ['users', 'devices', 'friendships', 'blocks', 'conversations', 'participants', 'messages', 'reports', 'notifications', 'deliveries'] as const;
+  const counts: Record<string, number> = {};
+  for (const table of tables) counts[table] = await count(table);
+  const users = await db.selectFrom('users').select(['id', 'last_seq', 'unread_total', 'availability']).orderBy('id').execute();
+  const participants = await db
+    .selectFrom('participants')
+    .select(['conversation_id', 'user_id', 'unread_count', 'is_muted', 'is_favorite', 'hide_id', 'background_color', 'cleared_before_seq'])
+    .orderBy('conversation_id')
+    .orderBy('user_id')
+    .execute();
+  const devices = await db.selectFrom('devices').select(['station', 'user_id', 'platform', 'push_token']).orderBy('station').execute();
+  return { counts, users, participants, devices };
+}

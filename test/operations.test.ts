@@ -1,0 +1,101 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STORE_KINDS } from './helpers/stores.ts';
+import { addUser, startTestServer, type TestServer } from './helpers/server.ts';
+import { startServeProcess } from './helpers/cli.ts';
+import { OzekiClient } from '../client/ozeki.ts';
+
+const sqlite = STORE_KINDS[0].kind!;
+
+describe('operating a node', () => {
+  let server: TestServer;
+
+  beforeAll(async () => {
+    server = await startTestServer(sqlite);
+  });
+  afterAll(async () => server?.stop());
+
+  it('GET /healthz answers ok when the database answers', async () => {
+    const response = await fetch(`${server.http}/healthz`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ status: 'ok' });
+  });
+
+  it('GET /metrics counts requests and their latencies per API call, in Prometheus text', async () => {
+    const alice = await addUser(server, 'Alice');
+    await alice.client.ok('chatconversation', { action: 'list' });
+    await alice.client.call('chatconversation', { action: 'nonsense' });
+    const response = await fetch(`${server.http}/metrics`);
+    expect(response.headers.get('content-type')).toMatch(/text\/plain/);
+    const text = await response.text();
+    expect(text).toMatch(/herald_http_requests_total\{api="ozeki",route="chatconversation",status="200"\} 1/);
+    expect(text).toMatch(/herald_http_requests_total\{api="ozeki",route="chatconversation",status="400"\} 1/);
+    expect(text).toMatch(/herald_http_request_duration_seconds_count\{api="ozeki",route="chatlogin"\} 1/);
+    expect(text).toMatch(/herald_process_resident_memory_bytes/);
+  });
+
+  it('the same API answers over HTTPS with the self-signed certificate made in the data dir', async () => {
+    const https = await import('node:https');
+    const body = await new Promise<string>((resolve, reject) => {
+      https
+        .get(`${server.https}/healthz`, { ca: server.ca }, (res) => {
+          let text = '';
+          res.on('data', (chunk) => (text += chunk));
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
+    });
+    expect(JSON.parse(body)).toEqual({ status: 'ok' });
+  });
+
+  it('chatlogin lists the real listener and API URLs of this node', async () => {
+    const user = await addUser(server, 'Lister');
+    const login = await user.client.login(user.apikey);
+    const listeners = login.listeners as Record<string, string>;
+    expect(listeners.ws).toBe(`${server.http.replace('http:', 'ws:')}/ws`);
+    expect(listeners.wss).toBe(`${server.https.replace('https:', 'wss:')}/ws`);
+    expect(listeners.udp).toMatch(/^udp:\/\/127\.0\.0\.1:\d+$/);
+    expect((login.urls as Record<string, string>).notification).toBe(`${server.https}/?srv=chatserver&api=chatnotification`);
+    expect(login.userid).toBe(user.userid);
+  });
+});
+
+describe('herald serve', () => {
+  it('starts on its embedded defaults and stops cleanly on SIGTERM, closing the database', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-serve-'));
+    try {
+      const { child, endpoints, output } = await startServeProcess({
+        HERALD_DATA_DIR: dataDir,
+        HERALD_HTTP_PORT: '0',
+        HERALD_HTTPS_PORT: '0',
+        HERALD_UDP_PORT: '0',
+        HERALD_ADMIN_TOKEN: '',
+      });
+      // The admin token was generated, printed once and kept in the data dir.
+      const token = fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+      expect(output()).toContain(token);
+      expect(fs.existsSync(path.join(dataDir, 'tls-cert.pem'))).toBe(true);
+
+      const created = await fetch(`${endpoints.http}/v1/users`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'serve@example.org', name: 'Serve' }),
+      });
+      expect(created.status).toBe(201);
+      const { apikey } = (await created.json()) as { apikey: string };
+      const client = new OzekiClient(endpoints.http, 'a'.repeat(32));
+      expect((await client.login(apikey)).status).toBe('OK');
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+      // SQLite removes the write-ahead log when the last connection closes cleanly.
+      expect(fs.existsSync(path.join(dataDir, 'herald.db'))).toBe(true);
+      expect(fs.existsSync(path.join(dataDir, 'herald.db-wal'))).toBe(false);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STORE_KINDS } from './helpers/stores.ts';
+import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
+import { TestBrowser } from './helpers/webpush-browser.ts';
+import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
+
+describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', ({ kind }) => {
+  let pushService: WebPushMock;
+  let server: TestServer;
+  let alice: TestUser;
+  let bob: TestUser;
+  let endpoint: string;
+  let vapidPublicKey: string;
+  const browser = new TestBrowser();
+
+  beforeAll(async () => {
+    if (!kind) return;
+    pushService = await startWebPushMock();
+    server = await startTestServer(kind, pushService.env);
+    alice = await addUser(server, 'Alice');
+    bob = await addUser(server, 'Bob', 'browser');
+    await befriend(server, alice, bob);
+    // The browser subscribes with Herald's key, as pushManager.subscribe({applicationServerKey}) does.
+    const login = await bob.client.login(bob.apikey, 'browser');
+    vapidPublicKey = login.vapidpublickey as string;
+    endpoint = pushService.subscribe(vapidPublicKey);
+    await bob.client.ok('chatdevice', { action: 'register', platform: 'browser', pushsubscription: browser.subscription(endpoint) });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await pushService?.close();
+  });
+
+  it.skipIf(!kind)('Bob\'s closed browser tab gets "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
+    const created = await alice.client.createConversation([bob.userid]);
+    const conversationId = (created.conversation as { id: string }).id;
+    await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');
+
+    const [alert] = await waitFor(() => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint), 5000, 'the message push');
+    const shown = browser.decrypt(alert.body);
+    expect(shown).toEqual({
+      type: 'message',
+      title: '1 message from Alice',
+      body: '',
+      badge: 1,
+      conversationid: conversationId,
+      seq: expect.any(Number),
+      id: expect.any(String),
+    });
+    const notification = await server.app.ctx.store.db.selectFrom('notifications').select(['id', 'seq']).where('id', '=', shown.id as string).executeTakeFirst();
+    expect(notification).toEqual({ id: shown.id, seq: shown.seq });
+    expect(alert.urgency).toBe('high');
+    expect(alert.topic).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    // The push may wait as long as the outbox would have kept it: 24 hours from the message.
+    expect(alert.ttl).toBeGreaterThan(24 * 3600 - 60);
+    expect(alert.ttl).toBeLessThanOrEqual(24 * 3600);
+    expect(alert.vapid.k).toBe(vapidPublicKey);
+    expect(alert.vapid.aud).toBe(pushService.origin);
+    expect(alert.vapid.sub).toBe('mailto:admin@localhost');
+    expect(alert.vapid.exp).toBeGreaterThan(Date.now() / 1000);
+
+    await bob.client.viewed(conversationId, ['hello-1']);
+    const clean = await waitFor(() => pushService.messagesTo(endpoint)[1], 5000, 'the clean push');
+    expect(browser.decrypt(clean.body)).toEqual({ type: 'clean', badge: 0, conversationid: conversationId });
+    expect(clean.urgency).toBe('normal');
+    // Same Topic: a clean push waiting at the push service replaces the alert it clears.
+    expect(clean.topic).toBe(alert.topic);
+
+    // One connection, kept alive for both pushes; both outcomes recorded.
+    expect(pushService.connections).toBe(1);
+    await waitFor(async () => {
+      const states = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
+      return states.length === 2 && states.every((s) => s.state === 'delivered' && s.provider === 'webpush');
+    }, 5000, 'both deliveries recorded as delivered');
+  });
+});

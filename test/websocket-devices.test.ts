@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STORE_KINDS } from './helpers/stores.ts';
+import { ADMIN_TOKEN, addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
+import { connectDevice } from './helpers/websocket.ts';
+import { OzekiClient } from '../client/ozeki.ts';
+import { WsReceiver } from '../client/ws-receiver.ts';
+
+describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) => {
+  let server: TestServer;
+  let bob: TestUser;
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+  beforeAll(async () => {
+    if (!kind) return;
+    server = await startTestServer(kind);
+    bob = await addUser(server, 'Bob', 'linux');
+  });
+  afterAll(async () => server?.stop());
+
+  async function platforms(): Promise<Record<string, string>> {
+    const response = await fetch(`${server.http}/v1/users/${bob.userid}/devices`, { headers: admin });
+    const { devices } = (await response.json()) as { devices: Array<{ station: string; platform: string }> };
+    return Object.fromEntries(devices.map((d) => [d.station, d.platform]));
+  }
+
+  it.skipIf(!kind)('a station gets its platform at login and can change it with chatdevice/register', async () => {
+    const mac = new OzekiClient(server.http, newStation());
+    await mac.login(bob.apikey, 'browser');
+    expect((await platforms())[mac.station]).toBe('browser');
+    const registered = await mac.ok('chatdevice', { action: 'register', platform: 'mac' });
+    expect(registered.device).toMatchObject({ station: mac.station, platform: 'mac' });
+    expect(await platforms()).toMatchObject({ [bob.client.station]: 'linux', [mac.station]: 'mac' });
+    const refused = await mac.call('chatdevice', { action: 'register', platform: 'amiga' });
+    expect(refused.httpStatus).toBe(400);
+    expect(refused.body.errormessage).toBe('platform must be one of browser, windows, mac, linux, android, ios');
+  });
+
+  it.skipIf(!kind)("connecting and disconnecting move a device's last-seen time", async () => {
+    const lastSeen = async () => {
+      const response = await fetch(`${server.http}/v1/users/${bob.userid}/devices`, { headers: admin });
+      const { devices } = (await response.json()) as { devices: Array<{ station: string; lastseen: number }> };
+      return devices.find((d) => d.station === bob.client.station)!.lastseen;
+    };
+    const atLogin = await lastSeen();
+    const device = await connectDevice(server, bob.client.station);
+    const atConnect = await waitFor(async () => ((await lastSeen()) > atLogin ? lastSeen() : 0), 5000, 'last seen at connect');
+    device.receiver.close();
+    await waitFor(async () => (await lastSeen()) > atConnect, 5000, 'last seen at disconnect');
+  });
+
+  it.skipIf(!kind)('a removed device is disconnected at once and cannot connect again', async () => {
+    const tablet = new OzekiClient(server.http, newStation());
+    await tablet.login(bob.apikey, 'browser');
+    const device = await connectDevice(server, tablet.station);
+    const refused = device.receiver.next('refused');
+    const response = await fetch(`${server.http}/v1/users/${bob.userid}/devices/${tablet.station}`, {
+      method: 'DELETE',
+      headers: { 'ozeki-station': bob.client.station },
+    });
+    expect(response.status).toBe(204);
+    expect(await refused).toEqual({ code: 4401, reason: 'this device was removed' });
+    expect(Object.keys(await platforms())).not.toContain(tablet.station);
+
+    const again = new WsReceiver({ url: server.app.endpoints.ws, station: tablet.station });
+    const refusedAgain = again.next('refused');
+    again.start();
+    expect(await refusedAgain).toEqual({ code: 4401, reason: 'unknown station: log in with chatlogin first' });
+  });
+});
