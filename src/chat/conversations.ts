@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../store/schema.ts';
+import type { ConversationsTable, Database, ParticipantsTable } from '../store/schema.ts';
+import { Statement } from '../store/statement.ts';
 import type { Notifier } from '../notify/notifier.ts';
 import type { NotificationDraft } from '../notify/model.ts';
 import { badRequest, forbidden, notFound } from '../errors.ts';
@@ -113,36 +114,20 @@ export async function listConversations(db: Db, userId: string): Promise<Convers
 }
 
 /** Only participants may read or write a conversation. */
+/** The conversation, and the caller's place in it (all null when the caller is not in it). */
+const PARTICIPANT_OF = new Statement<
+  ConversationsTable & { [K in Exclude<keyof ParticipantsTable, 'conversation_id'>]: ParticipantsTable[K] | null }
+>(
+  `SELECT c.id, c.is_group, c.display_name, c.secret, c.instance, c.created_by, c.last_message_id, c.last_report_id,
+          c.changed_at, c.created_at, p.user_id, p.is_muted, p.is_favorite, p.hide_id, p.background_color,
+          p.unread_count, p.last_access_at, p.list_changed_at, p.cleared_before_seq
+   FROM conversations c LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = ?
+   WHERE c.id = ?`,
+);
+
 export async function requireParticipant(db: Db, conversationId: string, userId: string) {
   // One query for both: the conversation, and the caller's place in it if any.
-  const row = await db
-    .selectFrom('conversations')
-    .leftJoin('participants', (join) =>
-      join.onRef('participants.conversation_id', '=', 'conversations.id').on('participants.user_id', '=', userId),
-    )
-    .select([
-      'conversations.id',
-      'conversations.is_group',
-      'conversations.display_name',
-      'conversations.secret',
-      'conversations.instance',
-      'conversations.created_by',
-      'conversations.last_message_id',
-      'conversations.last_report_id',
-      'conversations.changed_at',
-      'conversations.created_at',
-      'participants.user_id',
-      'participants.is_muted',
-      'participants.is_favorite',
-      'participants.hide_id',
-      'participants.background_color',
-      'participants.unread_count',
-      'participants.last_access_at',
-      'participants.list_changed_at',
-      'participants.cleared_before_seq',
-    ])
-    .where('conversations.id', '=', conversationId)
-    .executeTakeFirst();
+  const row = await PARTICIPANT_OF.first(db, [userId, conversationId]);
   if (!row) throw notFound(`no such conversation: ${conversationId}`);
   if (row.user_id === null) throw forbidden('you are not a participant of this conversation');
   const conversation = {
@@ -275,6 +260,20 @@ function messageTitle(count: number, senderName: string, groupName: string): str
  * recipient's unread count, append one notification per recipient (and the sender's silent
  * sync) and their outbox rows. Statements are per conversation, not per recipient.
  */
+// The statements of every message, written once (see Statement).
+const INSERT_MESSAGE = new Statement<{ seq: number }>(
+  `INSERT INTO messages (conversation_id, id, sender_id, type, created, valid_until, data, received_at)
+   VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, id) DO NOTHING RETURNING seq`,
+);
+const TOUCH_CONVERSATION = new Statement('UPDATE conversations SET last_message_id = ?, changed_at = ? WHERE id = ?');
+/** Recipients: every other participant who has not blocked the sender or the conversation. */
+const COUNT_UNREAD = new Statement<{ user_id: string; unread_count: number; is_muted: number }>(
+  `UPDATE participants SET unread_count = unread_count + 1
+   WHERE conversation_id = ? AND user_id != ?
+     AND user_id NOT IN (SELECT user_id FROM blocks WHERE blocked_user_id = ? OR blocked_conversation_id = ?)
+   RETURNING user_id, unread_count, is_muted`,
+);
+
 export async function addMessage(
   notifier: Notifier,
   sender: { id: string; name: string },
@@ -286,44 +285,19 @@ export async function addMessage(
   return notifier.transact(async (trx, emit) => {
     const { conversation } = await requireParticipant(trx, conversationId, senderId);
     const now = Date.now();
-    const inserted = await trx
-      .insertInto('messages')
-      .values({
-        conversation_id: conversationId,
-        id: message.ID,
-        sender_id: senderId,
-        type: message.Type,
-        created: message.Created,
-        valid_until: message.ValidUntil,
-        data: message.Data,
-        received_at: now,
-      })
-      .onConflict((oc) => oc.columns(['conversation_id', 'id']).doNothing())
-      .returning('seq')
-      .executeTakeFirst();
+    const inserted = await INSERT_MESSAGE.first(trx, [
+      conversationId,
+      message.ID,
+      senderId,
+      message.Type,
+      message.Created,
+      message.ValidUntil,
+      message.Data,
+      now,
+    ]);
     if (!inserted) return { message: echo, added: false };
-
-    await trx
-      .updateTable('conversations')
-      .set({ last_message_id: message.ID, changed_at: now })
-      .where('id', '=', conversationId)
-      .execute();
-
-    // Recipients: every other participant who has not blocked the sender or the conversation.
-    const blockers = trx
-      .selectFrom('blocks')
-      .select('blocks.user_id')
-      .where((eb) =>
-        eb.or([eb('blocks.blocked_user_id', '=', senderId), eb('blocks.blocked_conversation_id', '=', conversationId)]),
-      );
-    const recipients = await trx
-      .updateTable('participants')
-      .set((eb) => ({ unread_count: eb('unread_count', '+', 1) }))
-      .where('conversation_id', '=', conversationId)
-      .where('user_id', '!=', senderId)
-      .where('user_id', 'not in', blockers)
-      .returning(['user_id', 'unread_count', 'is_muted'])
-      .execute();
+    await TOUCH_CONVERSATION.all(trx, [message.ID, now, conversationId]);
+    const recipients = await COUNT_UNREAD.all(trx, [conversationId, senderId, senderId, conversationId]);
 
     const groupName = conversation.is_group === 1 ? conversation.display_name : '';
     const data = { messageid: message.ID };

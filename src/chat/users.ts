@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Database, UsersTable } from '../store/schema.ts';
 import { badRequest, conflict, notFound } from '../errors.ts';
 import { isEmail, newApiKey, normaliseEmail, userIdOf } from './ids.ts';
+import { Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database>;
 
@@ -68,11 +69,11 @@ export async function userByApiKey(db: Db, apikey: string): Promise<UsersTable |
 }
 
 /** The user a station is bound to, in one query (every authenticated API call asks). */
+const USER_OF_STATION = new Statement<UsersTable>(
+  'SELECT users.* FROM devices JOIN users ON users.id = devices.user_id WHERE devices.station = ?',
+);
+
+/** The user a station is bound to: asked on every Ozeki call, so written once as SQL. */
 export async function userOfStation(db: Db, station: string): Promise<UsersTable | undefined> {
-  return db
-    .selectFrom('devices')
-    .innerJoin('users', 'users.id', 'devices.user_id')
-    .selectAll('users')
-    .where('devices.station', '=', station)
-    .executeTakeFirst();
+  return USER_OF_STATION.first(db, [station]);
 }

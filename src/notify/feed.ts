@@ -1,9 +1,10 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, NotificationsTable } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
-import { PUSHED_TYPES } from './model.ts';
+import { dataText, PUSHED_TYPES } from './model.ts';
 import { portableBulkWriter, type BulkWriter, type SequenceClaim } from '../store/bulk.ts';
+import { LIST, listParameter, Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -21,19 +22,25 @@ export interface AppendOptions {
   onPushesQueued?: (count: number) => void;
 }
 
+/** The random middle of this process's notification ids, and where its counter starts. */
+const ID_NODE = randomBytes(4).toString('hex');
+let idCounter = randomBytes(6).readUIntBE(0, 6);
+/** RFC 9562 variant bits (10xx) with two random bits of this process. */
+const VARIANT = (0x8 | (parseInt(ID_NODE[6], 16) & 0x3)).toString(16);
+
 /**
  * A UUID (version 7 layout) that starts with the time in milliseconds: new rows land at the
  * end of the primary-key index instead of at a random page, which keeps a fan-out to
- * thousands of recipients from dirtying thousands of index pages.
+ * thousands of recipients from dirtying thousands of index pages. The rest is this
+ * process's random node part and a counter, so ids are unique without drawing random bytes
+ * for each recipient.
  */
 export function newNotificationId(now = Date.now()): string {
-  // randomUUID draws from a cached pool of random bytes; a randomBytes call per id would
-  // make a system call per recipient.
-  const random = randomUUID();
   const time = now.toString(16).padStart(12, '0');
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+  idCounter = (idCounter + 1) % 0x1000000000000;
+  const counter = idCounter.toString(16).padStart(12, '0');
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${ID_NODE.slice(0, 3)}-${VARIANT}${ID_NODE.slice(3, 6)}-${counter}`;
 }
-
 /**
  * Appends notifications to their recipients' feeds inside the caller's transaction: the
  * database's bulk writer hands out sequence numbers (and moves the badge) for all
@@ -94,6 +101,14 @@ export async function appendNotifications(
   return notifications;
 }
 
+/** The devices of some users that take pushes (a token, and pushes not disabled). */
+const PUSH_DEVICES = new Statement<{ station: string; user_id: string; push_provider: string }>({
+  sqlite: `SELECT station, user_id, push_provider FROM devices WHERE user_id IN (${LIST.sqlite})
+           AND push_token IS NOT NULL AND push_provider IS NOT NULL AND push_disabled_at IS NULL`,
+  postgres: `SELECT station, user_id, push_provider FROM devices WHERE user_id IN (${LIST.postgres})
+             AND push_token IS NOT NULL AND push_provider IS NOT NULL AND push_disabled_at IS NULL`,
+});
+
 /** One outbox row per push-token device of each recipient; says how many it wrote. */
 async function enqueuePushes(trx: Db, notifications: Notification[], now: number): Promise<number> {
   const pushed = notifications.filter((n) => PUSHED_TYPES.has(n.type));
@@ -101,17 +116,10 @@ async function enqueuePushes(trx: Db, notifications: Notification[], now: number
   const userIds = [...new Set(pushed.map((n) => n.userId))];
   const devicesByUser = new Map<string, Array<{ station: string; provider: string }>>();
   for (let i = 0; i < userIds.length; i += INSERT_CHUNK) {
-    const devices = await trx
-      .selectFrom('devices')
-      .select(['station', 'user_id', 'push_provider'])
-      .where('user_id', 'in', userIds.slice(i, i + INSERT_CHUNK))
-      .where('push_token', 'is not', null)
-      .where('push_provider', 'is not', null)
-      .where('push_disabled_at', 'is', null)
-      .execute();
+    const devices = await PUSH_DEVICES.all(trx, [listParameter(trx, userIds.slice(i, i + INSERT_CHUNK))]);
     for (const device of devices) {
       const list = devicesByUser.get(device.user_id) ?? [];
-      list.push({ station: device.station, provider: device.push_provider! });
+      list.push({ station: device.station, provider: device.push_provider });
       devicesByUser.set(device.user_id, list);
     }
   }
@@ -155,7 +163,7 @@ export function notificationToRow(n: Notification): NotificationsTable {
     body: n.body,
     badge: n.badge,
     silent: n.silent ? 1 : 0,
-    data: JSON.stringify(n.data),
+    data: dataText(n),
     status: null,
     status_at: null,
     created_at: n.createdAt,

@@ -1,0 +1,71 @@
+/**
+ * Micro-benchmark (not part of `npm run bench`): where the SQLite time of one one-to-one
+ * message goes, statement by statement, through the real `addMessage` path.
+ * Usage: node --import tsx bench/micro/add-statements.ts
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { openStore } from '../../src/store/db.ts';
+import { LocalBus } from '../../src/cluster/bus.ts';
+import { Notifier } from '../../src/notify/notifier.ts';
+import { createUser } from '../../src/chat/users.ts';
+import { addMessage, createConversation } from '../../src/chat/conversations.ts';
+
+const PAIRS = 500;
+const MESSAGES = Number(process.env.MESSAGES ?? 5000);
+
+const spent = new Map<string, { calls: number; ns: bigint }>();
+function wrap(statement: SQLite.Statement, method: 'run' | 'all' | 'get') {
+  const original = statement[method].bind(statement) as (...args: unknown[]) => unknown;
+  (statement as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+    const start = process.hrtime.bigint();
+    try {
+      return original(...args);
+    } finally {
+      const key = statement.source.replace(/\s+/g, ' ').slice(0, 110);
+      const entry = spent.get(key) ?? { calls: 0, ns: 0n };
+      entry.calls++;
+      entry.ns += process.hrtime.bigint() - start;
+      spent.set(key, entry);
+    }
+  };
+}
+const prepare = SQLite.prototype.prepare;
+SQLite.prototype.prepare = function (this: SQLite.Database, source: string) {
+  const statement = prepare.call(this, source) as SQLite.Statement;
+  for (const method of ['run', 'all', 'get'] as const) wrap(statement, method);
+  return statement;
+} as typeof SQLite.prototype.prepare;
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-add-'));
+if (process.env.PAGE_SIZE) {
+  // A database made beforehand with another page size (fixed once the file is written).
+  const made = new SQLite(path.join(dir, 'herald.db'));
+  made.pragma(`page_size = ${Number(process.env.PAGE_SIZE)}`);
+  made.exec('VACUUM');
+  made.close();
+}
+const store = await openStore({ sqliteFile: process.env.MEMORY ? ':memory:' : path.join(dir, 'herald.db') });
+const notifier = new Notifier(store, new LocalBus());
+const pairs: Array<{ a: { id: string; name: string }; conversation: string }> = [];
+for (let i = 0; i < PAIRS; i++) {
+  const a = await createUser(store.db, { email: `a${i}@example.org`, name: `A${i}` });
+  const b = await createUser(store.db, { email: `b${i}@example.org`, name: `B${i}` });
+  const conversation = await createConversation(notifier, a.userid, { participantIds: [b.userid] });
+  pairs.push({ a: { id: a.userid, name: `A${i}` }, conversation: conversation.id });
+}
+spent.clear();
+const started = process.hrtime.bigint();
+for (let i = 0; i < MESSAGES; i++) {
+  const pair = pairs[i % PAIRS];
+  await addMessage(notifier, pair.a, pair.conversation, { ID: `m${i}`, Type: 'Message', Created: '', ValidUntil: '', Data: 'aGVsbG8=' });
+}
+const total = Number(process.hrtime.bigint() - started) / MESSAGES / 1000;
+console.log(`${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)`);
+for (const [sqlText, { calls, ns }] of [...spent].sort((x, y) => Number(y[1].ns - x[1].ns))) {
+  console.log(`${(Number(ns) / MESSAGES / 1000).toFixed(1).padStart(7)} µs/msg  ${String(calls).padStart(6)} calls  ${sqlText}`);
+}
+await store.close();
+fs.rmSync(dir, { recursive: true, force: true });
