@@ -13,8 +13,10 @@ import { Notifier } from '../../src/notify/notifier.ts';
 import { createUser } from '../../src/chat/users.ts';
 import { addMessage, createConversation } from '../../src/chat/conversations.ts';
 
-const PAIRS = 500;
-const MESSAGES = Number(process.env.MESSAGES ?? 5000);
+/** GROUP=N: one group of N users instead of 500 one-to-one pairs. */
+const GROUP = Number(process.env.GROUP ?? 0);
+const PAIRS = GROUP ? 1 : 500;
+const MESSAGES = Number(process.env.MESSAGES ?? (GROUP ? 50 : 5000));
 
 const spent = new Map<string, { calls: number; ns: bigint }>();
 function wrap(statement: SQLite.Statement, method: 'run' | 'all' | 'get') {
@@ -50,7 +52,13 @@ if (process.env.PAGE_SIZE) {
 const store = await openStore({ sqliteFile: process.env.MEMORY ? ':memory:' : path.join(dir, 'herald.db') });
 const notifier = new Notifier(store, new LocalBus());
 const pairs: Array<{ a: { id: string; name: string }; conversation: string }> = [];
-for (let i = 0; i < PAIRS; i++) {
+if (GROUP) {
+  const members: string[] = [];
+  for (let i = 0; i < GROUP; i++) members.push((await createUser(store.db, { email: `g${i}@example.org`, name: `G${i}` })).userid);
+  const conversation = await createConversation(notifier, members[0], { participantIds: members.slice(1) });
+  pairs.push({ a: { id: members[0], name: 'G0' }, conversation: conversation.id });
+}
+for (let i = 0; i < (GROUP ? 0 : PAIRS); i++) {
   const a = await createUser(store.db, { email: `a${i}@example.org`, name: `A${i}` });
   const b = await createUser(store.db, { email: `b${i}@example.org`, name: `B${i}` });
   const conversation = await createConversation(notifier, a.userid, { participantIds: [b.userid] });
@@ -63,7 +71,7 @@ for (let i = 0; i < MESSAGES; i++) {
   await addMessage(notifier, pair.a, pair.conversation, { ID: `m${i}`, Type: 'Message', Created: '', ValidUntil: '', Data: 'aGVsbG8=' });
 }
 const total = Number(process.hrtime.bigint() - started) / MESSAGES / 1000;
-console.log(`${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)`);
+console.log(`${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)${GROUP ? `, ${(total / GROUP).toFixed(2)} µs per recipient` : ''}`);
 for (const [sqlText, { calls, ns }] of [...spent].sort((x, y) => Number(y[1].ns - x[1].ns))) {
   console.log(`${(Number(ns) / MESSAGES / 1000).toFixed(1).padStart(7)} µs/msg  ${String(calls).padStart(6)} calls  ${sqlText}`);
 }

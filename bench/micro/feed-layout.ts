@@ -33,6 +33,18 @@ const layouts: Record<string, { ddl: string[]; id: (now: number) => string }> = 
     ddl: [`CREATE TABLE notifications (id varchar(64), ${COLUMNS}, UNIQUE (user_id, seq))`],
     id: timeOrdered,
   },
+  'no id column, UNIQUE (user_id, seq) only (the id derived from user and seq)': {
+    ddl: [`CREATE TABLE notifications (id varchar(64), ${COLUMNS}, UNIQUE (user_id, seq))`],
+    id: () => null as unknown as string,
+  },
+  'no id column, user key as a short integer in the index (rowid of users)': {
+    ddl: [`CREATE TABLE notifications (id varchar(64), ${COLUMNS.replace('user_id varchar(64)', 'user_id integer')}, UNIQUE (user_id, seq))`],
+    id: () => null as unknown as string,
+  },
+  'user_id text kept in the row, unindexed id kept, UNIQUE (user_key integer, seq)': {
+    ddl: [`CREATE TABLE notifications (id varchar(64), user_key integer NOT NULL, ${COLUMNS}, UNIQUE (user_key, seq))`],
+    id: timeOrdered,
+  },
   'WITHOUT ROWID, PRIMARY KEY (user_id, seq) + UNIQUE id (time-ordered)': {
     ddl: [`CREATE TABLE notifications (id varchar(64) NOT NULL UNIQUE, ${COLUMNS}, PRIMARY KEY (user_id, seq)) WITHOUT ROWID`],
     id: timeOrdered,
@@ -45,6 +57,7 @@ function timeOrdered(now: number): string {
 }
 
 const userIds = Array.from({ length: USERS }, (_, i) => `${i.toString(16).padStart(8, '0')}${'ab'.repeat(12)}`);
+const userIndex = new Map(userIds.map((u, i) => [u, i + 1]));
 
 function run(name: string, layout: { ddl: string[]; id: (now: number) => string }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-feed-layout-'));
@@ -53,8 +66,9 @@ function run(name: string, layout: { ddl: string[]; id: (now: number) => string 
   db.pragma('synchronous = NORMAL');
   db.pragma('cache_size = -65536');
   for (const statement of layout.ddl) db.exec(statement);
+  const keyed = name.includes('user_key');
   const insert = db.prepare(
-    'INSERT INTO notifications (id, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+    keyed ? 'INSERT INTO notifications (id, user_key, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)' : 'INSERT INTO notifications (id, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
   );
   const seqs = new Map(userIds.map((u) => [u, 0]));
   const write = (messages: number) => {
@@ -63,7 +77,8 @@ function run(name: string, layout: { ddl: string[]; id: (now: number) => string 
       for (const user of userIds) {
         const seq = seqs.get(user)! + 1;
         seqs.set(user, seq);
-        insert.run(layout.id(now), user, seq, 'message', '0f1e2d3c4b5a69788796a5b4c3d2e1f0', '5d41402abc4b2a76b9719d911017c592',
+        const key = name.includes('short integer') ? [userIndex.get(user)] : keyed ? [userIndex.get(user), user] : [user];
+        insert.run(layout.id(now), ...key, seq, 'message', '0f1e2d3c4b5a69788796a5b4c3d2e1f0', '5d41402abc4b2a76b9719d911017c592',
           `${seq} messages from Bench 0 in Bench group`, '', seq, 0, `{"messageid":"m-${m}","unread":${seq}}`, null, null, now);
       }
     }
