@@ -141,12 +141,14 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     store,
     notifier,
     hub,
+    bus,
     log,
     registry,
     metrics,
     endpoints,
   };
   bus.subscribe((notifications) => hub.dispatch(notifications));
+  bus.onDisconnect(({ userId, station, reason }) => hub.disconnectStation(userId, station, reason));
   notifier.onCommitted((notifications) => {
     // Counted per type first: a labelled inc costs a label hash and a map lookup, and a
     // group message commits thousands of notifications of one type.

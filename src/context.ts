@@ -5,6 +5,7 @@ import type { Store } from './store/db.ts';
 import type { Hub } from './notify/hub.ts';
 import type { Notifier } from './notify/notifier.ts';
 import type { Metrics } from './metrics.ts';
+import type { Bus } from './cluster/bus.ts';
 
 /** Where this node can be reached; filled in once the listeners are bound. */
 export interface Endpoints {
@@ -21,6 +22,8 @@ export interface AppContext {
   store: Store;
   notifier: Notifier;
   hub: Hub;
+  /** Reaches every node: committed notifications, and devices to disconnect. */
+  bus: Bus;
   log: Logger;
   registry: Registry;
   metrics: Metrics;

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS, TEST_REDIS_URL } from './helpers/stores.ts';
-import { addUser, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
+import { addUser, newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
+import { connectDevice } from './helpers/websocket.ts';
+import { OzekiClient } from '../client/ozeki.ts';
 import { RedisBus } from '../src/cluster/redis-bus.ts';
 import type { LiveConnection } from '../src/notify/hub.ts';
 import type { Notification } from '../src/notify/model.ts';
@@ -44,5 +46,22 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     // Node A holds no connection of Bob's: nothing was delivered there.
     expect(nodeA.app.ctx.hub.connectionsOf(bob.userid)).toBeUndefined();
     nodeB.app.ctx.hub.remove(connection);
+  });
+
+  it("removing a device through node A ends its WebSocket on node B", async () => {
+    const carol = await addUser(nodeA, 'Carol');
+    const tablet = new OzekiClient(nodeA.http, newStation());
+    await tablet.login(carol.apikey, 'browser');
+    const device = await connectDevice(nodeB, tablet.station);
+    const refused = device.receiver.next('refused');
+    expect(nodeB.app.ctx.hub.connectionsOf(carol.userid)?.size).toBe(1);
+
+    const response = await fetch(`${nodeA.http}/v1/users/${carol.userid}/devices/${tablet.station}`, {
+      method: 'DELETE',
+      headers: { 'ozeki-station': carol.client.station },
+    });
+    expect(response.status).toBe(204);
+    expect(await refused).toEqual({ code: 4401, reason: 'this device was removed' });
+    await waitFor(() => nodeB.app.ctx.hub.connectionsOf(carol.userid) === undefined, 5000, 'the connection to leave node B');
   });
 });

@@ -8,11 +8,23 @@ export interface Bus {
   publish(notifications: Notification[]): Promise<void>;
   /** Called on every node for notifications published anywhere. */
   subscribe(handler: (notifications: Notification[]) => void): void;
+  /** Asks every node to end the live connections of one device (it was removed). */
+  publishDisconnect(disconnect: Disconnect): Promise<void>;
+  /** Called on every node for a disconnect published anywhere. */
+  onDisconnect(handler: (disconnect: Disconnect) => void): void;
   close(): Promise<void>;
+}
+
+/** A device whose live connections must end, on whichever node holds them. */
+export interface Disconnect {
+  userId: string;
+  station: string;
+  reason: string;
 }
 
 export class LocalBus implements Bus {
   private handlers: Array<(notifications: Notification[]) => void> = [];
+  private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
 
   async publish(notifications: Notification[]): Promise<void> {
     for (const handler of this.handlers) handler(notifications);
@@ -22,7 +34,16 @@ export class LocalBus implements Bus {
     this.handlers.push(handler);
   }
 
+  async publishDisconnect(disconnect: Disconnect): Promise<void> {
+    for (const handler of this.disconnectHandlers) handler(disconnect);
+  }
+
+  onDisconnect(handler: (disconnect: Disconnect) => void): void {
+    this.disconnectHandlers.push(handler);
+  }
+
   async close(): Promise<void> {
     this.handlers = [];
+    this.disconnectHandlers = [];
   }
 }

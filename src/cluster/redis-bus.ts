@@ -1,18 +1,25 @@
 import { Redis } from 'ioredis';
 import type { Notification } from '../notify/model.ts';
-import type { Bus } from './bus.ts';
+import type { Bus, Disconnect } from './bus.ts';
 
 const CHANNEL = 'herald:notifications';
+const DISCONNECT_CHANNEL = 'herald:disconnect';
 
 /** Publishes committed notifications to every node through Redis pub/sub. */
 export class RedisBus implements Bus {
   private handlers: Array<(notifications: Notification[]) => void> = [];
+  private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
 
   private constructor(
     private readonly pub: Redis,
     private readonly sub: Redis,
   ) {
-    sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      if (channel.toString() === DISCONNECT_CHANNEL) {
+        const disconnect = JSON.parse(message.toString('utf8')) as Disconnect;
+        for (const handler of this.disconnectHandlers) handler(disconnect);
+        return;
+      }
       const notifications = JSON.parse(message.toString('utf8')) as Notification[];
       for (const handler of this.handlers) handler(notifications);
     });
@@ -23,7 +30,7 @@ export class RedisBus implements Bus {
     const sub = new Redis(url, { lazyConnect: true });
     await pub.connect();
     await sub.connect();
-    await sub.subscribe(CHANNEL);
+    await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL);
     return new RedisBus(pub, sub);
   }
 
@@ -35,8 +42,17 @@ export class RedisBus implements Bus {
     this.handlers.push(handler);
   }
 
+  async publishDisconnect(disconnect: Disconnect): Promise<void> {
+    await this.pub.publish(DISCONNECT_CHANNEL, JSON.stringify(disconnect));
+  }
+
+  onDisconnect(handler: (disconnect: Disconnect) => void): void {
+    this.disconnectHandlers.push(handler);
+  }
+
   async close(): Promise<void> {
     this.handlers = [];
+    this.disconnectHandlers = [];
     this.sub.disconnect();
     await this.pub.quit();
   }

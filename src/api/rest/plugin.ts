@@ -143,7 +143,8 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
       await requireSelfOrAdmin(ctx, request, request.params.id);
       const station = request.params.station.toLowerCase();
       await removeDevice(db, request.params.id, station);
-      ctx.hub.disconnectStation(request.params.id, station, 'this device was removed');
+      // Its live connections end on every node, not only on the one that took the call.
+      await ctx.bus.publishDisconnect({ userId: request.params.id, station, reason: 'this device was removed' });
       return reply.status(204).send();
     });
   };
