@@ -14,7 +14,7 @@ import { Hub } from './notify/hub.ts';
 import { Notifier } from './notify/notifier.ts';
 import { loadTls } from './tls.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
-import { restApi } from './api/rest/plugin.ts';
+import { restApi, sameSecret } from './api/rest/plugin.ts';
 import { web3mqApi } from './api/web3mq/plugin.ts';
 import { WEB3MQ_LIVE_PATH, startWeb3mqLive } from './api/web3mq/live.ts';
 import { attachWebSocket } from './channels/websocket.ts';
@@ -108,7 +108,16 @@ function buildHttp(ctx: AppContext, https?: { cert: string; key: string }): Fast
     await ctx.store.db.selectFrom('users').select('id').limit(1).execute();
     return { status: 'ok' };
   });
-  app.get('/metrics', async (_request, reply) => {
+  // The metrics tell who is busy and what fails: only the operator reads them (Prometheus
+  // sends the admin token with `authorization: { credentials: … }` or `bearer_token`).
+  app.get('/metrics', async (request, reply) => {
+    const auth = request.headers.authorization;
+    if (typeof auth !== 'string' || !auth.startsWith('Bearer ') || !sameSecret(auth.slice(7).trim(), ctx.config.adminToken)) {
+      return reply
+        .status(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'send Authorization: Bearer <admin token> to read the metrics' });
+    }
     reply.header('content-type', ctx.registry.contentType);
     return ctx.registry.metrics();
   });

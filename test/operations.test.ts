@@ -4,7 +4,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS } from './helpers/stores.ts';
-import { addUser, startTestServer, type TestServer } from './helpers/server.ts';
+import { ADMIN_TOKEN, addUser, startTestServer, type TestServer } from './helpers/server.ts';
 import { startServeProcess } from './helpers/cli.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 
@@ -24,11 +24,21 @@ describe('operating a node', () => {
     expect(await response.json()).toEqual({ status: 'ok' });
   });
 
+  it('GET /metrics is for the operator only: without the admin token, or with another, it is refused', async () => {
+    for (const headers of [{}, { authorization: 'Bearer not-the-admin-token' }, { authorization: `Basic ${ADMIN_TOKEN}` }]) {
+      const response = await fetch(`${server.http}/metrics`, { headers });
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toBe('Bearer');
+      const body = await response.json();
+      expect(body).toEqual({ error: 'send Authorization: Bearer <admin token> to read the metrics' });
+    }
+  });
+
   it('GET /metrics counts requests and their latencies per API call, in Prometheus text', async () => {
     const alice = await addUser(server, 'Alice');
     await alice.client.ok('chatconversation', { action: 'list' });
     await alice.client.call('chatconversation', { action: 'nonsense' });
-    const response = await fetch(`${server.http}/metrics`);
+    const response = await fetch(`${server.http}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(response.headers.get('content-type')).toMatch(/text\/plain/);
     const text = await response.text();
     expect(text).toMatch(/herald_http_requests_total\{api="ozeki",route="chatconversation",status="200"\} 1/);

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { storeKinds } from './helpers/stores.ts';
-import { addUser, startTestServer, type TestServer } from './helpers/server.ts';
+import { addUser, metricsText, startTestServer, type TestServer } from './helpers/server.ts';
 import { ozekiTime } from '../client/ozeki.ts';
 
 describe('the HTTP ports hold up against an anonymous caller', () => {
@@ -23,7 +23,7 @@ describe('the HTTP ports hold up against an anonymous caller', () => {
       });
       expect(response.status).toBe(404);
     }
-    const metrics = await (await fetch(`${server.http}/metrics`)).text();
+    const metrics = await metricsText(server);
     for (const api of invented) expect(metrics).not.toContain(api);
     expect(metrics).toMatch(/herald_http_requests_total\{api="ozeki",route="unknown",status="404"\} 50/);
   });

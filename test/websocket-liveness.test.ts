@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { STORE_KINDS } from './helpers/stores.ts';
-import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
+import { addUser, metricsText, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { attachWebSocket } from '../src/channels/websocket.ts';
 
 // Long enough that a loaded machine answers a ping before the next one is due.
@@ -57,7 +57,7 @@ describe('WebSocket liveness', () => {
   });
 
   it('the live connection gauge follows connections opening and closing', async () => {
-    const metrics = async () => (await fetch(`${server.http}/metrics`)).text();
+    const metrics = () => metricsText(server);
     const socket = new WebSocket(url);
     await new Promise((resolve) => socket.once('message', resolve));
     expect(await metrics()).toMatch(/herald_live_connections\{channel="ws"\} 1\b/);

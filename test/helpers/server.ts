@@ -96,3 +96,10 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** The node's Prometheus text, read with the admin token as an operator's scraper does. */
+export async function metricsText(server: TestServer): Promise<string> {
+  const response = await fetch(`${server.http}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
+  return response.text();
+}

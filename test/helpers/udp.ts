@@ -9,7 +9,7 @@ import {
 } from '../../src/channels/udp-protocol.ts';
 import { UdpReceiver, type UdpFrame, type UdpReceiverOptions } from '../../client/udp-receiver.ts';
 import type { TestServer, TestUser } from './server.ts';
-import { waitFor } from './server.ts';
+import { metricsText, waitFor } from './server.ts';
 
 /** What a desktop client learns over HTTPS at login: where to send, and the secret to sign with. */
 export interface UdpCredentials {
@@ -38,7 +38,7 @@ export async function listen(
 
 /** One sample of a metric as /metrics shows it (0 when the series does not exist yet). */
 export async function metric(server: TestServer, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${server.http}/metrics`)).text();
+  const text = await metricsText(server);
   const series = labels ? `${name}{${labels}}` : name;
   const line = text.split('\n').find((l) => l.startsWith(series + ' '));
   return line ? Number(line.slice(series.length + 1)) : 0;
