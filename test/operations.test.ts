@@ -25,7 +25,8 @@ describe('operating a node', () => {
   });
 
   it('GET /metrics is for the operator only: without the admin token, or with another, it is refused', async () => {
-    for (const headers of [{}, { authorization: 'Bearer not-the-admin-token' }, { authorization: `Basic ${ADMIN_TOKEN}` }]) {
+    const attempts: Array<Record<string, string>> = [{}, { authorization: 'Bearer not-the-admin-token' }, { authorization: `Basic ${ADMIN_TOKEN}` }];
+    for (const headers of attempts) {
       const response = await fetch(`${server.http}/metrics`, { headers });
       expect(response.status).toBe(401);
       expect(response.headers.get('www-authenticate')).toBe('Bearer');

@@ -3,6 +3,7 @@ import { STORE_KINDS } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
+import { MAX_DEVICES_PER_USER } from '../src/chat/devices.ts';
 import { WsReceiver } from '../client/ws-receiver.ts';
 
 describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) => {
@@ -65,5 +66,36 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     const refusedAgain = again.next('refused');
     again.start();
     expect(await refusedAgain).toEqual({ code: 4401, reason: 'unknown station: log in with chatlogin first' });
+  });
+
+  it.skipIf(!kind)(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: one more login forgets and disconnects the one seen longest ago`, async () => {
+    const dave = await addUser(server, 'Dave');
+    const oldest = new OzekiClient(server.http, newStation());
+    await oldest.login(dave.apikey, 'browser');
+    const device = await connectDevice(server, oldest.station);
+    const replaced = device.receiver.next('refused');
+    const stations = async () => {
+      const response = await fetch(`${server.http}/v1/users/${dave.userid}/devices`, { headers: admin });
+      return ((await response.json()) as { devices: Array<{ station: string }> }).devices.map((d) => d.station);
+    };
+    // Dave's first client and `oldest` make two; fill up to the limit.
+    for (let i = (await stations()).length; i < MAX_DEVICES_PER_USER; i++) {
+      await new OzekiClient(server.http, newStation()).login(dave.apikey, 'browser');
+    }
+    expect(await stations()).toHaveLength(MAX_DEVICES_PER_USER);
+    expect(await stations()).toContain(oldest.station);
+    // Seen long ago, so it is the first to go whatever the clock's resolution.
+    await server.app.ctx.store.db.updateTable('devices').set({ last_seen_at: 1 }).where('station', '=', oldest.station).execute();
+
+    const newest = new OzekiClient(server.http, newStation());
+    await newest.login(dave.apikey, 'windows');
+    const now = await stations();
+    expect(now).toHaveLength(MAX_DEVICES_PER_USER);
+    expect(now).toContain(newest.station);
+    expect(now).toContain(dave.client.station);
+    expect(now).not.toContain(oldest.station);
+    expect(await replaced).toEqual({ code: 4401, reason: 'this device was replaced by newer ones' });
+    const gone = await oldest.call('chatconversation', { action: 'list' });
+    expect(gone.httpStatus).toBe(401);
   });
 });

@@ -4,6 +4,7 @@ import type { Database, DevicesTable } from '../store/schema.ts';
 import { badRequest, forbidden, notFound } from '../errors.ts';
 import { STATION } from './ids.ts';
 import { checkPushSubscription } from '../channels/webpush.ts';
+import type { Bus } from '../cluster/bus.ts';
 
 type Db = Kysely<Database>;
 
@@ -182,6 +183,35 @@ export function describeDevice(d: DevicesTable) {
     lastseen: d.last_seen_at,
     created: d.created_at,
   };
+}
+
+/** How many devices one user may have; logging in on one more forgets the longest unseen. */
+export const MAX_DEVICES_PER_USER = 100;
+
+/**
+ * Keeps a user at MAX_DEVICES_PER_USER devices by removing those seen longest ago (never
+ * `keep`, the station that just logged in), and ends their live connections on every node.
+ * A client that makes up a new station at every login would otherwise grow the device list,
+ * and every fan-out to that user, without bound. Says which stations it removed.
+ */
+export async function forgetDevicesBeyondLimit(db: Db, bus: Bus, userId: string, keep: string): Promise<string[]> {
+  const devices = await db
+    .selectFrom('devices')
+    .select(['station'])
+    .where('user_id', '=', userId)
+    .where('station', '!=', keep)
+    .orderBy('last_seen_at', 'desc')
+    .orderBy('station')
+    .offset(MAX_DEVICES_PER_USER - 1)
+    .limit(1000)
+    .execute();
+  const stations = devices.map((d) => d.station);
+  if (stations.length === 0) return stations;
+  await db.deleteFrom('devices').where('user_id', '=', userId).where('station', 'in', stations).execute();
+  for (const station of stations) {
+    await bus.publishDisconnect({ userId, station, reason: 'this device was replaced by newer ones' });
+  }
+  return stations;
 }
 
 export async function removeDevice(db: Db, userId: string, station: string): Promise<void> {

@@ -5,7 +5,7 @@ import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../.
 import { errorStatus, sameSecret } from '../rest/plugin.ts';
 import { Fields } from './fields.ts';
 import { userByApiKey, userOfStation } from '../../chat/users.ts';
-import { bindStation, checkStation, describeDevice, isPlatform, registerDevice, PLATFORMS } from '../../chat/devices.ts';
+import { bindStation, checkStation, describeDevice, forgetDevicesBeyondLimit, isPlatform, registerDevice, PLATFORMS } from '../../chat/devices.ts';
 import { listFriends } from '../../chat/friends.ts';
 import { changesSince } from '../../chat/changes.ts';
 import { setAvailability } from '../../chat/availability.ts';
@@ -287,6 +287,7 @@ async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<
       throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
     }
     const device = await bindStation(ctx.store.db, station, user.id, platformField);
+    await forgetDevicesBeyondLimit(ctx.store.db, ctx.bus, user.id, station);
     return loginResponse(ctx, user, device.udp_secret);
   }
 

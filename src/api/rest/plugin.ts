@@ -4,7 +4,19 @@ import type { AppContext } from '../../context.ts';
 import { HeraldError, badRequest, forbidden, unauthorized } from '../../errors.ts';
 import { createUser, listUsers, resolveUser } from '../../chat/users.ts';
 import { addFriendship } from '../../chat/friends.ts';
-import { bindStation, checkRegistration, checkStation, describeDevice, deviceOf, isPlatform, listDevices, PLATFORMS, registerDevice, removeDevice } from '../../chat/devices.ts';
+import {
+  bindStation,
+  checkRegistration,
+  checkStation,
+  describeDevice,
+  deviceOf,
+  forgetDevicesBeyondLimit,
+  isPlatform,
+  listDevices,
+  PLATFORMS,
+  registerDevice,
+  removeDevice,
+} from '../../chat/devices.ts';
 import { attachMainKey } from '../web3mq/keys.ts';
 import { loadVapidKeys } from '../../channels/webpush.ts';
 
@@ -131,7 +143,10 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
       const user = await resolveUser(db, request.params.id);
       const registration = { platform, pushToken: pushtoken as string | null | undefined, pushSubscription: b.pushsubscription };
       checkRegistration(registration);
-      if (caller.kind === 'admin') await bindStation(db, station, user.id, platform);
+      if (caller.kind === 'admin') {
+        await bindStation(db, station, user.id, platform);
+        await forgetDevicesBeyondLimit(db, ctx.bus, user.id, station);
+      }
       const device = await registerDevice(db, station, user.id, registration);
       return { device: describeDevice(device) };
     });
