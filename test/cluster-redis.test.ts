@@ -3,6 +3,7 @@ import { STORE_KINDS, TEST_REDIS_URL } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
+import { RawWeb3mqUser, post } from './helpers/web3mq.ts';
 import { RedisBus } from '../src/cluster/redis-bus.ts';
 import type { LiveConnection } from '../src/notify/hub.ts';
 import type { Notification } from '../src/notify/model.ts';
@@ -63,5 +64,34 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     expect(response.status).toBe(204);
     expect(await refused).toEqual({ code: 4401, reason: 'this device was removed' });
     await waitFor(() => nodeB.app.ctx.hub.connectionsOf(carol.userid) === undefined, 5000, 'the connection to leave node B');
+  });
+
+  it('a Web3MQ signature spent on node A is refused on node B, and a history read may repeat on either', async () => {
+    const dana = await new RawWeb3mqUser(nodeA.http).registerAndLogin();
+    const timestamp = dana.nextTimestamp();
+    const body = {
+      userid: dana.userid,
+      timestamp,
+      web3mq_signature: dana.tempKey.sign(dana.userid + timestamp),
+      topic_name: 'across nodes',
+    };
+    const first = await post(nodeA.http, '/api/create_topic/', body, dana.headers());
+    expect(first.body.code).toBe(0);
+    const replayed = await post(nodeB.http, '/api/create_topic/', body, dana.headers());
+    expect(replayed).toEqual({
+      status: 409,
+      body: { code: 409, msg: 'this signed request was already used; sign it again with a new timestamp' },
+    });
+
+    // A history read may be repeated, on any node; its signature is then spent for writes everywhere.
+    const readAt = dana.nextTimestamp();
+    const readSignature = dana.tempKey.sign(dana.userid + readAt);
+    const query = new URLSearchParams({ userid: dana.userid, timestamp: String(readAt), web3mq_signature: readSignature, page: '1', size: '10' });
+    for (const node of [nodeA, nodeB, nodeA]) {
+      const read = await fetch(`${node.http}/api/notification/history/?${query}`, { headers: dana.headers() });
+      expect(read.status).toBe(200);
+    }
+    const write = await post(nodeB.http, '/api/create_topic/', { userid: dana.userid, timestamp: readAt, web3mq_signature: readSignature, topic_name: 'x' }, dana.headers());
+    expect(write.status).toBe(409);
   });
 });

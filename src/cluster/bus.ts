@@ -12,6 +12,13 @@ export interface Bus {
   publishDisconnect(disconnect: Disconnect): Promise<void>;
   /** Called on every node for a disconnect published anywhere. */
   onDisconnect(handler: (disconnect: Disconnect) => void): void;
+  /**
+   * Records, for `ttlMs`, that a one-time credential (a signature) was used, for every node
+   * to see: 'spent' when it was unknown, 'again' when it was used before and both uses are
+   * reads, 'replayed' otherwise. A single node remembers spent signatures itself, so the
+   * in-process bus has nothing to add.
+   */
+  spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<'spent' | 'again' | 'replayed'>;
   close(): Promise<void>;
 }
 
@@ -40,6 +47,10 @@ export class LocalBus implements Bus {
 
   onDisconnect(handler: (disconnect: Disconnect) => void): void {
     this.disconnectHandlers.push(handler);
+  }
+
+  async spendEverywhere(): Promise<'spent'> {
+    return 'spent';
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import type { Bus, Disconnect } from './bus.ts';
 
 const CHANNEL = 'herald:notifications';
 const DISCONNECT_CHANNEL = 'herald:disconnect';
+const SPENT_PREFIX = 'herald:spent:';
 
 /** Publishes committed notifications to every node through Redis pub/sub. */
 export class RedisBus implements Bus {
@@ -48,6 +49,16 @@ export class RedisBus implements Bus {
 
   onDisconnect(handler: (disconnect: Disconnect) => void): void {
     this.disconnectHandlers.push(handler);
+  }
+
+  async spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<'spent' | 'again' | 'replayed'> {
+    const name = SPENT_PREFIX + key;
+    const set = await this.pub.set(name, use, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
+    if (set === 'OK') return 'spent';
+    const earlier = await this.pub.get(name);
+    // Gone in between (its time ran out): the signature's timestamp is no longer fresh either.
+    if (earlier === null) return 'replayed';
+    return earlier === 'read' && use === 'read' ? 'again' : 'replayed';
   }
 
   async close(): Promise<void> {

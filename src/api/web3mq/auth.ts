@@ -29,15 +29,15 @@ const CLAIM_STATUS = { replayed: 409, 'user over limit': 429, 'node over limit':
  * Spends a verified signature, or refuses the call before it reads or writes anything:
  * 409 for a signature already used, 429 or 503 when the memory of used signatures is full.
  */
-export function spendSignature(
+export async function spendSignature(
   guard: ReplayGuard,
   key: string,
   userId: string,
   timestampMs: number,
   use: SignatureUse,
   now = Date.now(),
-): void {
-  const refusal = guard.claim(key, userId, timestampMs, use, now);
+): Promise<void> {
+  const refusal = await guard.claimEverywhere(key, userId, timestampMs, use, now);
   if (refusal) throw new HeraldError(CLAIM_STATUS[refusal.refused], refusal.reason);
 }
 
@@ -103,6 +103,6 @@ export async function authenticateSigned(
     didkey.slice(0, separator) === key.did_type &&
     canonicalDidValue(key.did_type, didkey.slice(separator + 1)) === key.did_value;
   if (!sameDid) throw forbidden("didkey is not the key owner's did_type:did_value");
-  spendSignature(guard, ed25519SignatureKey(signature), key.user_id, call.timestamp.ms, call.use, now);
+  await spendSignature(guard, ed25519SignatureKey(signature), key.user_id, call.timestamp.ms, call.use, now);
   return { userId: key.user_id, pubkey };
 }

@@ -107,7 +107,7 @@ export async function register(db: Db, guard: ReplayGuard, fields: Fields, now =
   }
   // An Ethereum signature has a second valid form (s and n - s), so the register is
   // remembered by its nonce, which commits to everything it installs.
-  spendSignature(guard, `register:${nonce}`, id, time.ms, 'write', now);
+  await spendSignature(guard, `register:${nonce}`, id, time.ms, 'write', now);
 
   const canonical = canonicalDidValue(didType, didValue);
   return refuseDuplicates(() => db.transaction().execute(async (trx) => {
@@ -190,7 +190,7 @@ export async function login(db: Db, guard: ReplayGuard, fields: Fields, now = Da
     throw unauthorized('bad signature: login_signature does not verify with the main key');
   }
   // A replayed login would bring back a key retired by MAX_LOGIN_KEYS_PER_USER.
-  spendSignature(guard, ed25519SignatureKey(loginSignature), id, time.ms, 'write', now);
+  await spendSignature(guard, ed25519SignatureKey(loginSignature), id, time.ms, 'write', now);
 
   await refuseDuplicates(() => db.transaction().execute(async (trx) => {
     const existing = await trx.selectFrom('web3mq_login_keys').select('user_id').where('pubkey', '=', pubkeyValue).executeTakeFirst();

@@ -99,7 +99,7 @@ async function authenticate(ctx: AppContext, guard: ReplayGuard, command: Connec
   }
   const signer = keys.find((key) => verifyEd25519(key.pubkey, signed, msgSign));
   if (signer) {
-    const refusal = guard.claim(ed25519SignatureKey(msgSign), userId, command.timestamp, 'write', now);
+    const refusal = await guard.claimEverywhere(ed25519SignatureKey(msgSign), userId, command.timestamp, 'write', now);
     if (refusal) {
       const reason = refusal.refused === 'replayed' ? 'this ConnectReq was already used; sign a new one with a new timestamp' : refusal.reason;
       throw new Refusal(SPEND_CLOSE[refusal.refused], reason);

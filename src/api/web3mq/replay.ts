@@ -1,4 +1,5 @@
 import type { AppContext } from '../../context.ts';
+import type { Bus } from '../../cluster/bus.ts';
 import { TIMESTAMP_WINDOW_MS } from './signature.ts';
 
 /**
@@ -6,8 +7,8 @@ import { TIMESTAMP_WINDOW_MS } from './signature.ts';
  * long as its timestamp is within the window. Each signature that authenticates a call is
  * remembered here until its timestamp has left the window, and a second use is refused.
  *
- * The memory is this node's own: with several nodes behind one address, a signature spent
- * on one node is unknown to the others (see README.md, "Replayed signatures").
+ * The memory is this node's own and answers at once; with several nodes (a Redis bus), a
+ * signature is also spent on the bus, so one spent on another node is refused here too.
  */
 
 /** Signatures one node remembers at once (about 150 bytes each: some 40 MB at the cap). */
@@ -39,6 +40,8 @@ interface Remembered {
 }
 
 export class ReplayGuard {
+  /** Where spent signatures are shared with the other nodes (none: this node alone). */
+  shared?: Pick<Bus, 'spendEverywhere'>;
   private readonly remembered = new Map<string, Remembered>();
   private readonly perUser = new Map<string, number>();
   /** Signature keys by the sweep slot in which they stop being fresh. */
@@ -89,6 +92,27 @@ export class ReplayGuard {
     return undefined;
   }
 
+  /**
+   * `claim` on this node, then on every node through the bus: undefined when the call may go
+   * ahead. The local record comes first, so two copies arriving at one node together are
+   * told apart without waiting for the bus.
+   */
+  async claimEverywhere(
+    key: string,
+    userId: string,
+    timestampMs: number,
+    use: SignatureUse,
+    now = Date.now(),
+  ): Promise<ClaimRefusal | undefined> {
+    const refusal = this.claim(key, userId, timestampMs, use, now);
+    if (refusal || !this.shared) return refusal;
+    const answer = await this.shared.spendEverywhere(key, use, timestampMs + TIMESTAMP_WINDOW_MS - now + 1);
+    if (answer === 'replayed') {
+      return { refused: 'replayed', reason: 'this signed request was already used; sign it again with a new timestamp' };
+    }
+    return undefined;
+  }
+
   private forget(key: string, entry: Remembered): void {
     this.remembered.delete(key);
     const left = (this.perUser.get(entry.userId) ?? 1) - 1;
@@ -129,6 +153,7 @@ export function replayGuardOf(ctx: AppContext): ReplayGuard {
   let guard = guards.get(ctx);
   if (!guard) {
     guard = new ReplayGuard();
+    guard.shared = ctx.bus;
     guards.set(ctx, guard);
   }
   return guard;
