@@ -1,12 +1,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS } from './helpers/stores.ts';
-import { ADMIN_TOKEN, addUser, startTestServer, type TestServer } from './helpers/server.ts';
+import { ADMIN_TOKEN, addUser, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
+import { openStore } from '../src/store/db.ts';
 import { startServeProcess } from './helpers/cli.ts';
-import { OzekiClient } from '../client/ozeki.ts';
+import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
 
 const sqlite = STORE_KINDS[0].kind!;
 
@@ -109,4 +111,84 @@ describe('herald serve', () => {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('a request in flight when SIGTERM arrives is still answered, and what it wrote is kept', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-serve-'));
+    try {
+      const { child, endpoints } = await startServeProcess({
+        HERALD_DATA_DIR: dataDir,
+        HERALD_HTTP_PORT: '0',
+        HERALD_HTTPS_PORT: '0',
+        HERALD_UDP_PORT: '0',
+        HERALD_ADMIN_TOKEN: ADMIN_TOKEN,
+      });
+      const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+      const users = [];
+      for (const name of ['Ann', 'Ben']) {
+        const created = await fetch(`${endpoints.http}/v1/users`, {
+          method: 'POST',
+          headers: admin,
+          body: JSON.stringify({ email: `${name.toLowerCase()}@example.org`, name }),
+        });
+        users.push((await created.json()) as { userid: string; apikey: string });
+      }
+      const ann = new OzekiClient(endpoints.http, 'b'.repeat(32));
+      await ann.login(users[0].apikey);
+      const { conversation } = await ann.createConversation([users[1].userid]);
+      const conversationId = (conversation as { id: string }).id;
+
+      // The request's headers reach the server (it answers 100 Continue), then the server is
+      // told to stop, and only once it has stopped listening does the body follow.
+      const body = JSON.stringify({
+        action: 'add',
+        timestamp: ozekiTime(),
+        conversationid: conversationId,
+        message: JSON.stringify({ ID: 'in-flight', Type: 'Message', Created: ozekiTime(), Data: 'aGk=' }),
+      });
+      const { port } = new URL(endpoints.http);
+      const socket = net.connect(Number(port), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (chunk) => (answer += chunk.toString()));
+      const ended = new Promise((resolve) => socket.on('close', resolve));
+      socket.write(
+        `POST /?srv=chatserver&api=chatconversation HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+          `Ozeki-Station: ${ann.station}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+      );
+      await waitFor(() => answer.startsWith('HTTP/1.1 100 Continue'), 5000, '100 Continue');
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await waitFor(() => refusesConnections(Number(port)), 5000, 'the server to stop listening');
+      socket.write(body);
+      await ended;
+      const response = answer.slice(answer.indexOf('\r\n\r\n') + 4);
+      expect(response).toMatch(/^HTTP\/1.1 200 OK/);
+      expect(JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 'OK', message: { ID: 'in-flight' } });
+      const [code] = await exited;
+      expect(code).toBe(0);
+
+      // The message and Ben's notification of it were committed before the database closed.
+      const store = await openStore({ sqliteFile: path.join(dataDir, 'herald.db') });
+      try {
+        expect(await store.db.selectFrom('messages').select('id').execute()).toEqual([{ id: 'in-flight' }]);
+        const feed = await store.db.selectFrom('notifications').select(['type', 'title']).where('user_id', '=', users[1].userid).execute();
+        expect(feed).toContainEqual({ type: 'message', title: '1 message from Ann' });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** True once nothing listens on the port any more. */
+function refusesConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(port, '127.0.0.1');
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', () => resolve(true));
+  });
+}
