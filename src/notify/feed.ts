@@ -41,6 +41,13 @@ export function newNotificationId(now = Date.now()): string {
   const counter = idCounter.toString(16).padStart(12, '0');
   return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${ID_NODE.slice(0, 3)}-${VARIANT}${ID_NODE.slice(3, 6)}-${counter}`;
 }
+/** A recipient's share of a batch, and the sequence numbers and badge it was given. */
+interface Claim extends SequenceClaim {
+  nextSeq: number;
+  badge: number;
+  found: boolean;
+}
+
 /**
  * Appends notifications to their recipients' feeds inside the caller's transaction: the
  * database's bulk writer hands out sequence numbers (and moves the badge) for all
@@ -56,38 +63,40 @@ export async function appendNotifications(
   const now = options.now ?? Date.now();
 
   // A recipient of k notifications advances their sequence by k, and their unread total by
-  // what their notifications add up to.
-  const claims = new Map<string, SequenceClaim>();
+  // what their notifications add up to. One entry per recipient carries the claim, then
+  // what it was given.
+  const claims = new Map<string, Claim>();
   for (const draft of drafts) {
-    const claim = claims.get(draft.userId) ?? { id: draft.userId, count: 0, unread: 0 };
+    let claim = claims.get(draft.userId);
+    if (!claim) {
+      claim = { id: draft.userId, count: 0, unread: 0, nextSeq: 0, badge: 0, found: false };
+      claims.set(draft.userId, claim);
+    }
     claim.count++;
     claim.unread += draft.unread ?? 0;
-    claims.set(draft.userId, claim);
   }
   const bulk = options.bulk ?? portableBulkWriter;
-  const allocated = new Map<string, { lastSeq: number; badge: number }>();
   for (const slot of await bulk.advanceSequences(trx, [...claims.values()])) {
-    allocated.set(slot.id, { lastSeq: slot.last_seq, badge: slot.unread_total });
+    const claim = claims.get(slot.id)!;
+    claim.nextSeq = slot.last_seq - claim.count + 1;
+    claim.badge = Math.max(0, slot.unread_total);
+    claim.found = true;
   }
 
-  const nextSeq = new Map<string, number>();
   const notifications: Notification[] = [];
   for (const draft of drafts) {
-    const slot = allocated.get(draft.userId);
-    if (!slot) continue; // the recipient no longer exists
-    const count = claims.get(draft.userId)!.count;
-    const seq = nextSeq.get(draft.userId) ?? slot.lastSeq - count + 1;
-    nextSeq.set(draft.userId, seq + 1);
+    const claim = claims.get(draft.userId)!;
+    if (!claim.found) continue; // the recipient no longer exists
     notifications.push({
       id: newNotificationId(now),
       userId: draft.userId,
-      seq,
+      seq: claim.nextSeq++,
       type: draft.type,
       conversationId: draft.conversationId ?? null,
       senderId: draft.senderId ?? null,
       title: draft.title,
       body: draft.body ?? '',
-      badge: Math.max(0, slot.badge),
+      badge: claim.badge,
       silent: draft.silent ?? false,
       data: draft.data ?? {},
       createdAt: now,
