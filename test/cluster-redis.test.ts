@@ -56,6 +56,9 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     const device = await connectDevice(nodeB, tablet.station);
     const refused = device.receiver.next('refused');
     expect(nodeB.app.ctx.hub.connectionsOf(carol.userid)?.size).toBe(1);
+    // Node B has answered the tablet, so it knows the tablet's user from memory.
+    const onB = new OzekiClient(nodeB.http, tablet.station);
+    expect((await onB.call('chatconversation', { action: 'list' })).httpStatus).toBe(200);
 
     const response = await fetch(`${nodeA.http}/v1/users/${carol.userid}/devices/${tablet.station}`, {
       method: 'DELETE',
@@ -64,6 +67,8 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     expect(response.status).toBe(204);
     expect(await refused).toEqual({ code: 4401, reason: 'this device was removed' });
     await waitFor(() => nodeB.app.ctx.hub.connectionsOf(carol.userid) === undefined, 5000, 'the connection to leave node B');
+    // The disconnect reached node B before the socket closed: its memory of the station is gone too.
+    expect((await onB.call('chatconversation', { action: 'list' })).httpStatus).toBe(401);
   });
 
   it('a Web3MQ signature spent on node A is refused on node B, and a history read may repeat on either', async () => {

@@ -54,6 +54,7 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     await tablet.login(bob.apikey, 'browser');
     const device = await connectDevice(server, tablet.station);
     const refused = device.receiver.next('refused');
+    expect((await tablet.call('chatconversation', { action: 'list' })).httpStatus).toBe(200);
     const response = await fetch(`${server.http}/v1/users/${bob.userid}/devices/${tablet.station}`, {
       method: 'DELETE',
       headers: { 'ozeki-station': bob.client.station },
@@ -61,6 +62,9 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     expect(response.status).toBe(204);
     expect(await refused).toEqual({ code: 4401, reason: 'this device was removed' });
     expect(Object.keys(await platforms())).not.toContain(tablet.station);
+    const after = await tablet.call('chatconversation', { action: 'list' });
+    expect(after.httpStatus).toBe(401);
+    expect(after.body.errormessage).toBe('unknown station: log in with chatlogin first');
 
     const again = new WsReceiver({ url: server.app.endpoints.ws, station: tablet.station });
     const refusedAgain = again.next('refused');
@@ -74,6 +78,8 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     await oldest.login(dave.apikey, 'browser');
     const device = await connectDevice(server, oldest.station);
     const replaced = device.receiver.next('refused');
+    // A call made, so the node knows the station's user from memory as well.
+    await oldest.ok('chatconversation', { action: 'list' });
     const stations = async () => {
       const response = await fetch(`${server.http}/v1/users/${dave.userid}/devices`, { headers: admin });
       return ((await response.json()) as { devices: Array<{ station: string }> }).devices.map((d) => d.station);

@@ -263,6 +263,50 @@ function checkSignature(request: FastifyRequest, apikey: string) {
   }
 }
 
+/** How long a station's user is taken from memory before the database is asked again. */
+const STATION_MEMORY_MS = 10_000;
+/** Stations remembered at once; the oldest entry goes first. */
+const MAX_REMEMBERED_STATIONS = 100_000;
+
+/**
+ * Station → user for the calls after login, kept in memory for a few seconds: every call
+ * would otherwise begin with the same database lookup. The binding itself never changes (a
+ * station cannot move to another user); a device removed or replaced is forgotten at once on
+ * every node (bus disconnect), and the time bound covers a disconnect the bus lost. Only
+ * fields that never change (id, name, nick, apikey) are used from it.
+ */
+class StationUsers {
+  private readonly entries = new Map<string, { user: UsersTable; until: number }>();
+
+  constructor(private readonly ctx: AppContext) {
+    ctx.bus.onDisconnect(({ station }) => this.entries.delete(station));
+  }
+
+  async get(station: string): Promise<UsersTable | undefined> {
+    const now = Date.now();
+    const remembered = this.entries.get(station);
+    if (remembered && remembered.until > now) return remembered.user;
+    this.entries.delete(station);
+    const user = await userOfStation(this.ctx.store.db, station);
+    if (user) {
+      if (this.entries.size >= MAX_REMEMBERED_STATIONS) this.entries.delete(this.entries.keys().next().value!);
+      this.entries.set(station, { user, until: now + STATION_MEMORY_MS });
+    }
+    return user;
+  }
+}
+
+// The HTTP and HTTPS servers each register the API; both share one memory per node.
+const stationUsers = new WeakMap<AppContext, StationUsers>();
+function stationUsersOf(ctx: AppContext): StationUsers {
+  let users = stationUsers.get(ctx);
+  if (!users) {
+    users = new StationUsers(ctx);
+    stationUsers.set(ctx, users);
+  }
+  return users;
+}
+
 async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<string, unknown>> {
   const query = request.query as Record<string, unknown>;
   if (query.srv !== undefined && query.srv !== 'chatserver') throw notFound(`unknown srv "${String(query.srv)}"`);
@@ -291,7 +335,7 @@ async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<
     return loginResponse(ctx, user, device.udp_secret);
   }
 
-  const user = await userOfStation(ctx.store.db, station);
+  const user = await stationUsersOf(ctx).get(station);
   if (!user) throw unauthorized('unknown station: log in with chatlogin first');
   const claimedUser = request.headers['ozeki-user'];
   if (typeof claimedUser === 'string' && claimedUser !== '' && claimedUser.toLowerCase() !== user.id) {
