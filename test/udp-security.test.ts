@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS } from './helpers/stores.ts';
-import { addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
+import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, proveAddress, rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
-import { CounterClock, DatagramType, encodeDatagram, encodeRaw, secretBytes } from '../src/channels/udp-protocol.ts';
+import { CounterClock, DatagramType, encodeDatagram, encodeRaw, helloPayload, openDatagram, secretBytes } from '../src/channels/udp-protocol.ts';
 
 const DROPPED = 'herald_udp_datagrams_dropped_total';
 
@@ -127,6 +127,31 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
 
       const { receiver } = await listen(bob);
       await receiver.close();
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it.skipIf(!kind)('a device removed halfway through proving its address is refused at its next datagram', async () => {
+    const erin = await addUser(server, 'Erin', 'windows');
+    const credentials = await udpCredentials(erin);
+    const key = secretBytes(credentials.secret);
+    const raw = await rawSocket();
+    try {
+      raw.socket.send(encodeDatagram(key, { type: 'hello', station: credentials.station, counter: clock.next(), payload: helloPayload() }), port, '127.0.0.1');
+      const challenge = openDatagram(key, await waitFor(() => raw.received[0], 5000, 'the challenge'));
+      const removed = await fetch(`${server.http}/v1/users/${erin.userid}/devices/${credentials.station}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      expect(removed.status).toBe(204);
+
+      const before = await dropped('unknown_station');
+      const echo = { type: 'hello' as const, station: credentials.station, counter: clock.next(), payload: helloPayload(challenge.payload.cookie as string) };
+      raw.socket.send(encodeDatagram(key, echo), port, '127.0.0.1');
+      await waitForMetric(server, DROPPED, 'reason="unknown_station"', before + 1);
+      expect(raw.received).toHaveLength(1);
+      expect(server.app.ctx.hub.connectionsOf(erin.userid)).toBeUndefined();
     } finally {
       await raw.close();
     }

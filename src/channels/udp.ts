@@ -183,6 +183,15 @@ export async function startUdp(ctx: AppContext): Promise<UdpListener> {
     log.debug({ station: state.station, why }, 'UDP endpoint forgotten');
   }
 
+  // A device removed or replaced on any node: its endpoint and its cached secret go at once,
+  // so its next datagram is checked against the database (where it no longer is).
+  ctx.bus.onDisconnect(({ station, reason }) => {
+    const state = stations.get(station);
+    if (!state) return;
+    forget(state, reason);
+    stations.delete(station);
+  });
+
   function bind(state: StationState, source: RemoteInfo): { endpoint: Endpoint; isNew: boolean } {
     const existing = state.endpoint;
     if (existing) {
