@@ -118,24 +118,89 @@ interface Connection {
 
 class ConnectionLost extends Error {}
 
-/** A request on the wire: when it started, and how to give up on it. */
-interface InFlightRequest {
-  startedAt: number;
-  cancel(): void;
+/** A stream refused by GOAWAY or a lost connection is sent again, at most this many times in all. */
+const MAX_STREAM_ATTEMPTS = 3;
+const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = { endStream: false };
+/** Where a stream's listeners find the push it carries. */
+const PUSH_REQUEST = Symbol('apns push request');
+type PushStream = http2.ClientHttp2Stream & { [PUSH_REQUEST]?: PushRequest };
+
+/**
+ * One push on its way, from the queue through its stream to its answer. Thousands are in
+ * flight at once, so a push carries its state in this one object: the stream's listeners
+ * are shared functions (below) that find it through the stream, and a push costs one
+ * promise, not a closure per event and a promise per layer.
+ */
+class PushRequest {
+  stream: PushStream | undefined = undefined;
+  connection: Connection | undefined = undefined;
+  status = 0;
+  responseHeaders: http2.IncomingHttpHeaders | undefined = undefined;
+  body: Buffer[] | undefined = undefined;
+  startedAt = 0;
+  /** Streams this push was put on (a stream refused by GOAWAY is sent again on a new connection). */
+  attempts = 0;
+  settled = false;
+  /** send(): the provider token was refused as expired once, and a new one tried. */
+  resigned = false;
+
+  constructor(
+    readonly channel: ApnsChannel,
+    readonly token: string,
+    readonly push: ApnsPush,
+    readonly apnsId: string,
+    /** send() resolves to an outcome and never rejects; request() resolves to the raw answer. */
+    readonly wantsOutcome: boolean,
+    readonly resolve: (value: SendOutcome | ApnsAnswer) => void,
+    readonly reject: (error: Error) => void,
+  ) {}
+}
+
+/** send() turns every failure into a retry outcome, so its promise is never rejected. */
+function neverRejected(): void {}
+
+function onResponse(this: PushStream, headers: http2.IncomingHttpHeaders): void {
+  const request = this[PUSH_REQUEST];
+  if (request?.stream !== this) return;
+  request.responseHeaders = headers;
+  request.status = Number(headers[':status']);
+}
+
+function onData(this: PushStream, chunk: Buffer): void {
+  const request = this[PUSH_REQUEST];
+  if (request?.stream !== this) return;
+  (request.body ??= []).push(chunk);
+}
+
+function onEnd(this: PushStream): void {
+  const request = this[PUSH_REQUEST];
+  if (request?.stream === this) request.channel.streamEnded(request);
+}
+
+function onError(this: PushStream, error: Error): void {
+  const request = this[PUSH_REQUEST];
+  // A stream refused by GOAWAY or a closed session was never processed: send it again.
+  if (request?.stream === this) request.channel.finish(request, new ConnectionLost(error.message));
+}
+
+function onClose(this: PushStream): void {
+  const request = this[PUSH_REQUEST];
+  if (request?.stream === this && !request.settled) request.channel.finish(request, new ConnectionLost(`stream closed with code ${this.rstCode}`));
 }
 
 export class ApnsChannel implements PushChannel {
   readonly provider = 'apns' as const;
   private key: Promise<CryptoKey>;
-  /** `value` is set once the signing has finished. */
+  /** `value` (the authorization header's value) is set once the signing has finished. */
   private providerToken?: { jwt: Promise<string>; signedAt: number; value?: string };
   private connection?: Connection;
-  /** Requests waiting for a free stream, first come first served (head-indexed: shift() is O(n)). */
-  private waiting: Array<() => void> = [];
-  private waitingHead = 0;
+  private connecting = false;
+  /** Pushes waiting for a stream, a provider token or a connection, first come first served (head-indexed). */
+  private queue: PushRequest[] = [];
+  private queueHead = 0;
   private closed = false;
   private pinger: NodeJS.Timeout;
-  private readonly inFlight = new Set<InFlightRequest>();
+  private readonly inFlight = new Set<PushRequest>();
   private timeoutSweeper: NodeJS.Timeout;
   /**
    * The devices of a user share one notification object per outbox batch: its payload is
@@ -179,7 +244,7 @@ export class ApnsChannel implements PushChannel {
     return channel;
   }
 
-  async send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
+  send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
     let push = this.pushes.get(notification);
     if (!push) {
       push = apnsPush(notification);
@@ -187,122 +252,182 @@ export class ApnsChannel implements PushChannel {
     }
     // Only a long payload can exceed the limit in bytes (a UTF-8 character is at most 3 bytes per UTF-16 unit).
     if (push.payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(push.payload) > MAX_PAYLOAD_BYTES) {
-      return { kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` };
+      return Promise.resolve({ kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` });
     }
-    try {
-      let answer = await this.request(target.token, push, notification.id);
-      if (answer.reason === 'ExpiredProviderToken') {
-        // Concurrent requests all see the same refusal; sign anew once, not once each.
-        if (this.providerToken && Date.now() - this.providerToken.signedAt > 60_000) this.providerToken = undefined;
-        answer = await this.request(target.token, push, notification.id);
-      }
-      return apnsOutcome(answer);
-    } catch (error) {
-      return { kind: 'retry', reason: `APNs connection: ${(error as Error).message}` };
-    }
+    const token = target.token;
+    const apnsId = notification.id;
+    return new Promise<SendOutcome>((resolve) =>
+      this.enqueue(new PushRequest(this, token, push, apnsId, true, resolve as (value: SendOutcome | ApnsAnswer) => void, neverRejected)),
+    );
   }
 
-  /** Sends one push; a stream refused by a GOAWAY is sent again on a new connection. */
-  async request(token: string, push: ApnsPush, apnsId: string = randomUUID()): Promise<ApnsAnswer> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.requestOnce(token, push, apnsId);
-      } catch (error) {
-        if (!(error instanceof ConnectionLost) || attempt >= 3 || this.closed) throw error;
-      }
-    }
+  /**
+   * Sends one push and resolves to APNs' answer as it is; a stream refused by a GOAWAY is
+   * sent again on a new connection. Rejects when no answer can be had.
+   */
+  request(token: string, push: ApnsPush, apnsId: string = randomUUID()): Promise<ApnsAnswer> {
+    return new Promise<ApnsAnswer>((resolve, reject) =>
+      this.enqueue(new PushRequest(this, token, push, apnsId, false, resolve as (value: SendOutcome | ApnsAnswer) => void, reject)),
+    );
   }
 
-  private async requestOnce(token: string, push: ApnsPush, apnsId: string): Promise<ApnsAnswer> {
-    const jwt = this.signedProviderToken() ?? (await this.currentProviderToken());
-    const connection = this.takeFreeStream() ?? (await this.acquireStream());
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'POST',
-      ':path': `/3/device/${token}`,
-      authorization: `bearer ${jwt}`,
-      'apns-topic': this.options.topic,
-      'apns-push-type': push.pushType,
-      'apns-priority': String(push.priority),
-      'apns-expiration': String(push.expiration),
-      'apns-id': apnsId,
-      'content-type': 'application/json',
-    };
-    if (push.collapseId) headers['apns-collapse-id'] = push.collapseId;
-    return new Promise<ApnsAnswer>((resolve, reject) => {
-      let settled = false;
-      const finish = (error: Error | undefined, answer?: ApnsAnswer) => {
-        if (settled) return;
-        settled = true;
-        this.inFlight.delete(request);
-        this.releaseStream(connection);
-        if (error) reject(error);
-        else resolve(answer!);
-      };
-      let stream: http2.ClientHttp2Stream;
-      const request: InFlightRequest = {
-        startedAt: Date.now(),
-        cancel: () => {
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-          finish(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`));
-        },
-      };
-      try {
-        stream = connection.session.request(headers, { endStream: false });
-      } catch (error) {
-        connection.draining = true;
-        finish(new ConnectionLost((error as Error).message));
+  private enqueue(request: PushRequest): void {
+    if (this.closed) {
+      this.settle(request, new Error('APNs channel is closed'));
+      return;
+    }
+    this.queue.push(request);
+    this.drain();
+  }
+
+  /** Puts waiting pushes on free streams, signing a provider token or connecting first when needed. */
+  private drain(): void {
+    while (this.queueHead < this.queue.length) {
+      if (this.closed) {
+        this.failQueued(new Error('APNs channel is closed'));
         return;
       }
-      this.inFlight.add(request);
-      let status = 0;
-      let responseHeaders: http2.IncomingHttpHeaders = {};
-      const chunks: Buffer[] = [];
-      stream.on('response', (h) => {
-        responseHeaders = h;
-        status = Number(h[':status']);
-      });
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => {
-        if (status === 0) return finish(new ConnectionLost('stream ended without a response'));
-        const answer: ApnsAnswer = { status, apnsId: responseHeaders['apns-id'] as string | undefined };
-        if (chunks.length > 0) {
-          try {
-            const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reason?: string; timestamp?: number };
-            answer.reason = body.reason;
-            if (typeof body.timestamp === 'number') answer.timestamp = body.timestamp;
-          } catch {
-            answer.reason = `unreadable body`;
-          }
-        }
-        answer.retryAfterMs = parseRetryAfter(responseHeaders['retry-after']);
-        // Any answer other than a refused provider token shows that the token is good.
-        if (status !== 403) connection.confirmed = true;
-        finish(undefined, answer);
-      });
-      stream.on('error', (error) => {
-        // A stream refused by GOAWAY or a closed session was never processed: send it again.
-        finish(new ConnectionLost(error.message));
-      });
-      stream.on('close', () => {
-        if (!settled) finish(new ConnectionLost(`stream closed with code ${stream.rstCode}`));
-      });
-      stream.end(push.payload);
-    });
+      const authorization = this.signedProviderToken();
+      if (authorization === undefined) {
+        this.signProviderToken();
+        return;
+      }
+      const connection = this.usableConnection();
+      if (!connection) {
+        this.openConnection();
+        return;
+      }
+      // A stream that ends drains the queue again.
+      if (connection.active >= this.streamLimit(connection)) return;
+      const request = this.queue[this.queueHead];
+      this.queue[this.queueHead++] = undefined as unknown as PushRequest;
+      this.start(request, connection, authorization);
+    }
+    if (this.queueHead > 0) {
+      this.queue.length = 0;
+      this.queueHead = 0;
+    }
   }
 
-  /** The current provider token when it is signed and still fresh, without waiting a turn for a promise. */
+  private start(request: PushRequest, connection: Connection, authorization: string): void {
+    const now = Date.now();
+    connection.active++;
+    connection.lastUsed = now;
+    request.connection = connection;
+    request.stream = undefined;
+    request.status = 0;
+    request.responseHeaders = undefined;
+    request.body = undefined;
+    request.startedAt = now;
+    request.settled = false;
+    request.attempts++;
+    const push = request.push;
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': 'POST',
+      ':path': `/3/device/${request.token}`,
+      authorization,
+      'apns-topic': this.options.topic,
+      'apns-push-type': push.pushType,
+      'apns-expiration': String(push.expiration),
+      'apns-id': request.apnsId,
+    };
+    // APNs: without apns-priority a push is sent at priority 10 (immediately).
+    if (push.priority !== 10) headers['apns-priority'] = String(push.priority);
+    if (push.collapseId) headers['apns-collapse-id'] = push.collapseId;
+    let stream: PushStream;
+    try {
+      stream = connection.session.request(headers, REQUEST_OPTIONS);
+    } catch (error) {
+      connection.draining = true;
+      this.finish(request, new ConnectionLost((error as Error).message));
+      return;
+    }
+    stream[PUSH_REQUEST] = request;
+    request.stream = stream;
+    this.inFlight.add(request);
+    stream.on('response', onResponse);
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    stream.end(push.payload);
+  }
+
+  /** The stream of a push ended: its answer is complete. */
+  streamEnded(request: PushRequest): void {
+    const status = request.status;
+    if (status === 0) return this.finish(request, new ConnectionLost('stream ended without a response'));
+    const headers = request.responseHeaders!;
+    const answer: ApnsAnswer = { status, apnsId: headers['apns-id'] as string | undefined };
+    if (request.body !== undefined) {
+      try {
+        const body = JSON.parse(Buffer.concat(request.body).toString('utf8')) as { reason?: string; timestamp?: number };
+        answer.reason = body.reason;
+        if (typeof body.timestamp === 'number') answer.timestamp = body.timestamp;
+      } catch {
+        answer.reason = `unreadable body`;
+      }
+    }
+    const retryAfter = headers['retry-after'];
+    if (retryAfter !== undefined) answer.retryAfterMs = parseRetryAfter(retryAfter);
+    // Any answer other than a refused provider token shows that the token is good.
+    if (status !== 403) request.connection!.confirmed = true;
+    this.finish(request, undefined, answer);
+  }
+
+  /** A push's stream is done, with an answer or an error; its stream is free for the next. */
+  finish(request: PushRequest, error: Error | undefined, answer?: ApnsAnswer): void {
+    if (request.settled) return;
+    request.settled = true;
+    this.inFlight.delete(request);
+    request.connection!.active--;
+    request.connection = undefined;
+    if (error instanceof ConnectionLost && request.attempts < MAX_STREAM_ATTEMPTS && !this.closed) this.queue.push(request);
+    else if (error) this.settle(request, error);
+    else this.answered(request, answer!);
+    this.drain();
+  }
+
+  private answered(request: PushRequest, answer: ApnsAnswer): void {
+    if (!request.wantsOutcome) return request.resolve(answer);
+    if (answer.reason === 'ExpiredProviderToken' && !request.resigned) {
+      // Concurrent requests all see the same refusal; sign anew once, not once each.
+      request.resigned = true;
+      if (this.providerToken && Date.now() - this.providerToken.signedAt > 60_000) this.providerToken = undefined;
+      request.attempts = 0;
+      this.queue.push(request);
+      return;
+    }
+    request.resolve(apnsOutcome(answer));
+  }
+
+  private settle(request: PushRequest, error: Error): void {
+    if (request.wantsOutcome) request.resolve({ kind: 'retry', reason: `APNs connection: ${error.message}` });
+    else request.reject(error);
+  }
+
+  private failQueued(error: Error): void {
+    const waiting = this.queue.slice(this.queueHead);
+    this.queue.length = 0;
+    this.queueHead = 0;
+    for (const request of waiting) this.settle(request, error);
+  }
+
+  /** The authorization header's value when the provider token is signed and still fresh. */
   private signedProviderToken(): string | undefined {
     const current = this.providerToken;
     if (current?.value !== undefined && Date.now() - current.signedAt < PROVIDER_TOKEN_LIFETIME_MS) return current.value;
     return undefined;
   }
 
-  /** The ES256 provider token {alg, kid}{iss, iat}, re-signed every 50 minutes. */
-  private async currentProviderToken(): Promise<string> {
+  /**
+   * Signs the ES256 provider token {alg, kid}{iss, iat}, re-signed every 50 minutes, unless a
+   * signing is already under way. One signing serves every waiting push: APNs answers
+   * TooManyProviderTokenUpdates when the token changes too often.
+   */
+  private signProviderToken(): void {
     const now = Date.now();
-    if (this.providerToken && now - this.providerToken.signedAt < PROVIDER_TOKEN_LIFETIME_MS) return this.providerToken.jwt;
-    // One signing shared by every concurrent request: APNs answers TooManyProviderTokenUpdates
-    // when the token changes too often.
+    if (this.providerToken && now - this.providerToken.signedAt < PROVIDER_TOKEN_LIFETIME_MS) return;
     const jwt = this.key.then((key) =>
       new SignJWT({})
         .setProtectedHeader({ alg: 'ES256', kid: this.options.keyId })
@@ -313,12 +438,15 @@ export class ApnsChannel implements PushChannel {
     const providerToken: { jwt: Promise<string>; signedAt: number; value?: string } = { jwt, signedAt: now };
     this.providerToken = providerToken;
     jwt.then(
-      (value) => (providerToken.value = value),
-      () => {
+      (value) => {
+        providerToken.value = `bearer ${value}`;
+        this.drain();
+      },
+      (error: Error) => {
         if (this.providerToken === providerToken) this.providerToken = undefined;
+        this.failQueued(error);
       },
     );
-    return jwt;
   }
 
   private streamLimit(connection: Connection): number {
@@ -327,67 +455,25 @@ export class ApnsChannel implements PushChannel {
     return Math.max(1, Math.min(advertised, MAX_STREAMS_CAP));
   }
 
-  /** A free stream on the live connection, if there is one now. */
-  private takeFreeStream(): Connection | undefined {
+  private usableConnection(): Connection | undefined {
     const connection = this.connection;
-    if (this.closed || !connection || connection.draining || connection.session.closed || connection.session.destroyed) return undefined;
-    // Those already waiting go first.
-    if (this.waitingHead < this.waiting.length || connection.active >= this.streamLimit(connection)) return undefined;
-    connection.active++;
-    connection.lastUsed = Date.now();
-    return connection;
+    if (connection && !connection.draining && !connection.session.closed && !connection.session.destroyed) return connection;
+    return undefined;
   }
 
-  /** Waits for a free stream on a live connection, connecting when there is none. */
-  private async acquireStream(): Promise<Connection> {
-    for (;;) {
-      if (this.closed) throw new Error('APNs channel is closed');
-      const connection = await this.liveConnection();
-      if (connection.active < this.streamLimit(connection)) {
-        connection.active++;
-        connection.lastUsed = Date.now();
-        return connection;
-      }
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-    }
-  }
-
-  private releaseStream(connection: Connection): void {
-    connection.active--;
-    this.wakeWaiters();
-  }
-
-  private wakeWaiters(): void {
-    const connection = this.connection;
-    let free = connection && !connection.draining ? this.streamLimit(connection) - connection.active : 1;
-    while (free > 0 && this.waitingHead < this.waiting.length) {
-      const wake = this.waiting[this.waitingHead++];
-      free--;
-      wake();
-    }
-    if (this.waitingHead === this.waiting.length) {
-      this.waiting = [];
-      this.waitingHead = 0;
-    } else if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
-      this.waiting = this.waiting.slice(this.waitingHead);
-      this.waitingHead = 0;
-    }
-  }
-
-  private wakeAll(): void {
-    const waiters = this.waiting.slice(this.waitingHead);
-    this.waiting = [];
-    this.waitingHead = 0;
-    for (const wake of waiters) wake();
-  }
-
-  private connecting?: Promise<Connection>;
-
-  private async liveConnection(): Promise<Connection> {
-    const current = this.connection;
-    if (current && !current.draining && !current.session.closed && !current.session.destroyed) return current;
-    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
-    return this.connecting;
+  private openConnection(): void {
+    if (this.connecting) return;
+    this.connecting = true;
+    this.connect().then(
+      () => {
+        this.connecting = false;
+        this.drain();
+      },
+      (error: Error) => {
+        this.connecting = false;
+        this.failQueued(error);
+      },
+    );
   }
 
   private connect(): Promise<Connection> {
@@ -401,14 +487,14 @@ export class ApnsChannel implements PushChannel {
       const retire = () => {
         connection.draining = true;
         if (this.connection === connection) this.connection = undefined;
-        // Waiters move on to a new connection.
-        this.wakeAll();
+        // Waiting pushes move on to a new connection.
+        this.drain();
       };
       session.once('connect', () => {
         this.connection = connection;
         resolve(connection);
       });
-      session.on('remoteSettings', () => this.wakeWaiters());
+      session.on('remoteSettings', () => this.drain());
       session.on('goaway', (code, _lastStreamId, opaqueData) => {
         // APNs: the reason may come as JSON in the GOAWAY's debug data.
         const why = opaqueData && opaqueData.length > 0 ? opaqueData.toString('utf8') : `code ${code}`;
@@ -425,7 +511,11 @@ export class ApnsChannel implements PushChannel {
 
   private cancelOverdueRequests(): void {
     const overdue = Date.now() - REQUEST_TIMEOUT_MS;
-    for (const request of this.inFlight) if (request.startedAt <= overdue) request.cancel();
+    for (const request of this.inFlight) {
+      if (request.startedAt > overdue) continue;
+      request.stream?.close(http2.constants.NGHTTP2_CANCEL);
+      this.finish(request, new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`));
+    }
   }
 
   private pingIfIdle(): void {
@@ -440,7 +530,7 @@ export class ApnsChannel implements PushChannel {
     this.closed = true;
     clearInterval(this.pinger);
     clearInterval(this.timeoutSweeper);
-    this.wakeAll();
+    this.failQueued(new Error('APNs channel is closed'));
     const session = this.connection?.session;
     this.connection = undefined;
     if (session && !session.closed) {

@@ -7,6 +7,8 @@ import type { AppContext } from '../context.ts';
 import type { Store } from '../store/db.ts';
 import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../channels/channel.ts';
 import { disablePush } from '../chat/devices.ts';
+import type { NotificationsTable } from '../store/schema.ts';
+import { LIST, listParameter, Statement } from '../store/statement.ts';
 import type { Notification } from './model.ts';
 import { rowToNotification } from './feed.ts';
 
@@ -59,9 +61,19 @@ interface ClaimedRow {
   provider: string;
   attempts: number;
   expires_at: number;
+  /**
+   * The device's [platform, push token, push keys] when it can take this push now (still the
+   * user's, same provider, push not disabled), read by the claim itself; otherwise null.
+   * SQLite gives the JSON text, PostgreSQL the parsed array.
+   */
+  device: string | UsableDevice | null;
 }
 
+type UsableDevice = [platform: string, token: string, keys: string | null];
+
 type FinalState = 'delivered' | 'failed' | 'expired' | 'dead';
+
+const OUTCOME_KINDS: ReadonlyArray<SendOutcome['kind']> = ['delivered', 'retry', 'dead', 'failed'];
 
 interface PendingOutcomes {
   delivered: number[];
@@ -70,10 +82,108 @@ interface PendingOutcomes {
   retries: Array<{ id: number; at: number; reason: string }>;
   deadTokens: Array<{ id: number; station: string; token: string; reason: string }>;
   /** Provider answers by provider and outcome, counted into the metric once per batch rather than once per push. */
-  answers: Map<string, { provider: string; outcome: SendOutcome['kind']; count: number }>;
+  answers: Map<string, Record<SendOutcome['kind'], number>>;
 }
 
 const emptyOutcomes = (): PendingOutcomes => ({ delivered: [], final: new Map(), retries: [], deadTokens: [], answers: new Map() });
+
+interface DeviceRow {
+  station: string;
+  user_id: string;
+  platform: string;
+  push_provider: string | null;
+  push_token: string | null;
+  push_keys: string | null;
+  push_disabled_at: number | null;
+  push_disabled_reason: string | null;
+}
+
+/*
+ * The dispatcher's statements, written once as SQL: each runs for every few hundred pushes,
+ * and Kysely would build and compile each anew. A list of ids or stations is one parameter.
+ */
+
+/** The delivery's device, when it can take the push now. */
+const USABLE_DEVICE = `devices.station = deliveries.station AND devices.user_id = deliveries.user_id
+  AND devices.push_provider = deliveries.provider AND devices.push_token IS NOT NULL AND devices.push_disabled_at IS NULL`;
+
+/**
+ * Takes due rows under a lease. PostgreSQL skips rows another node is claiming at the same
+ * moment (FOR UPDATE SKIP LOCKED); SQLite has a single writer, so its
+ * UPDATE … WHERE id IN (SELECT … LIMIT n) is already atomic. A row whose lease ran out (its
+ * process died) is due again. Parameters: lease end, owner, now, providers, limit (PostgreSQL
+ * numbers them; SQLite takes each where it appears).
+ *
+ * The claim also moves `next_attempt_at` to the lease's end: rows in flight then lie after
+ * `now` in the `deliveries_due` index, so the next claim's range scan does not walk past
+ * them, and when the lease runs out they are due again by the same condition.
+ *
+ * Each row comes back with its device's push registration when the device can take it
+ * (one index lookup inside the statement, cheaper than reading the devices apart); only
+ * rows without one need the device row, to tell why.
+ */
+const CLAIM = new Statement<ClaimedRow>({
+  sqlite: `UPDATE deliveries SET lease_until = ?, lease_owner = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
+    WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?
+      AND (lease_until IS NULL OR lease_until < ?) AND provider IN (SELECT value FROM json_each(?))
+      ORDER BY next_attempt_at LIMIT ?)
+    RETURNING id, notification_id, user_id, station, provider, attempts, expires_at,
+      (SELECT json_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
+  postgres: `WITH due AS (
+      SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $3
+        AND (lease_until IS NULL OR lease_until < $3) AND provider = ANY($4::varchar[])
+      ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+    UPDATE deliveries SET lease_until = $1, lease_owner = $2, next_attempt_at = $1,
+      attempts = deliveries.attempts + 1, updated_at = $3
+    FROM due WHERE deliveries.id = due.id
+    RETURNING deliveries.id, deliveries.notification_id, deliveries.user_id, deliveries.station,
+      deliveries.provider, deliveries.attempts, deliveries.expires_at,
+      (SELECT json_build_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
+});
+
+const DEVICES = new Statement<DeviceRow>({
+  sqlite: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
+    FROM devices WHERE station IN (${LIST.sqlite})`,
+  postgres: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
+    FROM devices WHERE station IN (${LIST.postgres})`,
+});
+
+const NOTIFICATIONS = new Statement<NotificationsTable>({
+  sqlite: `SELECT * FROM notifications WHERE id IN (${LIST.sqlite})`,
+  postgres: `SELECT * FROM notifications WHERE id IN (${LIST.postgres})`,
+});
+
+/*
+ * Outcomes close only rows this process still holds: a row taken over after a lost lease is
+ * not ours to close. SQLite: `+state` keeps the planner on the primary key; on state it would
+ * walk the deliveries_due index over every pending row and test each against the id list.
+ */
+const IDS = { sqlite: 'id IN (SELECT value FROM json_each(?))', postgres: 'id = ANY(?::bigint[])' } as const;
+const OURS = { sqlite: `lease_owner = ? AND +state = 'pending'`, postgres: `lease_owner = ? AND state = 'pending'` } as const;
+
+/** Parameters: updated_at, ids, owner. */
+const MARK_DELIVERED = new Statement<never>({
+  sqlite: `UPDATE deliveries SET state = 'delivered', lease_until = NULL, lease_owner = NULL, last_error = NULL, updated_at = ?
+    WHERE ${IDS.sqlite} AND ${OURS.sqlite}`,
+  postgres: `UPDATE deliveries SET state = 'delivered', lease_until = NULL, lease_owner = NULL, last_error = NULL, updated_at = ?
+    WHERE ${IDS.postgres} AND ${OURS.postgres}`,
+});
+
+/** Parameters: state, last_error, updated_at, ids, owner. */
+const MARK_FINAL = new Statement<never>({
+  sqlite: `UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE ${IDS.sqlite} AND ${OURS.sqlite}`,
+  postgres: `UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE ${IDS.postgres} AND ${OURS.postgres}`,
+});
+
+/** Parameters: next_attempt_at, last_error, updated_at, id, owner. */
+const MARK_RETRY = new Statement<never>({
+  sqlite: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE id = ? AND ${OURS.sqlite}`,
+  postgres: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE id = ? AND ${OURS.postgres}`,
+});
 
 function configurationHint(provider: PushProvider): string {
   if (provider === 'apns') return 'set HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC';
@@ -137,6 +247,8 @@ class Dispatcher implements Outbox {
   private readonly channels: Map<string, PushChannel>;
   private readonly providers: string[];
   private readonly store: Store;
+  /** The providers with a channel, as one list parameter. */
+  private readonly providerList: unknown;
   private inFlight = 0;
   private pumping = false;
   private pumpAgain = false;
@@ -160,6 +272,7 @@ class Dispatcher implements Outbox {
     this.store = ctx.store;
     this.channels = new Map(channels.map((c) => [c.provider, c]));
     this.providers = [...this.channels.keys()];
+    this.providerList = listParameter(this.store.db, this.providers);
   }
 
   async start(): Promise<void> {
@@ -205,38 +318,15 @@ class Dispatcher implements Outbox {
     }
   }
 
-  /**
-   * Takes up to `limit` due rows under a lease in one statement. PostgreSQL skips rows
-   * another node is claiming at the same moment (FOR UPDATE SKIP LOCKED); SQLite has a
-   * single writer, so its UPDATE … WHERE id IN (SELECT … LIMIT n) is already atomic.
-   * A row whose lease ran out (its process died) is due again.
-   *
-   * The claim also moves `next_attempt_at` to the lease's end: rows in flight then lie
-   * after `now` in the `deliveries_due` index, so the next claim's range scan does not walk
-   * past them, and when the lease runs out they are due again by the same condition.
-   */
+  /** Takes up to `limit` due rows under a lease in one statement (CLAIM). */
   private async claimDueDeliveries(limit: number): Promise<ClaimedRow[]> {
     const now = Date.now();
     const leaseUntil = now + LEASE_MS;
-    const providers = sql.join(this.providers);
-    const due = sql`state = 'pending' AND next_attempt_at <= ${now}
-      AND (lease_until IS NULL OR lease_until < ${now}) AND provider IN (${providers})`;
-    const returning = sql`id, notification_id, user_id, station, provider, attempts, expires_at`;
-    const query =
+    const parameters =
       this.store.dialect === 'postgres'
-        ? sql<ClaimedRow>`WITH due AS (
-            SELECT id FROM deliveries WHERE ${due} ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
-          UPDATE deliveries SET lease_until = ${leaseUntil}, lease_owner = ${this.owner},
-            next_attempt_at = ${leaseUntil}, attempts = deliveries.attempts + 1, updated_at = ${now}
-          FROM due WHERE deliveries.id = due.id
-          RETURNING deliveries.id, deliveries.notification_id, deliveries.user_id, deliveries.station,
-            deliveries.provider, deliveries.attempts, deliveries.expires_at`
-        : sql<ClaimedRow>`UPDATE deliveries SET lease_until = ${leaseUntil}, lease_owner = ${this.owner},
-            next_attempt_at = ${leaseUntil}, attempts = attempts + 1, updated_at = ${now}
-          WHERE id IN (SELECT id FROM deliveries WHERE ${due} ORDER BY next_attempt_at LIMIT ${limit})
-          RETURNING ${returning}`;
-    const result = await query.execute(this.store.db);
-    return result.rows.map((r) => ({ ...r, id: Number(r.id), attempts: Number(r.attempts), expires_at: Number(r.expires_at) }));
+        ? [leaseUntil, this.owner, now, this.providerList, limit]
+        : [leaseUntil, this.owner, leaseUntil, now, now, now, this.providerList, limit];
+    return CLAIM.all(this.store.db, parameters);
   }
 
   /**
@@ -246,20 +336,13 @@ class Dispatcher implements Outbox {
    * build the provider payload once per notification.
    */
   private async dispatch(rows: ClaimedRow[]): Promise<void> {
-    const stations = [...new Set(rows.map((r) => r.station))];
+    const db = this.store.db;
     const notificationIds = [...new Set(rows.map((r) => r.notification_id))];
-    const [deviceRows, notificationRows] = await Promise.all([
-      this.store.db
-        .selectFrom('devices')
-        .select(['station', 'user_id', 'platform', 'push_provider', 'push_token', 'push_keys', 'push_disabled_at', 'push_disabled_reason'])
-        .where(this.oneOf('station', stations))
-        .execute(),
-      this.store.db.selectFrom('notifications').selectAll().where(this.oneOf('id', notificationIds)).execute(),
-    ]);
-    const devices = new Map(deviceRows.map((d) => [d.station, d]));
+    const notificationRows = await NOTIFICATIONS.all(db, [listParameter(db, notificationIds)]);
     const notifications = new Map<string, Notification>();
     for (const n of notificationRows) notifications.set(n.id, rowToNotification(n));
     const now = Date.now();
+    let unusable: ClaimedRow[] | undefined;
     for (const row of rows) {
       const notification = notifications.get(row.notification_id);
       if (!notification) {
@@ -271,29 +354,44 @@ class Dispatcher implements Outbox {
         this.finish(row, 'expired', 'its time to live passed before it could be sent');
         continue;
       }
-      const device = devices.get(row.station);
-      if (!device || device.user_id !== row.user_id || !device.push_token || device.push_provider !== row.provider) {
-        this.finish(row, 'dead', 'the device no longer has this push registration');
+      if (row.device === null) {
+        (unusable ??= []).push(row);
         continue;
       }
-      if (device.push_disabled_at !== null) {
-        this.finish(row, 'dead', `push is disabled for the device: ${device.push_disabled_reason ?? ''}`.trim());
-        continue;
-      }
-      const channel = this.channels.get(row.provider)!;
-      const target: PushTarget = {
+      const [platform, token, keys] = typeof row.device === 'string' ? (JSON.parse(row.device) as UsableDevice) : row.device;
+      this.send(row, notification, {
         station: row.station,
         userId: row.user_id,
-        platform: device.platform,
+        platform,
         provider: row.provider as PushProvider,
-        token: device.push_token,
-        keys: device.push_keys ? (JSON.parse(device.push_keys) as Record<string, string>) : undefined,
-      };
-      this.inFlight++;
-      channel.send(target, notification).then(
-        (outcome) => this.answered(row, target, outcome),
-        (error: Error) => this.answered(row, target, { kind: 'retry', reason: `send failed: ${error.message}` }),
-      );
+        token,
+        keys: keys ? (JSON.parse(keys) as Record<string, string>) : undefined,
+      });
+    }
+    if (unusable) await this.closeUnusable(unusable);
+  }
+
+  private send(row: ClaimedRow, notification: Notification, target: PushTarget): void {
+    this.inFlight++;
+    this.channels.get(row.provider)!.send(target, notification).then(
+      (outcome) => this.answered(row, target, outcome),
+      (error: Error) => this.answered(row, target, { kind: 'retry', reason: `send failed: ${error.message}` }),
+    );
+  }
+
+  /** Rows whose device cannot take a push (any more): each is dead, with the reason read from the device. */
+  private async closeUnusable(rows: ClaimedRow[]): Promise<void> {
+    const db = this.store.db;
+    const stations = [...new Set(rows.map((r) => r.station))];
+    const devices = new Map<string, DeviceRow>();
+    for (const d of await DEVICES.all(db, [listParameter(db, stations)])) devices.set(d.station, d);
+    for (const row of rows) {
+      const device = devices.get(row.station);
+      if (device && device.user_id === row.user_id && device.push_provider === row.provider && device.push_token && device.push_disabled_at !== null) {
+        this.finish(row, 'dead', `push is disabled for the device: ${device.push_disabled_reason ?? ''}`.trim());
+      } else {
+        this.finish(row, 'dead', 'the device no longer has this push registration');
+      }
     }
   }
 
@@ -321,10 +419,9 @@ class Dispatcher implements Outbox {
   }
 
   private record(row: ClaimedRow, target: PushTarget, outcome: SendOutcome): void {
-    const answerKey = `${row.provider}\u0000${outcome.kind}`;
-    const answers = this.outcomes.answers.get(answerKey);
-    if (answers) answers.count++;
-    else this.outcomes.answers.set(answerKey, { provider: row.provider, outcome: outcome.kind, count: 1 });
+    let answers = this.outcomes.answers.get(row.provider);
+    if (!answers) this.outcomes.answers.set(row.provider, (answers = { delivered: 0, retry: 0, dead: 0, failed: 0 }));
+    answers[outcome.kind]++;
     switch (outcome.kind) {
       case 'delivered':
         this.outcomes.delivered.push(row.id);
@@ -373,7 +470,9 @@ class Dispatcher implements Outbox {
     this.flushing = this.flushing.then(async () => {
       const batch = this.outcomes;
       this.outcomes = emptyOutcomes();
-      for (const { provider, outcome, count } of batch.answers.values()) this.ctx.metrics.pushes.inc({ provider, outcome }, count);
+      for (const [provider, counts] of batch.answers) {
+        for (const outcome of OUTCOME_KINDS) if (counts[outcome] > 0) this.ctx.metrics.pushes.inc({ provider, outcome }, counts[outcome]);
+      }
       if (batch.delivered.length + batch.final.size + batch.retries.length + batch.deadTokens.length === 0) return;
       try {
         await this.writeOutcomes(batch);
@@ -391,29 +490,22 @@ class Dispatcher implements Outbox {
     const now = Date.now();
     const owner = this.owner;
     await this.store.db.transaction().execute(async (trx) => {
-      // Only rows this process still holds: a row taken over after a lost lease is not ours to close.
-      // SQLite: `+state` keeps the planner on the primary key; on state it would walk the
-      // deliveries_due index over every pending row and test each against the id list.
-      const stillPending = this.store.dialect === 'postgres' ? sql<boolean>`state = 'pending'` : sql<boolean>`+state = 'pending'`;
-      const ours = (ids: number[]) =>
-        trx.updateTable('deliveries').where(this.oneOf('id', ids)).where('lease_owner', '=', owner).where(stillPending);
+      const ids = (list: number[]) => listParameter(trx, list);
       for (let i = 0; i < batch.delivered.length; i += UPDATE_CHUNK) {
-        await ours(batch.delivered.slice(i, i + UPDATE_CHUNK))
-          .set({ state: 'delivered', lease_until: null, lease_owner: null, last_error: null, updated_at: now })
-          .execute();
+        await MARK_DELIVERED.all(trx, [now, ids(batch.delivered.slice(i, i + UPDATE_CHUNK)), owner]);
       }
       for (const group of batch.final.values()) {
         for (let i = 0; i < group.ids.length; i += UPDATE_CHUNK) {
-          await ours(group.ids.slice(i, i + UPDATE_CHUNK))
-            .set({ state: group.state, lease_until: null, lease_owner: null, last_error: group.reason.slice(0, 400), updated_at: now })
-            .execute();
+          await MARK_FINAL.all(trx, [group.state, group.reason.slice(0, 400), now, ids(group.ids.slice(i, i + UPDATE_CHUNK)), owner]);
         }
       }
       for (const retry of batch.retries) {
-        await ours([retry.id])
-          .set({ next_attempt_at: retry.at, lease_until: null, lease_owner: null, last_error: retry.reason.slice(0, 400), updated_at: now })
-          .execute();
+        await MARK_RETRY.all(trx, [retry.at, retry.reason.slice(0, 400), now, retry.id, owner]);
       }
+      // Only rows this process still holds: a row taken over after a lost lease is not ours to close.
+      const stillPending = this.store.dialect === 'postgres' ? sql<boolean>`state = 'pending'` : sql<boolean>`+state = 'pending'`;
+      const ours = (ids: number[]) =>
+        trx.updateTable('deliveries').where(this.oneOf('id', ids)).where('lease_owner', '=', owner).where(stillPending);
       for (const dead of batch.deadTokens) {
         const reason = dead.reason.slice(0, 200);
         await ours([dead.id])
