@@ -33,6 +33,22 @@ describe('the live frame of a notification', () => {
   });
 });
 
+describe('frames of many notifications in a row', () => {
+  it('each is the JSON of its own frame object, whichever came before it', () => {
+    const variants: Array<Partial<Notification>> = [
+      {},
+      { conversationId: 'other', senderId: null, title: '1 message from Bob', body: 'x' },
+      { conversationId: null, type: 'availability', title: 'Bob is away' },
+      { title: '3 messages from Alice' },
+      { conversationId: 'c0ffee', senderId: 'b2', body: '"quoted"' },
+    ];
+    for (let i = 0; i < 50; i++) {
+      const n = { ...base, ...variants[(i * 7) % variants.length], seq: i, data: { i } };
+      expect(frameText(n)).toBe(JSON.stringify(toFrame(n)));
+    }
+  });
+});
+
 describe('notification ids', () => {
   it('are unique, UUID-shaped (version 7 layout) and ordered by time', () => {
     const ids = Array.from({ length: 10_000 }, (_, i) => newNotificationId(1_790_000_000_000 + Math.floor(i / 100)));

@@ -36,11 +36,17 @@ const VARIANT = (0x8 | (parseInt(ID_NODE[6], 16) & 0x3)).toString(16);
  * for each recipient.
  */
 export function newNotificationId(now = Date.now()): string {
-  const time = now.toString(16).padStart(12, '0');
+  if (now !== idPrefixTime) {
+    const time = now.toString(16).padStart(12, '0');
+    idPrefix = `${time.slice(0, 8)}-${time.slice(8, 12)}-7${ID_NODE.slice(0, 3)}-${VARIANT}${ID_NODE.slice(3, 6)}-`;
+    idPrefixTime = now;
+  }
   idCounter = (idCounter + 1) % 0x1000000000000;
-  const counter = idCounter.toString(16).padStart(12, '0');
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${ID_NODE.slice(0, 3)}-${VARIANT}${ID_NODE.slice(3, 6)}-${counter}`;
+  return idPrefix + idCounter.toString(16).padStart(12, '0');
 }
+/** The time and node part of the last id made: a burst shares one millisecond. */
+let idPrefixTime = -1;
+let idPrefix = '';
 /** A recipient's share of a batch, and the sequence numbers and badge it was given. */
 interface Claim extends SequenceClaim {
   nextSeq: number;

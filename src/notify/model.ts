@@ -87,32 +87,49 @@ export function toFrame(n: Notification): Record<string, unknown> {
   };
 }
 
+/** Where a notification keeps the JSON text of its `data` once made (JSON.stringify skips symbols). */
+const DATA_TEXT = Symbol('dataText');
+
 /**
  * The JSON text of a notification's `data`, made once and shared by its feed row and its
  * frame (the two would otherwise serialise it twice per recipient).
  */
-const dataTexts = new WeakMap<Notification, string>();
 export function dataText(n: Notification): string {
-  let text = dataTexts.get(n);
-  if (text === undefined) {
-    text = JSON.stringify(n.data);
-    dataTexts.set(n, text);
-  }
-  return text;
+  const holder = n as Notification & { [DATA_TEXT]?: string };
+  return (holder[DATA_TEXT] ??= JSON.stringify(n.data));
 }
 
-const quote = (value: string | null) => (value === null ? 'null' : JSON.stringify(value));
+/**
+ * JSON string literals, remembering the last one: the notifications of one message to a
+ * group share their conversation, sender and body, so all but the first are answered from
+ * memory.
+ */
+class Quoter {
+  private value: string | null = null;
+  private text = 'null';
+
+  quote(value: string | null): string {
+    if (value !== this.value) {
+      this.value = value;
+      this.text = value === null ? 'null' : JSON.stringify(value);
+    }
+    return this.text;
+  }
+}
+const quoted = { type: new Quoter(), conversation: new Quoter(), sender: new Quoter(), title: new Quoter(), body: new Quoter() };
 
 /**
  * Serialised once per notification and shared by every live connection of its user. The
  * text is `JSON.stringify(toFrame(n))`, put together from its parts: a fan-out makes one per
- * recipient, and building the object first costs about twice as much.
+ * recipient, and building the object first costs about twice as much. Ids are Herald's own
+ * (hexadecimal and dashes), so they need no escaping.
  */
 export function frameText(n: Notification): string {
   if (n.type === 'clean') return JSON.stringify(toFrame(n));
   return (
-    `{"type":"notification","seq":${n.seq},"id":${quote(n.id)},"kind":${quote(n.type)}` +
-    `,"conversationid":${quote(n.conversationId)},"sender":${quote(n.senderId)},"title":${quote(n.title)}` +
-    `,"body":${quote(n.body)},"badge":${n.badge},"silent":${n.silent},"created":${n.createdAt},"data":${dataText(n)}}`
+    `{"type":"notification","seq":${n.seq},"id":"${n.id}","kind":${quoted.type.quote(n.type)}` +
+    `,"conversationid":${quoted.conversation.quote(n.conversationId)},"sender":${quoted.sender.quote(n.senderId)}` +
+    `,"title":${quoted.title.quote(n.title)},"body":${quoted.body.quote(n.body)},"badge":${n.badge},"silent":${n.silent}` +
+    `,"created":${n.createdAt},"data":${dataText(n)}}`
   );
 }
