@@ -211,12 +211,25 @@ const blockLookups: HeraldMigration = () => ({
   },
 });
 
+/**
+ * Every message asks which of its recipients' devices take pushes. Most devices do not
+ * (browsers and desktops are reached live), so an index of just the push devices, holding
+ * what the outbox needs, answers for a whole group without reading a device row.
+ */
+const pushDeviceLookups: HeraldMigration = () => ({
+  async up(db: Kysely<any>) {
+    await sql`CREATE INDEX devices_push_user ON devices (user_id, station, push_provider)
+              WHERE push_token IS NOT NULL AND push_provider IS NOT NULL AND push_disabled_at IS NULL`.execute(db);
+  },
+});
+
 /** Every migration, in order. New parts of Herald append theirs here. */
 export const migrations: Array<[string, HeraldMigration]> = [
   ['0001_initial', initial],
   ['0003_web3mq', web3mqMigration],
   ['0004_room_for_hot_updates', roomForHotUpdates],
   ['0005_block_lookups', blockLookups],
+  ['0006_push_device_lookups', pushDeviceLookups],
 ];
 
 /** Where applied migrations are recorded, in the store's own schema. */
