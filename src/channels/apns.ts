@@ -196,7 +196,7 @@ export class ApnsChannel implements PushChannel {
   private connection?: Connection;
   private connecting = false;
   /** Pushes waiting for a stream, a provider token or a connection, first come first served (head-indexed). */
-  private queue: PushRequest[] = [];
+  private queue: Array<PushRequest | undefined> = [];
   private queueHead = 0;
   private closed = false;
   private pinger: NodeJS.Timeout;
@@ -290,21 +290,30 @@ export class ApnsChannel implements PushChannel {
       const authorization = this.signedProviderToken();
       if (authorization === undefined) {
         this.signProviderToken();
-        return;
+        return this.compactQueue();
       }
       const connection = this.usableConnection();
       if (!connection) {
         this.openConnection();
-        return;
+        return this.compactQueue();
       }
       // A stream that ends drains the queue again.
-      if (connection.active >= this.streamLimit(connection)) return;
-      const request = this.queue[this.queueHead];
-      this.queue[this.queueHead++] = undefined as unknown as PushRequest;
+      if (connection.active >= this.streamLimit(connection)) return this.compactQueue();
+      const request = this.queue[this.queueHead]!;
+      // Taken: the queue no longer holds it.
+      this.queue[this.queueHead++] = undefined;
       this.start(request, connection, authorization);
     }
     if (this.queueHead > 0) {
       this.queue.length = 0;
+      this.queueHead = 0;
+    }
+  }
+
+  /** Drops the queue's taken head once it outweighs what still waits (a queue that never empties would only grow). */
+  private compactQueue(): void {
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
     }
   }
@@ -410,7 +419,7 @@ export class ApnsChannel implements PushChannel {
     const waiting = this.queue.slice(this.queueHead);
     this.queue.length = 0;
     this.queueHead = 0;
-    for (const request of waiting) this.settle(request, error);
+    for (const request of waiting) this.settle(request!, error);
   }
 
   /** The authorization header's value when the provider token is signed and still fresh. */
