@@ -8,6 +8,7 @@ import pg from 'pg';
 import type { Database } from './schema.ts';
 import { migrateToLatest } from './migrations.ts';
 import { postgresBulkWriter, sqliteBulkWriter, type BulkWriter } from './bulk.ts';
+import { registerSqliteConnection } from './statement.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -57,6 +58,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   database.pragma('cache_size = -65536');
   const checkpointer = file === ':memory:' ? undefined : startCheckpointer(database, file);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  registerSqliteConnection(db, database);
   await migrateToLatest(db, 'sqlite');
   return {
     db,
