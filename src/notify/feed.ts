@@ -3,13 +3,10 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Database, NotificationsTable } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
 import { dataText, PUSHED_TYPES } from './model.ts';
-import { portableBulkWriter, type BulkWriter, type SequenceClaim } from '../store/bulk.ts';
+import { portableBulkWriter, type BulkWriter, type NewDelivery, type SequenceClaim } from '../store/bulk.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
-
-/** Rows per multi-row INSERT; keeps SQLite well under its bound-parameter limit. */
-const INSERT_CHUNK = 500;
 
 /** How long a push may wait in the outbox before it is no longer worth sending. */
 export const PUSH_TIME_TO_LIVE_MS = 24 * 60 * 60 * 1000;
@@ -111,7 +108,7 @@ export async function appendNotifications(
 
   await bulk.insertNotifications(trx, notifications.map(notificationToRow));
 
-  const pushesQueued = await enqueuePushes(trx, notifications, now);
+  const pushesQueued = await enqueuePushes(trx, bulk, notifications, now);
   if (pushesQueued > 0) options.onPushesQueued?.(pushesQueued);
   return notifications;
 }
@@ -125,44 +122,25 @@ const PUSH_DEVICES = new Statement<{ station: string; user_id: string; push_prov
 });
 
 /** One outbox row per push-token device of each recipient; says how many it wrote. */
-async function enqueuePushes(trx: Db, notifications: Notification[], now: number): Promise<number> {
+async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notification[], now: number): Promise<number> {
   const pushed = notifications.filter((n) => PUSHED_TYPES.has(n.type));
   if (pushed.length === 0) return 0;
   const userIds = [...new Set(pushed.map((n) => n.userId))];
   const devicesByUser = new Map<string, Array<{ station: string; provider: string }>>();
-  for (let i = 0; i < userIds.length; i += INSERT_CHUNK) {
-    const devices = await PUSH_DEVICES.all(trx, [listParameter(trx, userIds.slice(i, i + INSERT_CHUNK))]);
-    for (const device of devices) {
-      const list = devicesByUser.get(device.user_id) ?? [];
-      list.push({ station: device.station, provider: device.push_provider });
-      devicesByUser.set(device.user_id, list);
-    }
+  for (const device of await PUSH_DEVICES.all(trx, [listParameter(trx, userIds)])) {
+    const list = devicesByUser.get(device.user_id) ?? [];
+    list.push({ station: device.station, provider: device.push_provider });
+    devicesByUser.set(device.user_id, list);
   }
   if (devicesByUser.size === 0) return 0;
-  const rows = [];
+  const deliveries: NewDelivery[] = [];
   for (const n of pushed) {
     for (const device of devicesByUser.get(n.userId) ?? []) {
-      rows.push({
-        notification_id: n.id,
-        user_id: n.userId,
-        station: device.station,
-        provider: device.provider,
-        state: 'pending',
-        attempts: 0,
-        next_attempt_at: now,
-        lease_until: null,
-        lease_owner: null,
-        expires_at: now + PUSH_TIME_TO_LIVE_MS,
-        last_error: null,
-        created_at: now,
-        updated_at: now,
-      });
+      deliveries.push({ notificationId: n.id, userId: n.userId, station: device.station, provider: device.provider });
     }
   }
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    await trx.insertInto('deliveries').values(rows.slice(i, i + INSERT_CHUNK)).execute();
-  }
-  return rows.length;
+  await bulk.insertDeliveries(trx, deliveries, now, now + PUSH_TIME_TO_LIVE_MS);
+  return deliveries.length;
 }
 
 /** The feed row of a notification that was just made: neither delivered nor read yet. */

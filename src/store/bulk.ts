@@ -22,10 +22,23 @@ export interface SequenceClaim {
   unread: number;
 }
 
+/** One push delivery to queue: a notification for one push device. */
+export interface NewDelivery {
+  notificationId: string;
+  userId: string;
+  station: string;
+  provider: string;
+}
+
 export interface BulkWriter {
   advanceSequences(trx: Db, claims: SequenceClaim[]): Promise<SequenceSlot[]>;
   insertNotifications(trx: Db, rows: NotificationsTable[]): Promise<void>;
+  /** Outbox rows, pending and due at `now`, given up at `expiresAt`. */
+  insertDeliveries(trx: Db, deliveries: NewDelivery[], now: number, expiresAt: number): Promise<void>;
 }
+
+const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, station, provider, state, attempts, next_attempt_at,
+  lease_until, lease_owner, expires_at, last_error, created_at, updated_at)`;
 
 const NOTIFICATION_COLUMNS = [
   'id',
@@ -53,6 +66,7 @@ const NOTIFICATION_COLUMNS = [
 export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   let advance: SQLite.Statement | undefined;
   let insert: SQLite.Statement | undefined;
+  let deliver: SQLite.Statement | undefined;
   return {
     async advanceSequences(_trx, claims) {
       // The audience travels as one JSON parameter and is unpacked by SQLite itself.
@@ -89,6 +103,10 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
+    async insertDeliveries(_trx, deliveries, now, expiresAt) {
+      deliver ??= database.prepare(`${DELIVERY_INSERT} VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?)`);
+      for (const d of deliveries) deliver.run(d.notificationId, d.userId, d.station, d.provider, now, expiresAt, now, now);
+    },
   };
 }
 
@@ -124,6 +142,14 @@ export const postgresBulkWriter: BulkWriter = {
         ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
         ${column('status_at')}::bigint[], ${column('created_at')}::bigint[])`.execute(trx);
   },
+  async insertDeliveries(trx, deliveries, now, expiresAt) {
+    if (deliveries.length === 0) return;
+    await sql`
+      ${sql.raw(DELIVERY_INSERT)}
+      SELECT n, u, s, p, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint, NULL, ${now}::bigint, ${now}::bigint
+      FROM unnest(${deliveries.map((d) => d.notificationId)}::varchar[], ${deliveries.map((d) => d.userId)}::varchar[],
+                  ${deliveries.map((d) => d.station)}::varchar[], ${deliveries.map((d) => d.provider)}::varchar[]) AS t(n, u, s, p)`.execute(trx);
+  },
 };
 
 /** Portable version through Kysely's builder; used where no database-specific writer is given. */
@@ -155,6 +181,26 @@ export const portableBulkWriter: BulkWriter = {
   async insertNotifications(trx, rows) {
     for (let i = 0; i < rows.length; i += PORTABLE_CHUNK) {
       await trx.insertInto('notifications').values(rows.slice(i, i + PORTABLE_CHUNK)).execute();
+    }
+  },
+  async insertDeliveries(trx, deliveries, now, expiresAt) {
+    const rows = deliveries.map((d) => ({
+      notification_id: d.notificationId,
+      user_id: d.userId,
+      station: d.station,
+      provider: d.provider,
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: now,
+      lease_until: null,
+      lease_owner: null,
+      expires_at: expiresAt,
+      last_error: null,
+      created_at: now,
+      updated_at: now,
+    }));
+    for (let i = 0; i < rows.length; i += PORTABLE_CHUNK) {
+      await trx.insertInto('deliveries').values(rows.slice(i, i + PORTABLE_CHUNK)).execute();
     }
   },
 };
