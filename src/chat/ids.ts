@@ -37,6 +37,15 @@ export const STATION = /^[0-9a-fA-F]{32}$/;
 const OZEKI_TIME = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})$/;
 
 export function parseOzekiTime(value: string): number | null {
+  // Calls made in the same second carry the same text.
+  if (value === lastParsed.text) return lastParsed.ms;
+  const ms = parseOzekiTimeText(value);
+  lastParsed = { text: value, ms };
+  return ms;
+}
+let lastParsed: { text: string; ms: number | null } = { text: '', ms: null };
+
+function parseOzekiTimeText(value: string): number | null {
   const m = OZEKI_TIME.exec(value);
   if (!m) return null;
   const [year, month, day, hour, minute, second] = m.slice(1).map(Number);
