@@ -1,9 +1,11 @@
 /**
  * Micro-benchmark (not part of `npm run bench`): Herald's server CPU per Ozeki request of a
- * few kinds, to tell the HTTP and authentication floor from the work of a message.
- * Usage: node --import tsx bench/micro/request-floor.ts
+ * few kinds, to tell the HTTP and authentication floor from the work of a message, beside
+ * bare `node:http` and bare Fastify servers answering the same client.
+ * Usage: node --import tsx bench/micro/request-floor.ts   (PROFILE=1 writes CPU profiles)
  */
 import http from 'node:http';
+import { fork } from 'node:child_process';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 /** A small keep-alive client: status and body text. */
@@ -24,6 +26,31 @@ import { ozekiTime } from '../../client/ozeki.ts';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 4000);
 const CONCURRENCY = 4;
+/** CPU per request of a bare server (bench/micro/http-floor-server.ts) under the same client. */
+async function bareFloor(kind: 'http' | 'fastify'): Promise<number> {
+  const child = fork(new URL('./http-floor-server.ts', import.meta.url).pathname, [kind], { execArgv: ['--import', 'tsx'] });
+  const next = () => new Promise<Record<string, number>>((resolve) => child.once('message', (m) => resolve(m as Record<string, number>)));
+  const { port } = await next();
+  const get = () => request(`http://127.0.0.1:${port}/healthz`);
+  for (let i = 0; i < 300; i++) await get();
+  child.send('cpu');
+  const before = (await next()).cpu;
+  let sent = 0;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (sent < REQUESTS) {
+      sent++;
+      await get();
+    }
+  }));
+  child.send('cpu');
+  const after = (await next()).cpu;
+  child.send('exit');
+  return (after - before) / REQUESTS;
+}
+for (const kind of ['http', 'fastify'] as const) {
+  console.log(`${(await bareFloor(kind)).toFixed(0).padStart(5)} µs server CPU per request  bare ${kind === 'http' ? 'node:http' : 'Fastify'} GET /healthz`);
+}
+
 const herald = await HeraldProcess.start();
 try {
   const users = await herald.seed('floor', 200);
