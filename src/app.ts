@@ -72,6 +72,9 @@ function buildHttp(ctx: AppContext, https?: { cert: string; key: string }): Fast
   const app = Fastify({
     loggerInstance: ctx.log.child({ server: https ? 'https' : 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
+    // Requests are not logged one by one, so none needs a child logger of its own (Fastify
+    // would make one per request); errors are logged through the node's logger.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: ctx.config.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
