@@ -223,6 +223,19 @@ const pushDeviceLookups: HeraldMigration = () => ({
   },
 });
 
+/**
+ * The claim looks only at pending rows, and a row that ends (delivered, dead, failed,
+ * expired) never becomes pending again: an index of pending rows alone stays the size of the
+ * backlog, not of every push ever sent, and an outcome takes a row out of it rather than
+ * moving it inside.
+ */
+const pendingDeliveriesOnly: HeraldMigration = () => ({
+  async up(db: Kysely<any>) {
+    await db.schema.dropIndex('deliveries_due').execute();
+    await sql`CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending'`.execute(db);
+  },
+});
+
 /** Every migration, in order. New parts of Herald append theirs here. */
 export const migrations: Array<[string, HeraldMigration]> = [
   ['0001_initial', initial],
@@ -230,6 +243,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0004_room_for_hot_updates', roomForHotUpdates],
   ['0005_block_lookups', blockLookups],
   ['0006_push_device_lookups', pushDeviceLookups],
+  ['0007_pending_deliveries_only', pendingDeliveriesOnly],
 ];
 
 /** Where applied migrations are recorded, in the store's own schema. */
