@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, NotificationsTable } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
-import { dataText, PUSHED_TYPES } from './model.ts';
+import { PUSHED_TYPES } from './model.ts';
 import { portableBulkWriter, type BulkWriter, type NewDelivery, type SequenceClaim } from '../store/bulk.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
 
@@ -106,7 +106,7 @@ export async function appendNotifications(
     });
   }
 
-  await bulk.insertNotifications(trx, notifications.map(notificationToRow));
+  await bulk.insertNotifications(trx, notifications);
 
   const pushesQueued = await enqueuePushes(trx, bulk, notifications, now);
   if (pushesQueued > 0) options.onPushesQueued?.(pushesQueued);
@@ -141,26 +141,6 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notificat
   }
   await bulk.insertDeliveries(trx, deliveries, now, now + PUSH_TIME_TO_LIVE_MS);
   return deliveries.length;
-}
-
-/** The feed row of a notification that was just made: neither delivered nor read yet. */
-export function notificationToRow(n: Notification): NotificationsTable {
-  return {
-    id: n.id,
-    user_id: n.userId,
-    seq: n.seq,
-    type: n.type,
-    conversation_id: n.conversationId,
-    sender_id: n.senderId,
-    title: n.title,
-    body: n.body,
-    badge: n.badge,
-    silent: n.silent ? 1 : 0,
-    data: dataText(n),
-    status: null,
-    status_at: null,
-    created_at: n.createdAt,
-  };
 }
 
 export function rowToNotification(row: NotificationsTable): Notification {

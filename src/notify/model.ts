@@ -1,3 +1,5 @@
+import type { NotificationsTable } from '../store/schema.ts';
+
 /** What a recipient is told about. Chat types first, then the Web3MQ ones. */
 export type NotificationType =
   | 'message'
@@ -132,4 +134,24 @@ export function frameText(n: Notification): string {
     `,"title":${quoted.title.quote(n.title)},"body":${quoted.body.quote(n.body)},"badge":${n.badge},"silent":${n.silent}` +
     `,"created":${n.createdAt},"data":${dataText(n)}}`
   );
+}
+
+/** The feed row of a notification that was just made: neither delivered nor read yet. */
+export function notificationToRow(n: Notification): NotificationsTable {
+  return {
+    id: n.id,
+    user_id: n.userId,
+    seq: n.seq,
+    type: n.type,
+    conversation_id: n.conversationId,
+    sender_id: n.senderId,
+    title: n.title,
+    body: n.body,
+    badge: n.badge,
+    silent: n.silent ? 1 : 0,
+    data: dataText(n),
+    status: null,
+    status_at: null,
+    created_at: n.createdAt,
+  };
 }

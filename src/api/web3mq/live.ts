@@ -4,7 +4,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { AppContext } from '../../context.ts';
 import type { LiveConnection } from '../../notify/hub.ts';
 import type { Notification } from '../../notify/model.ts';
-import { notificationToRow } from '../../notify/feed.ts';
+import { notificationToRow } from '../../notify/model.ts';
 import { CLOSE, DEFAULT_PING_INTERVAL_MS } from '../../channels/websocket.ts';
 import { historyItem, isNoticeType } from './history.ts';
 import { TIMESTAMP_WINDOW_MS, isFresh, verifyEd25519 } from './signature.ts';
