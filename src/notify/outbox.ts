@@ -1,6 +1,5 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { AppContext } from '../context.ts';
@@ -395,19 +394,6 @@ class Dispatcher implements Outbox {
     }
   }
 
-  /**
-   * `column IN (values)` with all the values in one parameter (SQLite: a JSON array unpacked
-   * by json_each; PostgreSQL: an array), so the statement's text is the same whatever their
-   * number: SQLite reuses its prepared statement, and no query node is built per value.
-   */
-  private oneOf(column: string, values: ReadonlyArray<string> | ReadonlyArray<number>) {
-    if (this.store.dialect === 'postgres') {
-      const type = typeof values[0] === 'number' ? sql.raw('bigint[]') : sql.raw('varchar[]');
-      return sql<boolean>`${sql.ref(column)} = ANY(${values}::${type})`;
-    }
-    return sql<boolean>`${sql.ref(column)} IN (SELECT value FROM json_each(${JSON.stringify(values)}))`;
-  }
-
   private answered(row: ClaimedRow, target: PushTarget, outcome: SendOutcome): void {
     this.inFlight--;
     this.record(row, target, outcome);
@@ -502,15 +488,9 @@ class Dispatcher implements Outbox {
       for (const retry of batch.retries) {
         await MARK_RETRY.all(trx, [retry.at, retry.reason.slice(0, 400), now, retry.id, owner]);
       }
-      // Only rows this process still holds: a row taken over after a lost lease is not ours to close.
-      const stillPending = this.store.dialect === 'postgres' ? sql<boolean>`state = 'pending'` : sql<boolean>`+state = 'pending'`;
-      const ours = (ids: number[]) =>
-        trx.updateTable('deliveries').where(this.oneOf('id', ids)).where('lease_owner', '=', owner).where(stillPending);
       for (const dead of batch.deadTokens) {
         const reason = dead.reason.slice(0, 200);
-        await ours([dead.id])
-          .set({ state: 'dead', lease_until: null, lease_owner: null, last_error: reason, updated_at: now })
-          .execute();
+        await MARK_FINAL.all(trx, ['dead', reason, now, ids([dead.id]), owner]);
         const device = await trx.selectFrom('devices').select('push_token').where('station', '=', dead.station).executeTakeFirst();
         // Only when the dead token is still the device's own: a token registered meanwhile is good.
         if (device?.push_token !== dead.token) continue;
