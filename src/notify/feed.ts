@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
-import type { Database, NotificationsTable } from '../store/schema.ts';
+import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
-import { PUSHED_TYPES } from './model.ts';
+import { PUSHED_TYPES, rowToNotification } from './model.ts';
 import { portableBulkWriter, type BulkWriter, type NewDelivery, type SequenceClaim } from '../store/bulk.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
 
@@ -141,23 +141,6 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notificat
   }
   await bulk.insertDeliveries(trx, deliveries, now, now + PUSH_TIME_TO_LIVE_MS);
   return deliveries.length;
-}
-
-export function rowToNotification(row: NotificationsTable): Notification {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    seq: row.seq,
-    type: row.type as Notification['type'],
-    conversationId: row.conversation_id,
-    senderId: row.sender_id,
-    title: row.title,
-    body: row.body,
-    badge: row.badge,
-    silent: row.silent === 1,
-    data: JSON.parse(row.data) as Record<string, unknown>,
-    createdAt: row.created_at,
-  };
 }
 
 /** A user's notifications after `afterSeq`, oldest first: what a resuming device missed. */

@@ -155,3 +155,21 @@ export function notificationToRow(n: Notification): NotificationsTable {
     created_at: n.createdAt,
   };
 }
+
+/** A stored feed row as the notification it records. */
+export function rowToNotification(row: NotificationsTable): Notification {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    seq: row.seq,
+    type: row.type as Notification['type'],
+    conversationId: row.conversation_id,
+    senderId: row.sender_id,
+    title: row.title,
+    body: row.body,
+    badge: row.badge,
+    silent: row.silent === 1,
+    data: JSON.parse(row.data) as Record<string, unknown>,
+    createdAt: row.created_at,
+  };
+}

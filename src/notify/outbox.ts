@@ -8,8 +8,7 @@ import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../chan
 import { disablePush } from '../chat/devices.ts';
 import type { NotificationsTable } from '../store/schema.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
-import type { Notification } from './model.ts';
-import { rowToNotification } from './feed.ts';
+import { rowToNotification, type Notification } from './model.ts';
 
 /**
  * The push dispatcher over the durable outbox (the `deliveries` table). Rows are written
