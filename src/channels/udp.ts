@@ -222,12 +222,6 @@ export async function startUdp(ctx: AppContext): Promise<UdpListener> {
           log.warn({ err: error, station: state.station }, 'UDP push failed');
         }
       },
-      close(reason: string) {
-        // The device was removed: forget the endpoint and the cached secret, so its next
-        // datagram is checked against the database again.
-        forget(state, reason);
-        if (stations.get(state.station) === state) stations.delete(state.station);
-      },
     };
     state.endpoint = endpoint;
     hub.add(endpoint);

@@ -206,21 +206,22 @@ export async function forgetDevicesBeyondLimit(db: Db, bus: Bus, userId: string,
     .limit(1000)
     .execute();
   const stations = devices.map((d) => d.station);
-  if (stations.length === 0) return stations;
-  await db.deleteFrom('devices').where('user_id', '=', userId).where('station', 'in', stations).execute();
-  for (const station of stations) {
-    await bus.publishDisconnect({ userId, station, reason: 'this device was replaced by newer ones' });
-  }
+  if (stations.length > 0) await forgetDevices(db, bus, userId, stations, 'this device was replaced by newer ones');
   return stations;
 }
 
-export async function removeDevice(db: Db, userId: string, station: string): Promise<void> {
-  const result = await db
-    .deleteFrom('devices')
-    .where('station', '=', station)
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
-  if (Number(result.numDeletedRows) === 0) throw notFound('no such device');
+/**
+ * Removes devices of a user and ends their live connections on every node (WebSocket, UDP,
+ * Web3MQ, and the stations nodes remember); says how many there were.
+ */
+async function forgetDevices(db: Db, bus: Bus, userId: string, stations: string[], reason: string): Promise<number> {
+  const result = await db.deleteFrom('devices').where('user_id', '=', userId).where('station', 'in', stations).executeTakeFirst();
+  for (const station of stations) await bus.publishDisconnect({ userId, station, reason });
+  return Number(result.numDeletedRows);
+}
+
+export async function removeDevice(db: Db, bus: Bus, userId: string, station: string): Promise<void> {
+  if ((await forgetDevices(db, bus, userId, [station], 'this device was removed')) === 0) throw notFound('no such device');
 }
 
 /** Records the highest sequence a device has acknowledged; it never goes backwards. */

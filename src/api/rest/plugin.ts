@@ -157,9 +157,8 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
     app.delete<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request, reply) => {
       await requireSelfOrAdmin(ctx, request, request.params.id);
       const station = request.params.station.toLowerCase();
-      await removeDevice(db, request.params.id, station);
       // Its live connections end on every node, not only on the one that took the call.
-      await ctx.bus.publishDisconnect({ userId: request.params.id, station, reason: 'this device was removed' });
+      await removeDevice(db, ctx.bus, request.params.id, station);
       return reply.status(204).send();
     });
   };
