@@ -14,11 +14,10 @@ export interface Bus {
   onDisconnect(handler: (disconnect: Disconnect) => void): void;
   /**
    * Records, for `ttlMs`, that a one-time credential (a signature) was used, for every node
-   * to see: 'spent' when it was unknown, 'again' when it was used before and both uses are
-   * reads, 'replayed' otherwise. A single node remembers spent signatures itself, so the
-   * in-process bus has nothing to add.
+   * to see: false when it was used before, unless both uses are reads. A single node
+   * remembers spent signatures itself, so the in-process bus has nothing to add.
    */
-  spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<'spent' | 'again' | 'replayed'>;
+  spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -49,8 +48,8 @@ export class LocalBus implements Bus {
     this.disconnectHandlers.push(handler);
   }
 
-  async spendEverywhere(): Promise<'spent'> {
-    return 'spent';
+  async spendEverywhere(): Promise<boolean> {
+    return true;
   }
 
   async close(): Promise<void> {

@@ -51,14 +51,11 @@ export class RedisBus implements Bus {
     this.disconnectHandlers.push(handler);
   }
 
-  async spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<'spent' | 'again' | 'replayed'> {
+  async spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<boolean> {
     const name = SPENT_PREFIX + key;
-    const set = await this.pub.set(name, use, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
-    if (set === 'OK') return 'spent';
-    const earlier = await this.pub.get(name);
+    if ((await this.pub.set(name, use, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK') return true;
     // Gone in between (its time ran out): the signature's timestamp is no longer fresh either.
-    if (earlier === null) return 'replayed';
-    return earlier === 'read' && use === 'read' ? 'again' : 'replayed';
+    return use === 'read' && (await this.pub.get(name)) === 'read';
   }
 
   async close(): Promise<void> {

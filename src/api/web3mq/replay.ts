@@ -39,6 +39,8 @@ interface Remembered {
   freshUntil: number;
 }
 
+const REPLAYED: ClaimRefusal = { refused: 'replayed', reason: 'this signed request was already used; sign it again with a new timestamp' };
+
 export class ReplayGuard {
   /** Where spent signatures are shared with the other nodes (none: this node alone). */
   shared?: Pick<Bus, 'spendEverywhere'>;
@@ -67,7 +69,7 @@ export class ReplayGuard {
     const earlier = this.remembered.get(key);
     if (earlier && earlier.freshUntil >= now) {
       if (use === 'read' && earlier.use === 'read') return undefined;
-      return { refused: 'replayed', reason: 'this signed request was already used; sign it again with a new timestamp' };
+      return REPLAYED;
     }
     if (earlier) this.forget(key, earlier);
     // Past the cap nothing is forgotten early: forgetting a signature still in the window
@@ -106,11 +108,8 @@ export class ReplayGuard {
   ): Promise<ClaimRefusal | undefined> {
     const refusal = this.claim(key, userId, timestampMs, use, now);
     if (refusal || !this.shared) return refusal;
-    const answer = await this.shared.spendEverywhere(key, use, timestampMs + TIMESTAMP_WINDOW_MS - now + 1);
-    if (answer === 'replayed') {
-      return { refused: 'replayed', reason: 'this signed request was already used; sign it again with a new timestamp' };
-    }
-    return undefined;
+    if (await this.shared.spendEverywhere(key, use, timestampMs + TIMESTAMP_WINDOW_MS - now + 1)) return undefined;
+    return REPLAYED;
   }
 
   private forget(key: string, entry: Remembered): void {
