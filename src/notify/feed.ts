@@ -46,9 +46,9 @@ let idPrefixTime = -1;
 let idPrefix = '';
 /** A recipient's share of a batch, and the sequence numbers and badge it was given. */
 interface Claim extends SequenceClaim {
+  /** The next sequence number to hand out; 0 until the database gave some (they start at 1). */
   nextSeq: number;
   badge: number;
-  found: boolean;
 }
 
 /**
@@ -72,7 +72,7 @@ export async function appendNotifications(
   for (const draft of drafts) {
     let claim = claims.get(draft.userId);
     if (!claim) {
-      claim = { id: draft.userId, count: 0, unread: 0, nextSeq: 0, badge: 0, found: false };
+      claim = { id: draft.userId, count: 0, unread: 0, nextSeq: 0, badge: 0 };
       claims.set(draft.userId, claim);
     }
     claim.count++;
@@ -83,13 +83,12 @@ export async function appendNotifications(
     const claim = claims.get(slot.id)!;
     claim.nextSeq = slot.last_seq - claim.count + 1;
     claim.badge = Math.max(0, slot.unread_total);
-    claim.found = true;
   }
 
   const notifications: Notification[] = [];
   for (const draft of drafts) {
     const claim = claims.get(draft.userId)!;
-    if (!claim.found) continue; // the recipient no longer exists
+    if (claim.nextSeq === 0) continue; // given nothing: the recipient no longer exists
     notifications.push({
       id: newNotificationId(now),
       userId: draft.userId,
