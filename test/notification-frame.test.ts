@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { frameText, toFrame, type Notification } from '../src/notify/model.ts';
-import { newNotificationId } from '../src/notify/feed.ts';
+import { frameText, notificationId, parseNotificationId, toFrame, type Notification } from '../src/notify/model.ts';
 
 const base: Notification = {
-  id: newNotificationId(),
+  id: notificationId(3, 7),
   userId: 'u1',
   seq: 7,
   type: 'message',
@@ -50,11 +49,33 @@ describe('frames of many notifications in a row', () => {
 });
 
 describe('notification ids', () => {
-  it('are unique, UUID-shaped (version 7 layout) and ordered by time', () => {
-    const ids = Array.from({ length: 10_000 }, (_, i) => newNotificationId(1_790_000_000_000 + Math.floor(i / 100)));
-    expect(new Set(ids).size).toBe(ids.length);
-    for (const id of ids.slice(0, 50)) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    const byTime = [newNotificationId(1_790_000_000_000), newNotificationId(1_790_000_000_001), newNotificationId(1_800_000_000_000)];
-    expect([...byTime].sort()).toEqual(byTime);
+  const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+  it('are UUID-shaped (version 8) and name the user key and sequence they were made from', () => {
+    const cases: Array<[number, number]> = [
+      [1, 1],
+      [2, 1],
+      [1, 2],
+      [0xabcdef, 0x123456789],
+      [2 ** 48 - 1, Number.MAX_SAFE_INTEGER],
+    ];
+    for (const [userKey, seq] of cases) {
+      const id = notificationId(userKey, seq);
+      expect(id).toMatch(UUID_V8);
+      expect(parseNotificationId(id)).toEqual({ userKey, seq });
+    }
+    expect(notificationId(0x1234567890ab, 0xfff)).toBe('12345678-90ab-8000-8000-000000000fff');
+  });
+
+  it('are unique over users and sequence numbers', () => {
+    const ids = new Set<string>();
+    for (let userKey = 1; userKey <= 100; userKey++) for (let seq = 1; seq <= 100; seq++) ids.add(notificationId(userKey, seq));
+    expect(ids.size).toBe(100 * 100);
+  });
+
+  it('are refused when they are not of that form', () => {
+    for (const id of ['', 'x', '12345678-90ab-7000-8000-000000000fff', '12345678-90AB-8000-8000-000000000FFF', '12345678-90ab-8000-8000-000000000fff0']) {
+      expect(parseNotificationId(id)).toBeUndefined();
+    }
   });
 });

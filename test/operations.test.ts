@@ -9,6 +9,7 @@ import { ADMIN_TOKEN, addUser, startTestServer, waitFor, type TestServer } from 
 import { openStore } from '../src/store/db.ts';
 import { startServeProcess } from './helpers/cli.ts';
 import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
+import { userKeyOf } from '../src/notify/feed.ts';
 
 const sqlite = STORE_KINDS[0].kind!;
 
@@ -170,7 +171,7 @@ describe('herald serve', () => {
       const store = await openStore({ sqliteFile: path.join(dataDir, 'herald.db') });
       try {
         expect(await store.db.selectFrom('messages').select('id').execute()).toEqual([{ id: 'in-flight' }]);
-        const feed = await store.db.selectFrom('notifications').select(['type', 'title']).where('user_id', '=', users[1].userid).execute();
+        const feed = await store.db.selectFrom('notifications').select(['type', 'title']).where('user_key', '=', userKeyOf(users[1].userid)).execute();
         expect(feed).toContainEqual({ type: 'message', title: '1 message from Ann' });
       } finally {
         await store.close();

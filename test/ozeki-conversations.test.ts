@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, type TestServer, type TestUser } from './helpers/server.ts';
 import { ozekiTime } from '../client/ozeki.ts';
+import { userKeyOf } from '../src/notify/feed.ts';
 
 interface Entry {
   id: string;
@@ -84,11 +85,11 @@ describe.each(STORE_KINDS)('Ozeki conversations on $name', ({ kind }) => {
     const id = (conversation as Entry).id;
     const blocked = await alice.client.ok('chatblocklist', { action: 'block', userid: carol.userid });
     expect(blocked.blockedusers).toEqual([carol.userid]);
-    const before = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_id', '=', alice.userid).execute();
+    const before = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
     await carol.client.addMessage(id, 'spam', 'c3BhbQ==');
     expect(await unread(id, alice.userid)).toBe(0);
     expect(await messageIds(alice, id)).toEqual([]);
-    const after = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_id', '=', alice.userid).execute();
+    const after = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
     expect(after.length).toBe(before.length);
     // Carol still sees her own message.
     expect(await messageIds(carol, id)).toEqual(['spam']);

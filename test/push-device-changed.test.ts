@@ -4,6 +4,8 @@ import { waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { apnsToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
 import { disablePush } from '../src/chat/devices.ts';
+import { userKeyOf } from '../src/notify/feed.ts';
+import { notificationId } from '../src/notify/model.ts';
 
 describe.each(STORE_KINDS)('a device that changed while its push waited, on $name', ({ kind }) => {
   let doubles: PushDoubles;
@@ -31,7 +33,8 @@ describe.each(STORE_KINDS)('a device that changed while its push waited, on $nam
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => doubles.apns.pushesTo(unregisteredMac).length === 1, 5000, 'the first push on all three devices');
     const db = server.app.ctx.store.db;
-    const notification = await db.selectFrom('notifications').select(['id', 'user_id']).where('user_id', '=', bob.userid).executeTakeFirstOrThrow();
+    const feedRow = await db.selectFrom('notifications').select(['user_key', 'seq']).where('user_key', '=', userKeyOf(bob.userid)).executeTakeFirstOrThrow();
+    const notification = { id: notificationId(feedRow.user_key, feedRow.seq) };
 
     // Between the commit that wrote their outbox rows and the claim, the iPad's push is
     // disabled and the Mac's token is removed.

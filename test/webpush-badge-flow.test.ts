@@ -3,6 +3,8 @@ import { STORE_KINDS } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
+import { userKeyOf } from '../src/notify/feed.ts';
+import { parseNotificationId } from '../src/notify/model.ts';
 
 describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', ({ kind }) => {
   let pushService: WebPushMock;
@@ -47,8 +49,15 @@ describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', 
       seq: expect.any(Number),
       id: expect.any(String),
     });
-    const notification = await server.app.ctx.store.db.selectFrom('notifications').select(['id', 'seq']).where('id', '=', shown.id as string).executeTakeFirst();
-    expect(notification).toEqual({ id: shown.id, seq: shown.seq });
+    // The id names the notification's place in Bob's feed.
+    const named = parseNotificationId(shown.id as string);
+    const notification = await server.app.ctx.store.db
+      .selectFrom('notifications')
+      .select(['seq', 'title'])
+      .where('user_key', '=', userKeyOf(bob.userid))
+      .where('seq', '=', named!.seq)
+      .executeTakeFirst();
+    expect(notification).toEqual({ seq: shown.seq, title: shown.title });
     expect(alert.urgency).toBe('high');
     expect(alert.topic).toMatch(/^[A-Za-z0-9_-]{32}$/);
     // The push may wait as long as the outbox would have kept it: 24 hours from the message.

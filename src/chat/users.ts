@@ -1,10 +1,13 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { Database, UsersTable } from '../store/schema.ts';
 import { badRequest, conflict, notFound } from '../errors.ts';
 import { isEmail, newApiKey, normaliseEmail, userIdOf } from './ids.ts';
 import { Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database>;
+
+/** A user as read from the database. */
+export type User = Selectable<UsersTable>;
 
 export interface NewUser {
   email: string;
@@ -52,28 +55,28 @@ export async function listUsers(db: Db) {
     .execute();
 }
 
-export async function getUser(db: Db, userId: string): Promise<UsersTable | undefined> {
+export async function getUser(db: Db, userId: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
 }
 
 /** Accepts a user id or an e-mail address. */
-export async function resolveUser(db: Db, emailOrId: string): Promise<UsersTable> {
+export async function resolveUser(db: Db, emailOrId: string): Promise<User> {
   const id = emailOrId.includes('@') ? userIdOf(emailOrId) : emailOrId.toLowerCase();
   const user = await getUser(db, id);
   if (!user) throw notFound(`no such user: ${emailOrId}`);
   return user;
 }
 
-export async function userByApiKey(db: Db, apikey: string): Promise<UsersTable | undefined> {
+export async function userByApiKey(db: Db, apikey: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('apikey', '=', apikey).executeTakeFirst();
 }
 
 /** The user a station is bound to, in one query (every authenticated API call asks). */
-const USER_OF_STATION = new Statement<UsersTable>(
+const USER_OF_STATION = new Statement<User>(
   'SELECT users.* FROM devices JOIN users ON users.id = devices.user_id WHERE devices.station = ?',
 );
 
 /** The user a station is bound to: asked on every Ozeki call, so written once as SQL. */
-export async function userOfStation(db: Db, station: string): Promise<UsersTable | undefined> {
+export async function userOfStation(db: Db, station: string): Promise<User | undefined> {
   return USER_OF_STATION.first(db, [station]);
 }

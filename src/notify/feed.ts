@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
-import { PUSHED_TYPES, rowToNotification } from './model.ts';
+import { notificationId, PUSHED_TYPES, rowToNotification } from './model.ts';
 import { portableBulkWriter, type BulkWriter, type NewDelivery, type SequenceClaim } from '../store/bulk.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
 
@@ -19,36 +18,13 @@ export interface AppendOptions {
   onPushesQueued?: (count: number) => void;
 }
 
-/** The random middle of this process's notification ids, and where its counter starts. */
-const ID_NODE = randomBytes(4).toString('hex');
-let idCounter = randomBytes(6).readUIntBE(0, 6);
-/** RFC 9562 variant bits (10xx) with two random bits of this process. */
-const VARIANT = (0x8 | (parseInt(ID_NODE[6], 16) & 0x3)).toString(16);
-
-/**
- * A UUID (version 7 layout) that starts with the time in milliseconds: new rows land at the
- * end of the primary-key index instead of at a random page, which keeps a fan-out to
- * thousands of recipients from dirtying thousands of index pages. The rest is this
- * process's random node part and a counter, so ids are unique without drawing random bytes
- * for each recipient.
- */
-export function newNotificationId(now = Date.now()): string {
-  if (now !== idPrefixTime) {
-    const time = now.toString(16).padStart(12, '0');
-    idPrefix = `${time.slice(0, 8)}-${time.slice(8, 12)}-7${ID_NODE.slice(0, 3)}-${VARIANT}${ID_NODE.slice(3, 6)}-`;
-    idPrefixTime = now;
-  }
-  idCounter = (idCounter + 1) % 0x1000000000000;
-  return idPrefix + idCounter.toString(16).padStart(12, '0');
-}
-/** The time and node part of the last id made: a burst shares one millisecond. */
-let idPrefixTime = -1;
-let idPrefix = '';
 /** A recipient's share of a batch, and the sequence numbers and badge it was given. */
 interface Claim extends SequenceClaim {
   /** The next sequence number to hand out; 0 until the database gave some (they start at 1). */
   nextSeq: number;
   badge: number;
+  /** The recipient's user key. */
+  key: number;
 }
 
 /**
@@ -72,7 +48,7 @@ export async function appendNotifications(
   for (const draft of drafts) {
     let claim = claims.get(draft.userId);
     if (!claim) {
-      claim = { id: draft.userId, count: 0, unread: 0, nextSeq: 0, badge: 0 };
+      claim = { id: draft.userId, count: 0, unread: 0, nextSeq: 0, badge: 0, key: 0 };
       claims.set(draft.userId, claim);
     }
     claim.count++;
@@ -83,16 +59,20 @@ export async function appendNotifications(
     const claim = claims.get(slot.id)!;
     claim.nextSeq = slot.last_seq - claim.count + 1;
     claim.badge = Math.max(0, slot.unread_total);
+    claim.key = slot.key;
   }
 
   const notifications: Notification[] = [];
+  const keys: number[] = [];
   for (const draft of drafts) {
     const claim = claims.get(draft.userId)!;
     if (claim.nextSeq === 0) continue; // given nothing: the recipient no longer exists
+    const seq = claim.nextSeq++;
+    keys.push(claim.key);
     notifications.push({
-      id: newNotificationId(now),
+      id: notificationId(claim.key, seq),
       userId: draft.userId,
-      seq: claim.nextSeq++,
+      seq,
       type: draft.type,
       conversationId: draft.conversationId ?? null,
       senderId: draft.senderId ?? null,
@@ -105,7 +85,7 @@ export async function appendNotifications(
     });
   }
 
-  await bulk.insertNotifications(trx, notifications);
+  await bulk.insertNotifications(trx, notifications, keys);
 
   const pushesQueued = await enqueuePushes(trx, bulk, notifications, now);
   if (pushesQueued > 0) options.onPushesQueued?.(pushesQueued);
@@ -147,10 +127,15 @@ export async function readFeed(db: Db, userId: string, afterSeq: number, limit =
   const rows = await db
     .selectFrom('notifications')
     .selectAll()
-    .where('user_id', '=', userId)
+    .where('user_key', '=', userKeyOf(userId))
     .where('seq', '>', afterSeq)
     .orderBy('seq', 'asc')
     .limit(limit)
     .execute();
-  return rows.map(rowToNotification);
+  return rows.map((row) => rowToNotification(row, userId));
+}
+
+/** The user key of a user, as a subquery (the feed is keyed by it). */
+export function userKeyOf(userId: string) {
+  return sql<number>`(SELECT key FROM users WHERE id = ${userId})`;
 }

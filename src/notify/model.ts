@@ -136,11 +136,33 @@ export function frameText(n: Notification): string {
   );
 }
 
+/**
+ * A notification's id names its place in the feed: its user's key and its sequence number,
+ * laid out as a UUID (version 8, Herald's own layout) `kkkkkkkk-kkkk-8000-8sss-ssssssssssss`,
+ * 48 bits of user key and 60 of sequence. The feed needs no index of ids, and an id is found
+ * through the feed's own (user key, sequence) index. Users are never renumbered, so an id
+ * stays the same for as long as its notification exists.
+ */
+export function notificationId(userKey: number, seq: number): string {
+  const key = userKey.toString(16).padStart(12, '0');
+  const low = (seq % 0x1000000000000).toString(16).padStart(12, '0');
+  const high = Math.floor(seq / 0x1000000000000).toString(16).padStart(3, '0');
+  return `${key.slice(0, 8)}-${key.slice(8)}-8000-8${high}-${low}`;
+}
+
+const NOTIFICATION_ID = /^([0-9a-f]{8})-([0-9a-f]{4})-8000-8([0-9a-f]{3})-([0-9a-f]{12})$/;
+
+/** The user key and sequence number an id names, or undefined when it is no notification id. */
+export function parseNotificationId(id: string): { userKey: number; seq: number } | undefined {
+  const match = NOTIFICATION_ID.exec(id);
+  if (!match) return undefined;
+  return { userKey: parseInt(match[1] + match[2], 16), seq: parseInt(match[3], 16) * 0x1000000000000 + parseInt(match[4], 16) };
+}
+
 /** The feed row of a notification that was just made: neither delivered nor read yet. */
-export function notificationToRow(n: Notification): NotificationsTable {
+export function notificationToRow(n: Notification, userKey: number): NotificationsTable {
   return {
-    id: n.id,
-    user_id: n.userId,
+    user_key: userKey,
     seq: n.seq,
     type: n.type,
     conversation_id: n.conversationId,
@@ -156,11 +178,11 @@ export function notificationToRow(n: Notification): NotificationsTable {
   };
 }
 
-/** A stored feed row as the notification it records. */
-export function rowToNotification(row: NotificationsTable): Notification {
+/** A stored feed row of the user `userId` as the notification it records. */
+export function rowToNotification(row: NotificationsTable, userId: string): Notification {
   return {
-    id: row.id,
-    userId: row.user_id,
+    id: notificationId(row.user_key, row.seq),
+    userId,
     seq: row.seq,
     type: row.type as Notification['type'],
     conversationId: row.conversation_id,

@@ -8,7 +8,7 @@ import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../chan
 import { disablePush } from '../chat/devices.ts';
 import type { NotificationsTable } from '../store/schema.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
-import { rowToNotification, type Notification } from './model.ts';
+import { notificationId, parseNotificationId, rowToNotification, type Notification } from './model.ts';
 
 /**
  * The push dispatcher over the durable outbox (the `deliveries` table). Rows are written
@@ -146,9 +146,12 @@ const DEVICES = new Statement<DeviceRow>({
     FROM devices WHERE station IN (${LIST.postgres})`,
 });
 
+/** Feed rows by [user key, sequence] pairs, given as one JSON text. */
 const NOTIFICATIONS = new Statement<NotificationsTable>({
-  sqlite: `SELECT * FROM notifications WHERE id IN (${LIST.sqlite})`,
-  postgres: `SELECT * FROM notifications WHERE id IN (${LIST.postgres})`,
+  sqlite: `SELECT n.* FROM json_each(?) AS wanted
+           CROSS JOIN notifications n ON n.user_key = wanted.value ->> 0 AND n.seq = wanted.value ->> 1`,
+  postgres: `SELECT n.* FROM jsonb_array_elements(?::jsonb) AS wanted
+             JOIN notifications n ON n.user_key = (wanted ->> 0)::bigint AND n.seq = (wanted ->> 1)::bigint`,
 });
 
 /*
@@ -335,10 +338,21 @@ class Dispatcher implements Outbox {
    */
   private async dispatch(rows: ClaimedRow[]): Promise<void> {
     const db = this.store.db;
-    const notificationIds = [...new Set(rows.map((r) => r.notification_id))];
-    const notificationRows = await NOTIFICATIONS.all(db, [listParameter(db, notificationIds)]);
+    // An outbox row names its notification's user: the one whose feed the id points into.
+    const userOf = new Map<string, string>();
+    const wanted: Array<[number, number]> = [];
+    for (const row of rows) {
+      if (userOf.has(row.notification_id)) continue;
+      userOf.set(row.notification_id, row.user_id);
+      const named = parseNotificationId(row.notification_id);
+      if (named) wanted.push([named.userKey, named.seq]);
+    }
+    const notificationRows = await NOTIFICATIONS.all(db, [JSON.stringify(wanted)]);
     const notifications = new Map<string, Notification>();
-    for (const n of notificationRows) notifications.set(n.id, rowToNotification(n));
+    for (const n of notificationRows) {
+      const id = notificationId(n.user_key, n.seq);
+      notifications.set(id, rowToNotification(n, userOf.get(id)!));
+    }
     const now = Date.now();
     let unusable: ClaimedRow[] | undefined;
     for (const row of rows) {

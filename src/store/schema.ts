@@ -6,6 +6,8 @@ import type { Generated } from 'kysely';
  */
 export interface UsersTable {
   id: string; // md5 hex of the trimmed, lower-cased e-mail address
+  /** A small number of the user's own, given by the database: the feed is keyed by it. */
+  key: Generated<number>;
   email: string;
   name: string;
   nick: string;
@@ -103,9 +105,13 @@ export interface ReportsTable {
   received_at: number;
 }
 
+/**
+ * A user's feed. A row is found by its user's key and sequence number; its id is made from
+ * the two (see notificationId in src/notify/model.ts).
+ */
 export interface NotificationsTable {
-  id: string;
-  user_id: string;
+  /** `users.key` of the recipient. */
+  user_key: number;
   seq: number;
   type: string;
   conversation_id: string | null;

@@ -190,7 +190,7 @@ export async function web3mqSnapshot(store: Store) {
   const all = async (table: any, order: string) => db.selectFrom(table).selectAll().orderBy(order as any).execute();
   return {
     users: await db.selectFrom('users').select(['id', 'last_seq', 'unread_total']).orderBy('id').execute(),
-    notifications: await db.selectFrom('notifications').select(['id', 'status', 'status_at']).orderBy('id').execute(),
+    notifications: await db.selectFrom('notifications').select(['user_key', 'seq', 'status', 'status_at']).orderBy('user_key').orderBy('seq').execute(),
     friendships: await all('friendships', 'user_id'),
     accounts: await all('web3mq_accounts', 'user_id'),
     loginKeys: await all('web3mq_login_keys', 'pubkey'),

@@ -4,7 +4,7 @@ import type { AppContext } from '../../context.ts';
 import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
 import { errorStatus, sameSecret } from '../rest/plugin.ts';
 import { Fields } from './fields.ts';
-import { userByApiKey, userOfStation } from '../../chat/users.ts';
+import { userByApiKey, userOfStation, type User } from '../../chat/users.ts';
 import { bindStation, checkStation, describeDevice, forgetDevicesBeyondLimit, isPlatform, registerDevice, PLATFORMS } from '../../chat/devices.ts';
 import { listFriends } from '../../chat/friends.ts';
 import { changesSince } from '../../chat/changes.ts';
@@ -22,7 +22,6 @@ import {
   type IncomingMessage,
   type PropertyAction,
 } from '../../chat/conversations.ts';
-import type { UsersTable } from '../../store/schema.ts';
 import { loadVapidKeys } from '../../channels/webpush.ts';
 
 /** What a handler knows about the call. */
@@ -32,7 +31,7 @@ interface Call {
   fields: Fields;
   action: string;
   station: string;
-  user: UsersTable;
+  user: User;
 }
 
 type Handler = (call: Call) => Promise<Record<string, unknown>>;
@@ -226,7 +225,7 @@ function pushSubscriptionField(value: unknown): unknown {
 /** Availability actions are "user" + the state: useravailable, useraway, userbusy… */
 const AVAILABILITY = /^user([a-z]{2,20})$/;
 
-function loginResponse(ctx: AppContext, user: UsersTable, udpSecret: string | null) {
+function loginResponse(ctx: AppContext, user: User, udpSecret: string | null) {
   const base = `${ctx.endpoints.https}/?srv=chatserver&api=`;
   return {
     server: 'Herald',
@@ -276,13 +275,13 @@ const MAX_REMEMBERED_STATIONS = 100_000;
  * fields that never change (id, name, nick, apikey) are used from it.
  */
 class StationUsers {
-  private readonly entries = new Map<string, { user: UsersTable; until: number }>();
+  private readonly entries = new Map<string, { user: User; until: number }>();
 
   constructor(private readonly ctx: AppContext) {
     ctx.bus.onDisconnect(({ station }) => this.entries.delete(station));
   }
 
-  async get(station: string): Promise<UsersTable | undefined> {
+  async get(station: string): Promise<User | undefined> {
     const now = Date.now();
     const remembered = this.entries.get(station);
     if (remembered && remembered.until > now) return remembered.user;

@@ -1,7 +1,9 @@
 import type { Kysely } from 'kysely';
-import type { Database, NotificationsTable } from '../../store/schema.ts';
+import type { Database } from '../../store/schema.ts';
 import type { Notifier } from '../../notify/notifier.ts';
-import type { NotificationDraft, NotificationType } from '../../notify/model.ts';
+import type { Notification, NotificationDraft, NotificationType } from '../../notify/model.ts';
+import { parseNotificationId, rowToNotification } from '../../notify/model.ts';
+import { userKeyOf } from '../../notify/feed.ts';
 import { notFound } from '../../errors.ts';
 
 type Db = Kysely<Database>;
@@ -60,21 +62,21 @@ export function web3mqDraft(n: {
   };
 }
 
-/** One history entry in the shape of Web3MQ's Notification History document. */
-export function historyItem(row: NotificationsTable) {
-  const data = JSON.parse(row.data) as Web3mqData;
+/** One history entry in the shape of Web3MQ's Notification History document; `status` is its read status. */
+export function historyItem(n: Notification, status: string | null) {
+  const data = n.data as Web3mqData;
   return {
-    messageid: row.id,
-    from: row.sender_id ?? '',
+    messageid: n.id,
+    from: n.senderId ?? '',
     from_sign: data.from_sign ?? '',
-    topic: row.conversation_id ?? row.user_id,
+    topic: n.conversationId ?? n.userId,
     cipher_suite: 'NONE',
     payload_type: 'application/json; charset=utf-8',
     // Web3MQ's SDK tells invitations apart by payload.type, so it carries the notice type.
-    payload: { title: row.title, content: row.body, type: row.type },
-    timestamp: row.created_at,
+    payload: { title: n.title, content: n.body, type: n.type },
+    timestamp: n.createdAt,
     version: 1,
-    read: row.status === 'read',
+    read: status === 'read',
   };
 }
 
@@ -90,7 +92,7 @@ export interface HistoryQuery {
 export async function readHistory(db: Db, q: HistoryQuery) {
   let filtered = db
     .selectFrom('notifications')
-    .where('user_id', '=', q.userId)
+    .where('user_key', '=', userKeyOf(q.userId))
     .where('type', 'in', q.noticeType ? [q.noticeType] : [...NOTICE_TYPES]);
   if (q.topic !== undefined) {
     filtered =
@@ -103,7 +105,7 @@ export async function readHistory(db: Db, q: HistoryQuery) {
     .limit(q.size)
     .offset((q.page - 1) * q.size)
     .execute();
-  return { total: Number(total), result: rows.map(historyItem) };
+  return { total: Number(total), result: rows.map((row) => historyItem(rowToNotification(row, q.userId), row.status)) };
 }
 
 export type NotificationStatus = 'delivered' | 'read';
@@ -121,16 +123,24 @@ export async function changeStatus(
   status: NotificationStatus,
 ): Promise<{ changed: number }> {
   return notifier.transact(async (trx, emit) => {
+    const user = await trx.selectFrom('users').select('key').where('id', '=', userId).executeTakeFirst();
+    // An id names its user's key and a sequence number: one of another user is not the caller's.
+    const seqs: number[] = [];
+    for (const id of messageIds) {
+      const named = parseNotificationId(id);
+      if (!user || !named || named.userKey !== user.key) throw notFound(`no notification ${id} in your history`);
+      seqs.push(named.seq);
+    }
     const owned = await trx
       .selectFrom('notifications')
-      .select('id')
-      .where('user_id', '=', userId)
+      .select('seq')
+      .where('user_key', '=', user!.key)
       .where('type', 'in', [...NOTICE_TYPES])
-      .where('id', 'in', messageIds)
+      .where('seq', 'in', seqs)
       .execute();
-    if (owned.length !== messageIds.length) {
-      const known = new Set(owned.map((r) => r.id));
-      const missing = messageIds.find((id) => !known.has(id));
+    if (owned.length !== new Set(seqs).size) {
+      const known = new Set(owned.map((r) => r.seq));
+      const missing = messageIds[seqs.findIndex((seq) => !known.has(seq))];
       throw notFound(`no notification ${missing} in your history`);
     }
     const now = Date.now();
@@ -138,8 +148,8 @@ export async function changeStatus(
     const result = await trx
       .updateTable('notifications')
       .set({ status, status_at: now })
-      .where('user_id', '=', userId)
-      .where('id', 'in', messageIds)
+      .where('user_key', '=', user!.key)
+      .where('seq', 'in', seqs)
       .where((eb) =>
         status === 'read'
           ? eb.or([eb('status', 'is', null), eb('status', '!=', 'read')])

@@ -4,7 +4,6 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { AppContext } from '../../context.ts';
 import type { LiveConnection } from '../../notify/hub.ts';
 import type { Notification } from '../../notify/model.ts';
-import { notificationToRow } from '../../notify/model.ts';
 import { CLOSE, DEFAULT_PING_INTERVAL_MS } from '../../channels/websocket.ts';
 import { historyItem, isNoticeType } from './history.ts';
 import { TIMESTAMP_WINDOW_MS, isFresh, verifyEd25519 } from './signature.ts';
@@ -116,7 +115,7 @@ async function authenticate(ctx: AppContext, guard: ReplayGuard, command: Connec
 /** What the history API lists for a notification, as the MessageItem of a NotificationListResp. */
 function notificationListFrame(n: Notification): Buffer {
   // Just committed: neither delivered nor read yet.
-  const item = historyItem(notificationToRow(n));
+  const item = historyItem(n, null);
   // Web3MQ's live payload carries the version and timestamp beside title, content and type;
   // the SDK spreads the payload into the notification it hands the app.
   const payload = { ...item.payload, version: item.version, timestamp: item.timestamp };
