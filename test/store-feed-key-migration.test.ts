@@ -8,7 +8,7 @@ import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../src/store/db.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
-import { readFeed } from '../src/notify/feed.ts';
+import { feedHead, readFeed } from '../src/notify/feed.ts';
 import { notificationId } from '../src/notify/model.ts';
 import { TEST_DATABASE_URL } from './helpers/stores.ts';
 
@@ -83,6 +83,8 @@ async function checkMigrated(store: Store): Promise<void> {
       [1, 2].map((seq) => [notificationId(keyOf.get(user)!, seq), seq, `${seq} messages from ann to ${user}`, seq, { messageid: `m-${seq}` }]),
     );
   }
+  // Where each feed stands is read from its newest row.
+  for (const user of USERS) expect(await feedHead(db, user)).toEqual({ lastSeq: 2, badge: 2 });
   const statuses = await db.selectFrom('notifications').select(['status', 'status_at']).where('seq', '=', 1).execute();
   expect(statuses).toEqual(USERS.map(() => ({ status: 'read', status_at: 5 })));
 
@@ -95,7 +97,7 @@ async function checkMigrated(store: Store): Promise<void> {
   ]);
 
   // A user made afterwards gets a key of its own, above every key handed out before.
-  await db.insertInto('users').values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', last_seq: 0, unread_total: 0, created_at: 2 }).execute();
+  await db.insertInto('users').values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', created_at: 2 } as any).execute();
   const dan = await db.selectFrom('users').select('key').where('id', '=', 'u-dan').executeTakeFirstOrThrow();
   expect(dan.key).toBeGreaterThan(Math.max(...keys));
   // New outbox rows are no longer tied to the feed by a foreign key, and take the next id.
@@ -123,7 +125,7 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
         await checkMigrated(store);
         // A user's key is never handed out again, even after the user with the highest one is gone.
         await sql`DELETE FROM users WHERE id = 'u-dan'`.execute(store.db);
-        await store.db.insertInto('users').values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', last_seq: 0, unread_total: 0, created_at: 3 }).execute();
+        await store.db.insertInto('users').values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', created_at: 3 } as any).execute();
         const keys = await store.db.selectFrom('users').select(['id', 'key']).where('id', '=', 'u-eve').executeTakeFirstOrThrow();
         expect(keys.key).toBe(USERS.length + 2);
       } finally {

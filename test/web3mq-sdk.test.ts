@@ -6,6 +6,7 @@ import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { RawWeb3mqUser, ed25519FromSeedHex, newWallet, type Reply } from './helpers/web3mq.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { installBrowserGlobals } from './helpers/web3mq-live.ts';
+import { feedHead } from '../src/notify/feed.ts';
 
 /**
  * The official Web3MQ JavaScript SDK, unchanged, pointed at Herald with `connectUrl`.
@@ -58,9 +59,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     await server?.stop();
   });
 
-  const unreadOf = async (userId: string) =>
-    (await server.app.ctx.store.db.selectFrom('users').select('unread_total').where('id', '=', userId).executeTakeFirstOrThrow())
-      .unread_total;
+  const unreadOf = async (userId: string) => (await feedHead(server.app.ctx.store.db, userId)).badge;
 
   it.skipIf(!kind)('Alice registers her wallet and logs in with a temporary key, all through the SDK', async () => {
     const url = await Client.init({ connectUrl: server.http, app_key: 'herald-test' });

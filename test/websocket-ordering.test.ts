@@ -22,6 +22,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
       appendNotifications(
         trx,
         Array.from({ length: count }, (_, i) => ({ userId: bob.userid, type: 'test' as const, title: `test ${i}` })),
+        { bulk: server.app.ctx.store.bulk },
       ),
     );
   }

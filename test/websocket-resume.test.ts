@@ -3,6 +3,7 @@ import { STORE_KINDS } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import type { NotificationFrame } from '../client/ws-receiver.ts';
+import { feedHead } from '../src/notify/feed.ts';
 
 /** Sends `count` messages from `from`, `parallel` requests at a time. */
 async function sendMessages(from: TestUser, conversationId: string, prefix: string, count: number, parallel = 1) {
@@ -44,8 +45,7 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
   afterAll(async () => server?.stop());
 
   async function lastSeqOfBob(): Promise<number> {
-    const row = await server.app.ctx.store.db.selectFrom('users').select('last_seq').where('id', '=', bob.userid).executeTakeFirstOrThrow();
-    return row.last_seq;
+    return (await feedHead(server.app.ctx.store.db, bob.userid)).lastSeq;
   }
 
   it.skipIf(!kind)('a device that was away gets exactly the 50 messages it missed, in order, then live ones', async () => {

@@ -4,7 +4,7 @@ import type { AppContext } from '../context.ts';
 import type { LiveConnection } from '../notify/hub.ts';
 import type { Notification } from '../notify/model.ts';
 import { toFrame } from '../notify/model.ts';
-import { readFeed } from '../notify/feed.ts';
+import { feedHead, readFeed } from '../notify/feed.ts';
 import { deviceOf, recordAck } from '../chat/devices.ts';
 import {
   CLIENT_TYPES,
@@ -322,9 +322,7 @@ export async function startUdp(ctx: AppContext): Promise<UdpListener> {
       const { endpoint, isNew } = bind(state, source);
       // A newly bound endpoint learns where the feed stands, so a client without history
       // knows which sequences are new; keep-alives skip the query.
-      const user = isNew
-        ? await db.selectFrom('users').select('last_seq').where('id', '=', state.userId).executeTakeFirst()
-        : undefined;
+      const head = isNew ? await feedHead(db, state.userId) : undefined;
       if (state.endpoint !== endpoint) return;
       sendJson(state, endpoint, 'welcome', {
         keepalive: config.udpKeepAliveMs,
@@ -332,7 +330,7 @@ export async function startUdp(ctx: AppContext): Promise<UdpListener> {
         new: isNew,
         time: Date.now(),
         cookie: cookies.issue(state.station, endpoint.address, endpoint.port),
-        ...(user ? { lastseq: user.last_seq } : {}),
+        ...(head ? { lastseq: head.lastSeq } : {}),
       });
       return;
     }

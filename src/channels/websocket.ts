@@ -6,7 +6,7 @@ import type { AppContext } from '../context.ts';
 import { checkStation, deviceOf, recordLiveProgress, type LiveProgress } from '../chat/devices.ts';
 import type { LiveConnection } from '../notify/hub.ts';
 import { frameText, type Notification } from '../notify/model.ts';
-import { readFeed } from '../notify/feed.ts';
+import { feedHead, readFeed } from '../notify/feed.ts';
 
 export const WS_PATH = '/ws';
 
@@ -355,23 +355,19 @@ export function attachWebSocket(
     });
 
     try {
-      const user = await ctx.store.db
-        .selectFrom('users')
-        .select(['last_seq', 'unread_total'])
-        .where('id', '=', identity.userId)
-        .executeTakeFirstOrThrow();
-      if (identity.since !== undefined && identity.since > user.last_seq) {
-        socket.close(CLOSE.badRequest, `since ${identity.since} is beyond the last sequence ${user.last_seq}`);
+      const head = await feedHead(ctx.store.db, identity.userId);
+      if (identity.since !== undefined && identity.since > head.lastSeq) {
+        socket.close(CLOSE.badRequest, `since ${identity.since} is beyond the last sequence ${head.lastSeq}`);
         return;
       }
-      const since = identity.since ?? user.last_seq;
+      const since = identity.since ?? head.lastSeq;
       live.sendControl({
         type: 'hello',
         userid: identity.userId,
         station: identity.station,
         since,
-        lastseq: user.last_seq,
-        badge: Math.max(0, user.unread_total),
+        lastseq: head.lastSeq,
+        badge: head.badge,
         ping: pingIntervalMs,
       });
       // Acks are checked against what was sent: from here on that includes everything up to `since`.

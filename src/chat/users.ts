@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, UsersTable } from '../store/schema.ts';
 import { badRequest, conflict, notFound } from '../errors.ts';
 import { isEmail, newApiKey, normaliseEmail, userIdOf } from './ids.ts';
@@ -38,8 +38,6 @@ export async function createUser(db: Db, input: NewUser): Promise<{ userid: stri
       apikey,
       availability: 'offline',
       availability_changed_at: 0,
-      last_seq: 0,
-      unread_total: 0,
       created_at: Date.now(),
     })
     .execute();
@@ -49,7 +47,13 @@ export async function createUser(db: Db, input: NewUser): Promise<{ userid: stri
 export async function listUsers(db: Db) {
   return db
     .selectFrom('users')
-    .select(['id as userid', 'email', 'name', 'nick', 'availability', 'unread_total as unread', 'created_at'])
+    .select(['id as userid', 'email', 'name', 'nick', 'availability', 'created_at'])
+    // The badge of each user's newest notification is their unread total.
+    .select(
+      sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
+        'unread',
+      ),
+    )
     .orderBy('created_at')
     .orderBy('id')
     .execute();

@@ -2,7 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
 import { notificationId, PUSHED_TYPES, rowToNotification } from './model.ts';
-import { portableBulkWriter, type BulkWriter, type NewDelivery, type SequenceClaim } from '../store/bulk.ts';
+import type { BulkWriter, NewDelivery } from '../store/bulk.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -13,53 +13,50 @@ export const PUSH_TIME_TO_LIVE_MS = 24 * 60 * 60 * 1000;
 export interface AppendOptions {
   now?: number;
   /** The database's own writer for the audience-sized statements (Store.bulk). */
-  bulk?: BulkWriter;
+  bulk: BulkWriter;
   /** Told how many outbox rows were written, when there were any. */
   onPushesQueued?: (count: number) => void;
 }
 
-/** A recipient's share of a batch, and the sequence numbers and badge it was given. */
-interface Claim extends SequenceClaim {
-  /** The next sequence number to hand out; 0 until the database gave some (they start at 1). */
+/** A recipient's share of a batch, and the sequence numbers and badge it is given. */
+interface Claim {
+  /** How much the recipient's notifications move their unread total. */
+  unread: number;
+  /** The next sequence number to hand out; 0 while the recipient is not known to exist. */
   nextSeq: number;
   badge: number;
-  /** The recipient's user key. */
   key: number;
 }
 
 /**
- * Appends notifications to their recipients' feeds inside the caller's transaction: the
- * database's bulk writer hands out sequence numbers (and moves the badge) for all
- * recipients and writes the rows, and push-token devices get their outbox rows in the
+ * Appends notifications to their recipients' feeds inside the caller's transaction: each
+ * recipient's notifications take the numbers after their feed's newest row, and all of them
+ * carry the badge that row's badge moves to. Push-token devices get their outbox rows in the
  * same transaction, so a committed notification is never without its pushes.
  */
 export async function appendNotifications(
   trx: Db,
   drafts: NotificationDraft[],
-  options: AppendOptions = {},
+  options: AppendOptions,
 ): Promise<Notification[]> {
   if (drafts.length === 0) return [];
   const now = options.now ?? Date.now();
+  const bulk = options.bulk;
 
-  // A recipient of k notifications advances their sequence by k, and their unread total by
-  // what their notifications add up to. One entry per recipient carries the claim, then
-  // what it was given.
   const claims = new Map<string, Claim>();
   for (const draft of drafts) {
     let claim = claims.get(draft.userId);
     if (!claim) {
-      claim = { id: draft.userId, count: 0, unread: 0, nextSeq: 0, badge: 0, key: 0 };
+      claim = { unread: 0, nextSeq: 0, badge: 0, key: 0 };
       claims.set(draft.userId, claim);
     }
-    claim.count++;
     claim.unread += draft.unread ?? 0;
   }
-  const bulk = options.bulk ?? portableBulkWriter;
-  for (const slot of await bulk.advanceSequences(trx, [...claims.values()])) {
-    const claim = claims.get(slot.id)!;
-    claim.nextSeq = slot.last_seq - claim.count + 1;
-    claim.badge = Math.max(0, slot.unread_total);
-    claim.key = slot.key;
+  for (const head of await bulk.feedHeads(trx, [...claims.keys()])) {
+    const claim = claims.get(head.id)!;
+    claim.nextSeq = head.seq + 1;
+    claim.badge = Math.max(0, head.badge + claim.unread);
+    claim.key = head.key;
   }
 
   const notifications: Notification[] = [];
@@ -120,6 +117,18 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notificat
   }
   await bulk.insertDeliveries(trx, deliveries, now, now + PUSH_TIME_TO_LIVE_MS);
   return deliveries.length;
+}
+
+/** Where a user's feed stands: its last sequence number and the badge (0 and 0 while it is empty). */
+export async function feedHead(db: Db, userId: string): Promise<{ lastSeq: number; badge: number }> {
+  const head = await db
+    .selectFrom('notifications')
+    .select(['seq', 'badge'])
+    .where('user_key', '=', userKeyOf(userId))
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return { lastSeq: head?.seq ?? 0, badge: head?.badge ?? 0 };
 }
 
 /** A user's notifications after `afterSeq`, oldest first: what a resuming device missed. */

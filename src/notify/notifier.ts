@@ -5,7 +5,7 @@ import type { Database } from '../store/schema.ts';
 import { appendNotifications, type AppendOptions } from './feed.ts';
 import type { Notification, NotificationDraft } from './model.ts';
 
-export type Emit = (drafts: NotificationDraft[], options?: AppendOptions) => Promise<Notification[]>;
+export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
 
 export type Work<T> = (trx: Transaction<Database>, emit: Emit) => Promise<T>;
 

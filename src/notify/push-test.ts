@@ -5,6 +5,7 @@ import type { Store } from '../store/db.ts';
 import type { PushProvider, SendOutcome } from '../channels/channel.ts';
 import { badRequest, notFound } from '../errors.ts';
 import { checkStation } from '../chat/devices.ts';
+import { feedHead } from './feed.ts';
 import type { Notification } from './model.ts';
 import { openPushChannels, unconfiguredReason } from './outbox.ts';
 
@@ -28,7 +29,7 @@ export async function sendTestPush(config: Config, store: Store, stationText: st
   }
   const unconfigured = unconfiguredReason(config, device.push_provider);
   if (unconfigured) throw badRequest(unconfigured);
-  const user = await store.db.selectFrom('users').select(['unread_total']).where('id', '=', device.user_id).executeTakeFirst();
+  const { badge } = await feedHead(store.db, device.user_id);
   const channel = (await openPushChannels(config, log)).find((c) => c.provider === device.push_provider);
   if (!channel) throw badRequest(`no push channel for provider ${device.push_provider}`);
   const notification: Notification = {
@@ -40,7 +41,7 @@ export async function sendTestPush(config: Config, store: Store, stationText: st
     senderId: null,
     title: 'Herald test push',
     body: `Sent by herald push test at ${new Date().toISOString()}`,
-    badge: user?.unread_total ?? 0,
+    badge,
     silent: false,
     data: {},
     createdAt: Date.now(),

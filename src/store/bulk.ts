@@ -5,24 +5,16 @@ import { dataText, notificationToRow, type Notification } from '../notify/model.
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-export interface SequenceSlot {
-  id: string;
-  /** The user's key: the feed's rows are filed under it. */
-  key: number;
-  last_seq: number;
-  unread_total: number;
-}
-
 /**
- * The two statements of the hot path whose size grows with the audience of a message,
- * written per database: handing out sequence numbers (and moving badges) for many users,
- * and appending many feed rows. Both run inside the caller's transaction.
+ * Where a user's feed stands: the user's key, and the sequence number and badge of the
+ * newest feed row (0 and 0 for an empty feed). The feed is the one record of both: the next
+ * notification takes the next number, and its badge moves on from the last one.
  */
-/** One user's share of a batch: how many notifications, and how much their unread total moves. */
-export interface SequenceClaim {
+export interface FeedHead {
   id: string;
-  count: number;
-  unread: number;
+  key: number;
+  seq: number;
+  badge: number;
 }
 
 /** One push delivery to queue: a notification for one push device. */
@@ -33,8 +25,17 @@ export interface NewDelivery {
   provider: string;
 }
 
+/**
+ * The statements of the hot path whose size grows with the audience of a message, written
+ * per database: where many users' feeds stand, and appending many feed rows and outbox rows.
+ * All run inside the caller's transaction.
+ */
 export interface BulkWriter {
-  advanceSequences(trx: Db, claims: SequenceClaim[]): Promise<SequenceSlot[]>;
+  /**
+   * The feed heads of these users (those that exist), held against other writers of the
+   * same feeds until the transaction ends.
+   */
+  feedHeads(trx: Db, userIds: string[]): Promise<FeedHead[]>;
   /** Feed rows; `keys[i]` is the user key of `notifications[i]`'s recipient. */
   insertNotifications(trx: Db, notifications: Notification[], keys: number[]): Promise<void>;
   /** Outbox rows, pending and due at `now`, given up at `expiresAt`. */
@@ -67,19 +68,21 @@ const NOTIFICATION_COLUMNS = [
  * SQLite unpacks with json_each: one statement instead of one round trip per recipient.
  */
 export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
-  let advance: SQLite.Statement | undefined;
+  let heads: SQLite.Statement | undefined;
   let insert: SQLite.Statement | undefined;
   let deliver: SQLite.Statement | undefined;
   return {
-    async advanceSequences(_trx, claims) {
-      // The audience travels as one JSON parameter and is unpacked by SQLite itself.
-      advance ??= database.prepare(
-        `UPDATE users SET last_seq = last_seq + claim.count, unread_total = unread_total + claim.unread
-         FROM (SELECT value ->> 0 AS id, value ->> 1 AS count, value ->> 2 AS unread FROM json_each(?)) AS claim
-         WHERE users.id = claim.id
-         RETURNING users.id, users.key, users.last_seq, users.unread_total`,
+    async feedHeads(_trx, userIds) {
+      // SQLite has one writer at a time, and the caller's transaction is it. The users travel
+      // as one JSON parameter; the newest row of each feed is one step down its index.
+      heads ??= database.prepare(
+        `SELECT users.id AS id, users.key AS key, coalesce(head.seq, 0) AS seq, coalesce(head.badge, 0) AS badge
+         FROM json_each(?) AS wanted
+         CROSS JOIN users ON users.id = wanted.value
+         LEFT JOIN notifications AS head ON head.user_key = users.key
+           AND head.seq = (SELECT max(seq) FROM notifications WHERE user_key = users.key)`,
       );
-      return advance.all(JSON.stringify(claims.map((c) => [c.id, c.count, c.unread]))) as SequenceSlot[];
+      return heads.all(JSON.stringify(userIds)) as FeedHead[];
     },
     async insertNotifications(_trx, notifications, keys) {
       // Row by row through one prepared statement: cheaper here than unpacking JSON per
@@ -119,19 +122,17 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
  * parameter and spread by unnest, instead of thousands of bound parameters.
  */
 export const postgresBulkWriter: BulkWriter = {
-  async advanceSequences(trx, claims) {
-    // Rows are locked in id order, so two bursts to overlapping audiences do not deadlock.
-    const result = await sql<SequenceSlot>`
-      WITH claim AS (
-        SELECT * FROM unnest(${claims.map((c) => c.id)}::varchar[], ${claims.map((c) => c.count)}::bigint[],
-                             ${claims.map((c) => c.unread)}::integer[]) AS t(id, count, unread)
-      ), locked AS (
-        SELECT users.id FROM users JOIN claim ON claim.id = users.id ORDER BY users.id FOR UPDATE OF users
-      )
-      UPDATE users SET last_seq = users.last_seq + claim.count, unread_total = users.unread_total + claim.unread
-      FROM claim, locked
-      WHERE users.id = claim.id AND locked.id = users.id
-      RETURNING users.id, users.key, users.last_seq, users.unread_total`.execute(trx);
+  async feedHeads(trx, userIds) {
+    // Each user's row is locked (in id order, so two bursts to overlapping audiences do not
+    // deadlock) before the feeds are read: the read is a statement of its own, so it sees
+    // what the previous holder of a lock committed.
+    await sql`SELECT id FROM users WHERE id = ANY(${userIds}::varchar[]) ORDER BY id FOR UPDATE`.execute(trx);
+    const result = await sql<FeedHead>`
+      SELECT users.id, users.key, coalesce(head.seq, 0) AS seq, coalesce(head.badge, 0) AS badge
+      FROM users LEFT JOIN LATERAL (
+        SELECT seq, badge FROM notifications WHERE user_key = users.key ORDER BY seq DESC LIMIT 1
+      ) AS head ON true
+      WHERE users.id = ANY(${userIds}::varchar[])`.execute(trx);
     return result.rows;
   },
   async insertNotifications(trx, notifications, keys) {
@@ -156,60 +157,3 @@ export const postgresBulkWriter: BulkWriter = {
                   ${deliveries.map((d) => d.station)}::varchar[], ${deliveries.map((d) => d.provider)}::varchar[]) AS t(n, u, s, p)`.execute(trx);
   },
 };
-
-/** Portable version through Kysely's builder; used where no database-specific writer is given. */
-export const portableBulkWriter: BulkWriter = {
-  async advanceSequences(trx, claims) {
-    // Users whose claims are alike share one UPDATE.
-    const groups = new Map<string, { count: number; unread: number; ids: string[] }>();
-    for (const claim of claims) {
-      const key = `${claim.count}:${claim.unread}`;
-      const group = groups.get(key) ?? { count: claim.count, unread: claim.unread, ids: [] };
-      group.ids.push(claim.id);
-      groups.set(key, group);
-    }
-    const slots: SequenceSlot[] = [];
-    for (const { count, unread, ids } of groups.values()) {
-      ids.sort();
-      for (let i = 0; i < ids.length; i += PORTABLE_CHUNK) {
-        const rows = await trx
-          .updateTable('users')
-          .set((eb) => ({ last_seq: eb('last_seq', '+', count), unread_total: eb('unread_total', '+', unread) }))
-          .where('id', 'in', ids.slice(i, i + PORTABLE_CHUNK))
-          .returning(['id', 'key', 'last_seq', 'unread_total'])
-          .execute();
-        slots.push(...rows);
-      }
-    }
-    return slots;
-  },
-  async insertNotifications(trx, notifications, keys) {
-    const rows = notifications.map((n, i) => notificationToRow(n, keys[i]));
-    for (let i = 0; i < rows.length; i += PORTABLE_CHUNK) {
-      await trx.insertInto('notifications').values(rows.slice(i, i + PORTABLE_CHUNK)).execute();
-    }
-  },
-  async insertDeliveries(trx, deliveries, now, expiresAt) {
-    const rows = deliveries.map((d) => ({
-      notification_id: d.notificationId,
-      user_id: d.userId,
-      station: d.station,
-      provider: d.provider,
-      state: 'pending',
-      attempts: 0,
-      next_attempt_at: now,
-      lease_until: null,
-      lease_owner: null,
-      expires_at: expiresAt,
-      last_error: null,
-      created_at: now,
-      updated_at: now,
-    }));
-    for (let i = 0; i < rows.length; i += PORTABLE_CHUNK) {
-      await trx.insertInto('deliveries').values(rows.slice(i, i + PORTABLE_CHUNK)).execute();
-    }
-  },
-};
-
-/** Rows per multi-row statement; keeps SQLite well under its bound-parameter limit. */
-const PORTABLE_CHUNK = 500;

@@ -243,6 +243,10 @@ const pendingDeliveriesOnly: HeraldMigration = () => ({
  * and those two indexes made up most of its cost (`bench/micro/feed-layout.ts`: 24.6 → 10.9
  * µs per row). Outbox rows keep their notification's id, rewritten to the new form, and no
  * longer hold a foreign key to it (the outbox already copes with a notification that is gone).
+ *
+ * The feed's newest row is also the one record of where it stands (its sequence number and
+ * badge), so `users` no longer counts them: a message no longer updates one `users` row per
+ * recipient besides appending to its feed.
  */
 const feedByUserKey: HeraldMigration = ({ dialect }) => ({
   async up(db: Kysely<any>) {
@@ -259,6 +263,7 @@ const feedByUserKey: HeraldMigration = ({ dialect }) => ({
                 FROM notifications n WHERE n.id = deliveries.notification_id`.execute(db);
       await sql`ALTER TABLE notifications DROP COLUMN id, DROP COLUMN user_id, ALTER COLUMN user_key SET NOT NULL`.execute(db);
       await sql`ALTER TABLE notifications ADD CONSTRAINT notifications_user_seq UNIQUE (user_key, seq)`.execute(db);
+      await sql`ALTER TABLE users DROP COLUMN last_seq, DROP COLUMN unread_total`.execute(db);
       return;
     }
     // SQLite: keys come from a table of their own, so a key is never handed out twice.
@@ -302,6 +307,8 @@ const feedByUserKey: HeraldMigration = ({ dialect }) => ({
     await sql`CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending'`.execute(db);
     await sql`DROP TABLE notifications`.execute(db);
     await sql`ALTER TABLE notifications_by_key RENAME TO notifications`.execute(db);
+    await sql`ALTER TABLE users DROP COLUMN last_seq`.execute(db);
+    await sql`ALTER TABLE users DROP COLUMN unread_total`.execute(db);
   },
 });
 

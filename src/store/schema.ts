@@ -14,10 +14,6 @@ export interface UsersTable {
   apikey: string;
   availability: string;
   availability_changed_at: number;
-  /** Highest notification sequence number handed out to this user. */
-  last_seq: number;
-  /** Total unread messages over all conversations: the badge. */
-  unread_total: number;
   created_at: number;
 }
 

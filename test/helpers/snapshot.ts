@@ -1,4 +1,5 @@
 import type { Store } from '../../src/store/db.ts';
+import { feedHead } from '../../src/notify/feed.ts';
 
 /** Row counts and counters that a refused call must leave exactly as they were. */
 export async function snapshot(store: Store) {
@@ -8,7 +9,10 @@ export async function snapshot(store: Store) {
   const tables = ['users', 'devices', 'friendships', 'blocks', 'conversations', 'participants', 'messages', 'reports', 'notifications', 'deliveries'] as const;
   const counts: Record<string, number> = {};
   for (const table of tables) counts[table] = await count(table);
-  const users = await db.selectFrom('users').select(['id', 'last_seq', 'unread_total', 'availability']).orderBy('id').execute();
+  const users = [];
+  for (const user of await db.selectFrom('users').select(['id', 'availability']).orderBy('id').execute()) {
+    users.push({ ...user, ...(await feedHead(db, user.id)) });
+  }
   const participants = await db
     .selectFrom('participants')
     .select(['conversation_id', 'user_id', 'unread_count', 'is_muted', 'is_favorite', 'hide_id', 'background_color', 'cleared_before_seq'])

@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, ran
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import type { Store } from '../../src/store/db.ts';
+import { feedHead } from '../../src/notify/feed.ts';
 
 /** Test-side Web3MQ: an Ethereum wallet, ed25519 keys, and a client that signs its calls. */
 
@@ -189,7 +190,7 @@ export async function web3mqSnapshot(store: Store) {
   const db = store.db;
   const all = async (table: any, order: string) => db.selectFrom(table).selectAll().orderBy(order as any).execute();
   return {
-    users: await db.selectFrom('users').select(['id', 'last_seq', 'unread_total']).orderBy('id').execute(),
+    users: await Promise.all((await db.selectFrom('users').select('id').orderBy('id').execute()).map(async ({ id }) => ({ id, ...(await feedHead(db, id)) }))),
     notifications: await db.selectFrom('notifications').select(['user_key', 'seq', 'status', 'status_at']).orderBy('user_key').orderBy('seq').execute(),
     friendships: await all('friendships', 'user_id'),
     accounts: await all('web3mq_accounts', 'user_id'),

@@ -136,8 +136,6 @@ export async function register(db: Db, guard: ReplayGuard, fields: Fields, now =
         apikey: newApiKey(),
         availability: 'offline',
         availability_changed_at: 0,
-        last_seq: 0,
-        unread_total: 0,
         created_at: now,
       })
       .execute();
