@@ -133,12 +133,15 @@ export class Notifier {
           await savepoint.releaseSavepoint('unit').execute();
         } catch (error) {
           await savepoint.rollbackToSavepoint('unit').execute();
+          this.store.bulk.settled?.(trx, false);
           unit.error = error;
           unit.produced = [];
         }
       }
       await trx.commit().execute();
+      this.store.bulk.settled?.(trx, true);
     } catch (error) {
+      if (trx) this.store.bulk.settled?.(trx, false);
       if (trx && !trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute().catch(() => {});
       // The whole transaction is gone: every unit either retries or fails with the error.
       for (const unit of batch) {

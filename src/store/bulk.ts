@@ -36,6 +36,11 @@ export interface BulkWriter {
    * same feeds until the transaction ends.
    */
   feedHeads(trx: Db, userIds: string[]): Promise<FeedHead[]>;
+  /**
+   * Told how a transaction that called feedHeads ended (a rollback to a savepoint counts as
+   * not committed), for a writer that remembers feed heads between transactions.
+   */
+  settled?(trx: Db, committed: boolean): void;
   /** Feed rows; `keys[i]` is the user key of `notifications[i]`'s recipient. */
   insertNotifications(trx: Db, notifications: Notification[], keys: number[]): Promise<void>;
   /** Outbox rows, pending and due at `now`, given up at `expiresAt`. */
@@ -67,22 +72,109 @@ const NOTIFICATION_COLUMNS = [
  * each time). The sequence update takes the whole audience as one JSON parameter that
  * SQLite unpacks with json_each: one statement instead of one round trip per recipient.
  */
+/** Feed heads a SQLite store remembers at most; beyond that it starts over. */
+const MAX_REMEMBERED_HEADS = 100_000;
+
+/**
+ * Where the feeds of a SQLite store stand, remembered between transactions so a message to
+ * a group the node has written to before reads no feed head at all. Only what a committed
+ * transaction wrote is remembered; the open transaction's own heads are kept apart until
+ * the notifier says how it ended (`settled`), and anything it cannot vouch for is
+ * forgotten: a transaction that rolled back (even to a savepoint), one never settled, and
+ * every commit of another connection (SQLite's data_version tells).
+ */
+class FeedHeadMemory {
+  private committed = new Map<string, FeedHead>();
+  private pending = new Map<string, FeedHead>();
+  private pendingTrx: Db | undefined;
+  private version: unknown;
+  private readonly dataVersion: SQLite.Statement;
+
+  constructor(database: SQLite.Database) {
+    this.dataVersion = database.prepare('PRAGMA data_version').pluck();
+  }
+
+  /** Starts (or goes on with) a transaction; says nothing is to be trusted when in doubt. */
+  enter(trx: Db): void {
+    const version = this.dataVersion.get();
+    if (version !== this.version) {
+      this.version = version;
+      this.committed.clear();
+    }
+    if (this.pendingTrx !== trx) {
+      // The last transaction was never settled: what it wrote may or may not be there.
+      if (this.pendingTrx !== undefined) this.forget();
+      this.pendingTrx = trx;
+    }
+  }
+
+  get(userId: string): FeedHead | undefined {
+    return this.pending.get(userId) ?? this.committed.get(userId);
+  }
+
+  /** A row the open transaction appends to a feed (a user's rows come in sequence order). */
+  advance(userId: string, key: number, seq: number, badge: number): void {
+    const head = this.pending.get(userId);
+    if (head) {
+      head.seq = seq;
+      head.badge = badge;
+    } else {
+      this.pending.set(userId, { id: userId, key, seq, badge });
+    }
+  }
+
+  settle(trx: Db, committed: boolean): void {
+    if (trx !== this.pendingTrx) return;
+    if (!committed) return this.forget();
+    if (this.committed.size + this.pending.size > MAX_REMEMBERED_HEADS) this.committed.clear();
+    for (const [userId, head] of this.pending) this.committed.set(userId, head);
+    this.pending.clear();
+    this.pendingTrx = undefined;
+  }
+
+  private forget(): void {
+    this.committed.clear();
+    this.pending.clear();
+    this.pendingTrx = undefined;
+  }
+}
+
+/**
+ * SQLite: prepared statements run on the connection that holds the transaction, so no SQL
+ * text is built or parsed per call (a multi-row INSERT would be compiled and prepared anew
+ * each time). Feed heads are remembered between transactions (FeedHeadMemory).
+ */
 export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   let heads: SQLite.Statement | undefined;
   let insert: SQLite.Statement | undefined;
   let deliver: SQLite.Statement | undefined;
+  const memory = new FeedHeadMemory(database);
   return {
-    async feedHeads(_trx, userIds) {
-      // SQLite has one writer at a time, and the caller's transaction is it. The users travel
-      // as one JSON parameter; the newest row of each feed is one step down its index.
-      heads ??= database.prepare(
-        `SELECT users.id AS id, users.key AS key, coalesce(head.seq, 0) AS seq, coalesce(head.badge, 0) AS badge
-         FROM json_each(?) AS wanted
-         CROSS JOIN users ON users.id = wanted.value
-         LEFT JOIN notifications AS head ON head.user_key = users.key
-           AND head.seq = (SELECT max(seq) FROM notifications WHERE user_key = users.key)`,
-      );
-      return heads.all(JSON.stringify(userIds)) as FeedHead[];
+    async feedHeads(trx, userIds) {
+      memory.enter(trx);
+      const found: FeedHead[] = [];
+      let unknown: string[] | undefined;
+      for (const userId of userIds) {
+        const head = memory.get(userId);
+        if (head) found.push(head);
+        else (unknown ??= []).push(userId);
+      }
+      if (unknown) {
+        // SQLite has one writer at a time, and the caller's transaction is it. The users
+        // travel as one JSON parameter; the newest row of each feed is one step down its index.
+        heads ??= database.prepare(
+          `SELECT users.id AS id, users.key AS key, coalesce(head.seq, 0) AS seq, coalesce(head.badge, 0) AS badge
+           FROM json_each(?) AS wanted
+           CROSS JOIN users ON users.id = wanted.value
+           LEFT JOIN notifications AS head ON head.user_key = users.key
+             AND head.seq = (SELECT max(seq) FROM notifications WHERE user_key = users.key)`,
+        );
+        for (const head of heads.all(JSON.stringify(unknown)) as FeedHead[]) found.push(head);
+      }
+      return found;
+    },
+    settled(trx, committed) {
+      memory.settle(trx, committed);
     },
     async insertNotifications(_trx, notifications, keys) {
       // Row by row through one prepared statement: cheaper here than unpacking JSON per
@@ -93,6 +185,7 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
       );
       for (let i = 0; i < notifications.length; i++) {
         const n = notifications[i];
+        memory.advance(n.userId, keys[i], n.seq, n.badge);
         insert.run(
           keys[i],
           n.seq,
