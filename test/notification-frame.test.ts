@@ -48,6 +48,16 @@ describe('frames of many notifications in a row', () => {
   });
 });
 
+describe('notifications that share one data object', () => {
+  it('each get their own frame around the one data text', () => {
+    const shared = { messageid: 'm-9', unread: 2 };
+    const other = { messageid: 'm-9', unread: 5 };
+    const list = [1, 2, 3, 4].map((seq) => ({ ...base, seq, id: notificationId(seq, seq), data: seq === 3 ? other : shared }));
+    for (const n of list) expect(JSON.parse(frameText(n))).toEqual(toFrame(n));
+    expect(list.map((n) => JSON.parse(frameText(n)).data.unread)).toEqual([2, 2, 5, 2]);
+  });
+});
+
 describe('notification ids', () => {
   const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

@@ -301,16 +301,26 @@ export async function addMessage(
 
     const groupName = conversation.is_group === 1 ? conversation.display_name : '';
     const data = { messageid: message.ID };
-    const drafts: NotificationDraft[] = recipients.map((r) => ({
-      userId: r.user_id,
-      type: 'message',
-      conversationId,
-      senderId,
-      title: messageTitle(r.unread_count, sender.name, groupName),
-      silent: r.is_muted === 1,
-      data: { ...data, unread: r.unread_count },
-      unread: 1,
-    }));
+    // Recipients with the same unread count share one title and one data object (so its
+    // JSON is made once for all of them): in a busy group most of them have the same count.
+    const byCount = new Map<number, { title: string; data: Record<string, unknown> }>();
+    const drafts: NotificationDraft[] = recipients.map((r) => {
+      let shared = byCount.get(r.unread_count);
+      if (!shared) {
+        shared = { title: messageTitle(r.unread_count, sender.name, groupName), data: { ...data, unread: r.unread_count } };
+        byCount.set(r.unread_count, shared);
+      }
+      return {
+        userId: r.user_id,
+        type: 'message',
+        conversationId,
+        senderId,
+        title: shared.title,
+        silent: r.is_muted === 1,
+        data: shared.data,
+        unread: 1,
+      };
+    });
     // The sender's other devices learn of the message too, without an alert.
     drafts.push({ userId: senderId, type: 'message', conversationId, senderId, title: 'Message sent', silent: true, data, unread: 0 });
     await emit(drafts, { now });

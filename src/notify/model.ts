@@ -89,16 +89,21 @@ export function toFrame(n: Notification): Record<string, unknown> {
   };
 }
 
-/** Where a notification keeps the JSON text of its `data` once made (JSON.stringify skips symbols). */
-const DATA_TEXT = Symbol('dataText');
+/** The JSON text of each `data` object once made. */
+const dataTexts = new WeakMap<object, string>();
 
 /**
  * The JSON text of a notification's `data`, made once and shared by its feed row and its
- * frame (the two would otherwise serialise it twice per recipient).
+ * frame, and by every notification that shares the object (the recipients of one message
+ * with the same unread count do). A `data` object is not changed once made.
  */
 export function dataText(n: Notification): string {
-  const holder = n as Notification & { [DATA_TEXT]?: string };
-  return (holder[DATA_TEXT] ??= JSON.stringify(n.data));
+  let text = dataTexts.get(n.data);
+  if (text === undefined) {
+    text = JSON.stringify(n.data);
+    dataTexts.set(n.data, text);
+  }
+  return text;
 }
 
 /**
