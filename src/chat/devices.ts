@@ -5,6 +5,7 @@ import { badRequest, forbidden, notFound } from '../errors.ts';
 import { STATION } from './ids.ts';
 import { checkPushSubscription } from '../channels/webpush.ts';
 import type { Bus } from '../cluster/bus.ts';
+import { Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database>;
 
@@ -254,29 +255,44 @@ export interface LiveProgress {
   seenAt: number;
 }
 
+/** Devices whose progress one statement writes. */
+const PROGRESS_CHUNK = 500;
+
 /**
- * Writes the progress of many devices in one transaction (the WebSocket channel batches
- * acknowledgements instead of writing one per frame). Sequences never go backwards; a
- * device that was removed meanwhile is simply not updated.
+ * Sequences never go backwards; a device removed meanwhile is simply not updated. The
+ * batch travels as one JSON parameter of [station, acked, delivered, seen] entries.
+ */
+const RECORD_PROGRESS = new Statement({
+  sqlite: `UPDATE devices SET acked_seq = max(acked_seq, p.value ->> 1), delivered_seq = max(delivered_seq, p.value ->> 2),
+             last_seen_at = p.value ->> 3
+           FROM json_each(?) AS p WHERE devices.station = p.value ->> 0`,
+  postgres: `UPDATE devices SET acked_seq = greatest(devices.acked_seq, (p ->> 1)::bigint),
+               delivered_seq = greatest(devices.delivered_seq, (p ->> 2)::bigint), last_seen_at = (p ->> 3)::bigint
+             FROM jsonb_array_elements(?::jsonb) AS p WHERE devices.station = p ->> 0`,
+});
+
+/**
+ * Writes the progress of many devices (the WebSocket channel batches acknowledgements
+ * instead of writing one per frame): one statement per 500 devices, with a turn of the
+ * event loop between them, so a flush of thousands of devices never holds up message
+ * traffic for long. Two entries for one station (a connection that closed and one still
+ * open) count as one, with the highest of each.
  */
 export async function recordLiveProgress(db: Db, progress: LiveProgress[]): Promise<void> {
-  if (progress.length === 0) return;
-  await db.transaction().execute(async (trx) => {
-    for (const p of progress) {
-      await trx
-        .updateTable('devices')
-        .set((eb) => ({
-          acked_seq: eb.case().when('acked_seq', '<', p.ackedSeq).then(p.ackedSeq).else(eb.ref('acked_seq')).end(),
-          delivered_seq: eb
-            .case()
-            .when('delivered_seq', '<', p.deliveredSeq)
-            .then(p.deliveredSeq)
-            .else(eb.ref('delivered_seq'))
-            .end(),
-          last_seen_at: p.seenAt,
-        }))
-        .where('station', '=', p.station)
-        .execute();
+  const byStation = new Map<string, [string, number, number, number]>();
+  for (const p of progress) {
+    const entry = byStation.get(p.station);
+    if (!entry) byStation.set(p.station, [p.station, p.ackedSeq, p.deliveredSeq, p.seenAt]);
+    else {
+      entry[1] = Math.max(entry[1], p.ackedSeq);
+      entry[2] = Math.max(entry[2], p.deliveredSeq);
+      entry[3] = Math.max(entry[3], p.seenAt);
     }
-  });
+  }
+  // Rows are written in station order, so two nodes flushing the same devices take their locks alike.
+  const entries = [...byStation.values()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  for (let start = 0; start < entries.length; start += PROGRESS_CHUNK) {
+    if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    await RECORD_PROGRESS.all(db, [JSON.stringify(entries.slice(start, start + PROGRESS_CHUNK))]);
+  }
 }
