@@ -66,12 +66,6 @@ const NOTIFICATION_COLUMNS = [
   'created_at',
 ] as const;
 
-/**
- * SQLite: prepared statements run on the connection that holds the transaction, so no SQL
- * text is built or parsed per call (a multi-row INSERT would be compiled and prepared anew
- * each time). The sequence update takes the whole audience as one JSON parameter that
- * SQLite unpacks with json_each: one statement instead of one round trip per recipient.
- */
 /** Feed heads a SQLite store remembers at most; beyond that it starts over. */
 const MAX_REMEMBERED_HEADS = 100_000;
 

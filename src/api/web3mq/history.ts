@@ -124,17 +124,18 @@ export async function changeStatus(
 ): Promise<{ changed: number }> {
   return notifier.transact(async (trx, emit) => {
     const user = await trx.selectFrom('users').select('key').where('id', '=', userId).executeTakeFirst();
+    if (!user) throw notFound(`no user ${userId}`);
     // An id names its user's key and a sequence number: one of another user is not the caller's.
     const seqs: number[] = [];
     for (const id of messageIds) {
       const named = parseNotificationId(id);
-      if (!user || !named || named.userKey !== user.key) throw notFound(`no notification ${id} in your history`);
+      if (!named || named.userKey !== user.key) throw notFound(`no notification ${id} in your history`);
       seqs.push(named.seq);
     }
     const owned = await trx
       .selectFrom('notifications')
       .select('seq')
-      .where('user_key', '=', user!.key)
+      .where('user_key', '=', user.key)
       .where('type', 'in', [...NOTICE_TYPES])
       .where('seq', 'in', seqs)
       .execute();
@@ -148,7 +149,7 @@ export async function changeStatus(
     const result = await trx
       .updateTable('notifications')
       .set({ status, status_at: now })
-      .where('user_key', '=', user!.key)
+      .where('user_key', '=', user.key)
       .where('seq', 'in', seqs)
       .where((eb) =>
         status === 'read'
