@@ -21,11 +21,11 @@ const COLUMNS = `user_id varchar(64) NOT NULL, seq integer NOT NULL, type varcha
   created_at integer NOT NULL`;
 
 const layouts: Record<string, { ddl: string[]; id: (now: number) => string }> = {
-  'today: rowid table, PRIMARY KEY id (random UUID) + UNIQUE (user_id, seq)': {
+  'before migration 0008: rowid table, PRIMARY KEY id (random UUID) + UNIQUE (user_id, seq)': {
     ddl: [`CREATE TABLE notifications (id varchar(64) PRIMARY KEY, ${COLUMNS}, UNIQUE (user_id, seq))`],
     id: () => randomUUID(),
   },
-  'today with time-ordered ids (as src/notify/feed.ts newNotificationId)': {
+  'before migration 0008, with time-ordered ids (UUID version 7 layout)': {
     ddl: [`CREATE TABLE notifications (id varchar(64) PRIMARY KEY, ${COLUMNS}, UNIQUE (user_id, seq))`],
     id: timeOrdered,
   },
@@ -37,7 +37,7 @@ const layouts: Record<string, { ddl: string[]; id: (now: number) => string }> = 
     ddl: [`CREATE TABLE notifications (id varchar(64), ${COLUMNS}, UNIQUE (user_id, seq))`],
     id: () => null as unknown as string,
   },
-  'no id column, user key as a short integer in the index (rowid of users)': {
+  'no id column, user key as a short integer in the index (Herald since migration 0008)': {
     ddl: [`CREATE TABLE notifications (id varchar(64), ${COLUMNS.replace('user_id varchar(64)', 'user_id integer')}, UNIQUE (user_id, seq))`],
     id: () => null as unknown as string,
   },
