@@ -126,10 +126,48 @@ const PUSH_REQUEST = Symbol('apns push request');
 type PushStream = http2.ClientHttp2Stream & { [PUSH_REQUEST]?: PushRequest };
 
 /**
+ * A push as it goes on the wire, made once per notification and shared by the pushes to
+ * all of its user's devices: the payload's bytes and the header values that do not depend
+ * on the device.
+ */
+interface PreparedPush {
+  payload: Buffer;
+  pushType: string;
+  expiration: string;
+  /** Undefined for priority 10, which APNs assumes when the header is absent. */
+  priority: string | undefined;
+  collapseId: string | undefined;
+}
+
+function preparePush(push: ApnsPush): PreparedPush {
+  return {
+    payload: Buffer.from(push.payload),
+    pushType: push.pushType,
+    expiration: String(push.expiration),
+    // APNs: without apns-priority a push is sent at priority 10 (immediately).
+    priority: push.priority === 10 ? undefined : String(push.priority),
+    collapseId: push.collapseId || undefined,
+  };
+}
+
+/** How a push's answer is handed back: an outcome (send, sendWith) or APNs' raw answer (request). */
+const enum Reply {
+  /** send(): a promise of the outcome; `delivered` carries the apns-id. */
+  Outcome,
+  /** sendWith(): a callback with the outcome and the caller's context; `delivered` is one shared object. */
+  BriefOutcome,
+  /** request(): a promise of the answer as it is, rejected when none can be had. */
+  Answer,
+}
+
+/** sendWith()'s answer to a push APNs accepted. */
+const DELIVERED: SendOutcome = Object.freeze({ kind: 'delivered' }) as SendOutcome;
+
+/**
  * One push on its way, from the queue through its stream to its answer. Thousands are in
  * flight at once, so a push carries its state in this one object: the stream's listeners
- * are shared functions (below) that find it through the stream, and a push costs one
- * promise, not a closure per event and a promise per layer.
+ * are shared functions (below) that find it through the stream, and a push costs no
+ * closure per event and, from the outbox (sendWith), no promise at all.
  */
 class PushRequest {
   stream: PushStream | undefined = undefined;
@@ -146,24 +184,27 @@ class PushRequest {
 
   constructor(
     readonly channel: ApnsChannel,
-    readonly token: string,
-    readonly push: ApnsPush,
+    readonly path: string,
+    readonly push: PreparedPush,
     readonly apnsId: string,
-    /** send() resolves to an outcome and never rejects; request() resolves to the raw answer. */
-    readonly wantsOutcome: boolean,
-    readonly resolve: (value: SendOutcome | ApnsAnswer) => void,
-    readonly reject: (error: Error) => void,
+    readonly reply: Reply,
+    /** Outcome and BriefOutcome: called with the outcome (and `context`); Answer: with the answer. */
+    readonly resolve: (value: any, context: unknown) => void,
+    /** Answer only: called when no answer can be had. */
+    readonly reject: ((error: Error) => void) | undefined,
+    readonly context: unknown,
   ) {}
 }
 
-/** send() turns every failure into a retry outcome, so its promise is never rejected. */
-function neverRejected(): void {}
-
-function onResponse(this: PushStream, headers: http2.IncomingHttpHeaders): void {
+function onResponse(this: PushStream, headers: http2.IncomingHttpHeaders, flags: number): void {
   const request = this[PUSH_REQUEST];
   if (request?.stream !== this) return;
   request.responseHeaders = headers;
   request.status = Number(headers[':status']);
+  // APNs answers a push it accepts with headers alone (END_STREAM set on them); only an
+  // answer with a body (the reason) needs reading. A stream nobody reads still ends once
+  // its last frame has come, so an empty one needs no 'data' listener.
+  if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) this.on('data', onData);
 }
 
 function onData(this: PushStream, chunk: Buffer): void {
@@ -172,20 +213,21 @@ function onData(this: PushStream, chunk: Buffer): void {
   (request.body ??= []).push(chunk);
 }
 
-function onEnd(this: PushStream): void {
-  const request = this[PUSH_REQUEST];
-  if (request?.stream === this) request.channel.streamEnded(request);
-}
-
 function onError(this: PushStream, error: Error): void {
   const request = this[PUSH_REQUEST];
   // A stream refused by GOAWAY or a closed session was never processed: send it again.
   if (request?.stream === this) request.channel.finish(request, new ConnectionLost(error.message));
 }
 
+/**
+ * A stream closes once its answer has been read to the end (or it failed): the one place
+ * a push learns that it is done, which spares an 'end' listener per stream.
+ */
 function onClose(this: PushStream): void {
   const request = this[PUSH_REQUEST];
-  if (request?.stream === this && !request.settled) request.channel.finish(request, new ConnectionLost(`stream closed with code ${this.rstCode}`));
+  if (request?.stream !== this || request.settled) return;
+  if (this.readableEnded) request.channel.streamEnded(request);
+  else request.channel.finish(request, new ConnectionLost(`stream closed with code ${this.rstCode}`));
 }
 
 export class ApnsChannel implements PushChannel {
@@ -206,11 +248,28 @@ export class ApnsChannel implements PushChannel {
    * The devices of a user share one notification object per outbox batch: its payload is
    * serialised once, not once per device. Weak, so it lives as long as the batch does.
    */
-  private readonly pushes = new WeakMap<Notification, ApnsPush>();
+  private readonly pushes = new WeakMap<Notification, PreparedPush | SendOutcome>();
+  /**
+   * The request headers, one object for every push: session.request copies what it is
+   * given, so each push only sets its own values. Every key is always there (undefined
+   * values are left out of the request), so the object keeps one shape.
+   */
+  private readonly headers: http2.OutgoingHttpHeaders;
 
   constructor(private readonly options: ApnsOptions) {
     if (!/^[A-Z0-9]{10}$/.test(options.keyId)) throw new Error('HERALD_APNS_KEY_ID must be the 10-character key id');
     if (!/^[A-Z0-9]{10}$/.test(options.teamId)) throw new Error('HERALD_APNS_TEAM_ID must be the 10-character team id');
+    this.headers = {
+      ':method': 'POST',
+      ':path': '',
+      authorization: '',
+      'apns-topic': options.topic,
+      'apns-push-type': '',
+      'apns-expiration': '',
+      'apns-id': '',
+      'apns-priority': undefined,
+      'apns-collapse-id': undefined,
+    };
     this.key = importPKCS8(options.keyPem, 'ES256');
     // Surface an unusable key at start rather than on the first push.
     this.key.catch(() => {});
@@ -244,21 +303,37 @@ export class ApnsChannel implements PushChannel {
     return channel;
   }
 
+  /** The notification's push, prepared once and shared by its devices, or why it cannot be sent. */
+  private prepared(notification: Notification): PreparedPush | SendOutcome {
+    let prepared = this.pushes.get(notification);
+    if (!prepared) {
+      const push = apnsPush(notification);
+      // Only a long payload can exceed the limit in bytes (a UTF-8 character is at most 3 bytes per UTF-16 unit).
+      prepared =
+        push.payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(push.payload) > MAX_PAYLOAD_BYTES
+          ? { kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` }
+          : preparePush(push);
+      this.pushes.set(notification, prepared);
+    }
+    return prepared;
+  }
+
   send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
-    let push = this.pushes.get(notification);
-    if (!push) {
-      push = apnsPush(notification);
-      this.pushes.set(notification, push);
-    }
-    // Only a long payload can exceed the limit in bytes (a UTF-8 character is at most 3 bytes per UTF-16 unit).
-    if (push.payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(push.payload) > MAX_PAYLOAD_BYTES) {
-      return Promise.resolve({ kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` });
-    }
-    const token = target.token;
-    const apnsId = notification.id;
-    return new Promise<SendOutcome>((resolve) =>
-      this.enqueue(new PushRequest(this, token, push, apnsId, true, resolve as (value: SendOutcome | ApnsAnswer) => void, neverRejected)),
-    );
+    const prepared = this.prepared(notification);
+    if ('kind' in prepared) return Promise.resolve(prepared);
+    const path = `/3/device/${target.token}`;
+    return new Promise<SendOutcome>((resolve) => this.enqueue(new PushRequest(this, path, prepared, notification.id, Reply.Outcome, resolve, undefined, undefined)));
+  }
+
+  /**
+   * send() for the outbox, which has thousands in flight: no promise per push. `done` is
+   * called once, with the outcome and `context`; a delivered push's outcome carries no
+   * detail (it is one shared object).
+   */
+  sendWith<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    const prepared = this.prepared(notification);
+    if ('kind' in prepared) return done(prepared, context);
+    this.enqueue(new PushRequest(this, `/3/device/${token}`, prepared, notification.id, Reply.BriefOutcome, done as (value: any, context: unknown) => void, undefined, context));
   }
 
   /**
@@ -266,8 +341,9 @@ export class ApnsChannel implements PushChannel {
    * sent again on a new connection. Rejects when no answer can be had.
    */
   request(token: string, push: ApnsPush, apnsId: string = randomUUID()): Promise<ApnsAnswer> {
+    const prepared = preparePush(push);
     return new Promise<ApnsAnswer>((resolve, reject) =>
-      this.enqueue(new PushRequest(this, token, push, apnsId, false, resolve as (value: SendOutcome | ApnsAnswer) => void, reject)),
+      this.enqueue(new PushRequest(this, `/3/device/${token}`, prepared, apnsId, Reply.Answer, resolve, reject, undefined)),
     );
   }
 
@@ -331,18 +407,14 @@ export class ApnsChannel implements PushChannel {
     request.settled = false;
     request.attempts++;
     const push = request.push;
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'POST',
-      ':path': `/3/device/${request.token}`,
-      authorization,
-      'apns-topic': this.options.topic,
-      'apns-push-type': push.pushType,
-      'apns-expiration': String(push.expiration),
-      'apns-id': request.apnsId,
-    };
-    // APNs: without apns-priority a push is sent at priority 10 (immediately).
-    if (push.priority !== 10) headers['apns-priority'] = String(push.priority);
-    if (push.collapseId) headers['apns-collapse-id'] = push.collapseId;
+    const headers = this.headers;
+    headers[':path'] = request.path;
+    headers.authorization = authorization;
+    headers['apns-push-type'] = push.pushType;
+    headers['apns-expiration'] = push.expiration;
+    headers['apns-id'] = request.apnsId;
+    headers['apns-priority'] = push.priority;
+    headers['apns-collapse-id'] = push.collapseId;
     let stream: PushStream;
     try {
       stream = connection.session.request(headers, REQUEST_OPTIONS);
@@ -355,8 +427,6 @@ export class ApnsChannel implements PushChannel {
     request.stream = stream;
     this.inFlight.add(request);
     stream.on('response', onResponse);
-    stream.on('data', onData);
-    stream.on('end', onEnd);
     stream.on('error', onError);
     stream.on('close', onClose);
     stream.end(push.payload);
@@ -398,7 +468,7 @@ export class ApnsChannel implements PushChannel {
   }
 
   private answered(request: PushRequest, answer: ApnsAnswer): void {
-    if (!request.wantsOutcome) return request.resolve(answer);
+    if (request.reply === Reply.Answer) return request.resolve(answer, undefined);
     if (answer.reason === 'ExpiredProviderToken' && !request.resigned) {
       // Concurrent requests all see the same refusal; sign anew once, not once each.
       request.resigned = true;
@@ -407,12 +477,12 @@ export class ApnsChannel implements PushChannel {
       this.queue.push(request);
       return;
     }
-    request.resolve(apnsOutcome(answer));
+    request.resolve(request.reply === Reply.BriefOutcome && answer.status === 200 ? DELIVERED : apnsOutcome(answer), request.context);
   }
 
   private settle(request: PushRequest, error: Error): void {
-    if (request.wantsOutcome) request.resolve({ kind: 'retry', reason: `APNs connection: ${error.message}` });
-    else request.reject(error);
+    if (request.reply === Reply.Answer) request.reject!(error);
+    else request.resolve({ kind: 'retry', reason: `APNs connection: ${error.message}` }, request.context);
   }
 
   private failQueued(error: Error): void {

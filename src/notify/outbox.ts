@@ -65,6 +65,16 @@ interface ClaimedRow {
    * SQLite gives the JSON text, PostgreSQL the parsed array.
    */
   device: string | UsableDevice | null;
+  /** Set when the push goes out through a CallbackChannel: the device token it went to. */
+  token?: string;
+}
+
+/**
+ * A channel that also takes pushes without a promise each (APNs): `done` is called once,
+ * with the outcome and the context it was given.
+ */
+interface CallbackChannel {
+  sendWith<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void;
 }
 
 type UsableDevice = [platform: string, token: string, keys: string | null];
@@ -385,11 +395,20 @@ class Dispatcher implements Outbox {
 
   private send(row: ClaimedRow, notification: Notification, target: PushTarget): void {
     this.inFlight++;
-    this.channels.get(row.provider)!.send(target, notification).then(
-      (outcome) => this.answered(row, target, outcome),
-      (error: Error) => this.answered(row, target, { kind: 'retry', reason: `send failed: ${error.message}` }),
+    const channel = this.channels.get(row.provider)! as PushChannel & Partial<CallbackChannel>;
+    if (channel.sendWith) {
+      row.token = target.token;
+      channel.sendWith(target.token, notification, row, this.onAnswer);
+      return;
+    }
+    channel.send(target, notification).then(
+      (outcome) => this.answered(row, target.token, outcome),
+      (error: Error) => this.answered(row, target.token, { kind: 'retry', reason: `send failed: ${error.message}` }),
     );
   }
+
+  /** sendWith's callback, one for every push: the row is the push's context. */
+  private readonly onAnswer = (outcome: SendOutcome, row: ClaimedRow): void => this.answered(row, row.token!, outcome);
 
   /** Rows whose device cannot take a push (any more): each is dead, with the reason read from the device. */
   private async closeUnusable(rows: ClaimedRow[]): Promise<void> {
@@ -407,9 +426,9 @@ class Dispatcher implements Outbox {
     }
   }
 
-  private answered(row: ClaimedRow, target: PushTarget, outcome: SendOutcome): void {
+  private answered(row: ClaimedRow, token: string, outcome: SendOutcome): void {
     this.inFlight--;
-    this.record(row, target, outcome);
+    this.record(row, token, outcome);
     if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     if (this.starved && this.inFlight <= MAX_IN_FLIGHT - CLAIM_BATCH) {
       this.starved = false;
@@ -417,7 +436,7 @@ class Dispatcher implements Outbox {
     }
   }
 
-  private record(row: ClaimedRow, target: PushTarget, outcome: SendOutcome): void {
+  private record(row: ClaimedRow, token: string, outcome: SendOutcome): void {
     let answers = this.outcomes.answers.get(row.provider);
     if (!answers) this.outcomes.answers.set(row.provider, (answers = { delivered: 0, retry: 0, dead: 0, failed: 0 }));
     answers[outcome.kind]++;
@@ -429,7 +448,7 @@ class Dispatcher implements Outbox {
         this.finish(row, 'failed', outcome.reason);
         break;
       case 'dead':
-        this.outcomes.deadTokens.push({ id: row.id, station: row.station, token: target.token, reason: outcome.reason });
+        this.outcomes.deadTokens.push({ id: row.id, station: row.station, token, reason: outcome.reason });
         break;
       case 'retry': {
         if (row.attempts >= MAX_ATTEMPTS) {
