@@ -2,8 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
 import { notificationId, PUSHED_TYPES, rowToNotification } from './model.ts';
-import type { BulkWriter, NewDelivery } from '../store/bulk.ts';
-import { LIST, listParameter, Statement } from '../store/statement.ts';
+import type { BulkWriter, PushTarget } from '../store/bulk.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -89,34 +88,12 @@ export async function appendNotifications(
   return notifications;
 }
 
-/** The devices of some users that take pushes (a token, and pushes not disabled). */
-const PUSH_DEVICES = new Statement<{ station: string; user_id: string; push_provider: string }>({
-  sqlite: `SELECT station, user_id, push_provider FROM devices WHERE user_id IN (${LIST.sqlite})
-           AND push_token IS NOT NULL AND push_provider IS NOT NULL AND push_disabled_at IS NULL`,
-  postgres: `SELECT station, user_id, push_provider FROM devices WHERE user_id IN (${LIST.postgres})
-             AND push_token IS NOT NULL AND push_provider IS NOT NULL AND push_disabled_at IS NULL`,
-});
-
 /** One outbox row per push-token device of each recipient; says how many it wrote. */
 async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notification[], now: number): Promise<number> {
-  const pushed = notifications.filter((n) => PUSHED_TYPES.has(n.type));
-  if (pushed.length === 0) return 0;
-  const userIds = [...new Set(pushed.map((n) => n.userId))];
-  const devicesByUser = new Map<string, Array<{ station: string; provider: string }>>();
-  for (const device of await PUSH_DEVICES.all(trx, [listParameter(trx, userIds)])) {
-    const list = devicesByUser.get(device.user_id) ?? [];
-    list.push({ station: device.station, provider: device.push_provider });
-    devicesByUser.set(device.user_id, list);
-  }
-  if (devicesByUser.size === 0) return 0;
-  const deliveries: NewDelivery[] = [];
-  for (const n of pushed) {
-    for (const device of devicesByUser.get(n.userId) ?? []) {
-      deliveries.push({ notificationId: n.id, userId: n.userId, station: device.station, provider: device.provider });
-    }
-  }
-  await bulk.insertDeliveries(trx, deliveries, now, now + PUSH_TIME_TO_LIVE_MS);
-  return deliveries.length;
+  const targets: PushTarget[] = [];
+  for (const n of notifications) if (PUSHED_TYPES.has(n.type)) targets.push({ userId: n.userId, notificationId: n.id });
+  if (targets.length === 0) return 0;
+  return bulk.queuePushes(trx, targets, now, now + PUSH_TIME_TO_LIVE_MS);
 }
 
 /** Where a user's feed stands: its last sequence number and the badge (0 and 0 while it is empty). */

@@ -17,12 +17,10 @@ export interface FeedHead {
   badge: number;
 }
 
-/** One push delivery to queue: a notification for one push device. */
-export interface NewDelivery {
-  notificationId: string;
+/** A notification to push: to every push device of its recipient. */
+export interface PushTarget {
   userId: string;
-  station: string;
-  provider: string;
+  notificationId: string;
 }
 
 /**
@@ -43,12 +41,19 @@ export interface BulkWriter {
   settled?(trx: Db, committed: boolean): void;
   /** Feed rows; `keys[i]` is the user key of `notifications[i]`'s recipient. */
   insertNotifications(trx: Db, notifications: Notification[], keys: number[]): Promise<void>;
-  /** Outbox rows, pending and due at `now`, given up at `expiresAt`. */
-  insertDeliveries(trx: Db, deliveries: NewDelivery[], now: number, expiresAt: number): Promise<void>;
+  /**
+   * One outbox row per notification and push device of its recipient (a token, and pushes
+   * not disabled), pending and due at `now`, given up at `expiresAt`; says how many. The
+   * devices are joined by the database itself: a message to a large group queues tens of
+   * thousands of pushes without a device row or an outbox row passing through JavaScript.
+   */
+  queuePushes(trx: Db, targets: PushTarget[], now: number, expiresAt: number): Promise<number>;
 }
 
 const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, station, provider, state, attempts, next_attempt_at,
   lease_until, lease_owner, expires_at, last_error, created_at, updated_at)`;
+/** What makes a device one that takes pushes (the partial index devices_push_user holds just these). */
+const PUSH_DEVICE = 'd.push_token IS NOT NULL AND d.push_provider IS NOT NULL AND d.push_disabled_at IS NULL';
 
 const NOTIFICATION_COLUMNS = [
   'user_key',
@@ -141,7 +146,7 @@ class FeedHeadMemory {
 export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   let heads: SQLite.Statement | undefined;
   let insert: SQLite.Statement | undefined;
-  let deliver: SQLite.Statement | undefined;
+  let queue: SQLite.Statement | undefined;
   const memory = new FeedHeadMemory(database);
   return {
     async feedHeads(trx, userIds) {
@@ -197,9 +202,15 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
-    async insertDeliveries(_trx, deliveries, now, expiresAt) {
-      deliver ??= database.prepare(`${DELIVERY_INSERT} VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?)`);
-      for (const d of deliveries) deliver.run(d.notificationId, d.userId, d.station, d.provider, now, expiresAt, now, now);
+    async queuePushes(_trx, targets, now, expiresAt) {
+      // The targets travel as one JSON parameter of [user id, notification id] pairs.
+      queue ??= database.prepare(
+        `${DELIVERY_INSERT}
+         SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
+         FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${PUSH_DEVICE}`,
+      );
+      const pairs = JSON.stringify(targets.map((t) => [t.userId, t.notificationId]));
+      return queue.run(now, expiresAt, now, now, pairs).changes;
     },
   };
 }
@@ -235,12 +246,17 @@ export const postgresBulkWriter: BulkWriter = {
         ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
         ${column('status_at')}::bigint[], ${column('created_at')}::bigint[])`.execute(trx);
   },
-  async insertDeliveries(trx, deliveries, now, expiresAt) {
-    if (deliveries.length === 0) return;
-    await sql`
-      ${sql.raw(DELIVERY_INSERT)}
-      SELECT n, u, s, p, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint, NULL, ${now}::bigint, ${now}::bigint
-      FROM unnest(${deliveries.map((d) => d.notificationId)}::varchar[], ${deliveries.map((d) => d.userId)}::varchar[],
-                  ${deliveries.map((d) => d.station)}::varchar[], ${deliveries.map((d) => d.provider)}::varchar[]) AS t(n, u, s, p)`.execute(trx);
+  async queuePushes(trx, targets, now, expiresAt) {
+    const result = await sql<{ queued: number }>`
+      WITH queued AS (
+        ${sql.raw(DELIVERY_INSERT)}
+        SELECT t.n, d.user_id, d.station, d.push_provider, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint,
+               NULL, ${now}::bigint, ${now}::bigint
+        FROM unnest(${targets.map((t) => t.userId)}::varchar[], ${targets.map((t) => t.notificationId)}::varchar[]) AS t(u, n)
+        JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(PUSH_DEVICE)}
+        RETURNING 1
+      )
+      SELECT count(*)::integer AS queued FROM queued`.execute(trx);
+    return result.rows[0].queued;
   },
 };
