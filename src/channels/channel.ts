@@ -27,5 +27,10 @@ export interface PushTarget {
 export interface PushChannel {
   readonly provider: PushProvider;
   send(target: PushTarget, notification: Notification): Promise<SendOutcome>;
+  /**
+   * send() without a promise per push, for a channel that has thousands in flight (APNs):
+   * `done` is called once, with the outcome and the `context` it was given.
+   */
+  sendWith?<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void;
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from './model.ts';
 import { notificationId, PUSHED_TYPES, rowToNotification } from './model.ts';
-import type { BulkWriter, PushTarget } from '../store/bulk.ts';
+import type { BulkWriter } from '../store/bulk.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -90,10 +90,9 @@ export async function appendNotifications(
 
 /** One outbox row per push-token device of each recipient; says how many it wrote. */
 async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notification[], now: number): Promise<number> {
-  const targets: PushTarget[] = [];
-  for (const n of notifications) if (PUSHED_TYPES.has(n.type)) targets.push({ userId: n.userId, notificationId: n.id });
-  if (targets.length === 0) return 0;
-  return bulk.queuePushes(trx, targets, now, now + PUSH_TIME_TO_LIVE_MS);
+  const pushed = notifications.filter((n) => PUSHED_TYPES.has(n.type));
+  if (pushed.length === 0) return 0;
+  return bulk.queuePushes(trx, pushed, now, now + PUSH_TIME_TO_LIVE_MS);
 }
 
 /** Where a user's feed stands: its last sequence number and the badge (0 and 0 while it is empty). */

@@ -65,16 +65,8 @@ interface ClaimedRow {
    * SQLite gives the JSON text, PostgreSQL the parsed array.
    */
   device: string | UsableDevice | null;
-  /** Set when the push goes out through a CallbackChannel: the device token it went to. */
+  /** Set when the push goes out through a channel's sendWith: the device token it went to. */
   token?: string;
-}
-
-/**
- * A channel that also takes pushes without a promise each (APNs): `done` is called once,
- * with the outcome and the context it was given.
- */
-interface CallbackChannel {
-  sendWith<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void;
 }
 
 type UsableDevice = [platform: string, token: string, keys: string | null];
@@ -395,7 +387,7 @@ class Dispatcher implements Outbox {
 
   private send(row: ClaimedRow, notification: Notification, target: PushTarget): void {
     this.inFlight++;
-    const channel = this.channels.get(row.provider)! as PushChannel & Partial<CallbackChannel>;
+    const channel = this.channels.get(row.provider)!;
     if (channel.sendWith) {
       row.token = target.token;
       channel.sendWith(target.token, notification, row, this.onAnswer);

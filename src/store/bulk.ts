@@ -17,11 +17,6 @@ export interface FeedHead {
   badge: number;
 }
 
-/** A notification to push: to every push device of its recipient. */
-export interface PushTarget {
-  userId: string;
-  notificationId: string;
-}
 
 /**
  * The statements of the hot path whose size grows with the audience of a message, written
@@ -47,7 +42,7 @@ export interface BulkWriter {
    * devices are joined by the database itself: a message to a large group queues tens of
    * thousands of pushes without a device row or an outbox row passing through JavaScript.
    */
-  queuePushes(trx: Db, targets: PushTarget[], now: number, expiresAt: number): Promise<number>;
+  queuePushes(trx: Db, notifications: Notification[], now: number, expiresAt: number): Promise<number>;
 }
 
 const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, station, provider, state, attempts, next_attempt_at,
@@ -202,14 +197,14 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
-    async queuePushes(_trx, targets, now, expiresAt) {
-      // The targets travel as one JSON parameter of [user id, notification id] pairs.
+    async queuePushes(_trx, notifications, now, expiresAt) {
+      // The notifications travel as one JSON parameter of [user id, notification id] pairs.
       queue ??= database.prepare(
         `${DELIVERY_INSERT}
          SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
          FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${PUSH_DEVICE}`,
       );
-      const pairs = JSON.stringify(targets.map((t) => [t.userId, t.notificationId]));
+      const pairs = JSON.stringify(notifications.map((n) => [n.userId, n.id]));
       return queue.run(now, expiresAt, now, now, pairs).changes;
     },
   };
@@ -246,13 +241,13 @@ export const postgresBulkWriter: BulkWriter = {
         ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
         ${column('status_at')}::bigint[], ${column('created_at')}::bigint[])`.execute(trx);
   },
-  async queuePushes(trx, targets, now, expiresAt) {
+  async queuePushes(trx, notifications, now, expiresAt) {
     const result = await sql<{ queued: number }>`
       WITH queued AS (
         ${sql.raw(DELIVERY_INSERT)}
         SELECT t.n, d.user_id, d.station, d.push_provider, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint,
                NULL, ${now}::bigint, ${now}::bigint
-        FROM unnest(${targets.map((t) => t.userId)}::varchar[], ${targets.map((t) => t.notificationId)}::varchar[]) AS t(u, n)
+        FROM unnest(${notifications.map((n) => n.userId)}::varchar[], ${notifications.map((n) => n.id)}::varchar[]) AS t(u, n)
         JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(PUSH_DEVICE)}
         RETURNING 1
       )
