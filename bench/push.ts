@@ -19,9 +19,9 @@ import { deviceTokens, type DoubleInfo } from './clients/apns-common.ts';
 
 export interface PushResult {
   pushes: number;
-  herald: { rates: number[]; median: number; outboxRates: number[]; outboxMedian: number; cpuPerPush: number };
-  http2: { rates: number[]; median: number; cpuPerPush: number };
-  nodeApn: { rates: number[]; median: number; cpuPerPush: number };
+  herald: { rates: number[]; median: number; outboxRates: number[]; outboxMedian: number; cpuPerPush: number; doubleCpuPerPush: number; doubleBusy: number };
+  http2: { rates: number[]; median: number; cpuPerPush: number; doubleCpuPerPush: number; doubleBusy: number };
+  nodeApn: { rates: number[]; median: number; cpuPerPush: number; doubleCpuPerPush: number; doubleBusy: number };
   tokenVerifications: number;
 }
 
@@ -32,7 +32,7 @@ class DoubleWatch {
     this.session = http2.connect(info.url, { ca: fs.readFileSync(info.caFile) });
     this.session.on('error', () => {});
   }
-  stats(): Promise<{ accepted: number; tokenVerifications: number; answers: Record<string, number> }> {
+  stats(): Promise<{ accepted: number; tokenVerifications: number; answers: Record<string, number>; cpu: number }> {
     return new Promise((resolve, reject) => {
       const stream = this.session.request({ ':method': 'GET', ':path': '/_double/stats' });
       const chunks: Buffer[] = [];
@@ -103,9 +103,17 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
 
     // CPU time (user + system) per push of the sending process: Herald's whole server, or the client.
     const cpu = { herald: [] as number[], http2: [] as number[], nodeApn: [] as number[] };
+    // The double's CPU time per push while each sender ran, and the share of the wall time it was busy:
+    // near 1.0 the double, not the sender, set the rate.
+    const doubleCpu = { herald: [] as number[], http2: [] as number[], nodeApn: [] as number[] };
+    const doubleBusy = { herald: [] as number[], http2: [] as number[], nodeApn: [] as number[] };
+    const recordDouble = (list: 'herald' | 'http2' | 'nodeApn', cpuBefore: number, cpuAfter: number, count: number, seconds: number) => {
+      doubleCpu[list].push((cpuAfter - cpuBefore) / count);
+      doubleBusy[list].push((cpuAfter - cpuBefore) / 1e6 / seconds);
+    };
     const heraldRun = async (count: number) => {
       const cpuBefore = await herald!.child.request<number>('cpu');
-      const before = (await watch.stats()).accepted;
+      const { accepted: before, cpu: doubleBefore } = await watch.stats();
       const expected = before + count * perMessage;
       const sent = await sender.request<{ t0: number; failures: number; lastError: string }>('burst', {
         count,
@@ -116,19 +124,21 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
       const deadline = Date.now() + 120_000;
       let firstSeen = 0;
       for (;;) {
-        const { accepted } = await watch.stats();
+        const { accepted, cpu: doubleNow } = await watch.stats();
         const now = wallNow();
         if (!firstSeen && accepted > before) firstSeen = now;
         if (accepted >= expected) {
           cpu.herald.push(((await herald!.child.request<number>('cpu')) - cpuBefore) / (count * perMessage));
+          recordDouble('herald', doubleBefore, doubleNow, count * perMessage, (now - sent.t0) / 1000);
           return { rate: (count * perMessage) / ((now - sent.t0) / 1000), outboxRate: (count * perMessage) / ((now - firstSeen) / 1000) };
         }
         if (Date.now() > deadline) throw new Error(`Herald push: ${accepted - before} of ${expected - before} pushes arrived`);
         await sleep(5);
       }
     };
-    const clientRun = async (child: Child, tokens: string[], label: string, cpuList: number[]) => {
+    const clientRun = async (child: Child, tokens: string[], label: string, cpuList: number[], list?: 'http2' | 'nodeApn') => {
       const cpuBefore = await child.request<number>('cpu');
+      const doubleBefore = (await watch.stats()).cpu;
       const result = await child.request<{ t0: number; tEnd: number; delivered: number; failed: number; lastError: string }>(
         'run',
         { tokens, streams, timeoutMs: 120_000 },
@@ -138,6 +148,7 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
         throw new Error(`${label}: ${result.delivered} delivered, ${result.failed} failed: ${result.lastError}`);
       }
       cpuList.push(((await child.request<number>('cpu')) - cpuBefore) / tokens.length);
+      if (list) recordDouble(list, doubleBefore, (await watch.stats()).cpu, tokens.length, (result.tEnd - result.t0) / 1000);
       return tokens.length / ((result.tEnd - result.t0) / 1000);
     };
 
@@ -159,6 +170,8 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
     }
     // Neither the warm-up nor the profiled run counts.
     cpu.herald.length = 0;
+    doubleCpu.herald.length = 0;
+    doubleBusy.herald.length = 0;
     const h: number[] = [];
     const ho: number[] = [];
     const b: number[] = [];
@@ -169,20 +182,36 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
       h.push(r.rate);
       ho.push(r.outboxRate);
       await sleep(300);
-      b.push(await clientRun(bare, bareTokens, 'node:http2', cpu.http2));
+      b.push(await clientRun(bare, bareTokens, 'node:http2', cpu.http2, 'http2'));
       await sleep(300);
-      n.push(await clientRun(nodeApn, apnTokens, '@parse/node-apn', cpu.nodeApn));
+      n.push(await clientRun(nodeApn, apnTokens, '@parse/node-apn', cpu.nodeApn, 'nodeApn'));
       log(
         `  run ${run + 1}: Herald ${Math.round(h[run])} (outbox phase ${Math.round(ho[run])}), node:http2 ${Math.round(b[run])}, @parse/node-apn ${Math.round(n[run])} pushes/s;` +
-          ` CPU per push ${Math.round(cpu.herald[run])} / ${Math.round(cpu.http2[run])} / ${Math.round(cpu.nodeApn[run])} µs`,
+          ` CPU per push ${Math.round(cpu.herald[run])} / ${Math.round(cpu.http2[run])} / ${Math.round(cpu.nodeApn[run])} µs;` +
+          ` the double's ${Math.round(doubleCpu.herald[run])} / ${Math.round(doubleCpu.http2[run])} / ${Math.round(doubleCpu.nodeApn[run])} µs,` +
+          ` busy ${doubleBusy.herald[run].toFixed(2)} / ${doubleBusy.http2[run].toFixed(2)} / ${doubleBusy.nodeApn[run].toFixed(2)}`,
       );
     }
     const stats = await watch.stats();
     return {
       pushes: total,
-      herald: { rates: h, median: median(h), outboxRates: ho, outboxMedian: median(ho), cpuPerPush: median(cpu.herald) },
-      http2: { rates: b, median: median(b), cpuPerPush: median(cpu.http2) },
-      nodeApn: { rates: n, median: median(n), cpuPerPush: median(cpu.nodeApn) },
+      herald: {
+        rates: h,
+        median: median(h),
+        outboxRates: ho,
+        outboxMedian: median(ho),
+        cpuPerPush: median(cpu.herald),
+        doubleCpuPerPush: median(doubleCpu.herald),
+        doubleBusy: median(doubleBusy.herald),
+      },
+      http2: { rates: b, median: median(b), cpuPerPush: median(cpu.http2), doubleCpuPerPush: median(doubleCpu.http2), doubleBusy: median(doubleBusy.http2) },
+      nodeApn: {
+        rates: n,
+        median: median(n),
+        cpuPerPush: median(cpu.nodeApn),
+        doubleCpuPerPush: median(doubleCpu.nodeApn),
+        doubleBusy: median(doubleBusy.nodeApn),
+      },
       tokenVerifications: stats.tokenVerifications,
     };
   } finally {

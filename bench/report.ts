@@ -134,6 +134,14 @@ function rows(r: Report): Row[] {
       target: 'indicative',
       result: '',
     });
+    out.push({
+      scenario: "mobile push: the APNs double's CPU time per push, and its busy share of the wall time (near 1.00 the double set the rate)",
+      herald: `${p.herald.doubleCpuPerPush.toFixed(0)} µs, busy ${p.herald.doubleBusy.toFixed(2)}`,
+      baselines: `node:http2 ${p.http2.doubleCpuPerPush.toFixed(0)} µs, busy ${p.http2.doubleBusy.toFixed(2)}; @parse/node-apn ${p.nodeApn.doubleCpuPerPush.toFixed(0)} µs, busy ${p.nodeApn.doubleBusy.toFixed(2)}`,
+      ratios: '',
+      target: 'indicative',
+      result: '',
+    });
   } else out.push(notRun('mobile push', r.push, pushTarget));
   return out;
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 
 /** The whole configuration of one Herald node, read once from the environment. */
@@ -27,6 +28,11 @@ export interface Config {
     teamId: string;
     topic: string;
     url: string;
+    /**
+     * Worker threads that send the outbox's pushes, each with a connection of its own
+     * (HERALD_APNS_THREADS); 0 sends from the main thread.
+     */
+    threads: number;
   };
   fcm?: {
     serviceAccountFile: string;
@@ -107,6 +113,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     optional(env, 'HERALD_APNS_URL') ??
     (env.HERALD_APNS_SANDBOX === '1' ? 'https://api.sandbox.push.apple.com' : 'https://api.push.apple.com');
 
+  // One thread beside the main one when there is a core for it; more only when asked.
+  const apnsThreadsRaw = optional(env, 'HERALD_APNS_THREADS');
+  const apnsThreads = apnsThreadsRaw === undefined ? (os.availableParallelism() > 1 ? 1 : 0) : Number(apnsThreadsRaw);
+  if (!Number.isInteger(apnsThreads) || apnsThreads < 0 || apnsThreads > 16) {
+    throw new ConfigError(`HERALD_APNS_THREADS must be a whole number from 0 to 16, got "${apnsThreadsRaw}"`);
+  }
+
   const fcmAccount = optional(env, 'HERALD_FCM_SERVICE_ACCOUNT');
 
   const vapidSubject = optional(env, 'HERALD_VAPID_SUBJECT') ?? 'mailto:admin@localhost';
@@ -146,7 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicHost: optional(env, 'HERALD_PUBLIC_HOST'),
     apns:
       apnsKeyFile && apnsKeyId && apnsTeamId && apnsTopic
-        ? { keyFile: apnsKeyFile, keyId: apnsKeyId, teamId: apnsTeamId, topic: apnsTopic, url: apnsUrl }
+        ? { keyFile: apnsKeyFile, keyId: apnsKeyId, teamId: apnsTeamId, topic: apnsTopic, url: apnsUrl, threads: apnsThreads }
         : undefined,
     fcm: fcmAccount
       ? { serviceAccountFile: fcmAccount, url: optional(env, 'HERALD_FCM_URL') ?? 'https://fcm.googleapis.com' }

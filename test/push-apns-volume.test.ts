@@ -10,7 +10,10 @@ const DEVICES_PER_USER = 2;
 const NOTIFICATIONS_PER_USER = 50;
 const TOTAL = USERS * DEVICES_PER_USER * NOTIFICATIONS_PER_USER;
 
-describe.each(STORE_KINDS)('a burst of pushes to APNs on $name', ({ kind }) => {
+// Sent from the main thread and from a worker thread (HERALD_APNS_THREADS).
+const CASES = STORE_KINDS.flatMap((store) => ['0', '1'].map((threads) => ({ ...store, threads })));
+
+describe.each(CASES)('a burst of pushes to APNs on $name, $threads APNs threads', ({ kind, threads }) => {
   let doubles: PushDoubles;
   let server: TestServer;
   const userIds: string[] = [];
@@ -19,7 +22,7 @@ describe.each(STORE_KINDS)('a burst of pushes to APNs on $name', ({ kind }) => {
     if (!kind) return;
     // A peer limit well below the dispatcher's own bound, so the test shows it is respected.
     doubles = await startPushDoubles({ maxConcurrentStreams: 100 });
-    server = await startTestServer(kind, doubles.env);
+    server = await startTestServer(kind, { ...doubles.env, HERALD_APNS_THREADS: threads });
     const db = server.app.ctx.store.db;
     const now = Date.now();
     const devices = [];

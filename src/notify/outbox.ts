@@ -203,10 +203,17 @@ export function unconfiguredReason(config: Config, provider: string): string | u
   return undefined;
 }
 
-/** The configured APNs and FCM channels, and Web Push. A configured provider that cannot start is an error. */
-export async function openPushChannels(config: Config, log?: Logger): Promise<PushChannel[]> {
+/**
+ * The configured APNs and FCM channels, and Web Push. A configured provider that cannot start is an error.
+ * `threads`: APNs sends from worker threads when its configuration has them (the outbox); a
+ * one-off push (a device's test push) sends from this thread.
+ */
+export async function openPushChannels(config: Config, log?: Logger, { threads = false } = {}): Promise<PushChannel[]> {
   const channels: PushChannel[] = [];
-  if (config.apns) {
+  if (config.apns && threads && config.apns.threads > 0) {
+    const { ThreadedChannel } = await import('../channels/thread.ts');
+    channels.push(await ThreadedChannel.start('apns', config, config.apns.threads, log));
+  } else if (config.apns) {
     const { ApnsChannel } = await import('../channels/apns.ts');
     channels.push(await ApnsChannel.fromConfig(config, log));
   }
@@ -233,7 +240,7 @@ export interface Outbox {
 
 export async function startOutbox(ctx: AppContext, options: OutboxOptions = {}): Promise<Outbox> {
   const log = ctx.log.child({ part: 'outbox' });
-  const channels = options.channels ?? (await openPushChannels(ctx.config, log));
+  const channels = options.channels ?? (await openPushChannels(ctx.config, log, { threads: true }));
   for (const provider of ['apns', 'fcm'] as const) {
     const why = unconfiguredReason(ctx.config, provider);
     if (why && !channels.some((c) => c.provider === provider)) {

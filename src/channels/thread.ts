@@ -1,0 +1,207 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import type { Notification } from '../notify/model.ts';
+import type { PushChannel, PushProvider, PushTarget, SendOutcome } from './channel.ts';
+
+/**
+ * A push channel run in a worker thread of its own. Its HTTP/2 work (TLS, framing, one
+ * stream object per push) is about three quarters of the CPU time a push costs Herald; in a
+ * thread of its own it runs beside the feed and outbox writes, on another core, and keeps
+ * the serving event loop free for live frames while a push storm goes out.
+ *
+ * Pushes cross in batches, not one message each: sendWith() collects what one outbox batch
+ * hands over in a turn of the event loop, each notification once however many of its
+ * user's devices it goes to; answers come back the same way, delivered ones as bare numbers.
+ * With several threads (each with a connection of its own) batches take turns.
+ * A thread that stops has everything it held answered with a retry, and the next batch for
+ * its turn starts a new one, so nothing handed over is lost: the outbox row stays pending.
+ */
+
+/** Main thread → worker. */
+export type ToThread =
+  /** pushes: [push number, index into notifications, device token] triples, flat. */
+  | { type: 'send'; notifications: Notification[]; pushes: Array<number | string> }
+  | { type: 'close' };
+
+/** Worker → main thread. */
+export type FromThread =
+  | { type: 'ready' }
+  | { type: 'failed'; message: string }
+  | { type: 'answers'; delivered: number[]; other: Array<[number, SendOutcome]> }
+  | { type: 'log'; level: 'warn' | 'error'; fields: Record<string, unknown>; message: string };
+
+export interface ThreadData {
+  provider: PushProvider;
+  config: Config;
+}
+
+interface Waiting {
+  context: unknown;
+  done: (outcome: SendOutcome, context: any) => void;
+  /** The thread it was handed to (its index), or -1 while it waits in the batch. */
+  thread: number;
+}
+
+interface Thread {
+  worker: Worker;
+  started: Promise<void>;
+}
+
+/** How long close() lets the threads answer what they hold before stopping them. */
+const CLOSE_GRACE_MS = 5000;
+
+export class ThreadedChannel implements PushChannel {
+  private readonly threads: Array<Thread | undefined>;
+  /** The thread the next batch goes to. */
+  private turn = 0;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextNumber = 1;
+  /** The batch being collected this turn, sent in one message. */
+  private batch?: { notifications: Notification[]; index: Map<Notification, number>; pushes: Array<number | string>; numbers: number[] };
+  private closed = false;
+
+  private constructor(
+    readonly provider: PushProvider,
+    private readonly config: Config,
+    threads: number,
+    private readonly log?: Logger,
+  ) {
+    this.threads = new Array<Thread | undefined>(threads).fill(undefined);
+  }
+
+  /**
+   * Starts `threads` threads, each with its own connection, and waits until their channels
+   * are ready; a channel that cannot start is an error here, as in-thread.
+   */
+  static async start(provider: PushProvider, config: Config, threads: number, log?: Logger): Promise<ThreadedChannel> {
+    const channel = new ThreadedChannel(provider, config, threads, log);
+    try {
+      await Promise.all(channel.threads.map((_, i) => channel.spawn(i).started));
+    } catch (error) {
+      await channel.close();
+      throw error;
+    }
+    return channel;
+  }
+
+  private spawn(slot: number): Thread {
+    const worker = new Worker(new URL('./push-thread.mjs', import.meta.url), {
+      workerData: { provider: this.provider, config: this.config } satisfies ThreadData,
+    });
+    // A thread never keeps the process alive; close() stops them in order.
+    worker.unref();
+    const started = new Promise<void>((resolve, reject) => {
+      worker.on('message', (message: FromThread) => {
+        switch (message.type) {
+          case 'ready':
+            return resolve();
+          case 'failed':
+            return reject(new Error(message.message));
+          case 'answers':
+            return this.answered(message);
+          case 'log':
+            this.log?.[message.level](message.fields, message.message);
+            return;
+        }
+      });
+      worker.on('error', (error) => {
+        this.log?.error({ err: error }, `${this.provider} push thread failed`);
+        reject(error);
+      });
+      worker.on('exit', (code) => {
+        reject(new Error(`${this.provider} push thread stopped (exit code ${code})`));
+        if (this.threads[slot]?.worker === worker) this.threads[slot] = undefined;
+        this.answerAll(`${this.provider} push thread stopped`, slot);
+      });
+    });
+    const thread = { worker, started };
+    this.threads[slot] = thread;
+    return thread;
+  }
+
+  /** The running threads (a test stops one to see that what it held comes back as a retry). */
+  get workers(): Worker[] {
+    return this.threads.flatMap((thread) => (thread ? [thread.worker] : []));
+  }
+
+  send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
+    return new Promise((resolve) => this.sendWith(target.token, notification, undefined, resolve));
+  }
+
+  sendWith<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    if (this.closed) return done({ kind: 'retry', reason: `${this.provider} channel is closed` }, context);
+    const number = this.nextNumber++;
+    this.waiting.set(number, { context, done, thread: -1 });
+    let batch = this.batch;
+    if (!batch) {
+      batch = this.batch = { notifications: [], index: new Map(), pushes: [], numbers: [] };
+      queueMicrotask(this.flush);
+    }
+    let at = batch.index.get(notification);
+    if (at === undefined) {
+      at = batch.notifications.push(notification) - 1;
+      batch.index.set(notification, at);
+    }
+    batch.pushes.push(number, at, token);
+    batch.numbers.push(number);
+  }
+
+  /** Hands the batch to the next thread in turn, starting it again if it stopped. */
+  private readonly flush = (): void => {
+    const batch = this.batch;
+    this.batch = undefined;
+    if (!batch) return;
+    const slot = this.turn;
+    this.turn = (this.turn + 1) % this.threads.length;
+    let thread = this.threads[slot];
+    if (!thread) {
+      thread = this.spawn(slot);
+      // Its start failing answers what it was given with a retry (its exit does).
+      thread.started.catch(() => {});
+    }
+    for (const number of batch.numbers) this.waiting.get(number)!.thread = slot;
+    thread.worker.postMessage({ type: 'send', notifications: batch.notifications, pushes: batch.pushes } satisfies ToThread);
+  };
+
+  private answered(message: Extract<FromThread, { type: 'answers' }>): void {
+    for (const number of message.delivered) this.answer(number, DELIVERED);
+    for (const [number, outcome] of message.other) this.answer(number, outcome);
+  }
+
+  private answer(number: number, outcome: SendOutcome): void {
+    const waiting = this.waiting.get(number);
+    if (!waiting) return;
+    this.waiting.delete(number);
+    waiting.done(outcome, waiting.context);
+  }
+
+  /** Pushes handed to a thread (any thread when unset) and not yet answered get a retry. */
+  private answerAll(reason: string, slot?: number): void {
+    const outcome: SendOutcome = { kind: 'retry', reason };
+    for (const [number, waiting] of [...this.waiting]) {
+      if (slot === undefined || waiting.thread === slot) this.answer(number, outcome);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    await Promise.all(
+      this.threads.map(async (thread) => {
+        if (!thread) return;
+        const exited = new Promise<void>((resolve) => thread.worker.once('exit', () => resolve()));
+        await thread.started.catch(() => {});
+        thread.worker.postMessage({ type: 'close' } satisfies ToThread);
+        const timer = setTimeout(() => void thread.worker.terminate(), CLOSE_GRACE_MS);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+    this.batch = undefined;
+    this.answerAll(`${this.provider} channel is closed`);
+  }
+}
+
+const DELIVERED: SendOutcome = { kind: 'delivered' };

@@ -1,0 +1,187 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type Config } from '../src/config.ts';
+import { ThreadedChannel } from '../src/channels/thread.ts';
+import type { SendOutcome } from '../src/channels/channel.ts';
+import { notificationId, type Notification } from '../src/notify/model.ts';
+import { waitFor } from './helpers/server.ts';
+import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
+
+/**
+ * APNs pushes sent from worker threads (HERALD_APNS_THREADS): every push handed over is
+ * answered once, also when a thread stops or the channel closes with pushes unanswered.
+ */
+
+let doubles: PushDoubles;
+let dataDir: string;
+let channel: ThreadedChannel | undefined;
+
+function configFor(env: Record<string, string> = {}): Config {
+  return loadConfig({ HERALD_DATA_DIR: dataDir, ...doubles.env, ...env });
+}
+
+let seq = 0;
+function notification(userKey: number, badge: number): Notification {
+  seq++;
+  return {
+    id: notificationId(userKey, seq),
+    userId: `user-${userKey}`,
+    seq,
+    type: 'message',
+    conversationId: 'c1',
+    senderId: 'alice',
+    title: `${badge} messages from Alice`,
+    body: '',
+    badge,
+    silent: false,
+    data: { conversationid: 'c1' },
+    createdAt: Date.now(),
+  };
+}
+
+/** Sends each [token, notification] through sendWith and resolves to the outcomes in order. */
+function sendAll(pushes: Array<[string, Notification]>): Promise<SendOutcome[]> {
+  return new Promise((resolve) => {
+    const outcomes: SendOutcome[] = new Array(pushes.length);
+    let left = pushes.length;
+    pushes.forEach(([token, n], i) =>
+      channel!.sendWith(token, n, i, (outcome, index) => {
+        // Each push is answered exactly once.
+        expect(outcomes[index]).toBeUndefined();
+        outcomes[index] = outcome;
+        if (--left === 0) resolve(outcomes);
+      }),
+    );
+  });
+}
+
+beforeAll(async () => {
+  doubles = await startPushDoubles();
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-apns-thread-'));
+});
+afterEach(async () => {
+  doubles.apns.release();
+  await channel?.close();
+  channel = undefined;
+});
+afterAll(async () => {
+  await doubles?.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('APNs from worker threads', () => {
+  it('delivers every push once, each device with its notification, and passes on refusals', async () => {
+    channel = await ThreadedChannel.start('apns', configFor(), 1);
+    const before = doubles.apns.accepted;
+    const pushes: Array<[string, Notification]> = [];
+    // 30 users with 10 devices each: a notification crosses to the thread once, its pushes go out ten times.
+    for (let user = 1; user <= 30; user++) {
+      const n = notification(user, user);
+      for (let device = 0; device < 10; device++) pushes.push([apnsToken(), n]);
+    }
+    const gone = apnsToken();
+    doubles.apns.unregister(gone, 1_700_000_000_000);
+    pushes.push([gone, notification(99, 1)]);
+
+    const outcomes = await sendAll(pushes);
+    expect(outcomes.slice(0, 300).every((o) => o.kind === 'delivered')).toBe(true);
+    expect(outcomes[300]).toMatchObject({ kind: 'dead' });
+    expect((outcomes[300] as { reason: string }).reason).toContain('Unregistered');
+    expect(doubles.apns.accepted - before).toBe(300);
+    for (const [token, n] of pushes.slice(0, 300)) {
+      const [received] = doubles.apns.pushesTo(token);
+      expect(received.apnsId).toBe(n.id);
+      expect(received.payload.aps.badge).toBe(n.badge);
+      expect(received.payload.aps.alert.title ?? received.payload.aps.alert).toBeTruthy();
+    }
+    // The promise form answers too.
+    const token = apnsToken();
+    const one = notification(7, 3);
+    await expect(channel.send({ station: 's', userId: one.userId, platform: 'ios', provider: 'apns', token }, one)).resolves.toEqual({
+      kind: 'delivered',
+    });
+    expect(doubles.apns.pushesTo(token)).toHaveLength(1);
+  });
+
+  it('answers what a stopped thread held with a retry, and the next push starts a new thread', async () => {
+    channel = await ThreadedChannel.start('apns', configFor(), 1);
+    // A first answer proves the provider token; until then the channel sends one push at a time.
+    expect(await sendAll([[apnsToken(), notification(199, 1)]])).toEqual([{ kind: 'delivered' }]);
+    doubles.apns.hold();
+    const held = sendAll(Array.from({ length: 20 }, (_, i) => [apnsToken(), notification(200 + i, 1)] as [string, Notification]));
+    await waitFor(() => doubles.apns.held() === 20, 5000, 'the double to hold 20 pushes');
+    const [worker] = channel.workers;
+    await worker.terminate();
+
+    const outcomes = await held;
+    expect(outcomes).toHaveLength(20);
+    for (const outcome of outcomes) {
+      expect(outcome.kind).toBe('retry');
+      expect((outcome as { reason: string }).reason).toContain('push thread stopped');
+    }
+    expect(channel.workers).toHaveLength(0);
+
+    doubles.apns.release();
+    const token = apnsToken();
+    const [after] = await sendAll([[token, notification(300, 2)]]);
+    expect(after).toEqual({ kind: 'delivered' });
+    expect(channel.workers).toHaveLength(1);
+    expect(channel.workers[0]).not.toBe(worker);
+    expect(doubles.apns.pushesTo(token)).toHaveLength(1);
+  });
+
+  it('closing answers the pushes still unanswered with a retry, and later pushes at once', async () => {
+    channel = await ThreadedChannel.start('apns', configFor(), 1);
+    // A first answer proves the provider token; until then the channel sends one push at a time.
+    expect(await sendAll([[apnsToken(), notification(199, 1)]])).toEqual([{ kind: 'delivered' }]);
+    doubles.apns.hold();
+    const held = sendAll(Array.from({ length: 10 }, (_, i) => [apnsToken(), notification(400 + i, 1)] as [string, Notification]));
+    await waitFor(() => doubles.apns.held() === 10, 5000, 'the double to hold 10 pushes');
+    const [worker] = channel.workers;
+    const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+
+    await channel.close();
+    const outcomes = await held;
+    expect(outcomes.map((o) => o.kind)).toEqual(new Array(10).fill('retry'));
+    await exited;
+    expect(channel.workers).toHaveLength(0);
+
+    const [late] = await sendAll([[apnsToken(), notification(500, 1)]]);
+    expect(late).toMatchObject({ kind: 'retry' });
+  });
+
+  it('spreads batches over several threads, each with a connection of its own', async () => {
+    const connections = doubles.apns.connections;
+    const verifications = doubles.apns.tokenVerifications;
+    channel = await ThreadedChannel.start('apns', configFor(), 2);
+    expect(channel.workers).toHaveLength(2);
+    // Batches are what one turn of the event loop hands over: four turns, four batches.
+    const outcomes: SendOutcome[] = [];
+    for (let turn = 0; turn < 4; turn++) {
+      outcomes.push(...(await sendAll(Array.from({ length: 25 }, (_, i) => [apnsToken(), notification(600 + turn * 25 + i, 1)] as [string, Notification]))));
+    }
+    expect(outcomes.filter((o) => o.kind === 'delivered')).toHaveLength(100);
+    expect(doubles.apns.connections - connections).toBe(2);
+    // Each connection proves its provider token once.
+    expect(doubles.apns.tokenVerifications - verifications).toBe(2);
+  });
+
+  it('a key that cannot be used stops the start with the reason', async () => {
+    const badKey = path.join(dataDir, 'AuthKey_bad.p8');
+    fs.writeFileSync(badKey, 'not a key');
+    await expect(ThreadedChannel.start('apns', configFor({ HERALD_APNS_KEY_FILE: badKey }), 1)).rejects.toThrow(
+      /HERALD_APNS_KEY_FILE .* is not a PKCS#8 P-256 key/,
+    );
+  });
+
+  it('HERALD_APNS_THREADS takes 0 to 16 threads', () => {
+    expect(configFor({ HERALD_APNS_THREADS: '0' }).apns!.threads).toBe(0);
+    expect(configFor({ HERALD_APNS_THREADS: '3' }).apns!.threads).toBe(3);
+    expect(configFor().apns!.threads).toBe(os.availableParallelism() > 1 ? 1 : 0);
+    for (const bad of ['-1', '17', '1.5', 'two']) {
+      expect(() => configFor({ HERALD_APNS_THREADS: bad })).toThrow(/HERALD_APNS_THREADS must be a whole number from 0 to 16/);
+    }
+  });
+});
