@@ -48,6 +48,15 @@ interface Thread {
   started: Promise<void>;
 }
 
+/**
+ * A push's objects (its stream, node:http2's own, the request) live for one round trip, but
+ * thousands are in flight at once and each scavenge copies those. A young generation larger
+ * than V8's default makes scavenges rarer: push-only runs alternating 4 × 4, the thread's
+ * process CPU per push over the bare client's 1.15× → 1.09× (medians), pushes/s over
+ * @parse/node-apn 1.13× → 1.24×.
+ */
+const YOUNG_GENERATION_MB = 96;
+
 /** How long close() lets the threads answer what they hold before stopping them. */
 const CLOSE_GRACE_MS = 5000;
 
@@ -88,6 +97,7 @@ export class ThreadedChannel implements PushChannel {
   private spawn(slot: number): Thread {
     const worker = new Worker(new URL('./push-thread.mjs', import.meta.url), {
       workerData: { provider: this.provider, config: this.config } satisfies ThreadData,
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     });
     // A thread never keeps the process alive; close() stops them in order.
     worker.unref();
