@@ -51,11 +51,12 @@ interface Thread {
 /**
  * A push's objects (its stream, node:http2's own, the request) live for one round trip, but
  * thousands are in flight at once and each scavenge copies those. A young generation larger
- * than V8's default makes scavenges rarer: push-only runs alternating 4 × 4, the thread's
- * process CPU per push over the bare client's 1.15× → 1.09× (medians), pushes/s over
- * @parse/node-apn 1.13× → 1.24×.
+ * than V8's default makes scavenges rarer. Push-only runs, the process's CPU per push over
+ * the bare client's (medians of 8 alternating runs): default 1.15×, 96 MB 1.09× (pushes/s over
+ * @parse/node-apn 1.13× → 1.24×); then 96 MB 1.13× against 192 MB 1.05× (1.16× → 1.21×).
+ * It grows to this size only under such load; the semi-spaces are then 64 MB each.
  */
-const YOUNG_GENERATION_MB = 96;
+const YOUNG_GENERATION_MB = 192;
 
 /** How long close() lets the threads answer what they hold before stopping them. */
 const CLOSE_GRACE_MS = 5000;
