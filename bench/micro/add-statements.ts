@@ -12,34 +12,14 @@ import { LocalBus } from '../../src/cluster/bus.ts';
 import { Notifier } from '../../src/notify/notifier.ts';
 import { createUser } from '../../src/chat/users.ts';
 import { addMessage, createConversation } from '../../src/chat/conversations.ts';
+import { clearStatementTimes, printStatementTimes, timeStatements } from './statement-times.ts';
 
 /** GROUP=N: one group of N users instead of 500 one-to-one pairs. */
 const GROUP = Number(process.env.GROUP ?? 0);
 const PAIRS = GROUP ? 1 : 500;
 const MESSAGES = Number(process.env.MESSAGES ?? (GROUP ? 50 : 5000));
 
-const spent = new Map<string, { calls: number; ns: bigint }>();
-function wrap(statement: SQLite.Statement, method: 'run' | 'all' | 'get') {
-  const original = statement[method].bind(statement) as (...args: unknown[]) => unknown;
-  (statement as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
-    const start = process.hrtime.bigint();
-    try {
-      return original(...args);
-    } finally {
-      const key = statement.source.replace(/\s+/g, ' ').slice(0, 110);
-      const entry = spent.get(key) ?? { calls: 0, ns: 0n };
-      entry.calls++;
-      entry.ns += process.hrtime.bigint() - start;
-      spent.set(key, entry);
-    }
-  };
-}
-const prepare = SQLite.prototype.prepare;
-SQLite.prototype.prepare = function (this: SQLite.Database, source: string) {
-  const statement = prepare.call(this, source) as SQLite.Statement;
-  for (const method of ['run', 'all', 'get'] as const) wrap(statement, method);
-  return statement;
-} as typeof SQLite.prototype.prepare;
+timeStatements();
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-add-'));
 if (process.env.PAGE_SIZE) {
@@ -64,7 +44,7 @@ for (let i = 0; i < (GROUP ? 0 : PAIRS); i++) {
   const conversation = await createConversation(notifier, a.userid, { participantIds: [b.userid] });
   pairs.push({ a: { id: a.userid, name: `A${i}` }, conversation: conversation.id });
 }
-spent.clear();
+clearStatementTimes();
 const started = process.hrtime.bigint();
 for (let i = 0; i < MESSAGES; i++) {
   const pair = pairs[i % PAIRS];
@@ -72,8 +52,6 @@ for (let i = 0; i < MESSAGES; i++) {
 }
 const total = Number(process.hrtime.bigint() - started) / MESSAGES / 1000;
 console.log(`${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)${GROUP ? `, ${(total / GROUP).toFixed(2)} µs per recipient` : ''}`);
-for (const [sqlText, { calls, ns }] of [...spent].sort((x, y) => Number(y[1].ns - x[1].ns))) {
-  console.log(`${(Number(ns) / MESSAGES / 1000).toFixed(1).padStart(7)} µs/msg  ${String(calls).padStart(6)} calls  ${sqlText}`);
-}
+printStatementTimes(MESSAGES, 'msg');
 await store.close();
 fs.rmSync(dir, { recursive: true, force: true });
