@@ -3,8 +3,12 @@ import type { Logger } from 'pino';
 import type { Notification } from '../notify/model.ts';
 import type { PushChannel, SendOutcome } from './channel.ts';
 import type { FromThread, ThreadData, ToThread } from './thread.ts';
+import { installLeanAsyncBind } from './lean-async-bind.ts';
 
 /** The worker side of a ThreadedChannel: the provider's own channel, fed in batches. */
+
+// Before any HTTP/2 request: see lean-async-bind.ts.
+installLeanAsyncBind();
 
 const port = parentPort!;
 const { provider, config } = workerData as ThreadData;
