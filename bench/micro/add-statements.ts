@@ -18,6 +18,8 @@ import { clearStatementTimes, printStatementTimes, timeStatements } from './stat
 const GROUP = Number(process.env.GROUP ?? 0);
 const PAIRS = GROUP ? 1 : 500;
 const MESSAGES = Number(process.env.MESSAGES ?? (GROUP ? 50 : 5000));
+/** EVERY=N: also print the statements of each N messages, to see costs change as the feeds grow. */
+const EVERY = Number(process.env.EVERY ?? 0);
 
 timeStatements();
 
@@ -49,6 +51,12 @@ const started = process.hrtime.bigint();
 for (let i = 0; i < MESSAGES; i++) {
   const pair = pairs[i % PAIRS];
   await addMessage(notifier, pair.a, pair.conversation, { ID: `m${i}`, Type: 'Message', Created: '', ValidUntil: '', Data: 'aGVsbG8=' });
+  if (EVERY && (i + 1) % EVERY === 0) {
+    const log = fs.statSync(path.join(dir, 'herald.db-wal'), { throwIfNoEntry: false })?.size ?? 0;
+    console.log(`-- messages ${i + 2 - EVERY}–${i + 1} (write-ahead log file ${(log / 1e6).toFixed(1)} MB)`);
+    printStatementTimes(EVERY, 'msg', 4);
+    clearStatementTimes();
+  }
 }
 const total = Number(process.hrtime.bigint() - started) / MESSAGES / 1000;
 console.log(`${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)${GROUP ? `, ${(total / GROUP).toFixed(2)} µs per recipient` : ''}`);

@@ -94,6 +94,10 @@ export class Notifier {
         // One turn of the event loop first: requests already received but not yet parsed
         // (SQLite work is synchronous, so they wait behind us) join this transaction.
         await new Promise<void>((resolve) => setImmediate(resolve));
+        // SQLite: past its bound the log is first copied into the database, so this
+        // transaction starts it over (see Store.logRoom).
+        const room = this.store.logRoom?.();
+        if (room) await room;
         const batch = this.queue.splice(0, MAX_BATCH);
         await this.runBatch(batch);
       }

@@ -3,23 +3,60 @@
 // that no commit on the serving connection stops the event loop to do it (the serving
 // connection has automatic checkpoints turned off). PASSIVE never waits for or blocks a
 // writer: it copies what it can and leaves the rest for the next round.
+//
+// The log only starts over when a write begins with every frame already copied, which a
+// steady stream of writes never allows. Once the log is past its bound the serving side
+// asks for a catch-up: rounds back to back while writes go on, until little is left
+// ('near'); then it holds its writes back (without blocking its event loop) and asks to
+// finish, a round over the few frames left ('caught-up'). Each round syncs what it copies,
+// so the wait is short when the rounds before it have done most of the work.
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
+
+// Frames left to copy at which writers are asked to wait for the last round.
+const NEAR_FRAMES = 2048;
+// Rounds of a catch-up before the writers are asked to wait whatever is left.
+const APPROACH_ROUNDS = 20;
+// Rounds of the finish (a write outside the notifier can still add frames meanwhile).
+const FINISH_ROUNDS = 3;
 
 const db = new Database(workerData.file);
 db.pragma('busy_timeout = 1000');
 
+/** One PASSIVE checkpoint: the frames in the log and how many of them are in the database now. */
 function checkpoint() {
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    const [{ log, checkpointed }] = db.pragma('wal_checkpoint(PASSIVE)');
+    return { log, checkpointed };
   } catch (error) {
     parentPort.postMessage({ type: 'error', message: String(error && error.message) });
+    return undefined;
   }
+}
+
+function approach(round) {
+  const result = checkpoint();
+  if (!result || result.log - result.checkpointed <= NEAR_FRAMES || round + 1 >= APPROACH_ROUNDS) {
+    parentPort.postMessage({ type: 'near' });
+    return;
+  }
+  // A turn of the event loop between rounds, so that a close is not kept waiting.
+  setImmediate(() => approach(round + 1));
+}
+
+function finish() {
+  for (let round = 0; round < FINISH_ROUNDS; round++) {
+    const result = checkpoint();
+    if (!result || result.checkpointed >= result.log) break;
+  }
+  parentPort.postMessage({ type: 'caught-up' });
 }
 
 const timer = setInterval(checkpoint, workerData.intervalMs);
 
 parentPort.on('message', (message) => {
+  if (message === 'catch-up') return approach(0);
+  if (message === 'finish') return finish();
   if (message !== 'close') return;
   clearInterval(timer);
   db.close();
