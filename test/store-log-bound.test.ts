@@ -11,12 +11,12 @@ import { feedHead, readFeed } from '../src/notify/feed.ts';
 /**
  * SQLite's write-ahead log starts over only when a write begins with all of it copied into
  * the database, which a steady stream of writes never allows on its own: Herald keeps it
- * to a bound (64 MB by default, 1 MB here), and no notification is lost doing so.
+ * to a bound (256 MB by default, 1 MB here), and no notification is lost doing so.
  */
 
 const BOUND = 1024 * 1024;
 const USERS = 300;
-const MESSAGES = 150;
+const MESSAGES = 300;
 
 describe('the SQLite write-ahead log under a steady stream of group messages', () => {
   let dir: string;
@@ -39,15 +39,22 @@ describe('the SQLite write-ahead log under a steady stream of group messages', (
     const notifier = new Notifier(store, new LocalBus());
     const logFile = path.join(dir, 'herald.db-wal');
     let largest = 0;
+    let size = 0;
+    let startedOver = 0;
     for (let m = 0; m < MESSAGES; m++) {
       await notifier.transact((_trx, emit) => emit(users.map((userId) => ({ userId, type: 'test' as const, title: `message ${m}`, unread: 1 }))));
-      largest = Math.max(largest, fs.statSync(logFile).size);
+      const now = fs.statSync(logFile).size;
+      // A log that starts over is cut back to the bound by its first commit.
+      if (now < size) startedOver++;
+      size = now;
+      largest = Math.max(largest, now);
     }
-    // Left alone the log holds every page these messages dirtied (about 50 MB here); kept to
-    // its bound it passes it by what is written while the thread catches up (these writes
-    // come at ~150 MB/s, a 2,000-recipient group message every few milliseconds).
+    // Left alone the log holds every page these messages dirtied (about 190 MB here, and it
+    // never starts over); kept to its bound it passes it by what is written while the thread
+    // catches up: a few megabytes at these ~150 MB/s, more when the machine is busy.
+    expect(startedOver).toBeGreaterThanOrEqual(3);
     expect(largest).toBeGreaterThan(BOUND);
-    expect(largest).toBeLessThan(8 * BOUND);
+    expect(largest).toBeLessThan(64 * BOUND);
     for (const userId of [users[0], users[USERS - 1]]) {
       const feed = await readFeed(store.db, userId, 0, 10_000);
       expect(feed.map((n) => n.title)).toEqual(Array.from({ length: MESSAGES }, (_, m) => `message ${m}`));

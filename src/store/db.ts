@@ -119,11 +119,14 @@ function withStatementCache(database: SQLite.Database): SqliteDatabase {
 const CHECKPOINT_INTERVAL_MS = 1000;
 /**
  * The write-ahead log's bound, past which it is made to start over. Under a steady stream
- * of group messages it otherwise never does (bench/micro/add-statements.ts, GROUP=2000:
- * 2.4 GB after 400 messages), and commits get slower as it grows: 37 ms for a
- * 2,000-recipient message at that size against 13 ms with the log kept to this bound.
+ * of writes it otherwise never does (bench/micro/add-statements.ts, GROUP=2000: 2.4 GB
+ * after 400 messages), and commits get slower as it grows: 36 ms for a 2,000-recipient
+ * message at that size against 12 ms with the log kept to this bound (23.3 ms a message in
+ * all against 38.0). Each time the bound is passed writers wait a few milliseconds for the
+ * last round (1–21 ms in the latency bench): with a bound of 64 MB that was every ~2 s at
+ * 1,000 one-to-one messages a second, with this one it was not reached in the bench.
  */
-const LOG_BOUND_BYTES = 64 * 1024 * 1024;
+const LOG_BOUND_BYTES = 256 * 1024 * 1024;
 /** How often writers look at the log's size (one stat call). */
 const LOG_LOOK_MS = 10;
 /** A catch-up that takes longer than this lets writers go on anyway. */
