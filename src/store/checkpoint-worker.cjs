@@ -34,30 +34,38 @@ function checkpoint() {
   }
 }
 
-function approach(round) {
+/** The catch-up the serving side is waiting for; an earlier one still running stops. */
+let current = 0;
+
+function approach(id, round) {
+  if (id !== current) return;
   const result = checkpoint();
   if (!result || result.log - result.checkpointed <= NEAR_FRAMES || round + 1 >= APPROACH_ROUNDS) {
-    parentPort.postMessage({ type: 'near' });
+    parentPort.postMessage({ type: 'near', id });
     return;
   }
-  // A turn of the event loop between rounds, so that a close is not kept waiting.
-  setImmediate(() => approach(round + 1));
+  // A turn of the event loop between rounds, so that a newer catch-up or a close is not kept waiting.
+  setImmediate(() => approach(id, round + 1));
 }
 
-function finish() {
+function finish(id) {
   for (let round = 0; round < FINISH_ROUNDS; round++) {
     const result = checkpoint();
     if (!result || result.checkpointed >= result.log) break;
   }
-  parentPort.postMessage({ type: 'caught-up' });
+  parentPort.postMessage({ type: 'caught-up', id });
 }
 
 const timer = setInterval(checkpoint, workerData.intervalMs);
 
 parentPort.on('message', (message) => {
-  if (message === 'catch-up') return approach(0);
-  if (message === 'finish') return finish();
+  if (message && message.type === 'catch-up') {
+    current = message.id;
+    return approach(message.id, 0);
+  }
+  if (message && message.type === 'finish') return finish(message.id);
   if (message !== 'close') return;
+  current = 0;
   clearInterval(timer);
   db.close();
   parentPort.postMessage({ type: 'closed' });
