@@ -39,8 +39,6 @@ export interface OpenStoreOptions {
   poolSize?: number;
   /** SQLite: the write-ahead log's size past which writers wait for the checkpoint (tests make it small). */
   logBoundBytes?: number;
-  /** SQLite: how often the checkpoint thread copies the log into the database. */
-  checkpointIntervalMs?: number;
 }
 
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
@@ -66,13 +64,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   // Feeds are written at random places of their indexes (one row per recipient): keep the
   // hot pages in memory rather than SQLite's default 2 MB.
   database.pragma('cache_size = -65536');
-  const checkpointer =
-    file === ':memory:'
-      ? undefined
-      : startCheckpointer(database, file, {
-          boundBytes: options.logBoundBytes ?? LOG_BOUND_BYTES,
-          intervalMs: options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS,
-        });
+  const checkpointer = file === ':memory:' ? undefined : startCheckpointer(database, file, options.logBoundBytes ?? LOG_BOUND_BYTES);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
   registerSqliteConnection(db, database);
   await migrateToLatest(db, 'sqlite');
@@ -153,12 +145,12 @@ const APPROACH_TIMEOUT_MS = 10_000;
  * next write starts the log over. journal_size_limit then cuts the file back to the bound,
  * so its size tells when the bound is passed again.
  */
-function startCheckpointer(database: SQLite.Database, file: string, options: { boundBytes: number; intervalMs: number }) {
+function startCheckpointer(database: SQLite.Database, file: string, boundBytes: number) {
   const worker = new Worker(new URL('./checkpoint-worker.cjs', import.meta.url), {
-    workerData: { file, driver: createRequire(import.meta.url).resolve('better-sqlite3'), intervalMs: options.intervalMs },
+    workerData: { file, driver: createRequire(import.meta.url).resolve('better-sqlite3'), intervalMs: CHECKPOINT_INTERVAL_MS },
   });
   database.pragma('wal_autocheckpoint = 0');
-  database.pragma(`journal_size_limit = ${options.boundBytes}`);
+  database.pragma(`journal_size_limit = ${boundBytes}`);
   const logFile = `${file}-wal`;
   let running = true;
   let nextLook = 0;
@@ -214,7 +206,7 @@ function startCheckpointer(database: SQLite.Database, file: string, options: { b
       if (!running || now < nextLook) return undefined;
       nextLook = now + LOG_LOOK_MS;
       const size = fs.statSync(logFile, { throwIfNoEntry: false })?.size ?? 0;
-      if (size <= options.boundBytes) return undefined;
+      if (size <= boundBytes) return undefined;
       catchUp = { id: ++catchUps, startedAt: now };
       worker.postMessage({ type: 'catch-up', id: catchUp.id });
       return undefined;
