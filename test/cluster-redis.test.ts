@@ -5,8 +5,8 @@ import { connectDevice } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { RawWeb3mqUser, post } from './helpers/web3mq.ts';
 import { RedisBus } from '../src/cluster/redis-bus.ts';
-import type { LiveConnection } from '../src/notify/hub.ts';
-import type { Notification } from '../src/notify/model.ts';
+import type { LiveConnection } from '../src/model/channel.ts';
+import type { Notification } from '../src/model/notification.ts';
 import type { Store } from '../src/store/db.ts';
 
 if (!TEST_REDIS_URL) console.warn('HERALD_TEST_REDIS_URL is unset: the multi-node Redis bus test is skipped');

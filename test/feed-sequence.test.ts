@@ -5,7 +5,7 @@ import { LocalBus } from '../src/cluster/bus.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { createUser } from '../src/chat/users.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
-import type { Notification } from '../src/notify/model.ts';
+import type { Notification } from '../src/model/notification.ts';
 
 describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
   let store: Store;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { frameText, notificationId, parseNotificationId, toFrame, type Notification } from '../src/notify/model.ts';
+import { frameText, notificationId, parseNotificationId, toFrame, type Notification } from '../src/model/notification.ts';
 
 const base: Notification = {
   id: notificationId(3, 7),

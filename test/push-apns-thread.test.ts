@@ -4,8 +4,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
 import { ThreadedChannel } from '../src/channels/thread.ts';
-import type { SendOutcome } from '../src/channels/channel.ts';
-import { notificationId, type Notification } from '../src/notify/model.ts';
+import type { SendOutcome } from '../src/model/channel.ts';
+import { notificationId, type Notification } from '../src/model/notification.ts';
 import { waitFor } from './helpers/server.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 

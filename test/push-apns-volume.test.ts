@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS } from './helpers/stores.ts';
 import { newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { createUser } from '../src/chat/users.ts';
-import type { NotificationDraft } from '../src/notify/model.ts';
+import type { NotificationDraft } from '../src/model/notification.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
 const USERS = 50;

@@ -5,7 +5,7 @@ import { apnsToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
 import { disablePush } from '../src/chat/devices.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
-import { notificationId } from '../src/notify/model.ts';
+import { notificationId } from '../src/model/notification.ts';
 
 describe.each(STORE_KINDS)('a device that changed while its push waited, on $name', ({ kind }) => {
   let doubles: PushDoubles;

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApnsChannel, apnsOutcome } from '../src/channels/apns.ts';
 import { FcmChannel, fcmOutcome, readFcmAnswer } from '../src/channels/fcm.ts';
-import type { PushTarget } from '../src/channels/channel.ts';
-import type { Notification } from '../src/notify/model.ts';
+import type { PushTarget } from '../src/model/channel.ts';
+import type { Notification } from '../src/model/notification.ts';
 import { apnsToken, fcmToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
 // PROTOCOLS.md §3: every APNs reason and the outcome it must have.

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../src/store/db.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
-import { notificationId } from '../src/notify/model.ts';
+import { notificationId } from '../src/model/notification.ts';
 import { TEST_DATABASE_URL } from './helpers/stores.ts';
 
 /**

@@ -4,7 +4,7 @@ import { addUser, befriend, startTestServer, waitFor, type TestServer, type Test
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
-import { parseNotificationId } from '../src/notify/model.ts';
+import { parseNotificationId } from '../src/model/notification.ts';
 
 describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', ({ kind }) => {
   let pushService: WebPushMock;

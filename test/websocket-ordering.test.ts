@@ -3,7 +3,7 @@ import { STORE_KINDS } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { appendNotifications } from '../src/notify/feed.ts';
-import type { Notification } from '../src/notify/model.ts';
+import type { Notification } from '../src/model/notification.ts';
 
 describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kind }) => {
   let server: TestServer;

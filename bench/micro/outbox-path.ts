@@ -17,9 +17,9 @@ import { bindStation, registerDevice } from '../../src/chat/devices.ts';
 import { startOutbox } from '../../src/notify/outbox.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { loadConfig } from '../../src/config.ts';
-import type { PushChannel, SendOutcome } from '../../src/channels/channel.ts';
+import type { PushChannel, SendOutcome } from '../../src/model/channel.ts';
 import type { AppContext } from '../../src/context.ts';
-import type { NotificationDraft } from '../../src/notify/model.ts';
+import type { NotificationDraft } from '../../src/model/notification.ts';
 import { clearStatementTimes, printStatementTimes, timeStatements } from './statement-times.ts';
 
 const USERS = 1000;

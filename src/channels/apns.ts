@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { importPKCS8, SignJWT, type CryptoKey } from 'jose';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
-import type { Notification } from '../notify/model.ts';
+import type { Notification } from '../model/notification.ts';
 import { apnsPush, parseRetryAfter, type ApnsPush } from '../notify/push-payload.ts';
-import type { PushChannel, PushTarget, SendOutcome } from './channel.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../model/channel.ts';
 
 /**
  * Apple Push Notification service over its HTTP/2 provider API with token (JWT) auth:

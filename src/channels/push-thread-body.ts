@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Notification } from '../notify/model.ts';
-import type { PushChannel, SendOutcome } from './channel.ts';
+import type { Notification } from '../model/notification.ts';
+import type { PushChannel, SendOutcome } from '../model/channel.ts';
 import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { installLeanAsyncBind } from './lean-async-bind.ts';
 

@@ -1,9 +1,9 @@
 import dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
 import type { AppContext } from '../context.ts';
-import type { LiveConnection } from '../notify/hub.ts';
-import type { Notification } from '../notify/model.ts';
-import { toFrame } from '../notify/model.ts';
+import type { LiveConnection } from '../model/channel.ts';
+import type { Notification } from '../model/notification.ts';
+import { toFrame } from '../model/notification.ts';
 import { feedHead, readFeed } from '../notify/feed.ts';
 import { deviceOf, recordAck } from '../chat/devices.ts';
 import {

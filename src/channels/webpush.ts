@@ -8,9 +8,9 @@ import webPush from 'web-push';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { badRequest } from '../errors.ts';
-import type { Notification } from '../notify/model.ts';
+import type { Notification } from '../model/notification.ts';
 import { parseRetryAfter, pushExpiresAt, pushKindOf } from '../notify/push-payload.ts';
-import type { PushChannel, PushTarget, SendOutcome } from './channel.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../model/channel.ts';
 
 /**
  * Web Push for browsers whose tab is closed: RFC 8030 (the push request and its headers),

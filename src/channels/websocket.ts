@@ -4,8 +4,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { AppContext } from '../context.ts';
 import { checkStation, deviceOf, recordLiveProgress, type LiveProgress } from '../chat/devices.ts';
-import type { LiveConnection } from '../notify/hub.ts';
-import { frameText, type Notification } from '../notify/model.ts';
+import type { LiveConnection } from '../model/channel.ts';
+import { frameText, type Notification } from '../model/notification.ts';
 import { feedHead, readFeed } from '../notify/feed.ts';
 
 export const WS_PATH = '/ws';

@@ -3,7 +3,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { ConversationsTable, Database, ParticipantsTable } from '../store/schema.ts';
 import { Statement } from '../store/statement.ts';
 import type { Notifier } from '../notify/notifier.ts';
-import type { NotificationDraft } from '../notify/model.ts';
+import type { NotificationDraft } from '../model/notification.ts';
 import { badRequest, forbidden, notFound } from '../errors.ts';
 import { directConversationId, groupConversationId } from './ids.ts';
 

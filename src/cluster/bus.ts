@@ -1,4 +1,4 @@
-import type { Notification } from '../notify/model.ts';
+import type { Notification } from '../model/notification.ts';
 
 /**
  * Carries committed notifications to the node that holds the recipient's live

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import type { Notification } from '../notify/model.ts';
+import type { Notification } from '../model/notification.ts';
 import type { Bus, Disconnect } from './bus.ts';
 
 const CHANNEL = 'herald:notifications';

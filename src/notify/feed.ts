@@ -1,7 +1,8 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
-import type { Notification, NotificationDraft } from './model.ts';
-import { notificationId, PUSHED_TYPES, rowToNotification } from './model.ts';
+import type { Notification, NotificationDraft } from '../model/notification.ts';
+import { notificationId, PUSHED_TYPES } from '../model/notification.ts';
+import { rowToNotification } from '../store/rows.ts';
 import type { BulkWriter } from '../store/bulk.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;

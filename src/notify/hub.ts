@@ -1,17 +1,5 @@
-import type { Notification } from './model.ts';
-import { frameText } from './model.ts';
-
-/** A live connection of one device: a WebSocket, a UDP endpoint or a Web3MQ socket. */
-export interface LiveConnection {
-  readonly userId: string;
-  readonly station: string;
-  /** Also the metrics label. */
-  readonly channel: 'ws' | 'udp' | 'web3mq';
-  /** `frame` is the notification's JSON text, shared by every connection of the user. */
-  deliver(notification: Notification, frame: string): void;
-  /** Ends the connection because its device may no longer listen (it was removed). */
-  close?(reason: string): void;
-}
+import type { LiveConnection } from '../model/channel.ts';
+import { frameText, type Notification } from '../model/notification.ts';
 
 /**
  * Holds this node's live connections by user and hands each committed notification to

@@ -3,7 +3,7 @@ import type { Bus } from '../cluster/bus.ts';
 import type { Store } from '../store/db.ts';
 import type { Database } from '../store/schema.ts';
 import { appendNotifications, type AppendOptions } from './feed.ts';
-import type { Notification, NotificationDraft } from './model.ts';
+import type { Notification, NotificationDraft } from '../model/notification.ts';
 
 export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
 

@@ -4,11 +4,12 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { AppContext } from '../context.ts';
 import type { Store } from '../store/db.ts';
-import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../channels/channel.ts';
+import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../model/channel.ts';
 import { disablePush } from '../chat/devices.ts';
 import type { NotificationsTable } from '../store/schema.ts';
 import { LIST, listParameter, Statement } from '../store/statement.ts';
-import { notificationId, parseNotificationId, rowToNotification, type Notification } from './model.ts';
+import { notificationId, parseNotificationId, type Notification } from '../model/notification.ts';
+import { rowToNotification } from '../store/rows.ts';
 
 /**
  * The push dispatcher over the durable outbox (the `deliveries` table). Rows are written

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Notification } from './model.ts';
+import type { Notification } from '../model/notification.ts';
 import { PUSH_TIME_TO_LIVE_MS } from './feed.ts';
 
 /**

@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { Store } from '../store/db.ts';
-import type { PushProvider, SendOutcome } from '../channels/channel.ts';
+import type { PushProvider, SendOutcome } from '../model/channel.ts';
 import { badRequest, notFound } from '../errors.ts';
 import { checkStation } from '../chat/devices.ts';
 import { feedHead } from './feed.ts';
-import type { Notification } from './model.ts';
+import type { Notification } from '../model/notification.ts';
 import { openPushChannels, unconfiguredReason } from './outbox.ts';
 
 export interface TestPushResult {

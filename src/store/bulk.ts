@@ -1,7 +1,8 @@
 import type SQLite from 'better-sqlite3';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
-import { dataText, notificationToRow, type Notification } from '../notify/model.ts';
+import { dataText, type Notification } from '../model/notification.ts';
+import { notificationToRow } from './rows.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 

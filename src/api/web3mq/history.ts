@@ -1,8 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../store/schema.ts';
 import type { Notifier } from '../../notify/notifier.ts';
-import type { Notification, NotificationDraft, NotificationType } from '../../notify/model.ts';
-import { parseNotificationId, rowToNotification } from '../../notify/model.ts';
+import type { Notification, NotificationDraft, NotificationType } from '../../model/notification.ts';
+import { parseNotificationId } from '../../model/notification.ts';
+import { rowToNotification } from '../../store/rows.ts';
 import { userKeyOf } from '../../notify/feed.ts';
 import { notFound } from '../../errors.ts';
 

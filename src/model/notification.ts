@@ -1,5 +1,3 @@
-import type { NotificationsTable } from '../store/schema.ts';
-
 /** What a recipient is told about. Chat types first, then the Web3MQ ones. */
 export type NotificationType =
   | 'message'
@@ -162,41 +160,4 @@ export function parseNotificationId(id: string): { userKey: number; seq: number 
   const match = NOTIFICATION_ID.exec(id);
   if (!match) return undefined;
   return { userKey: parseInt(match[1] + match[2], 16), seq: parseInt(match[3], 16) * 0x1000000000000 + parseInt(match[4], 16) };
-}
-
-/** The feed row of a notification that was just made: neither delivered nor read yet. */
-export function notificationToRow(n: Notification, userKey: number): NotificationsTable {
-  return {
-    user_key: userKey,
-    seq: n.seq,
-    type: n.type,
-    conversation_id: n.conversationId,
-    sender_id: n.senderId,
-    title: n.title,
-    body: n.body,
-    badge: n.badge,
-    silent: n.silent ? 1 : 0,
-    data: dataText(n),
-    status: null,
-    status_at: null,
-    created_at: n.createdAt,
-  };
-}
-
-/** A stored feed row of the user `userId` as the notification it records. */
-export function rowToNotification(row: NotificationsTable, userId: string): Notification {
-  return {
-    id: notificationId(row.user_key, row.seq),
-    userId,
-    seq: row.seq,
-    type: row.type as Notification['type'],
-    conversationId: row.conversation_id,
-    senderId: row.sender_id,
-    title: row.title,
-    body: row.body,
-    badge: row.badge,
-    silent: row.silent === 1,
-    data: JSON.parse(row.data) as Record<string, unknown>,
-    createdAt: row.created_at,
-  };
 }

@@ -1,4 +1,4 @@
-import type { Notification } from '../notify/model.ts';
+import type { Notification } from './notification.ts';
 
 /**
  * Every push provider answers in this one vocabulary, so the outbox never needs to know
@@ -33,4 +33,16 @@ export interface PushChannel {
    */
   sendWith?<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void;
   close(): Promise<void>;
+}
+
+/** A live connection of one device: a WebSocket, a UDP endpoint or a Web3MQ socket. */
+export interface LiveConnection {
+  readonly userId: string;
+  readonly station: string;
+  /** Also the metrics label. */
+  readonly channel: 'ws' | 'udp' | 'web3mq';
+  /** `frame` is the notification's JSON text, shared by every connection of the user. */
+  deliver(notification: Notification, frame: string): void;
+  /** Ends the connection because its device may no longer listen (it was removed). */
+  close?(reason: string): void;
 }
