@@ -1,26 +1,35 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import pino from 'pino';
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { Config } from './config.ts';
-import type { AppContext, Endpoints } from './context.ts';
 import { HeraldError } from './errors.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { openStore, type Store } from './store/db.ts';
+import { SqlDeliveryStore } from './store/deliveries.ts';
 import { LocalBus, type Bus } from './cluster/bus.ts';
+import type { SpentSignatures } from './cluster/spent-signatures.ts';
+import type { PushChannel, PushProvider } from './model/channel.ts';
 import { Hub } from './notify/hub.ts';
 import { Notifier } from './notify/notifier.ts';
+import { feedHead } from './notify/feed.ts';
+import { startOutbox } from './notify/outbox.ts';
+import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
+import { checkStation, deviceOf } from './chat/devices.ts';
+import { StationUsers } from './chat/station-users.ts';
 import { loadTls } from './tls.ts';
+import type { Endpoints } from './api/http.ts';
+import { operationsApi } from './api/operations.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
-import { restApi, sameSecret } from './api/rest/plugin.ts';
+import { restApi } from './api/rest/plugin.ts';
 import { web3mqApi } from './api/web3mq/plugin.ts';
+import { ReplayGuard } from './api/web3mq/replay.ts';
 import { WEB3MQ_LIVE_PATH, startWeb3mqLive } from './api/web3mq/live.ts';
 import { attachWebSocket } from './channels/websocket.ts';
 import { startUdp } from './channels/udp.ts';
-import { startOutbox } from './notify/outbox.ts';
-import { loadVapidKeys } from './channels/webpush.ts';
+import { loadVapidKeys, type VapidKeys } from './channels/webpush.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -29,8 +38,22 @@ declare module 'fastify' {
   }
 }
 
+/** What one running node is made of (tests and tools read it; parts get only what they use). */
+export interface NodeParts {
+  config: Config;
+  store: Store;
+  notifier: Notifier;
+  hub: Hub;
+  /** Reaches every node: committed notifications, and devices to disconnect. */
+  bus: Bus;
+  log: Logger;
+  registry: Registry;
+  metrics: Metrics;
+  endpoints: Endpoints;
+}
+
 export interface RunningApp {
-  ctx: AppContext;
+  parts: NodeParts;
   endpoints: Endpoints;
   stop(): Promise<void>;
 }
@@ -39,6 +62,8 @@ export interface StartOptions {
   /** An already open store (tests share one); otherwise opened from the configuration. */
   store?: Store;
   bus?: Bus;
+  /** Where spent Web3MQ signatures are shared with the other nodes (with a bus given here). */
+  spentSignatures?: SpentSignatures;
   /** Leave out the outbox dispatcher (tools that only read). */
   withoutOutbox?: boolean;
 }
@@ -50,7 +75,7 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
 }
 
 /** The admin token: configured, or generated once into the data directory and printed then. */
-function adminToken(config: Config, log: pino.Logger): string {
+function adminToken(config: Config, log: Logger): string {
   if (!config.adminTokenGenerated) return config.adminToken;
   const file = path.join(config.dataDir, 'admin-token');
   if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
@@ -60,22 +85,113 @@ function adminToken(config: Config, log: pino.Logger): string {
   return config.adminToken;
 }
 
-function buildHttp(ctx: AppContext, https?: { cert: string; key: string }): FastifyInstance {
+/*
+ * The push channels: which provider is on, and how it sends, is decided here and nowhere else.
+ */
+
+function configurationHint(provider: PushProvider): string {
+  if (provider === 'apns') return 'set HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC';
+  if (provider === 'fcm') return 'set HERALD_FCM_SERVICE_ACCOUNT';
+  return 'configure its channel';
+}
+
+/** Why a provider cannot be used, or undefined when it is configured. */
+export function unconfiguredReason(config: Config, provider: string): string | undefined {
+  if (provider === 'apns' && !config.apns) return `APNs is not configured (${configurationHint('apns')})`;
+  if (provider === 'fcm' && !config.fcm) return `FCM is not configured (${configurationHint('fcm')})`;
+  // Web Push needs no account: its VAPID key pair is generated when none is configured.
+  if (provider !== 'apns' && provider !== 'fcm' && provider !== 'webpush') return `no push channel for provider ${provider}`;
+  return undefined;
+}
+
+/**
+ * Opens the channel of one provider. A configured provider that cannot start is an error.
+ * `threads`: APNs sends from worker threads when its configuration has them (the outbox); a
+ * one-off push (a device's test push) sends from the calling thread.
+ */
+async function openPushChannel(
+  config: Config,
+  provider: PushProvider,
+  vapid: VapidKeys,
+  log: Logger | undefined,
+  { threads = false } = {},
+): Promise<PushChannel> {
+  if (provider === 'apns' && threads && config.apns!.threads > 0) {
+    const { ThreadedChannel } = await import('./channels/thread.ts');
+    return ThreadedChannel.start('apns', config, config.apns!.threads, log);
+  }
+  if (provider === 'apns') {
+    const { ApnsChannel } = await import('./channels/apns.ts');
+    return ApnsChannel.fromConfig(config, log);
+  }
+  if (provider === 'fcm') {
+    const { FcmChannel } = await import('./channels/fcm.ts');
+    return FcmChannel.fromConfig(config, log);
+  }
+  const { WebPushChannel } = await import('./channels/webpush.ts');
+  void vapid;
+  return WebPushChannel.fromConfig(config, log);
+}
+
+/** The configured APNs and FCM channels, and Web Push, for the outbox. */
+async function openPushChannels(config: Config, vapid: VapidKeys, log: Logger): Promise<PushChannel[]> {
+  const channels: PushChannel[] = [];
+  for (const provider of ['apns', 'fcm'] as const) {
+    const why = unconfiguredReason(config, provider);
+    if (!why) channels.push(await openPushChannel(config, provider, vapid, log, { threads: true }));
+    else {
+      log.warn(`${why}: ${provider === 'apns' ? 'iOS and Mac' : 'Android'} devices get no push; their pushes wait in the outbox until it is configured or they expire`);
+    }
+  }
+  channels.push(await openPushChannel(config, 'webpush', vapid, log));
+  return channels;
+}
+
+/** `herald push test <station>`: one push straight to the device's provider, with its answer. */
+export async function testPush(config: Config, store: Store, stationText: string, log?: Logger): Promise<TestPushResult> {
+  const station = checkStation(stationText);
+  return sendTestPush(
+    {
+      deviceOf: (s) => deviceOf(store.db, s),
+      badgeOf: async (userId) => (await feedHead(store.db, userId)).badge,
+      async openChannel(provider) {
+        const unavailable = unconfiguredReason(config, provider);
+        if (unavailable) return { unavailable };
+        return openPushChannel(config, provider as PushProvider, loadVapidKeys(config), log);
+      },
+    },
+    station,
+  );
+}
+
+/*
+ * HTTP and HTTPS: the same APIs on both ports.
+ */
+
+interface HttpParts {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  apis: FastifyPluginAsync[];
+}
+
+function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): FastifyInstance {
+  const { config, metrics } = parts;
   // Without a request timeout a client that sends its body a byte at a time holds its
   // connection for ever (Fastify's default is none); Node checks for expired requests
   // every connectionsCheckingInterval. Upgraded WebSockets are no longer requests.
-  const requestTimeout = ctx.config.requestTimeoutMs;
+  const requestTimeout = config.requestTimeoutMs;
   const timeouts = {
     connectionsCheckingInterval: Math.min(30_000, Math.ceil(requestTimeout / 2)),
     headersTimeout: Math.min(60_000, requestTimeout),
   };
   const app = Fastify({
-    loggerInstance: ctx.log.child({ server: https ? 'https' : 'http' }),
+    loggerInstance: parts.log.child({ server: https ? 'https' : 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
     // Requests are not logged one by one, so none needs a child logger of its own (Fastify
     // would make one per request); errors are logged through the node's logger.
     childLoggerFactory: (logger) => logger,
-    bodyLimit: ctx.config.bodyLimit,
+    bodyLimit: config.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestTimeout,
@@ -103,31 +219,15 @@ function buildHttp(ctx: AppContext, https?: { cert: string; key: string }): Fast
     // Only known api names become labels: each label value is a series kept for good, so a
     // caller inventing names would otherwise grow the registry without bound.
     const route = api === 'ozeki' ? (isOzekiApi(query?.api) ? query.api : 'unknown') : (request.routeOptions.url ?? 'unknown');
-    ctx.metrics.httpRequests.inc({ api, route, status: String(reply.statusCode) });
-    ctx.metrics.httpDuration.observe({ api, route }, reply.elapsedTime / 1000);
+    metrics.httpRequests.inc({ api, route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ api, route }, reply.elapsedTime / 1000);
   });
 
-  app.get('/healthz', async () => {
-    await ctx.store.db.selectFrom('users').select('id').limit(1).execute();
-    return { status: 'ok' };
-  });
-  // The metrics tell who is busy and what fails: only the operator reads them (Prometheus
-  // sends the admin token with `authorization: { credentials: … }` or `bearer_token`).
-  app.get('/metrics', async (request, reply) => {
-    const auth = request.headers.authorization;
-    if (typeof auth !== 'string' || !auth.startsWith('Bearer ') || !sameSecret(auth.slice(7).trim(), ctx.config.adminToken)) {
-      return reply
-        .status(401)
-        .header('www-authenticate', 'Bearer')
-        .send({ error: 'send Authorization: Bearer <admin token> to read the metrics' });
-    }
-    reply.header('content-type', ctx.registry.contentType);
-    return ctx.registry.metrics();
-  });
-
-  app.register(ozekiApi(ctx));
-  app.register(restApi(ctx), { prefix: '/v1' });
-  app.register(web3mqApi(ctx), { prefix: '/api' });
+  const [operations, ozeki, rest, web3mq] = parts.apis;
+  app.register(operations);
+  app.register(ozeki);
+  app.register(rest, { prefix: '/v1' });
+  app.register(web3mq, { prefix: '/api' });
   return app;
 }
 
@@ -136,11 +236,35 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** Composes one node: store, bus, hub, notifier, HTTP(S) APIs, WebSocket, UDP and outbox. */
-export async function startApp(config: Config, options: StartOptions = {}): Promise<RunningApp> {
-  const log = pino({ level: config.logLevel });
+async function redisBus(url: string) {
+  const { RedisBus } = await import('./cluster/redis-bus.ts');
+  return RedisBus.connect(url);
+}
+
+/**
+ * Composes one node: store, bus, hub, notifier, HTTP(S) APIs, WebSocket, UDP, push channels
+ * and outbox. Every implementation is picked here.
+ */
+export async function startApp(configured: Config, options: StartOptions = {}): Promise<RunningApp> {
+  const log = pino({ level: configured.logLevel });
+  const config: Config = { ...configured, adminToken: adminToken(configured, log) };
   const store = options.store ?? (await openConfiguredStore(config));
-  const bus: Bus = options.bus ?? (config.redisUrl ? await redisBus(config.redisUrl) : new LocalBus());
+
+  // One node alone keeps everything in process; with Redis, notifications, disconnects and
+  // spent signatures reach every node.
+  let bus: Bus;
+  let spentSignatures: SpentSignatures | undefined;
+  if (options.bus) {
+    bus = options.bus;
+    spentSignatures = options.spentSignatures;
+  } else if (config.redisUrl) {
+    const redis = await redisBus(config.redisUrl);
+    bus = redis;
+    spentSignatures = redis;
+  } else {
+    bus = new LocalBus();
+  }
+
   const hub = new Hub();
   const notifier = new Notifier(store, bus, (error) =>
     log.error({ err: error }, 'publishing committed notifications failed; devices get them on resume'),
@@ -148,17 +272,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   const registry = new Registry();
   const metrics = createMetrics(registry);
   const endpoints: Endpoints = { http: '', https: '', ws: '', wss: '', udp: '' };
-  const ctx: AppContext = {
-    config: { ...config, adminToken: adminToken(config, log) },
-    store,
-    notifier,
-    hub,
-    bus,
-    log,
-    registry,
-    metrics,
-    endpoints,
-  };
+  const parts: NodeParts = { config, store, notifier, hub, bus, log, registry, metrics, endpoints };
   bus.subscribe((notifications) => hub.dispatch(notifications));
   bus.onDisconnect(({ userId, station, reason }) => hub.disconnectStation(userId, station, reason));
   notifier.onCommitted((notifications) => {
@@ -169,11 +283,34 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     for (const [type, count] of byType) metrics.notificationsCreated.inc({ type }, count);
   });
 
-  // A VAPID key file that cannot be used stops the node before it listens (and one is made if none exists).
-  loadVapidKeys(config);
+  // Per-node memories, made once and shared by the HTTP and HTTPS servers and the live sockets.
+  // A VAPID key file that cannot be used stops the node before it listens (one is made if none exists).
+  const vapid = loadVapidKeys(config);
+  const stationUsers = new StationUsers(store.db, bus);
+  const replayGuard = new ReplayGuard(spentSignatures);
+
+  const apis = [
+    operationsApi({
+      ping: async () => void (await store.db.selectFrom('users').select('id').limit(1).execute()),
+      registry,
+      adminToken: config.adminToken,
+    }),
+    ozekiApi({
+      db: store.db,
+      notifier,
+      bus,
+      stationUsers,
+      endpoints,
+      vapidPublicKey: vapid.publicKey,
+      bodyLimit: config.bodyLimit,
+      log,
+    }),
+    restApi({ db: store.db, bus, adminToken: config.adminToken, vapidPublicKey: vapid.publicKey, log }),
+    web3mqApi({ db: store.db, notifier, replayGuard, log }),
+  ];
   const tls = await loadTls(config);
-  const http = buildHttp(ctx);
-  const https = buildHttp(ctx, tls);
+  const http = buildHttp({ config, log, metrics, apis });
+  const https = buildHttp({ config, log, metrics, apis }, tls);
   await http.listen({ host: config.host, port: config.httpPort });
   await https.listen({ host: config.host, port: config.httpsPort });
   const host = config.publicHost ?? urlHost(config.host);
@@ -184,13 +321,20 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   endpoints.ws = `ws://${host}:${httpPort}/ws`;
   endpoints.wss = `wss://${host}:${httpsPort}/ws`;
 
-  const web3mqLive = startWeb3mqLive(ctx);
-  const websocket = attachWebSocket(ctx, [http.server, https.server], {
+  const web3mqLive = startWeb3mqLive(parts, replayGuard);
+  const websocket = attachWebSocket(parts, [http.server, https.server], {
     upgrades: new Map([[WEB3MQ_LIVE_PATH, web3mqLive.handleUpgrade]]),
   });
-  const udp = await startUdp(ctx);
+  const udp = await startUdp(parts);
   endpoints.udp = `udp://${host}:${udp.port}`;
-  const outbox = options.withoutOutbox ? undefined : await startOutbox(ctx);
+  const outbox = options.withoutOutbox
+    ? undefined
+    : await startOutbox({
+        deliveries: new SqlDeliveryStore(store.db, store.dialect),
+        channels: await openPushChannels(config, vapid, log.child({ part: 'outbox' })),
+        log: log.child({ part: 'outbox' }),
+        pushes: metrics.pushes,
+      });
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
   // devices costs no claim query (retries and other nodes' rows are found by its timer).
   if (outbox) {
@@ -203,7 +347,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
 
   let stopped = false;
   return {
-    ctx,
+    parts,
     endpoints,
     async stop() {
       if (stopped) return;
@@ -219,9 +363,4 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
       if (!options.store) await store.close();
     },
   };
-}
-
-async function redisBus(url: string): Promise<Bus> {
-  const { RedisBus } = await import('./cluster/redis-bus.ts');
-  return RedisBus.connect(url);
 }

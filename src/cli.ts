@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig, ConfigError } from './config.ts';
-import { openConfiguredStore, startApp } from './app.ts';
+import { openConfiguredStore, startApp, testPush } from './app.ts';
 import { createUser, listUsers, resolveUser } from './chat/users.ts';
 import { addFriendship } from './chat/friends.ts';
 import { HeraldError } from './errors.ts';
@@ -29,7 +29,7 @@ program
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
-      app.ctx.log.info({ signal }, 'stopping');
+      app.parts.log.info({ signal }, 'stopping');
       await app.stop();
       process.exit(0);
     };
@@ -77,8 +77,7 @@ program
   .description("send a test push to a device (its Ozeki-Station id) and print the provider's answer")
   .action(async (station: string) => {
     const config = loadConfig();
-    const { sendTestPush } = await import('./notify/push-test.ts');
-    const result = await withStore((store) => sendTestPush(config, store, station));
+    const result = await withStore((store) => testPush(config, store, station));
     print(result);
     if (result.outcome.kind !== 'delivered') process.exitCode = 2;
   });

@@ -26,12 +26,12 @@ describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
       users: Array<{ userid: string; email: string }>;
     };
     expect(list.users.map((u) => u.email)).toEqual(expect.arrayContaining(['dora@example.org', 'eve@example.org']));
-    const row = await server.app.ctx.store.db.selectFrom('friendships').selectAll().where('user_id', '=', eve.userid).execute();
+    const row = await server.app.parts.store.db.selectFrom('friendships').selectAll().where('user_id', '=', eve.userid).execute();
     expect(row.map((r) => r.friend_id)).toEqual([dora.userid]);
   });
 
   it.skipIf(!kind)('refuses a missing or wrong token, a user token, and bad bodies, changing nothing', async () => {
-    const before = await snapshot(server.app.ctx.store);
+    const before = await snapshot(server.app.parts.store);
     const none = await post('/users', { email: 'x@example.org', name: 'X' }, { 'content-type': 'application/json' });
     expect(none.status).toBe(401);
     expect(((await none.json()) as { error: string }).error).toMatch(/Bearer/);
@@ -43,7 +43,7 @@ describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
       'ozeki-station': user.client.station,
     });
     expect(asUser.status).toBe(403);
-    const after = await snapshot(server.app.ctx.store);
+    const after = await snapshot(server.app.parts.store);
     // Only Frank (created directly) was added.
     expect(after.counts.users).toBe(before.counts.users + 1);
 
@@ -54,7 +54,7 @@ describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
     expect(malformed.status).toBe(400);
     const duplicate = await post('/users', { email: 'dora@example.org', name: 'Dora' });
     expect(duplicate.status).toBe(409);
-    expect((await snapshot(server.app.ctx.store)).counts).toEqual(after.counts);
+    expect((await snapshot(server.app.parts.store)).counts).toEqual(after.counts);
   });
 
   it.skipIf(!kind)("a user sees and removes their own devices, never another user's", async () => {

@@ -19,8 +19,9 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
   beforeAll(async () => {
     const kind = STORE_KINDS.find((k) => k.name === 'postgres')?.kind ?? STORE_KINDS[0].kind!;
     store = await kind.open();
-    nodeA = await startTestServer(kind, {}, { store, bus: await RedisBus.connect(TEST_REDIS_URL!) });
-    nodeB = await startTestServer(kind, {}, { store, bus: await RedisBus.connect(TEST_REDIS_URL!) });
+    const [busA, busB] = [await RedisBus.connect(TEST_REDIS_URL!), await RedisBus.connect(TEST_REDIS_URL!)];
+    nodeA = await startTestServer(kind, {}, { store, bus: busA, spentSignatures: busA });
+    nodeB = await startTestServer(kind, {}, { store, bus: busB, spentSignatures: busB });
   });
   afterAll(async () => {
     await nodeA?.stop();
@@ -38,15 +39,15 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
       channel: 'ws',
       deliver: (notification) => received.push(notification),
     };
-    nodeB.app.ctx.hub.add(connection);
+    nodeB.app.parts.hub.add(connection);
     const { conversation } = await alice.client.createConversation([bob.userid]);
     const id = (conversation as { id: string }).id;
     await alice.client.addMessage(id, 'across', 'eA==');
     const message = await waitFor(() => received.find((n) => n.type === 'message'), 5000, 'the message on node B');
     expect(message).toMatchObject({ userId: bob.userid, title: '1 message from Alice', badge: 1, conversationId: id });
     // Node A holds no connection of Bob's: nothing was delivered there.
-    expect(nodeA.app.ctx.hub.connectionsOf(bob.userid)).toBeUndefined();
-    nodeB.app.ctx.hub.remove(connection);
+    expect(nodeA.app.parts.hub.connectionsOf(bob.userid)).toBeUndefined();
+    nodeB.app.parts.hub.remove(connection);
   });
 
   it("removing a device through node A ends its WebSocket on node B", async () => {
@@ -55,7 +56,7 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     await tablet.login(carol.apikey, 'browser');
     const device = await connectDevice(nodeB, tablet.station);
     const refused = device.receiver.next('refused');
-    expect(nodeB.app.ctx.hub.connectionsOf(carol.userid)?.size).toBe(1);
+    expect(nodeB.app.parts.hub.connectionsOf(carol.userid)?.size).toBe(1);
     // Node B has answered the tablet, so it knows the tablet's user from memory.
     const onB = new OzekiClient(nodeB.http, tablet.station);
     expect((await onB.call('chatconversation', { action: 'list' })).httpStatus).toBe(200);
@@ -66,7 +67,7 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     });
     expect(response.status).toBe(204);
     expect(await refused).toEqual({ code: 4401, reason: 'this device was removed' });
-    await waitFor(() => nodeB.app.ctx.hub.connectionsOf(carol.userid) === undefined, 5000, 'the connection to leave node B');
+    await waitFor(() => nodeB.app.parts.hub.connectionsOf(carol.userid) === undefined, 5000, 'the connection to leave node B');
     // The disconnect reached node B before the socket closed: its memory of the station is gone too.
     expect((await onB.call('chatconversation', { action: 'list' })).httpStatus).toBe(401);
   });

@@ -30,7 +30,7 @@ describe.each(STORE_KINDS)('the Ozeki API refuses bad input on $name', ({ kind }
     expected: { status: number; message: RegExp },
     headers: Record<string, string> = { 'ozeki-station': alice.client.station },
   ) {
-    const before = await snapshot(server.app.ctx.store);
+    const before = await snapshot(server.app.parts.store);
     const response = await fetch(`${server.http}/?srv=chatserver&api=${api}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headers },
@@ -40,7 +40,7 @@ describe.each(STORE_KINDS)('the Ozeki API refuses bad input on $name', ({ kind }
     expect(answer.status).toBe('ERROR');
     expect(answer.errormessage).toMatch(expected.message);
     expect(response.status).toBe(expected.status);
-    expect(await snapshot(server.app.ctx.store)).toEqual(before);
+    expect(await snapshot(server.app.parts.store)).toEqual(before);
   }
 
   const envelope = (fields: Record<string, unknown>) =>

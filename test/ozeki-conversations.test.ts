@@ -33,7 +33,7 @@ describe.each(STORE_KINDS)('Ozeki conversations on $name', ({ kind }) => {
 
   const unread = async (conversationId: string, userId: string) =>
     (
-      await server.app.ctx.store.db
+      await server.app.parts.store.db
         .selectFrom('participants')
         .select('unread_count')
         .where('conversation_id', '=', conversationId)
@@ -85,11 +85,11 @@ describe.each(STORE_KINDS)('Ozeki conversations on $name', ({ kind }) => {
     const id = (conversation as Entry).id;
     const blocked = await alice.client.ok('chatblocklist', { action: 'block', userid: carol.userid });
     expect(blocked.blockedusers).toEqual([carol.userid]);
-    const before = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
+    const before = await server.app.parts.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
     await carol.client.addMessage(id, 'spam', 'c3BhbQ==');
     expect(await unread(id, alice.userid)).toBe(0);
     expect(await messageIds(alice, id)).toEqual([]);
-    const after = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
+    const after = await server.app.parts.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
     expect(after.length).toBe(before.length);
     // Carol still sees her own message.
     expect(await messageIds(carol, id)).toEqual(['spam']);

@@ -41,7 +41,7 @@ describe.each(STORE_KINDS)('the Ozeki seed flow on $name', ({ kind }) => {
     expect(messages.map((m) => m.ID)).toEqual(['msg-1']);
     expect(messages[0].Data).toBe(data);
 
-    const unreadBefore = await server.app.ctx.store.db
+    const unreadBefore = await server.app.parts.store.db
       .selectFrom('participants')
       .select('unread_count')
       .where('conversation_id', '=', conversation.id)
@@ -50,7 +50,7 @@ describe.each(STORE_KINDS)('the Ozeki seed flow on $name', ({ kind }) => {
     expect(unreadBefore.unread_count).toBe(1);
 
     await bob.client.viewed(conversation.id, ['msg-1']);
-    const unreadAfter = await server.app.ctx.store.db
+    const unreadAfter = await server.app.parts.store.db
       .selectFrom('participants')
       .select('unread_count')
       .where('conversation_id', '=', conversation.id)

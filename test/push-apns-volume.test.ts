@@ -23,7 +23,7 @@ describe.each(CASES)('a burst of pushes to APNs on $name, $threads APNs threads'
     // A peer limit well below the dispatcher's own bound, so the test shows it is respected.
     doubles = await startPushDoubles({ maxConcurrentStreams: 100 });
     server = await startTestServer(kind, { ...doubles.env, HERALD_APNS_THREADS: threads });
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     const now = Date.now();
     const devices = [];
     for (let u = 0; u < USERS; u++) {
@@ -61,10 +61,10 @@ describe.each(CASES)('a burst of pushes to APNs on $name, $threads APNs threads'
         drafts.push({ userId, type: 'message', conversationId: `c-${userId.slice(0, 8)}`, senderId: null, title: `${i} messages from Alice` });
       }
     }
-    await server.app.ctx.notifier.transact((_trx, emit) => emit(drafts));
+    await server.app.parts.notifier.transact((_trx, emit) => emit(drafts));
 
     await waitFor(() => doubles.apns.accepted >= TOTAL, 60_000, `${TOTAL} pushes to be accepted`);
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     await waitFor(async () => {
       const row = await db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'delivered').executeTakeFirstOrThrow();
       return Number(row.n) === TOTAL;

@@ -61,7 +61,7 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
     expect(cleanFcm.message.data).toMatchObject({ type: 'clean', badge: '0', conversationid: conversationId });
 
     // The outcomes are recorded in the outbox too: four rows, all delivered.
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     await waitFor(async () => {
       const states = await db.selectFrom('deliveries').select('state').execute();
       return states.length === 4 && states.every((s) => s.state === 'delivered');

@@ -33,7 +33,7 @@ describe.each(STORE_KINDS)('a dead push token on $name', ({ kind }) => {
     const unregisteredAt = Date.now() - 60_000;
     doubles.apns.unregister(deadIphone, unregisteredAt);
     doubles.fcm.unregister(deadAndroid);
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
 
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => doubles.apns.pushesTo(goodIphone).length === 1, 5000, 'the healthy iPhone to get the first push');

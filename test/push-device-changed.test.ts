@@ -3,7 +3,7 @@ import { STORE_KINDS } from './helpers/stores.ts';
 import { waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { apnsToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
-import { disablePush } from '../src/chat/devices.ts';
+import { disablePush } from '../src/store/deliveries.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
 import { notificationId } from '../src/model/notification.ts';
 
@@ -32,7 +32,7 @@ describe.each(STORE_KINDS)('a device that changed while its push waited, on $nam
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => doubles.apns.pushesTo(unregisteredMac).length === 1, 5000, 'the first push on all three devices');
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     const feedRow = await db.selectFrom('notifications').select(['user_key', 'seq']).where('user_key', '=', userKeyOf(bob.userid)).executeTakeFirstOrThrow();
     const notification = { id: notificationId(feedRow.user_key, feedRow.seq) };
 

@@ -45,7 +45,7 @@ describe.each(STORE_KINDS)('a provider asking to retry later on $name', ({ kind 
     expect(doubles.apns.pushesTo(iphone)[0].payload.aps.alert.title).toBe('1 message from Alice');
 
     const rows = await waitFor(async () => {
-      const r = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'attempts', 'last_error']).execute();
+      const r = await server.app.parts.store.db.selectFrom('deliveries').select(['state', 'attempts', 'last_error']).execute();
       return r.every((row) => row.state === 'delivered') ? r : undefined;
     }, 5000, 'the deliveries to be recorded');
     expect(rows.map((r) => r.attempts)).toEqual([2, 2]);

@@ -71,7 +71,7 @@ describe.each(STORE_KINDS)('registering push tokens on $name', ({ kind }) => {
     const bobsStation = newStation();
     expect((await put(bob.userid, bobsStation, { platform: 'ios', pushtoken: token })).status).toBe(200);
     await carol.client.ok('chatdevice', { action: 'register', platform: 'ios', pushtoken: token });
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     const bobsDevice = await db.selectFrom('devices').selectAll().where('station', '=', bobsStation).executeTakeFirstOrThrow();
     expect(bobsDevice.push_token).toBeNull();
 

@@ -33,7 +33,7 @@ describe('a Web Push endpoint on an internal address', () => {
   });
 
   async function disabledReason(): Promise<string> {
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     const device = await waitFor(
       () =>
         db

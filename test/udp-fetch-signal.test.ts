@@ -23,7 +23,7 @@ describe.each(STORE_KINDS)('UDP notifications too large for one datagram on $nam
       },
     });
     try {
-      const [small, large] = await server.app.ctx.notifier.transact((_trx, emit) =>
+      const [small, large] = await server.app.parts.notifier.transact((_trx, emit) =>
         emit([
           { userId: bob.userid, type: 'test', title: 'small', data: { note: 'fits' } },
           { userId: bob.userid, type: 'test', title: 'large', data: { note: 'x'.repeat(3000) } },

@@ -32,7 +32,7 @@ describe.each(STORE_KINDS)('herald listen --udp on $name', ({ kind }) => {
       // It echoed the server's cookie before the server bound its address.
       expect(stderr.indexOf('proving this address to udp://')).toBeGreaterThanOrEqual(0);
       expect(stderr.indexOf('proving this address to udp://')).toBeLessThan(stderr.indexOf('registered at udp://'));
-      const [sent] = await server.app.ctx.notifier.transact((_trx, emit) =>
+      const [sent] = await server.app.parts.notifier.transact((_trx, emit) =>
         emit([{ userId: bob.userid, type: 'test', title: 'Hello from the test' }]),
       );
       const line = await waitFor(() => stdout.split('\n').find((l) => l.includes(sent.id)), 5000, 'the printed notification');

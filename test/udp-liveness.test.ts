@@ -62,7 +62,7 @@ describe.each(STORE_KINDS)('UDP endpoints that fall silent on $name', ({ kind })
         resumed.on('notification', (frame: UdpFrame) => caughtUp.push(frame));
         try {
           await resumed.start();
-          const missed = (await readFeed(server.app.ctx.store.db, bob.userid, lastSeq)).map((n) => n.seq);
+          const missed = (await readFeed(server.app.parts.store.db, bob.userid, lastSeq)).map((n) => n.seq);
           expect(missed.length).toBeGreaterThan(0);
           await waitFor(() => caughtUp.length >= missed.length, 5000, 'the missed notifications');
           expect(caughtUp.map((f) => f.seq)).toEqual(missed);

@@ -52,7 +52,7 @@ describe.each(STORE_KINDS)('UDP push to a desktop client on $name', ({ kind }) =
       // The acknowledgements reach the device record.
       await waitFor(
         async () => {
-          const device = await server.app.ctx.store.db
+          const device = await server.app.parts.store.db
             .selectFrom('devices')
             .select('acked_seq')
             .where('station', '=', bob.client.station)

@@ -36,7 +36,7 @@ describe.each(STORE_KINDS)('UDP retransmission on $name', ({ kind }) => {
     await waitFor(() => frames.some((f) => f.type === 'clean'), 10_000, 'the clean push');
     // Nothing is left unacknowledged: any copy the server sent again has arrived by now.
     await waitFor(async () => (await metric(server, 'herald_udp_pending')) === 0, 10_000, 'every push acknowledged');
-    return (await readFeed(server.app.ctx.store.db, bob.userid, after)).map((n) => n.seq);
+    return (await readFeed(server.app.parts.store.db, bob.userid, after)).map((n) => n.seq);
   }
 
   it.skipIf(!kind)('with the first 3 datagrams lost, Bob still receives everything exactly once', async () => {

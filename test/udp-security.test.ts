@@ -151,7 +151,7 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
       raw.socket.send(encodeDatagram(key, echo), port, '127.0.0.1');
       await waitForMetric(server, DROPPED, 'reason="unknown_station"', before + 1);
       expect(raw.received).toHaveLength(1);
-      expect(server.app.ctx.hub.connectionsOf(erin.userid)).toBeUndefined();
+      expect(server.app.parts.hub.connectionsOf(erin.userid)).toBeUndefined();
     } finally {
       await raw.close();
     }

@@ -93,7 +93,7 @@ describe.each(STORE_KINDS)('the Web3MQ notification history and its sources, on 
   it.skipIf(!kind)('agreeing to a friend request makes the two friends and tells the requester; agreeing again is refused', async () => {
     const agreed = await alice.signedPost('/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, ['agree', carol.userid]);
     expect(agreed.body).toEqual({ code: 0, msg: 'ok' });
-    const friendships = await server.app.ctx.store.db.selectFrom('friendships').selectAll().where('user_id', 'in', [alice.userid, carol.userid]).execute();
+    const friendships = await server.app.parts.store.db.selectFrom('friendships').selectAll().where('user_id', 'in', [alice.userid, carol.userid]).execute();
     expect(friendships.map((f) => `${f.user_id}>${f.friend_id}`).sort()).toEqual([`${alice.userid}>${carol.userid}`, `${carol.userid}>${alice.userid}`].sort());
     const told = await carol.history({ notice_type: 'system.agree_friend_request' });
     expect(told.body.data.result).toHaveLength(1);

@@ -13,14 +13,14 @@ describe.each(STORE_KINDS)('Web3MQ keys: register, log in, user info, on $name',
   });
   afterAll(async () => server?.stop());
   beforeEach(async () => {
-    if (kind) before = await web3mqSnapshot(server.app.ctx.store);
+    if (kind) before = await web3mqSnapshot(server.app.parts.store);
   });
 
   async function expectRefused(reply: Reply, status: number, message: RegExp) {
     expect(reply.status).toBe(status);
     expect(reply.body.code).toBe(status);
     expect(reply.body.msg).toMatch(message);
-    expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
+    expect(await web3mqSnapshot(server.app.parts.store)).toEqual(before);
   }
 
   it.skipIf(!kind)('an unknown wallet is "User not found"; after registering, user info names its userid and main key', async () => {
@@ -39,7 +39,7 @@ describe.each(STORE_KINDS)('Web3MQ keys: register, log in, user info, on $name',
       msg: 'ok',
       data: { userid: user.userid, did_type: 'eth', did_value: user.wallet.address, main_pubkey: user.mainKey.publicHex, pubkey_type: 'ed25519' },
     });
-    const herald = await server.app.ctx.store.db.selectFrom('users').selectAll().where('id', '=', user.userid).executeTakeFirstOrThrow();
+    const herald = await server.app.parts.store.db.selectFrom('users').selectAll().where('id', '=', user.userid).executeTakeFirstOrThrow();
     expect(herald.email).toBe(`${user.userid}@web3mq.invalid`);
   });
 
@@ -83,7 +83,7 @@ describe.each(STORE_KINDS)('Web3MQ keys: register, log in, user info, on $name',
 
   it.skipIf(!kind)('registering the same userid or wallet twice is refused', async () => {
     const user = await new RawWeb3mqUser(server.http).registerAndLogin();
-    before = await web3mqSnapshot(server.app.ctx.store);
+    before = await web3mqSnapshot(server.app.parts.store);
     await expectRefused(await post(server.http, '/api/user_register_v2/', user.registerBody()), 409, /already registered/);
   });
 
@@ -101,7 +101,7 @@ describe.each(STORE_KINDS)('Web3MQ keys: register, log in, user info, on $name',
   it.skipIf(!kind)('a login is refused when not signed by the main key, for a changed content, or a stale timestamp', async () => {
     const user = new RawWeb3mqUser(server.http);
     await post(server.http, '/api/user_register_v2/', user.registerBody());
-    before = await web3mqSnapshot(server.app.ctx.store);
+    before = await web3mqSnapshot(server.app.parts.store);
     const body = user.loginBody();
     const impostor = newEd25519Key();
     await expectRefused(

@@ -22,7 +22,7 @@ describe.each(STORE_KINDS)('refused Web3MQ calls change nothing, on $name', ({ k
   });
   afterAll(async () => server?.stop());
   beforeEach(async () => {
-    if (kind) before = await web3mqSnapshot(server.app.ctx.store);
+    if (kind) before = await web3mqSnapshot(server.app.parts.store);
   });
 
   async function expectRefused(reply: Reply, status: number, message: RegExp) {
@@ -30,7 +30,7 @@ describe.each(STORE_KINDS)('refused Web3MQ calls change nothing, on $name', ({ k
     expect(reply.body.code).toBe(status);
     expect(reply.body.msg).toMatch(message);
     expect(reply.body.data).toBeUndefined();
-    expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
+    expect(await web3mqSnapshot(server.app.parts.store)).toEqual(before);
   }
 
   it.skipIf(!kind)('a signature made with another key is refused as a bad signature', async () => {
@@ -103,12 +103,12 @@ describe.each(STORE_KINDS)('refused Web3MQ calls change nothing, on $name', ({ k
   it.skipIf(!kind)('an expired temporary key is refused', async () => {
     const carol = await new RawWeb3mqUser(server.http).registerAndLogin();
     // The key's lifetime is over: set its expiry into the past rather than waiting for it.
-    await server.app.ctx.store.db
+    await server.app.parts.store.db
       .updateTable('web3mq_login_keys')
       .set({ expires_at: Date.now() - 1 })
       .where('pubkey', '=', carol.tempKey.publicHex)
       .execute();
-    before = await web3mqSnapshot(server.app.ctx.store);
+    before = await web3mqSnapshot(server.app.parts.store);
     const reply = await carol.history({});
     await expectRefused(reply, 401, /expired/);
   });

@@ -54,13 +54,13 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     const publish = captured(bob, '/api/publish_topic_message/', { topicid: topicId, title: 'v1', content: 'out now' }, [topicId]);
     expect((await publish.send()).body).toEqual({ code: 0, msg: 'ok', data: { recipients: 1 } });
     const told = await aliceSubscriptions();
-    const before = await web3mqSnapshot(server.app.ctx.store);
+    const before = await web3mqSnapshot(server.app.parts.store);
 
     const replayed = await publish.send();
     expect(replayed).toEqual({ status: 409, body: REPLAYED });
     // The signature does not cover title and content: a replay with other text is the same replay.
     expect((await publish.send({ title: 'forged', content: 'forged' })).body).toEqual(REPLAYED);
-    expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
+    expect(await web3mqSnapshot(server.app.parts.store)).toEqual(before);
     expect(await aliceSubscriptions()).toBe(told);
   });
 
@@ -85,20 +85,20 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     const agree = captured(alice, '/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, ['agree', carol.userid]);
     expect((await agree.send()).body.code).toBe(0);
 
-    const before = await web3mqSnapshot(server.app.ctx.store);
+    const before = await web3mqSnapshot(server.app.parts.store);
     for (const call of [...calls, read, agree]) expect(await call.send()).toEqual({ status: 409, body: REPLAYED });
-    expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
+    expect(await web3mqSnapshot(server.app.parts.store)).toEqual(before);
   });
 
   it.skipIf(!kind)('the same signature written with other spare base64 bits is the same signature, and refused', async () => {
     const create = captured(bob, '/api/create_topic/', { topic_name: 'respelled' }, []);
     expect((await create.send()).body.code).toBe(0);
-    const before = await web3mqSnapshot(server.app.ctx.store);
+    const before = await web3mqSnapshot(server.app.parts.store);
     const variant = respelled(create.body.web3mq_signature);
     expect(variant).not.toBe(create.body.web3mq_signature);
     expect(Buffer.from(variant, 'base64')).toEqual(Buffer.from(create.body.web3mq_signature, 'base64'));
     expect((await create.send({ web3mq_signature: variant })).body).toEqual(REPLAYED);
-    expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
+    expect(await web3mqSnapshot(server.app.parts.store)).toEqual(before);
   });
 
   it.skipIf(!kind)('a history URL can be read again, but its signature cannot be spent on a publication', async () => {
@@ -126,11 +126,11 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     expect((await post(server.http, '/api/user_register_v2/', register)).body.code).toBe(0);
     const login = dave.loginBody();
     expect((await post(server.http, '/api/user_login_v2/', login)).body.code).toBe(0);
-    const before = await web3mqSnapshot(server.app.ctx.store);
+    const before = await web3mqSnapshot(server.app.parts.store);
 
     expect(await post(server.http, '/api/user_login_v2/', login)).toEqual({ status: 409, body: REPLAYED });
     expect(await post(server.http, '/api/user_register_v2/', register)).toEqual({ status: 409, body: REPLAYED });
-    expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
+    expect(await web3mqSnapshot(server.app.parts.store)).toEqual(before);
   });
 
   function connectFrame(userId: string, key: Ed25519Key, timestamp: number): Uint8Array {
@@ -163,7 +163,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
 
   it.skipIf(!kind)(`a login beyond ${MAX_LOGIN_KEYS_PER_USER} held keys retires the oldest, and a ConnectReq is checked against the newest ${MAX_KEYS_TRIED} only`, async () => {
     const erin = await new RawWeb3mqUser(server.http).registerAndLogin();
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
     const first = erin.tempKey;
     // Logins in one millisecond share created_at: make the first key unambiguously the oldest.
     await db.updateTable('web3mq_login_keys').set({ created_at: Date.now() - 60_000 }).where('pubkey', '=', first.publicHex).execute();
@@ -214,7 +214,7 @@ describe('the memory of used signatures', () => {
   });
 
   it('when full, refuses new signatures rather than forgetting ones still in the window; one user cannot fill it alone', () => {
-    const guard = new ReplayGuard(3, 2);
+    const guard = new ReplayGuard(undefined, 3, 2);
     expect(guard.claim('a1', 'alice', t0, 'write', t0)).toBeUndefined();
     expect(guard.claim('a2', 'alice', t0, 'write', t0)).toBeUndefined();
     expect(guard.claim('a3', 'alice', t0, 'write', t0)?.refused).toBe('user over limit');

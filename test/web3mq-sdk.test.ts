@@ -59,7 +59,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     await server?.stop();
   });
 
-  const unreadOf = async (userId: string) => (await feedHead(server.app.ctx.store.db, userId)).badge;
+  const unreadOf = async (userId: string) => (await feedHead(server.app.parts.store.db, userId)).badge;
 
   it.skipIf(!kind)('Alice registers her wallet and logs in with a temporary key, all through the SDK', async () => {
     const url = await Client.init({ connectUrl: server.http, app_key: 'herald-test' });
@@ -109,7 +109,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     expect(session.tempPublicKey).toMatch(/^[0-9a-f]{64}$/);
     expect(session.tempPublicKey).not.toBe(mainKeys.publicKey);
     tempPrivateKey = session.tempPrivateKey;
-    const stored = await server.app.ctx.store.db
+    const stored = await server.app.parts.store.db
       .selectFrom('web3mq_login_keys')
       .selectAll()
       .where('user_id', '=', aliceId)
@@ -123,7 +123,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     bob = await new RawWeb3mqUser(server.http).registerAndLogin();
 
     // Alice's one device, a browser tab on Herald's own WebSocket, logged in with her API key.
-    const alice = await server.app.ctx.store.db.selectFrom('users').select('apikey').where('id', '=', aliceId).executeTakeFirstOrThrow();
+    const alice = await server.app.parts.store.db.selectFrom('users').select('apikey').where('id', '=', aliceId).executeTakeFirstOrThrow();
     const aliceTab = new OzekiClient(server.http, newStation());
     await aliceTab.login(alice.apikey, 'browser');
     device = await connectDevice(server, aliceTab.station);

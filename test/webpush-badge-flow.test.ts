@@ -51,7 +51,7 @@ describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', 
     });
     // The id names the notification's place in Bob's feed.
     const named = parseNotificationId(shown.id as string);
-    const notification = await server.app.ctx.store.db
+    const notification = await server.app.parts.store.db
       .selectFrom('notifications')
       .select(['seq', 'title'])
       .where('user_key', '=', userKeyOf(bob.userid))
@@ -78,7 +78,7 @@ describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', 
     // One connection, kept alive for both pushes; both outcomes recorded.
     expect(pushService.connections).toBe(1);
     await waitFor(async () => {
-      const states = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
+      const states = await server.app.parts.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
       return states.length === 2 && states.every((s) => s.state === 'delivered' && s.provider === 'webpush');
     }, 5000, 'both deliveries recorded as delivered');
   });

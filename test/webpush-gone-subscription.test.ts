@@ -41,7 +41,7 @@ describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone 
 
   it.skipIf(!kind)('410 Gone disables the subscription, and nothing more is sent to it', async () => {
     pushService.expire(goneEndpoint);
-    const db = server.app.ctx.store.db;
+    const db = server.app.parts.store.db;
 
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => pushService.messagesTo(goodEndpoint).length === 1, 5000, 'the laptop to get the first push');

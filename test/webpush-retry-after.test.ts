@@ -42,7 +42,7 @@ describe.each(STORE_KINDS)('a push service asking Herald to slow down on $name',
     expect(browser.decrypt(arrived.body)).toMatchObject({ type: 'message', title: '1 message from Alice', badge: 1, conversationid: conversationId });
 
     const [row] = await waitFor(async () => {
-      const rows = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'attempts']).execute();
+      const rows = await server.app.parts.store.db.selectFrom('deliveries').select(['state', 'attempts']).execute();
       return rows.length === 1 && rows[0].state === 'delivered' && rows;
     }, 5000, 'the delivery to be recorded');
     expect(row.attempts).toBe(2);

@@ -44,7 +44,7 @@ describe.each(STORE_KINDS)('registering a browser push subscription on $name', (
   const bobsSubscription = goodSubscription();
 
   async function pushColumns(station: string) {
-    return server.app.ctx.store.db
+    return server.app.parts.store.db
       .selectFrom('devices')
       .select(['platform', 'push_provider', 'push_token', 'push_keys', 'push_disabled_at'])
       .where('station', '=', station)

@@ -91,7 +91,7 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     expect(await stations()).toHaveLength(MAX_DEVICES_PER_USER);
     expect(await stations()).toContain(oldest.station);
     // Seen long ago, so it is the first to go whatever the clock's resolution.
-    await server.app.ctx.store.db.updateTable('devices').set({ last_seen_at: 1 }).where('station', '=', oldest.station).execute();
+    await server.app.parts.store.db.updateTable('devices').set({ last_seen_at: 1 }).where('station', '=', oldest.station).execute();
 
     const newest = new OzekiClient(server.http, newStation());
     await newest.login(dave.apikey, 'windows');

@@ -24,7 +24,7 @@ describe('WebSocket liveness', () => {
     bob = await addUser(server, 'Bob');
     // A second listener of the same node, with a ping interval short enough to test.
     extra = http.createServer();
-    channel = attachWebSocket(server.app.ctx, [extra], { pingIntervalMs: PING_MS });
+    channel = attachWebSocket(server.app.parts, [extra], { pingIntervalMs: PING_MS });
     await new Promise<void>((resolve) => extra.listen(0, '127.0.0.1', resolve));
     url = `ws://127.0.0.1:${(extra.address() as AddressInfo).port}/ws?station=${bob.client.station}`;
   });

@@ -18,11 +18,11 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
 
   /** Commits test notifications for Bob without handing them to the hub. */
   async function commitQuietly(count: number): Promise<Notification[]> {
-    return server.app.ctx.store.db.transaction().execute((trx) =>
+    return server.app.parts.store.db.transaction().execute((trx) =>
       appendNotifications(
         trx,
         Array.from({ length: count }, (_, i) => ({ userId: bob.userid, type: 'test' as const, title: `test ${i}` })),
-        { bulk: server.app.ctx.store.bulk },
+        { bulk: server.app.parts.store.bulk },
       ),
     );
   }
@@ -30,7 +30,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
   it.skipIf(!kind)('notifications that reach the server out of order still reach the device in sequence order', async () => {
     const device = await connectDevice(server, bob.client.station);
     const committed = await commitQuietly(5);
-    await server.app.ctx.notifier.publish([...committed].reverse());
+    await server.app.parts.notifier.publish([...committed].reverse());
     await waitFor(() => device.frames.length === 5, 5000, 'five frames');
     expect(device.frames.map((f) => f.seq)).toEqual(committed.map((n) => n.seq));
     device.receiver.close();
@@ -40,7 +40,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
     const device = await connectDevice(server, bob.client.station);
     const committed = await commitQuietly(3);
     // Only the last one is handed over live (as when a bus message between nodes is lost).
-    await server.app.ctx.notifier.publish(committed.slice(2));
+    await server.app.parts.notifier.publish(committed.slice(2));
     await waitFor(() => device.frames.length === 3, 5000, 'the missing frames to be read from the feed');
     expect(device.frames.map((f) => f.id)).toEqual(committed.map((n) => n.id));
     device.receiver.close();
@@ -51,7 +51,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
     const since = backlog[0].seq - 1;
     // The moment the connection is registered (before the feed is read), new notifications
     // are committed and handed over, so they land in the middle of the paged replay.
-    const hub = server.app.ctx.hub;
+    const hub = server.app.parts.hub;
     const register = hub.add.bind(hub);
     const duringReplay: Promise<Notification[]>[] = [];
     hub.add = (connection) => {
@@ -60,7 +60,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
       for (let i = 0; i < 3; i++) {
         duringReplay.push(
           commitQuietly(2).then(async (notifications) => {
-            await server.app.ctx.notifier.publish(notifications);
+            await server.app.parts.notifier.publish(notifications);
             return notifications;
           }),
         );
@@ -79,10 +79,10 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
   it.skipIf(!kind)('notifications handed over twice reach the device once', async () => {
     const device = await connectDevice(server, bob.client.station);
     const committed = await commitQuietly(2);
-    await server.app.ctx.notifier.publish(committed);
-    await server.app.ctx.notifier.publish(committed);
+    await server.app.parts.notifier.publish(committed);
+    await server.app.parts.notifier.publish(committed);
     const [next] = await commitQuietly(1);
-    await server.app.ctx.notifier.publish([next]);
+    await server.app.parts.notifier.publish([next]);
     await waitFor(() => device.receiver.lastSeq === next.seq, 5000, 'the last frame');
     expect(device.frames.map((f) => f.seq)).toEqual([...committed, next].map((n) => n.seq));
     device.receiver.close();

@@ -48,8 +48,8 @@ describe.each(STORE_KINDS)('WebSocket delivery progress on $name', ({ kind }) =>
   });
 
   it.skipIf(!kind)('is written for every device within about 2 s, a share of them at a time', async () => {
-    const db = server.app.ctx.store.db;
-    const [notification] = await server.app.ctx.notifier.transact((_trx, emit) =>
+    const db = server.app.parts.store.db;
+    const [notification] = await server.app.parts.notifier.transact((_trx, emit) =>
       emit([{ userId: bob.userid, type: 'message', conversationId: 'c1', senderId: null, title: '1 message from Alice', unread: 1 }]),
     );
     await waitFor(() => frames.size === DEVICES, 5000, 'every device to get the frame');

@@ -45,7 +45,7 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
   afterAll(async () => server?.stop());
 
   async function lastSeqOfBob(): Promise<number> {
-    return (await feedHead(server.app.ctx.store.db, bob.userid)).lastSeq;
+    return (await feedHead(server.app.parts.store.db, bob.userid)).lastSeq;
   }
 
   it.skipIf(!kind)('a device that was away gets exactly the 50 messages it missed, in order, then live ones', async () => {
@@ -103,7 +103,7 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
   it.skipIf(!kind)('1,000 notifications committed in quick transactions during reconnects arrive complete, ordered and once', async () => {
     const startSeq = await lastSeqOfBob();
     const { device, counter } = await deviceCutDuringBurst();
-    const { notifier } = server.app.ctx;
+    const { notifier } = server.app.parts;
     for (let batch = 0; batch < 100; batch++) {
       await notifier.transact((_trx, emit) =>
         emit(Array.from({ length: 10 }, (_, i) => ({ userId: bob.userid, type: 'test' as const, title: `burst ${batch}.${i}` }))),

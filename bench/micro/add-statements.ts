@@ -11,7 +11,8 @@ import { openStore } from '../../src/store/db.ts';
 import { LocalBus } from '../../src/cluster/bus.ts';
 import { Notifier } from '../../src/notify/notifier.ts';
 import { createUser } from '../../src/chat/users.ts';
-import { addMessage, createConversation } from '../../src/chat/conversations.ts';
+import { createConversation } from '../../src/chat/conversations.ts';
+import { addMessage } from '../../src/chat/messages.ts';
 import { clearStatementTimes, printStatementTimes, timeStatements } from './statement-times.ts';
 
 /** GROUP=N: one group of N users instead of 500 one-to-one pairs. */

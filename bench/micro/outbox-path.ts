@@ -16,9 +16,8 @@ import { createUser } from '../../src/chat/users.ts';
 import { bindStation, registerDevice } from '../../src/chat/devices.ts';
 import { startOutbox } from '../../src/notify/outbox.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { loadConfig } from '../../src/config.ts';
 import type { PushChannel, SendOutcome } from '../../src/model/channel.ts';
-import type { AppContext } from '../../src/context.ts';
+import { SqlDeliveryStore } from '../../src/store/deliveries.ts';
 import type { NotificationDraft } from '../../src/model/notification.ts';
 import { clearStatementTimes, printStatementTimes, timeStatements } from './statement-times.ts';
 
@@ -55,9 +54,12 @@ const channel: PushChannel = {
   },
   close: async () => {},
 };
-const config = loadConfig({ HERALD_DATA_DIR: dir });
-const ctx = { config, store, notifier, log: pino({ level: 'silent' }), metrics: createMetrics(new Registry()) } as unknown as AppContext;
-const outbox = await startOutbox(ctx, { channels: [channel] });
+const outbox = await startOutbox({
+  deliveries: new SqlDeliveryStore(store.db, store.dialect),
+  channels: [channel],
+  log: pino({ level: 'silent' }),
+  pushes: createMetrics(new Registry()).pushes,
+});
 notifier.onCommitted(() => outbox.kick());
 
 const drafts = (i: number): NotificationDraft[] =>

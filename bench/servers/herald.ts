@@ -36,7 +36,7 @@ serveParent({
   },
   async seed(args: SeedArgs) {
     if (!app) throw new Error('not started');
-    const db = app.ctx.store.db;
+    const db = app.parts.store.db;
     const users: Array<{ userid: string; apikey: string; stations: string[] }> = [];
     const CHUNK = 500;
     for (let start = 0; start < args.count; start += CHUNK) {
@@ -79,7 +79,7 @@ serveParent({
     profiler = undefined;
     return { file };
   },
-  liveConnections: () => app?.ctx.hub.connectionCount ?? 0,
+  liveConnections: () => app?.parts.hub.connectionCount ?? 0,
   rss: () => settledRss(),
   /** CPU time this process has used so far (user + system), in microseconds. */
   cpu: () => {

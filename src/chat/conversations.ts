@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { ConversationsTable, Database, ParticipantsTable } from '../store/schema.ts';
 import { Statement } from '../store/statement.ts';
-import type { Notifier } from '../notify/notifier.ts';
+import type { Emit, Notifier } from '../notify/notifier.ts';
 import type { NotificationDraft } from '../model/notification.ts';
 import { badRequest, forbidden, notFound } from '../errors.ts';
 import { directConversationId, groupConversationId } from './ids.ts';
@@ -157,7 +157,7 @@ export async function requireParticipant(db: Db, conversationId: string, userId:
   return { conversation, participant };
 }
 
-function listChanged(userIds: string[], conversationId: string, actorId: string): NotificationDraft[] {
+export function listChanged(userIds: string[], conversationId: string, actorId: string): NotificationDraft[] {
   return userIds.map((userId) => ({
     userId,
     type: 'conversationlist' as const,
@@ -235,216 +235,10 @@ export async function createConversation(notifier: Notifier, callerId: string, i
   });
 }
 
-/** The message of `chatconversation/add`, already parsed from its JSON string. */
-export interface IncomingMessage {
-  ID: string;
-  Type: string;
-  Created: string;
-  ValidUntil: string;
-  Data: string;
-}
-
-export interface AddResult {
-  message: { ID: string; Type: string; Created: string; ValidUntil: string };
-  /** False when the message ID was already stored: a retried request. */
-  added: boolean;
-}
-
-function messageTitle(count: number, senderName: string, groupName: string): string {
-  const what = count === 1 ? '1 message' : `${count} messages`;
-  return groupName ? `${what} from ${senderName} in ${groupName}` : `${what} from ${senderName}`;
-}
-
-/**
- * The hot path. In one transaction: store the message (idempotent by its ID), raise each
- * recipient's unread count, append one notification per recipient (and the sender's silent
- * sync) and their outbox rows. Statements are per conversation, not per recipient.
- */
-// The statements of every message, written once (see Statement).
-const INSERT_MESSAGE = new Statement<{ seq: number }>(
-  `INSERT INTO messages (conversation_id, id, sender_id, type, created, valid_until, data, received_at)
-   VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, id) DO NOTHING RETURNING seq`,
-);
-const TOUCH_CONVERSATION = new Statement('UPDATE conversations SET last_message_id = ?, changed_at = ? WHERE id = ?');
-/** Recipients: every other participant who has not blocked the sender or the conversation. */
-const COUNT_UNREAD = new Statement<{ user_id: string; unread_count: number; is_muted: number }>(
-  `UPDATE participants SET unread_count = unread_count + 1
-   WHERE conversation_id = ? AND user_id != ?
-     AND user_id NOT IN (SELECT user_id FROM blocks WHERE blocked_user_id = ? OR blocked_conversation_id = ?)
-   RETURNING user_id, unread_count, is_muted`,
-);
-
-export async function addMessage(
-  notifier: Notifier,
-  sender: { id: string; name: string },
-  conversationId: string,
-  message: IncomingMessage,
-): Promise<AddResult> {
-  const echo = { ID: message.ID, Type: message.Type, Created: message.Created, ValidUntil: message.ValidUntil };
-  const senderId = sender.id;
-  return notifier.transact(async (trx, emit) => {
-    const { conversation } = await requireParticipant(trx, conversationId, senderId);
-    const now = Date.now();
-    const inserted = await INSERT_MESSAGE.first(trx, [
-      conversationId,
-      message.ID,
-      senderId,
-      message.Type,
-      message.Created,
-      message.ValidUntil,
-      message.Data,
-      now,
-    ]);
-    if (!inserted) return { message: echo, added: false };
-    await TOUCH_CONVERSATION.all(trx, [message.ID, now, conversationId]);
-    const recipients = await COUNT_UNREAD.all(trx, [conversationId, senderId, senderId, conversationId]);
-
-    const groupName = conversation.is_group === 1 ? conversation.display_name : '';
-    const data = { messageid: message.ID };
-    // Recipients with the same unread count share one title and one data object (so its
-    // JSON is made once for all of them): in a busy group most of them have the same count.
-    const byCount = new Map<number, { title: string; data: Record<string, unknown> }>();
-    const drafts: NotificationDraft[] = recipients.map((r) => {
-      let shared = byCount.get(r.unread_count);
-      if (!shared) {
-        shared = { title: messageTitle(r.unread_count, sender.name, groupName), data: { ...data, unread: r.unread_count } };
-        byCount.set(r.unread_count, shared);
-      }
-      return {
-        userId: r.user_id,
-        type: 'message',
-        conversationId,
-        senderId,
-        title: shared.title,
-        silent: r.is_muted === 1,
-        data: shared.data,
-        unread: 1,
-      };
-    });
-    // The sender's other devices learn of the message too, without an alert.
-    drafts.push({ userId: senderId, type: 'message', conversationId, senderId, title: 'Message sent', silent: true, data, unread: 0 });
-    await emit(drafts, { now });
-    return { message: echo, added: true };
-  });
-}
-
-export interface DownloadWindow {
-  firstMessageId?: string;
-  firstMessageDate?: string;
-  lastMessageId?: string;
-  lastMessageDate?: string;
-  firstReportId?: string;
-  firstReportDate?: string;
-  lastReportId?: string;
-  lastReportDate?: string;
-  limit?: number;
-}
-
-export const MAX_DOWNLOAD = 1000;
-
-async function seqOf(db: Db, table: 'messages' | 'reports', conversationId: string, id: string | undefined) {
-  if (!id) return undefined;
-  const row = await db
-    .selectFrom(table)
-    .select('seq')
-    .where('conversation_id', '=', conversationId)
-    .where('id', '=', id)
-    .executeTakeFirst();
-  return row?.seq;
-}
-
-/**
- * Messages and reports of a conversation for one participant, oldest first. `first…` ids
- * and dates are exclusive lower bounds (what the client already has), `last…` ids and
- * dates inclusive upper bounds. Messages from users the reader blocked are left out, and
- * so is anything the reader cleared.
- */
-export async function downloadConversation(db: Db, userId: string, conversationId: string, window: DownloadWindow) {
-  const { participant } = await requireParticipant(db, conversationId, userId);
-  const limit = Math.min(window.limit ?? MAX_DOWNLOAD, MAX_DOWNLOAD);
-  const blocked = db.selectFrom('blocks').select('blocked_user_id').where('user_id', '=', userId).where('blocked_user_id', 'is not', null);
-
-  const firstSeq = await seqOf(db, 'messages', conversationId, window.firstMessageId);
-  const lastSeq = await seqOf(db, 'messages', conversationId, window.lastMessageId);
-  let messages = db
-    .selectFrom('messages')
-    .select(['seq', 'id', 'type', 'created', 'valid_until', 'data', 'sender_id'])
-    .where('conversation_id', '=', conversationId)
-    .where('seq', '>', participant.cleared_before_seq)
-    .where('sender_id', 'not in', blocked as any);
-  if (firstSeq !== undefined) messages = messages.where('seq', '>', firstSeq);
-  else if (window.firstMessageDate) messages = messages.where('created', '>=', window.firstMessageDate);
-  if (lastSeq !== undefined) messages = messages.where('seq', '<=', lastSeq);
-  else if (window.lastMessageDate) messages = messages.where('created', '<=', window.lastMessageDate);
-  const messageRows = await messages.orderBy('seq').limit(limit).execute();
-
-  const firstReportSeq = await seqOf(db, 'reports', conversationId, window.firstReportId);
-  const lastReportSeq = await seqOf(db, 'reports', conversationId, window.lastReportId);
-  let reports = db.selectFrom('reports').select(['seq', 'id', 'type', 'created', 'user_id', 'body']).where('conversation_id', '=', conversationId);
-  if (firstReportSeq !== undefined) reports = reports.where('seq', '>', firstReportSeq);
-  else if (window.firstReportDate) reports = reports.where('created', '>=', window.firstReportDate);
-  if (lastReportSeq !== undefined) reports = reports.where('seq', '<=', lastReportSeq);
-  else if (window.lastReportDate) reports = reports.where('created', '<=', window.lastReportDate);
-  const reportRows = await reports.orderBy('seq').limit(limit).execute();
-
-  await db.updateTable('participants').set({ last_access_at: Date.now() }).where('conversation_id', '=', conversationId).where('user_id', '=', userId).execute();
-
-  return {
-    messages: messageRows.map((m) => ({
-      ID: m.id,
-      Type: m.type,
-      Created: m.created,
-      ValidUntil: m.valid_until,
-      Data: m.data,
-      Sender: m.sender_id,
-    })),
-    reports: reportRows.map((r) => ({ ...(JSON.parse(r.body) as object), ID: r.id, Type: r.type, Created: r.created, UserID: r.user_id })),
-  };
-}
-
-export type ReportType = 'viewed' | 'delivered';
-
-export interface IncomingReport {
-  type: ReportType;
-  id?: string;
-  created: string;
-  /** The report fields as the client sent them; kept and returned with the report. */
-  fields: Record<string, unknown>;
-}
-
-/**
- * Stores a report. A `viewed` report brings the reader's unread count for the conversation
- * to zero and, when that changed anything, sends a clean notification with the new badge
- * to all of the reader's devices.
- */
-export async function addReport(notifier: Notifier, userId: string, conversationId: string, report: IncomingReport) {
-  return notifier.transact(async (trx, emit) => {
-    await requireParticipant(trx, conversationId, userId);
-    const now = Date.now();
-    const id = report.id ?? randomUUID().replace(/-/g, '');
-    await trx
-      .insertInto('reports')
-      .values({
-        conversation_id: conversationId,
-        id,
-        user_id: userId,
-        type: report.type,
-        created: report.created,
-        body: JSON.stringify(report.fields),
-        received_at: now,
-      })
-      .onConflict((oc) => oc.columns(['conversation_id', 'id']).doNothing())
-      .execute();
-    await trx.updateTable('conversations').set({ last_report_id: id, changed_at: now }).where('id', '=', conversationId).execute();
-    if (report.type === 'viewed') await markConversationRead(trx, emit, userId, conversationId, now);
-    return { id };
-  });
-}
-
 /** Sets a reader's unread count of one conversation to zero; sends the clean push when it changed. */
 export async function markConversationRead(
   trx: Transaction<Database>,
-  emit: import('../notify/notifier.ts').Emit,
+  emit: Emit,
   userId: string,
   conversationId: string,
   now = Date.now(),

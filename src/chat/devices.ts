@@ -195,7 +195,7 @@ export const MAX_DEVICES_PER_USER = 100;
  * A client that makes up a new station at every login would otherwise grow the device list,
  * and every fan-out to that user, without bound. Says which stations it removed.
  */
-export async function forgetDevicesBeyondLimit(db: Db, bus: Bus, userId: string, keep: string): Promise<string[]> {
+export async function forgetDevicesBeyondLimit(db: Db, bus: Pick<Bus, 'publishDisconnect'>, userId: string, keep: string): Promise<string[]> {
   const devices = await db
     .selectFrom('devices')
     .select(['station'])
@@ -215,13 +215,13 @@ export async function forgetDevicesBeyondLimit(db: Db, bus: Bus, userId: string,
  * Removes devices of a user and ends their live connections on every node (WebSocket, UDP,
  * Web3MQ, and the stations nodes remember); says how many there were.
  */
-async function forgetDevices(db: Db, bus: Bus, userId: string, stations: string[], reason: string): Promise<number> {
+async function forgetDevices(db: Db, bus: Pick<Bus, 'publishDisconnect'>, userId: string, stations: string[], reason: string): Promise<number> {
   const result = await db.deleteFrom('devices').where('user_id', '=', userId).where('station', 'in', stations).executeTakeFirst();
   for (const station of stations) await bus.publishDisconnect({ userId, station, reason });
   return Number(result.numDeletedRows);
 }
 
-export async function removeDevice(db: Db, bus: Bus, userId: string, station: string): Promise<void> {
+export async function removeDevice(db: Db, bus: Pick<Bus, 'publishDisconnect'>, userId: string, station: string): Promise<void> {
   if ((await forgetDevices(db, bus, userId, [station], 'this device was removed')) === 0) throw notFound('no such device');
 }
 
@@ -232,16 +232,6 @@ export async function recordAck(db: Db, station: string, seq: number): Promise<v
     .set({ acked_seq: seq, last_seen_at: Date.now() })
     .where('station', '=', station)
     .where('acked_seq', '<', seq)
-    .execute();
-}
-
-/** Disables a device's push after the provider called its token dead. */
-export async function disablePush(db: Db, station: string, token: string, reason: string, at = Date.now()) {
-  await db
-    .updateTable('devices')
-    .set({ push_disabled_at: at, push_disabled_reason: reason })
-    .where('station', '=', station)
-    .where('push_token', '=', token)
     .execute();
 }
 

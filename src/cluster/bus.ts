@@ -1,7 +1,7 @@
 import type { Notification } from '../model/notification.ts';
 
 /**
- * Carries committed notifications to the node that holds the recipient's live
+ * Publish/subscribe between the nodes. Carries committed notifications to the node that holds the recipient's live
  * connections. In-process on a single node; Redis pub/sub when several nodes run.
  */
 export interface Bus {
@@ -12,12 +12,6 @@ export interface Bus {
   publishDisconnect(disconnect: Disconnect): Promise<void>;
   /** Called on every node for a disconnect published anywhere. */
   onDisconnect(handler: (disconnect: Disconnect) => void): void;
-  /**
-   * Records, for `ttlMs`, that a one-time credential (a signature) was used, for every node
-   * to see: false when it was used before, unless both uses are reads. A single node
-   * remembers spent signatures itself, so the in-process bus has nothing to add.
-   */
-  spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -46,10 +40,6 @@ export class LocalBus implements Bus {
 
   onDisconnect(handler: (disconnect: Disconnect) => void): void {
     this.disconnectHandlers.push(handler);
-  }
-
-  async spendEverywhere(): Promise<boolean> {
-    return true;
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,17 @@
 import { Redis } from 'ioredis';
 import type { Notification } from '../model/notification.ts';
 import type { Bus, Disconnect } from './bus.ts';
+import type { SpentSignatures } from './spent-signatures.ts';
 
 const CHANNEL = 'herald:notifications';
 const DISCONNECT_CHANNEL = 'herald:disconnect';
 const SPENT_PREFIX = 'herald:spent:';
 
-/** Publishes committed notifications to every node through Redis pub/sub. */
-export class RedisBus implements Bus {
+/**
+ * Publishes committed notifications to every node through Redis pub/sub, and keeps the
+ * spent signatures every node must see.
+ */
+export class RedisBus implements Bus, SpentSignatures {
   private handlers: Array<(notifications: Notification[]) => void> = [];
   private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
 

@@ -1,14 +1,10 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { AppContext } from '../context.ts';
-import type { Store } from '../store/db.ts';
+import type { Counter } from 'prom-client';
 import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../model/channel.ts';
-import { disablePush } from '../chat/devices.ts';
-import type { NotificationsTable } from '../store/schema.ts';
-import { LIST, listParameter, Statement } from '../store/statement.ts';
 import { notificationId, parseNotificationId, type Notification } from '../model/notification.ts';
+import type { ClaimedDelivery, DeliveryStore, FinalState, OutcomeMarks, PushDeviceRow, UsableDevice } from '../store/deliveries.ts';
 import { rowToNotification } from '../store/rows.ts';
 
 /**
@@ -52,28 +48,6 @@ export function retryDelayMs(attempts: number, retryAfterMs?: number, random: ()
   return Math.floor(ceiling / 2 + (random() * ceiling) / 2);
 }
 
-interface ClaimedRow {
-  id: number;
-  notification_id: string;
-  user_id: string;
-  station: string;
-  provider: string;
-  attempts: number;
-  expires_at: number;
-  /**
-   * The device's [platform, push token, push keys] when it can take this push now (still the
-   * user's, same provider, push not disabled), read by the claim itself; otherwise null.
-   * SQLite gives the JSON text, PostgreSQL the parsed array.
-   */
-  device: string | UsableDevice | null;
-  /** Set when the push goes out through a channel's sendWith: the device token it went to. */
-  token?: string;
-}
-
-type UsableDevice = [platform: string, token: string, keys: string | null];
-
-type FinalState = 'delivered' | 'failed' | 'expired' | 'dead';
-
 const OUTCOME_KINDS: ReadonlyArray<SendOutcome['kind']> = ['delivered', 'retry', 'dead', 'failed'];
 
 interface PendingOutcomes {
@@ -88,150 +62,6 @@ interface PendingOutcomes {
 
 const emptyOutcomes = (): PendingOutcomes => ({ delivered: [], final: new Map(), retries: [], deadTokens: [], answers: new Map() });
 
-interface DeviceRow {
-  station: string;
-  user_id: string;
-  platform: string;
-  push_provider: string | null;
-  push_token: string | null;
-  push_keys: string | null;
-  push_disabled_at: number | null;
-  push_disabled_reason: string | null;
-}
-
-/*
- * The dispatcher's statements, written once as SQL: each runs for every few hundred pushes,
- * and Kysely would build and compile each anew. A list of ids or stations is one parameter.
- */
-
-/** The delivery's device, when it can take the push now. */
-const USABLE_DEVICE = `devices.station = deliveries.station AND devices.user_id = deliveries.user_id
-  AND devices.push_provider = deliveries.provider AND devices.push_token IS NOT NULL AND devices.push_disabled_at IS NULL`;
-
-/**
- * Takes due rows under a lease. PostgreSQL skips rows another node is claiming at the same
- * moment (FOR UPDATE SKIP LOCKED); SQLite has a single writer, so its
- * UPDATE … WHERE id IN (SELECT … LIMIT n) is already atomic. A row whose lease ran out (its
- * process died) is due again. Parameters: lease end, owner, now, providers, limit (PostgreSQL
- * numbers them; SQLite takes each where it appears).
- *
- * The claim also moves `next_attempt_at` to the lease's end: rows in flight then lie after
- * `now` in the `deliveries_due` index, so the next claim's range scan does not walk past
- * them, and when the lease runs out they are due again by the same condition.
- *
- * Each row comes back with its device's push registration when the device can take it
- * (one index lookup inside the statement, cheaper than reading the devices apart); only
- * rows without one need the device row, to tell why.
- */
-const CLAIM = new Statement<ClaimedRow>({
-  sqlite: `UPDATE deliveries SET lease_until = ?, lease_owner = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
-    WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?
-      AND (lease_until IS NULL OR lease_until < ?) AND provider IN (SELECT value FROM json_each(?))
-      ORDER BY next_attempt_at LIMIT ?)
-    RETURNING id, notification_id, user_id, station, provider, attempts, expires_at,
-      (SELECT json_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
-  postgres: `WITH due AS (
-      SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $3
-        AND (lease_until IS NULL OR lease_until < $3) AND provider = ANY($4::varchar[])
-      ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
-    UPDATE deliveries SET lease_until = $1, lease_owner = $2, next_attempt_at = $1,
-      attempts = deliveries.attempts + 1, updated_at = $3
-    FROM due WHERE deliveries.id = due.id
-    RETURNING deliveries.id, deliveries.notification_id, deliveries.user_id, deliveries.station,
-      deliveries.provider, deliveries.attempts, deliveries.expires_at,
-      (SELECT json_build_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
-});
-
-const DEVICES = new Statement<DeviceRow>({
-  sqlite: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
-    FROM devices WHERE station IN (${LIST.sqlite})`,
-  postgres: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
-    FROM devices WHERE station IN (${LIST.postgres})`,
-});
-
-/** Feed rows by [user key, sequence] pairs, given as one JSON text. */
-const NOTIFICATIONS = new Statement<NotificationsTable>({
-  sqlite: `SELECT n.* FROM json_each(?) AS wanted
-           CROSS JOIN notifications n ON n.user_key = wanted.value ->> 0 AND n.seq = wanted.value ->> 1`,
-  postgres: `SELECT n.* FROM jsonb_array_elements(?::jsonb) AS wanted
-             JOIN notifications n ON n.user_key = (wanted ->> 0)::bigint AND n.seq = (wanted ->> 1)::bigint`,
-});
-
-/*
- * Outcomes close only rows this process still holds: a row taken over after a lost lease is
- * not ours to close. SQLite: `+state` keeps the planner on the primary key; on state it would
- * walk the deliveries_due index over every pending row and test each against the id list.
- */
-const IDS = { sqlite: 'id IN (SELECT value FROM json_each(?))', postgres: 'id = ANY(?::bigint[])' } as const;
-const OURS = { sqlite: `lease_owner = ? AND +state = 'pending'`, postgres: `lease_owner = ? AND state = 'pending'` } as const;
-
-/** Parameters: updated_at, ids, owner. */
-const MARK_DELIVERED = new Statement<never>({
-  sqlite: `UPDATE deliveries SET state = 'delivered', lease_until = NULL, lease_owner = NULL, last_error = NULL, updated_at = ?
-    WHERE ${IDS.sqlite} AND ${OURS.sqlite}`,
-  postgres: `UPDATE deliveries SET state = 'delivered', lease_until = NULL, lease_owner = NULL, last_error = NULL, updated_at = ?
-    WHERE ${IDS.postgres} AND ${OURS.postgres}`,
-});
-
-/** Parameters: state, last_error, updated_at, ids, owner. */
-const MARK_FINAL = new Statement<never>({
-  sqlite: `UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
-    WHERE ${IDS.sqlite} AND ${OURS.sqlite}`,
-  postgres: `UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
-    WHERE ${IDS.postgres} AND ${OURS.postgres}`,
-});
-
-/** Parameters: next_attempt_at, last_error, updated_at, id, owner. */
-const MARK_RETRY = new Statement<never>({
-  sqlite: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
-    WHERE id = ? AND ${OURS.sqlite}`,
-  postgres: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
-    WHERE id = ? AND ${OURS.postgres}`,
-});
-
-function configurationHint(provider: PushProvider): string {
-  if (provider === 'apns') return 'set HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC';
-  if (provider === 'fcm') return 'set HERALD_FCM_SERVICE_ACCOUNT';
-  return 'configure its channel';
-}
-
-/** Why a provider cannot be used, or undefined when it is configured. */
-export function unconfiguredReason(config: Config, provider: string): string | undefined {
-  if (provider === 'apns' && !config.apns) return `APNs is not configured (${configurationHint('apns')})`;
-  if (provider === 'fcm' && !config.fcm) return `FCM is not configured (${configurationHint('fcm')})`;
-  // Web Push needs no account: its VAPID key pair is generated when none is configured.
-  if (provider !== 'apns' && provider !== 'fcm' && provider !== 'webpush') return `no push channel for provider ${provider}`;
-  return undefined;
-}
-
-/**
- * The configured APNs and FCM channels, and Web Push. A configured provider that cannot start is an error.
- * `threads`: APNs sends from worker threads when its configuration has them (the outbox); a
- * one-off push (a device's test push) sends from this thread.
- */
-export async function openPushChannels(config: Config, log?: Logger, { threads = false } = {}): Promise<PushChannel[]> {
-  const channels: PushChannel[] = [];
-  if (config.apns && threads && config.apns.threads > 0) {
-    const { ThreadedChannel } = await import('../channels/thread.ts');
-    channels.push(await ThreadedChannel.start('apns', config, config.apns.threads, log));
-  } else if (config.apns) {
-    const { ApnsChannel } = await import('../channels/apns.ts');
-    channels.push(await ApnsChannel.fromConfig(config, log));
-  }
-  if (config.fcm) {
-    const { FcmChannel } = await import('../channels/fcm.ts');
-    channels.push(await FcmChannel.fromConfig(config, log));
-  }
-  const { WebPushChannel } = await import('../channels/webpush.ts');
-  channels.push(await WebPushChannel.fromConfig(config, log));
-  return channels;
-}
-
-export interface OutboxOptions {
-  /** Channels to use instead of those opened from the configuration (others may add Web Push). */
-  channels?: PushChannel[];
-}
-
 export interface Outbox {
   /** Look for due rows now (called after every commit that produced notifications). */
   kick(): void;
@@ -239,16 +69,18 @@ export interface Outbox {
   close(): Promise<void>;
 }
 
-export async function startOutbox(ctx: AppContext, options: OutboxOptions = {}): Promise<Outbox> {
-  const log = ctx.log.child({ part: 'outbox' });
-  const channels = options.channels ?? (await openPushChannels(ctx.config, log, { threads: true }));
-  for (const provider of ['apns', 'fcm'] as const) {
-    const why = unconfiguredReason(ctx.config, provider);
-    if (why && !channels.some((c) => c.provider === provider)) {
-      log.warn(`${why}: ${provider === 'apns' ? 'iOS and Mac' : 'Android'} devices get no push; their pushes wait in the outbox until it is configured or they expire`);
-    }
-  }
-  const dispatcher = new Dispatcher(ctx, log, channels);
+/** What the dispatcher works with: chosen and built in app.ts. */
+export interface OutboxParts {
+  deliveries: DeliveryStore;
+  /** One channel per provider; rows of providers without one wait until they expire. */
+  channels: PushChannel[];
+  log: Logger;
+  /** Provider answers by provider and outcome. */
+  pushes: Pick<Counter<'provider' | 'outcome'>, 'inc'>;
+}
+
+export async function startOutbox(parts: OutboxParts): Promise<Outbox> {
+  const dispatcher = new Dispatcher(parts);
   await dispatcher.start();
   return dispatcher;
 }
@@ -257,9 +89,9 @@ class Dispatcher implements Outbox {
   private readonly owner = `${os.hostname().slice(0, 40)}/${process.pid}/${randomBytes(4).toString('hex')}`;
   private readonly channels: Map<string, PushChannel>;
   private readonly providers: string[];
-  private readonly store: Store;
-  /** The providers with a channel, as one list parameter. */
-  private readonly providerList: unknown;
+  private readonly deliveries: DeliveryStore;
+  private readonly log: Logger;
+  private readonly pushes: OutboxParts['pushes'];
   private inFlight = 0;
   private pumping = false;
   private pumpAgain = false;
@@ -275,15 +107,12 @@ class Dispatcher implements Outbox {
   private flushing: Promise<void> = Promise.resolve();
   private idleWaiters: Array<() => void> = [];
 
-  constructor(
-    private readonly ctx: AppContext,
-    private readonly log: Logger,
-    channels: PushChannel[],
-  ) {
-    this.store = ctx.store;
-    this.channels = new Map(channels.map((c) => [c.provider, c]));
+  constructor(parts: OutboxParts) {
+    this.deliveries = parts.deliveries;
+    this.log = parts.log;
+    this.pushes = parts.pushes;
+    this.channels = new Map(parts.channels.map((c) => [c.provider, c]));
     this.providers = [...this.channels.keys()];
-    this.providerList = listParameter(this.store.db, this.providers);
   }
 
   async start(): Promise<void> {
@@ -329,15 +158,10 @@ class Dispatcher implements Outbox {
     }
   }
 
-  /** Takes up to `limit` due rows under a lease in one statement (CLAIM). */
-  private async claimDueDeliveries(limit: number): Promise<ClaimedRow[]> {
+  /** Takes up to `limit` due rows under a lease in one statement. */
+  private claimDueDeliveries(limit: number): Promise<ClaimedDelivery[]> {
     const now = Date.now();
-    const leaseUntil = now + LEASE_MS;
-    const parameters =
-      this.store.dialect === 'postgres'
-        ? [leaseUntil, this.owner, now, this.providerList, limit]
-        : [leaseUntil, this.owner, leaseUntil, now, now, now, this.providerList, limit];
-    return CLAIM.all(this.store.db, parameters);
+    return this.deliveries.claimDue(this.owner, this.providers, limit, now + LEASE_MS, now);
   }
 
   /**
@@ -346,8 +170,7 @@ class Dispatcher implements Outbox {
    * parsed once per batch, and its one object is handed to every send, so a channel can
    * build the provider payload once per notification.
    */
-  private async dispatch(rows: ClaimedRow[]): Promise<void> {
-    const db = this.store.db;
+  private async dispatch(rows: ClaimedDelivery[]): Promise<void> {
     // An outbox row names its notification's user: the one whose feed the id points into.
     const userOf = new Map<string, string>();
     const wanted: Array<[number, number]> = [];
@@ -357,14 +180,14 @@ class Dispatcher implements Outbox {
       const named = parseNotificationId(row.notification_id);
       if (named) wanted.push([named.userKey, named.seq]);
     }
-    const notificationRows = await NOTIFICATIONS.all(db, [JSON.stringify(wanted)]);
+    const notificationRows = await this.deliveries.feedRows(wanted);
     const notifications = new Map<string, Notification>();
     for (const n of notificationRows) {
       const id = notificationId(n.user_key, n.seq);
       notifications.set(id, rowToNotification(n, userOf.get(id)!));
     }
     const now = Date.now();
-    let unusable: ClaimedRow[] | undefined;
+    let unusable: ClaimedDelivery[] | undefined;
     for (const row of rows) {
       const notification = notifications.get(row.notification_id);
       if (!notification) {
@@ -393,7 +216,7 @@ class Dispatcher implements Outbox {
     if (unusable) await this.closeUnusable(unusable);
   }
 
-  private send(row: ClaimedRow, notification: Notification, target: PushTarget): void {
+  private send(row: ClaimedDelivery, notification: Notification, target: PushTarget): void {
     this.inFlight++;
     const channel = this.channels.get(row.provider)!;
     if (channel.sendWith) {
@@ -408,14 +231,13 @@ class Dispatcher implements Outbox {
   }
 
   /** sendWith's callback, one for every push: the row is the push's context. */
-  private readonly onAnswer = (outcome: SendOutcome, row: ClaimedRow): void => this.answered(row, row.token!, outcome);
+  private readonly onAnswer = (outcome: SendOutcome, row: ClaimedDelivery): void => this.answered(row, row.token!, outcome);
 
   /** Rows whose device cannot take a push (any more): each is dead, with the reason read from the device. */
-  private async closeUnusable(rows: ClaimedRow[]): Promise<void> {
-    const db = this.store.db;
+  private async closeUnusable(rows: ClaimedDelivery[]): Promise<void> {
     const stations = [...new Set(rows.map((r) => r.station))];
-    const devices = new Map<string, DeviceRow>();
-    for (const d of await DEVICES.all(db, [listParameter(db, stations)])) devices.set(d.station, d);
+    const devices = new Map<string, PushDeviceRow>();
+    for (const d of await this.deliveries.pushDevices(stations)) devices.set(d.station, d);
     for (const row of rows) {
       const device = devices.get(row.station);
       if (device && device.user_id === row.user_id && device.push_provider === row.provider && device.push_token && device.push_disabled_at !== null) {
@@ -426,7 +248,7 @@ class Dispatcher implements Outbox {
     }
   }
 
-  private answered(row: ClaimedRow, token: string, outcome: SendOutcome): void {
+  private answered(row: ClaimedDelivery, token: string, outcome: SendOutcome): void {
     this.inFlight--;
     this.record(row, token, outcome);
     if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
@@ -436,7 +258,7 @@ class Dispatcher implements Outbox {
     }
   }
 
-  private record(row: ClaimedRow, token: string, outcome: SendOutcome): void {
+  private record(row: ClaimedDelivery, token: string, outcome: SendOutcome): void {
     let answers = this.outcomes.answers.get(row.provider);
     if (!answers) this.outcomes.answers.set(row.provider, (answers = { delivered: 0, retry: 0, dead: 0, failed: 0 }));
     answers[outcome.kind]++;
@@ -467,7 +289,7 @@ class Dispatcher implements Outbox {
     this.scheduleFlush();
   }
 
-  private finish(row: ClaimedRow, state: Exclude<FinalState, 'delivered'>, reason: string): void {
+  private finish(row: ClaimedDelivery, state: Exclude<FinalState, 'delivered'>, reason: string): void {
     const key = `${state}\u0000${reason}`;
     const group = this.outcomes.final.get(key);
     if (group) group.ids.push(row.id);
@@ -489,7 +311,7 @@ class Dispatcher implements Outbox {
       const batch = this.outcomes;
       this.outcomes = emptyOutcomes();
       for (const [provider, counts] of batch.answers) {
-        for (const outcome of OUTCOME_KINDS) if (counts[outcome] > 0) this.ctx.metrics.pushes.inc({ provider, outcome }, counts[outcome]);
+        for (const outcome of OUTCOME_KINDS) if (counts[outcome] > 0) this.pushes.inc({ provider, outcome }, counts[outcome]);
       }
       if (batch.delivered.length + batch.final.size + batch.retries.length + batch.deadTokens.length === 0) return;
       try {
@@ -504,36 +326,22 @@ class Dispatcher implements Outbox {
     return this.flushing;
   }
 
-  private async writeOutcomes(batch: PendingOutcomes): Promise<void> {
-    const now = Date.now();
-    const owner = this.owner;
-    await this.store.db.transaction().execute(async (trx) => {
-      const ids = (list: number[]) => listParameter(trx, list);
+  private writeOutcomes(batch: PendingOutcomes): Promise<void> {
+    return this.deliveries.recordOutcomes(this.owner, Date.now(), async (marks: OutcomeMarks) => {
       for (let i = 0; i < batch.delivered.length; i += UPDATE_CHUNK) {
-        await MARK_DELIVERED.all(trx, [now, ids(batch.delivered.slice(i, i + UPDATE_CHUNK)), owner]);
+        await marks.markDelivered(batch.delivered.slice(i, i + UPDATE_CHUNK));
       }
       for (const group of batch.final.values()) {
         for (let i = 0; i < group.ids.length; i += UPDATE_CHUNK) {
-          await MARK_FINAL.all(trx, [group.state, group.reason.slice(0, 400), now, ids(group.ids.slice(i, i + UPDATE_CHUNK)), owner]);
+          await marks.markFinal(group.state, group.reason.slice(0, 400), group.ids.slice(i, i + UPDATE_CHUNK));
         }
       }
-      for (const retry of batch.retries) {
-        await MARK_RETRY.all(trx, [retry.at, retry.reason.slice(0, 400), now, retry.id, owner]);
-      }
+      for (const retry of batch.retries) await marks.markRetry(retry.id, retry.at, retry.reason.slice(0, 400));
       for (const dead of batch.deadTokens) {
         const reason = dead.reason.slice(0, 200);
-        await MARK_FINAL.all(trx, ['dead', reason, now, ids([dead.id]), owner]);
-        const device = await trx.selectFrom('devices').select('push_token').where('station', '=', dead.station).executeTakeFirst();
-        // Only when the dead token is still the device's own: a token registered meanwhile is good.
-        if (device?.push_token !== dead.token) continue;
-        await disablePush(trx, dead.station, dead.token, reason, now);
-        await trx
-          .updateTable('deliveries')
-          .set({ state: 'dead', lease_until: null, lease_owner: null, last_error: `push disabled: ${reason}`.slice(0, 400), updated_at: now })
-          .where('station', '=', dead.station)
-          .where('state', '=', 'pending')
-          .execute();
-        this.log.info({ station: dead.station, reason }, 'push token is dead; push disabled for the device');
+        if (await marks.markDeadToken(dead.id, dead.station, dead.token, reason)) {
+          this.log.info({ station: dead.station, reason }, 'push token is dead; push disabled for the device');
+        }
       }
     });
   }
@@ -555,13 +363,7 @@ class Dispatcher implements Outbox {
     if (this.inFlight === 0) return;
     const now = Date.now();
     try {
-      await this.store.db
-        .updateTable('deliveries')
-        .set({ lease_until: now + LEASE_MS, next_attempt_at: now + LEASE_MS })
-        .where('lease_owner', '=', this.owner)
-        .where('state', '=', 'pending')
-        .where('lease_until', 'is not', null)
-        .execute();
+      await this.deliveries.renewLeases(this.owner, now + LEASE_MS);
     } catch (error) {
       this.log.warn({ err: error }, 'renewing push leases failed');
     }
@@ -572,40 +374,20 @@ class Dispatcher implements Outbox {
    * at once instead of when their lease runs out; other hosts' leases simply expire.
    */
   private async releaseLeasesOfDeadProcesses(): Promise<void> {
-    const owners = await this.store.db
-      .selectFrom('deliveries')
-      .select('lease_owner')
-      .distinct()
-      .where('state', '=', 'pending')
-      .where('lease_owner', 'is not', null)
-      .execute();
+    const owners = await this.deliveries.leaseOwners();
     const host = os.hostname().slice(0, 40);
-    const gone = owners
-      .map((o) => o.lease_owner!)
-      .filter((owner) => {
+    const gone = owners.filter((owner) => {
         const [ownerHost, pid] = owner.split('/');
         return ownerHost === host && Number(pid) !== process.pid && !processRuns(Number(pid));
       });
     if (gone.length === 0) return;
-    const released = await this.store.db
-      .updateTable('deliveries')
-      // Claiming moved next_attempt_at to the lease's end; released rows are due now.
-      .set({ lease_until: null, lease_owner: null, next_attempt_at: Date.now() })
-      .where('state', '=', 'pending')
-      .where('lease_owner', 'in', gone)
-      .executeTakeFirst();
-    this.log.info({ rows: Number(released.numUpdatedRows) }, 'took over pushes claimed by a process that stopped');
+    const released = await this.deliveries.releaseLeases(gone, Date.now());
+    this.log.info({ rows: released }, 'took over pushes claimed by a process that stopped');
   }
 
   private async sweepExpired(): Promise<void> {
     try {
-      await this.store.db
-        .updateTable('deliveries')
-        .set({ state: 'expired', last_error: 'its time to live passed before it could be sent', updated_at: Date.now() })
-        .where('state', '=', 'pending')
-        .where('expires_at', '<=', Date.now())
-        .where('lease_owner', 'is', null)
-        .execute();
+      await this.deliveries.expireOverdue(Date.now(), 'its time to live passed before it could be sent');
     } catch (error) {
       this.log.warn({ err: error }, 'expiring old pushes failed');
     }
@@ -625,12 +407,7 @@ class Dispatcher implements Outbox {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     await this.flush();
-    await this.store.db
-      .updateTable('deliveries')
-      .set({ lease_until: null, lease_owner: null, next_attempt_at: Date.now() })
-      .where('lease_owner', '=', this.owner)
-      .where('state', '=', 'pending')
-      .execute();
+    await this.deliveries.releaseLeases([this.owner], Date.now());
   }
 
   private untilIdle(timeoutMs: number): Promise<void> {

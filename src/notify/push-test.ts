@@ -1,13 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { Store } from '../store/db.ts';
-import type { PushProvider, SendOutcome } from '../model/channel.ts';
-import { badRequest, notFound } from '../errors.ts';
-import { checkStation } from '../chat/devices.ts';
-import { feedHead } from './feed.ts';
+import type { PushChannel, PushProvider, SendOutcome } from '../model/channel.ts';
 import type { Notification } from '../model/notification.ts';
-import { openPushChannels, unconfiguredReason } from './outbox.ts';
+import type { DevicesTable } from '../store/schema.ts';
+import { badRequest, notFound } from '../errors.ts';
 
 export interface TestPushResult {
   station: string;
@@ -15,23 +10,29 @@ export interface TestPushResult {
   outcome: SendOutcome;
 }
 
+/** What a test push needs: chosen in app.ts. */
+export interface TestPushParts {
+  deviceOf(station: string): Promise<DevicesTable | undefined>;
+  /** The user's unread total, which the push carries as its badge. */
+  badgeOf(userId: string): Promise<number>;
+  /** Opens the channel of a provider for this one push, or says why there is none. */
+  openChannel(provider: string): Promise<PushChannel | { unavailable: string }>;
+}
+
 /**
  * `herald push test <station>`: sends one push straight to the device's provider (not
  * through the outbox) and reports the provider's answer. The device is left as it is,
- * even when the provider calls its token dead.
+ * even when the provider calls its token dead. `station` has been checked by the caller.
  */
-export async function sendTestPush(config: Config, store: Store, stationText: string, log?: Logger): Promise<TestPushResult> {
-  const station = checkStation(stationText);
-  const device = await store.db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirst();
+export async function sendTestPush(parts: TestPushParts, station: string): Promise<TestPushResult> {
+  const device = await parts.deviceOf(station);
   if (!device) throw notFound(`no device with station ${station}`);
   if (!device.push_provider || !device.push_token) {
     throw badRequest(`device ${station} (${device.platform}) has no push token; register one with chatdevice/register or PUT /v1/users/<id>/devices/<station>`);
   }
-  const unconfigured = unconfiguredReason(config, device.push_provider);
-  if (unconfigured) throw badRequest(unconfigured);
-  const { badge } = await feedHead(store.db, device.user_id);
-  const channel = (await openPushChannels(config, log)).find((c) => c.provider === device.push_provider);
-  if (!channel) throw badRequest(`no push channel for provider ${device.push_provider}`);
+  const badge = await parts.badgeOf(device.user_id);
+  const channel = await parts.openChannel(device.push_provider);
+  if ('unavailable' in channel) throw badRequest(channel.unavailable);
   const notification: Notification = {
     id: randomUUID(),
     userId: device.user_id,

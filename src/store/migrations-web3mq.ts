@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { HeraldMigration } from './migrations.ts';
+import type { HeraldMigration } from './migration.ts';
 
 /**
  * The Web3MQ tables. A Web3MQ user is an ordinary row of `users` (its id is the Web3MQ

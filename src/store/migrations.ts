@@ -1,20 +1,7 @@
-import { Kysely, sql, type Migration } from 'kysely';
-import type { Dialect } from './db.ts';
+import { Kysely, sql } from 'kysely';
+import type { HeraldMigration, MigrationContext } from './migration.ts';
+import type { Dialect } from './schema.ts';
 import { web3mqMigration } from './migrations-web3mq.ts';
-
-/**
- * One set of migrations for both databases. The few places where SQLite and PostgreSQL
- * differ (auto-increment keys, 64-bit times) go through `serial` and `time`.
- */
-export interface MigrationContext {
-  dialect: Dialect;
-  /** Column type of an auto-incremented primary key. */
-  serial: 'integer' | 'bigserial';
-  /** Column type for unix-millisecond times and other 64-bit counts. */
-  time: 'integer' | 'bigint';
-}
-
-export type HeraldMigration = (ctx: MigrationContext) => Migration;
 
 const initial: HeraldMigration = ({ serial, time, dialect }) => ({
   async up(db: Kysely<any>) {

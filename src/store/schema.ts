@@ -1,5 +1,8 @@
 import type { Generated } from 'kysely';
 
+/** The two databases Herald runs on. */
+export type Dialect = 'sqlite' | 'postgres';
+
 /**
  * Table types shared by SQLite and PostgreSQL. Times are unix milliseconds (bigint on
  * PostgreSQL, parsed back to number), flags are 0/1 integers so both dialects agree.

@@ -1,7 +1,6 @@
 import type SQLite from 'better-sqlite3';
 import { CompiledQuery, SqliteAdapter, type Kysely, type Transaction } from 'kysely';
-import type { Dialect } from './db.ts';
-import type { Database } from './schema.ts';
+import type { Database, Dialect } from './schema.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 

@@ -72,14 +72,14 @@ export interface TestUser {
 /** Creates a user in the server's store and logs a new station in. */
 export async function addUser(server: TestServer, name: string, platform?: string): Promise<TestUser> {
   const email = `${name.toLowerCase()}.${randomBytes(3).toString('hex')}@example.org`;
-  const { userid, apikey } = await createUser(server.app.ctx.store.db, { email, name });
+  const { userid, apikey } = await createUser(server.app.parts.store.db, { email, name });
   const client = new OzekiClient(server.http, newStation());
   await client.login(apikey, platform);
   return { userid, apikey, name, email, client };
 }
 
 export async function befriend(server: TestServer, a: TestUser, b: TestUser): Promise<void> {
-  await addFriendship(server.app.ctx.store.db, a.userid, b.userid);
+  await addFriendship(server.app.parts.store.db, a.userid, b.userid);
 }
 
 /** Waits for a condition to hold, polling on the event loop, failing after `timeoutMs`. */

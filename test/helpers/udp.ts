@@ -50,7 +50,7 @@ export function waitForMetric(server: TestServer, name: string, labels: string, 
 
 /** Whether the server holds a live UDP endpoint for the station. */
 export function hasUdpEndpoint(server: TestServer, user: TestUser): boolean {
-  const connections = server.app.ctx.hub.connectionsOf(user.userid);
+  const connections = server.app.parts.hub.connectionsOf(user.userid);
   return [...(connections ?? [])].some((c) => c.channel === 'udp' && c.station === user.client.station);
 }
 

@@ -1,32 +1,48 @@
 import { createHmac } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { AppContext } from '../../context.ts';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Bus } from '../../cluster/bus.ts';
+import type { Notifier } from '../../notify/notifier.ts';
+import type { Database } from '../../store/schema.ts';
+import type { StationUsers } from '../../chat/station-users.ts';
 import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
-import { errorStatus, sameSecret } from '../rest/plugin.ts';
+import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
 import { Fields } from './fields.ts';
-import { userByApiKey, userOfStation, type User } from '../../chat/users.ts';
+import { userByApiKey, type User } from '../../chat/users.ts';
 import { bindStation, checkStation, describeDevice, forgetDevicesBeyondLimit, isPlatform, registerDevice, PLATFORMS } from '../../chat/devices.ts';
 import { listFriends } from '../../chat/friends.ts';
 import { changesSince } from '../../chat/changes.ts';
 import { setAvailability } from '../../chat/availability.ts';
 import { block, blocklist, unblock } from '../../chat/blocks.ts';
 import {
-  addMessage,
-  addReport,
   createConversation,
-  downloadConversation,
   listConversations,
   setConversationProperty,
-  MAX_DOWNLOAD,
   MAX_PARTICIPANTS,
-  type IncomingMessage,
   type PropertyAction,
 } from '../../chat/conversations.ts';
-import { loadVapidKeys } from '../../channels/webpush.ts';
+import { addMessage, downloadConversation, MAX_DOWNLOAD, type IncomingMessage } from '../../chat/messages.ts';
+import { addReport } from '../../chat/reports.ts';
+
+/** What the Ozeki API works with: built once per node in app.ts. */
+export interface OzekiParts {
+  db: Kysely<Database>;
+  notifier: Notifier;
+  bus: Pick<Bus, 'publishDisconnect'>;
+  /** Station → user, remembered for the calls after login. */
+  stationUsers: Pick<StationUsers, 'get'>;
+  /** Where this node is reached: the login answer names its listeners. */
+  endpoints: Endpoints;
+  /** The browser's applicationServerKey for pushManager.subscribe(). */
+  vapidPublicKey: string;
+  bodyLimit: number;
+  log: Logger;
+}
 
 /** What a handler knows about the call. */
 interface Call {
-  ctx: AppContext;
+  parts: OzekiParts;
   request: FastifyRequest;
   fields: Fields;
   action: string;
@@ -76,12 +92,12 @@ function parseMessage(fields: Fields): IncomingMessage {
 }
 
 const conversationActions: Record<string, Handler> = {
-  async list({ ctx, user }) {
-    return { conversations: await listConversations(ctx.store.db, user.id) };
+  async list({ parts, user }) {
+    return { conversations: await listConversations(parts.db, user.id) };
   },
-  async create({ ctx, user, fields }) {
+  async create({ parts, user, fields }) {
     const participantIds = fields.stringArray('participantids', MAX_PARTICIPANTS, 64);
-    const conversation = await createConversation(ctx.notifier, user.id, {
+    const conversation = await createConversation(parts.notifier, user.id, {
       participantIds,
       displayName: fields.optionalString('displayname', 200),
       instance: fields.optionalString('instance', 200),
@@ -89,22 +105,22 @@ const conversationActions: Record<string, Handler> = {
     });
     return { conversation };
   },
-  async add({ ctx, user, fields }) {
+  async add({ parts, user, fields }) {
     const id = conversationId(fields);
     const message = parseMessage(fields);
-    const result = await addMessage(ctx.notifier, { id: user.id, name: user.name }, id, message);
+    const result = await addMessage(parts.notifier, { id: user.id, name: user.name }, id, message);
     return { message: result.message };
   },
-  async download({ ctx, user, fields }) {
-    return downloadConversation(ctx.store.db, user.id, conversationId(fields), {
+  async download({ parts, user, fields }) {
+    return downloadConversation(parts.db, user.id, conversationId(fields), {
       firstMessageId: fields.optionalString('firstmessageid', 200),
       firstMessageDate: fields.optionalTime('firstmessagedate'),
       firstReportId: fields.optionalString('firstreportid', 200),
       firstReportDate: fields.optionalTime('firstreportdate'),
     });
   },
-  async downloadpartial({ ctx, user, fields }) {
-    return downloadConversation(ctx.store.db, user.id, conversationId(fields), {
+  async downloadpartial({ parts, user, fields }) {
+    return downloadConversation(parts.db, user.id, conversationId(fields), {
       firstMessageId: fields.optionalString('firstmessageid', 200),
       firstMessageDate: fields.optionalTime('firstmessagedate'),
       firstReportId: fields.optionalString('firstreportid', 200),
@@ -118,7 +134,7 @@ const conversationActions: Record<string, Handler> = {
   },
 };
 for (const action of PROPERTY_ACTIONS) {
-  conversationActions[action] = async ({ ctx, user, fields }) => {
+  conversationActions[action] = async ({ parts, user, fields }) => {
     const id = conversationId(fields);
     const value =
       action === 'hide'
@@ -126,14 +142,14 @@ for (const action of PROPERTY_ACTIONS) {
         : action === 'setlistitembackgroundcolor'
           ? fields.string('color', 32)
           : undefined;
-    return { conversation: await setConversationProperty(ctx.notifier, user.id, id, action, value) };
+    return { conversation: await setConversationProperty(parts.notifier, user.id, id, action, value) };
   };
 }
 
-async function report({ ctx, user, fields, action }: Call) {
+async function report({ parts, user, fields, action }: Call) {
   const id = conversationId(fields);
   const messageIds = fields.optionalStringArray('messageids', 10_000) ?? [];
-  const stored = await addReport(ctx.notifier, user.id, id, {
+  const stored = await addReport(parts.notifier, user.id, id, {
     type: action as 'viewed' | 'delivered',
     id: fields.optionalString('reportid', 200),
     created: fields.optionalTime('lastmessagedate') ?? new Date().toISOString().slice(0, 19).replace('T', ' '),
@@ -158,8 +174,8 @@ function blockTarget(fields: Fields) {
 const apis: Record<string, Record<string, Handler>> = {
   chatavailability: {},
   chatfriends: {
-    async list({ ctx, user }) {
-      const friends = await listFriends(ctx.store.db, user.id);
+    async list({ parts, user }) {
+      const friends = await listFriends(parts.db, user.id);
       return {
         friends: Object.fromEntries(friends.map((f) => [f.id, f.name])),
         availabilities: friends.map((f) => ({
@@ -172,31 +188,31 @@ const apis: Record<string, Record<string, Handler>> = {
     },
   },
   chatnotification: {
-    async download({ ctx, user, fields }) {
-      return changesSince(ctx.store.db, user.id, fields.time('timestamp'));
+    async download({ parts, user, fields }) {
+      return changesSince(parts.db, user.id, fields.time('timestamp'));
     },
   },
   chatreports: { viewed: report, delivered: report },
   chatconversation: conversationActions,
   chatblocklist: {
-    async blocklist({ ctx, user }) {
-      return blocklist(ctx.store.db, user.id);
+    async blocklist({ parts, user }) {
+      return blocklist(parts.db, user.id);
     },
-    async block({ ctx, user, fields }) {
-      await block(ctx.store.db, user.id, blockTarget(fields));
-      return blocklist(ctx.store.db, user.id);
+    async block({ parts, user, fields }) {
+      await block(parts.db, user.id, blockTarget(fields));
+      return blocklist(parts.db, user.id);
     },
-    async unblock({ ctx, user, fields }) {
-      await unblock(ctx.store.db, user.id, blockTarget(fields));
-      return blocklist(ctx.store.db, user.id);
+    async unblock({ parts, user, fields }) {
+      await unblock(parts.db, user.id, blockTarget(fields));
+      return blocklist(parts.db, user.id);
     },
   },
   chatdevice: {
-    async register({ ctx, user, station, fields }) {
+    async register({ parts, user, station, fields }) {
       const platform = fields.nonEmpty('platform', 16);
       if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
       const pushToken = fields.body.pushtoken === undefined ? undefined : fields.body.pushtoken === null ? null : fields.string('pushtoken', 4096);
-      const device = await registerDevice(ctx.store.db, station, user.id, {
+      const device = await registerDevice(parts.db, station, user.id, {
         platform,
         pushToken,
         pushSubscription: pushSubscriptionField(fields.body.pushsubscription),
@@ -225,15 +241,15 @@ function pushSubscriptionField(value: unknown): unknown {
 /** Availability actions are "user" + the state: useravailable, useraway, userbusy… */
 const AVAILABILITY = /^user([a-z]{2,20})$/;
 
-function loginResponse(ctx: AppContext, user: User, udpSecret: string | null) {
-  const base = `${ctx.endpoints.https}/?srv=chatserver&api=`;
+function loginResponse(parts: OzekiParts, user: User, udpSecret: string | null) {
+  const base = `${parts.endpoints.https}/?srv=chatserver&api=`;
   return {
     server: 'Herald',
     registration: 'true',
     userid: user.id,
     fullname: user.name,
     nick: user.nick,
-    listeners: { udp: ctx.endpoints.udp, ws: ctx.endpoints.ws, wss: ctx.endpoints.wss },
+    listeners: { udp: parts.endpoints.udp, ws: parts.endpoints.ws, wss: parts.endpoints.wss },
     urls: {
       login: `${base}chatlogin`,
       availability: `${base}chatavailability`,
@@ -248,7 +264,7 @@ function loginResponse(ctx: AppContext, user: User, udpSecret: string | null) {
     },
     udpsecret: udpSecret,
     // The browser's applicationServerKey for pushManager.subscribe().
-    vapidpublickey: loadVapidKeys(ctx.config).publicKey,
+    vapidpublickey: parts.vapidPublicKey,
   };
 }
 
@@ -262,51 +278,7 @@ function checkSignature(request: FastifyRequest, apikey: string) {
   }
 }
 
-/** How long a station's user is taken from memory before the database is asked again. */
-const STATION_MEMORY_MS = 10_000;
-/** Stations remembered at once; the oldest entry goes first. */
-const MAX_REMEMBERED_STATIONS = 100_000;
-
-/**
- * Station → user for the calls after login, kept in memory for a few seconds: every call
- * would otherwise begin with the same database lookup. The binding itself never changes (a
- * station cannot move to another user); a device removed or replaced is forgotten at once on
- * every node (bus disconnect), and the time bound covers a disconnect the bus lost. Only
- * fields that never change (id, name, nick, apikey) are used from it.
- */
-class StationUsers {
-  private readonly entries = new Map<string, { user: User; until: number }>();
-
-  constructor(private readonly ctx: AppContext) {
-    ctx.bus.onDisconnect(({ station }) => this.entries.delete(station));
-  }
-
-  async get(station: string): Promise<User | undefined> {
-    const now = Date.now();
-    const remembered = this.entries.get(station);
-    if (remembered && remembered.until > now) return remembered.user;
-    this.entries.delete(station);
-    const user = await userOfStation(this.ctx.store.db, station);
-    if (user) {
-      if (this.entries.size >= MAX_REMEMBERED_STATIONS) this.entries.delete(this.entries.keys().next().value!);
-      this.entries.set(station, { user, until: now + STATION_MEMORY_MS });
-    }
-    return user;
-  }
-}
-
-// The HTTP and HTTPS servers each register the API; both share one memory per node.
-const stationUsers = new WeakMap<AppContext, StationUsers>();
-function stationUsersOf(ctx: AppContext): StationUsers {
-  let users = stationUsers.get(ctx);
-  if (!users) {
-    users = new StationUsers(ctx);
-    stationUsers.set(ctx, users);
-  }
-  return users;
-}
-
-async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<string, unknown>> {
+async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Record<string, unknown>> {
   const query = request.query as Record<string, unknown>;
   if (query.srv !== undefined && query.srv !== 'chatserver') throw notFound(`unknown srv "${String(query.srv)}"`);
   const api = query.api;
@@ -322,19 +294,19 @@ async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<
   if (api === 'chatlogin') {
     if (action !== 'login') throw badRequest(`unknown action "${action}" for chatlogin`);
     const apikey = fields.nonEmpty('apikey', 200);
-    const user = await userByApiKey(ctx.store.db, apikey);
+    const user = await userByApiKey(parts.db, apikey);
     if (!user) throw unauthorized('the apikey is not valid');
     checkSignature(request, apikey);
     const platformField = fields.optionalString('platform', 16);
     if (platformField !== undefined && !isPlatform(platformField)) {
       throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
     }
-    const device = await bindStation(ctx.store.db, station, user.id, platformField);
-    await forgetDevicesBeyondLimit(ctx.store.db, ctx.bus, user.id, station);
-    return loginResponse(ctx, user, device.udp_secret);
+    const device = await bindStation(parts.db, station, user.id, platformField);
+    await forgetDevicesBeyondLimit(parts.db, parts.bus, user.id, station);
+    return loginResponse(parts, user, device.udp_secret);
   }
 
-  const user = await stationUsersOf(ctx).get(station);
+  const user = await parts.stationUsers.get(station);
   if (!user) throw unauthorized('unknown station: log in with chatlogin first');
   const claimedUser = request.headers['ozeki-user'];
   if (typeof claimedUser === 'string' && claimedUser !== '' && claimedUser.toLowerCase() !== user.id) {
@@ -342,11 +314,11 @@ async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<
   }
   checkSignature(request, user.apikey);
 
-  const call: Call = { ctx, request, fields, action, station, user };
+  const call: Call = { parts, request, fields, action, station, user };
   if (api === 'chatavailability') {
     const state = AVAILABILITY.exec(action);
     if (!state) throw badRequest(`unknown action "${action}" for chatavailability (useravailable, useraway, userbusy…)`);
-    await setAvailability(ctx.notifier, user.id, state[1]);
+    await setAvailability(parts.notifier, user.id, state[1]);
     return {};
   }
   // Own keys only: an inherited member (constructor, toString…) is not an action.
@@ -356,23 +328,23 @@ async function handle(ctx: AppContext, request: FastifyRequest): Promise<Record<
 }
 
 /** The Ozeki Chat API at /, /index.php and /ozeki/index.php (`?srv=chatserver&api=…`). */
-export function ozekiApi(ctx: AppContext): FastifyPluginAsync {
+export function ozekiApi(parts: OzekiParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => {
       const status = errorStatus(error);
-      if (status >= 500) ctx.log.error({ err: error }, 'Ozeki API call failed');
+      if (status >= 500) parts.log.error({ err: error }, 'Ozeki API call failed');
       const message =
         status >= 500
           ? 'internal error'
           : error instanceof HeraldError
             ? error.message
             : status === 413
-              ? `the request body is larger than ${ctx.config.bodyLimit} bytes`
+              ? `the request body is larger than ${parts.bodyLimit} bytes`
               : (error as Error).message;
       return reply.status(status).send({ status: 'ERROR', errormessage: message });
     });
     for (const path of ['/', '/index.php', '/ozeki/index.php']) {
-      app.post(path, async (request) => ({ status: 'OK', errormessage: '', ...(await handle(ctx, request)) }));
+      app.post(path, async (request) => ({ status: 'OK', errormessage: '', ...(await handle(parts, request)) }));
     }
   };
 }

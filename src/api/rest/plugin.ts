@@ -1,7 +1,10 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { AppContext } from '../../context.ts';
-import { HeraldError, badRequest, forbidden, unauthorized } from '../../errors.ts';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Bus } from '../../cluster/bus.ts';
+import type { Database } from '../../store/schema.ts';
+import { errorStatus, sameSecret } from '../http.ts';
+import { badRequest, forbidden, unauthorized } from '../../errors.ts';
 import { createUser, listUsers, resolveUser } from '../../chat/users.ts';
 import { addFriendship } from '../../chat/friends.ts';
 import {
@@ -18,40 +21,43 @@ import {
   removeDevice,
 } from '../../chat/devices.ts';
 import { attachMainKey } from '../web3mq/keys.ts';
-import { loadVapidKeys } from '../../channels/webpush.ts';
 
-export function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+/** What the native API works with: built once per node in app.ts. */
+export interface RestParts {
+  db: Kysely<Database>;
+  bus: Pick<Bus, 'publishDisconnect'>;
+  /** The root credential. */
+  adminToken: string;
+  vapidPublicKey: string;
+  log: Logger;
 }
 
 /** Who is calling the native API: the admin (bearer token) or a user (by a station of theirs). */
 export type RestCaller = { kind: 'admin' } | { kind: 'user'; userId: string; station: string };
 
-export async function restCaller(ctx: AppContext, request: FastifyRequest): Promise<RestCaller> {
+export async function restCaller(parts: RestParts, request: FastifyRequest): Promise<RestCaller> {
   const auth = request.headers.authorization;
   if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
-    if (sameSecret(auth.slice(7).trim(), ctx.config.adminToken)) return { kind: 'admin' };
+    if (sameSecret(auth.slice(7).trim(), parts.adminToken)) return { kind: 'admin' };
     throw unauthorized('the bearer token is not the admin token');
   }
   const station = request.headers['ozeki-station'];
   if (typeof station === 'string' && station !== '') {
-    const device = await deviceOf(ctx.store.db, station.toLowerCase());
+    const device = await deviceOf(parts.db, station.toLowerCase());
     if (!device) throw unauthorized('unknown station; log in first');
     return { kind: 'user', userId: device.user_id, station: device.station };
   }
   throw unauthorized('send Authorization: Bearer <admin token> or the Ozeki-Station header of a logged-in device');
 }
 
-export async function requireAdmin(ctx: AppContext, request: FastifyRequest): Promise<void> {
-  const caller = await restCaller(ctx, request);
+export async function requireAdmin(parts: RestParts, request: FastifyRequest): Promise<void> {
+  const caller = await restCaller(parts, request);
   if (caller.kind !== 'admin') throw forbidden('this call needs the admin token');
 }
 
 /** A user may act on their own account; the admin on any. */
-export async function requireSelfOrAdmin(ctx: AppContext, request: FastifyRequest, userId: string): Promise<RestCaller> {
-  const caller = await restCaller(ctx, request);
+export async function requireSelfOrAdmin(parts: RestParts, request: FastifyRequest, userId: string): Promise<RestCaller> {
+  const caller = await restCaller(parts, request);
   if (caller.kind === 'user' && caller.userId !== userId) throw forbidden('you may only see your own account');
   return caller;
 }
@@ -71,26 +77,20 @@ function text(value: Record<string, unknown>, name: string, required = true): st
   return v;
 }
 
-export function sendError(reply: FastifyReply, error: unknown, log: AppContext['log']) {
+export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
   const status = errorStatus(error);
   if (status >= 500) log.error({ err: error }, 'request failed');
   return reply.status(status).send({ error: status >= 500 ? 'internal error' : (error as Error).message });
 }
 
-export function errorStatus(error: unknown): number {
-  if (error instanceof HeraldError) return error.httpStatus;
-  const status = (error as { statusCode?: number }).statusCode;
-  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
-}
-
 /** Herald's native API: administration, and the push gateway for other chat backends. */
-export function restApi(ctx: AppContext): FastifyPluginAsync {
+export function restApi(parts: RestParts): FastifyPluginAsync {
   return async (app) => {
-    app.setErrorHandler((error, _request, reply) => sendError(reply, error, ctx.log));
-    const db = ctx.store.db;
+    app.setErrorHandler((error, _request, reply) => sendError(reply, error, parts.log));
+    const db = parts.db;
 
     app.post('/users', async (request, reply) => {
-      await requireAdmin(ctx, request);
+      await requireAdmin(parts, request);
       const b = body(request);
       const created = await createUser(db, {
         email: text(b, 'email')!,
@@ -101,12 +101,12 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
     });
 
     app.get('/users', async (request) => {
-      await requireAdmin(ctx, request);
+      await requireAdmin(parts, request);
       return { users: await listUsers(db) };
     });
 
     app.post('/friends', async (request, reply) => {
-      await requireAdmin(ctx, request);
+      await requireAdmin(parts, request);
       const b = body(request);
       const a = await resolveUser(db, text(b, 'a')!);
       const c = await resolveUser(db, text(b, 'b')!);
@@ -116,13 +116,13 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
 
     // Gives an existing user (an Ozeki user, say) a Web3MQ main key, so they can log in there too.
     app.post<{ Params: { id: string } }>('/users/:id/web3mq-keys', async (request, reply) => {
-      await requireAdmin(ctx, request);
+      await requireAdmin(parts, request);
       const user = await resolveUser(db, request.params.id);
       return reply.status(201).send(await attachMainKey(db, user.id, body(request)));
     });
 
     app.get<{ Params: { id: string } }>('/users/:id/devices', async (request) => {
-      await requireSelfOrAdmin(ctx, request, request.params.id);
+      await requireSelfOrAdmin(parts, request, request.params.id);
       const user = await resolveUser(db, request.params.id);
       return { devices: await listDevices(db, user.id) };
     });
@@ -131,7 +131,7 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
     // (a backend using Herald as its push gateway) may create the device; a user only
     // updates a station they have logged in with.
     app.put<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request) => {
-      const caller = await requireSelfOrAdmin(ctx, request, request.params.id);
+      const caller = await requireSelfOrAdmin(parts, request, request.params.id);
       const b = body(request);
       const platform = b.platform;
       if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
@@ -145,20 +145,20 @@ export function restApi(ctx: AppContext): FastifyPluginAsync {
       checkRegistration(registration);
       if (caller.kind === 'admin') {
         await bindStation(db, station, user.id, platform);
-        await forgetDevicesBeyondLimit(db, ctx.bus, user.id, station);
+        await forgetDevicesBeyondLimit(db, parts.bus, user.id, station);
       }
       const device = await registerDevice(db, station, user.id, registration);
       return { device: describeDevice(device) };
     });
 
     // Public: a browser needs it (as applicationServerKey) before anyone has logged in.
-    app.get('/webpush/vapid-public-key', async () => ({ publickey: loadVapidKeys(ctx.config).publicKey }));
+    app.get('/webpush/vapid-public-key', async () => ({ publickey: parts.vapidPublicKey }));
 
     app.delete<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request, reply) => {
-      await requireSelfOrAdmin(ctx, request, request.params.id);
+      await requireSelfOrAdmin(parts, request, request.params.id);
       const station = request.params.station.toLowerCase();
       // Its live connections end on every node, not only on the one that took the call.
-      await removeDevice(db, ctx.bus, request.params.id, station);
+      await removeDevice(db, parts.bus, request.params.id, station);
       return reply.status(204).send();
     });
   };

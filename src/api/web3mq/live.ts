@@ -7,7 +7,7 @@ import type { Notification } from '../../model/notification.ts';
 import { CLOSE, DEFAULT_PING_INTERVAL_MS } from '../../channels/websocket.ts';
 import { historyItem, isNoticeType } from './history.ts';
 import { TIMESTAMP_WINDOW_MS, isFresh, verifyEd25519 } from './signature.ts';
-import { ed25519SignatureKey, replayGuardOf, type ReplayGuard } from './replay.ts';
+import { ed25519SignatureKey, type ReplayGuard } from './replay.ts';
 import {
   PB_TYPE,
   ProtobufError,
@@ -180,10 +180,9 @@ class Web3mqLiveConnection implements LiveConnection {
  * temporary login key; the server answers ConnectResp, answers each Ping with a Pong, and
  * pushes each new Web3MQ notification of that user as a NotificationListResp.
  */
-export function startWeb3mqLive(ctx: AppContext, options: { pingIntervalMs?: number } = {}) {
+export function startWeb3mqLive(ctx: AppContext, replayGuard: ReplayGuard, options: { pingIntervalMs?: number } = {}) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES, perMessageDeflate: false });
   const connections = new Set<Web3mqLiveConnection>();
-  const replayGuard = replayGuardOf(ctx);
   const perUser = new Map<string, number>();
   let closing = false;
 

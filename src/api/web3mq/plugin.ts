@@ -1,10 +1,13 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { AppContext } from '../../context.ts';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Notifier } from '../../notify/notifier.ts';
+import type { Database } from '../../store/schema.ts';
 import { HeraldError, badRequest } from '../../errors.ts';
 import { authenticateSigned, type Web3mqCaller } from './auth.ts';
 import { type Fields, bodyOf, boundedInteger, requiredText, stringList, text, timestamp, userid } from './fields.ts';
 import { login, register, userInfo } from './keys.ts';
-import { replayGuardOf } from './replay.ts';
+import type { ReplayGuard } from './replay.ts';
 import {
   MAX_PAGE,
   MAX_PAGE_SIZE,
@@ -30,7 +33,7 @@ function ok(data?: unknown) {
   return data === undefined ? { code: 0, msg: 'ok' } : { code: 0, msg: 'ok', data };
 }
 
-function sendWeb3mqError(reply: FastifyReply, error: unknown, log: AppContext['log']) {
+function sendWeb3mqError(reply: FastifyReply, error: unknown, log: Logger) {
   if (error instanceof HeraldError) return reply.status(error.httpStatus).send({ code: error.code, msg: error.message });
   const status = (error as { statusCode?: number }).statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -40,19 +43,26 @@ function sendWeb3mqError(reply: FastifyReply, error: unknown, log: AppContext['l
   return reply.status(500).send({ code: 500, msg: 'internal error' });
 }
 
+/** What the Web3MQ API works with: built once per node in app.ts. */
+export interface Web3mqParts {
+  db: Kysely<Database>;
+  notifier: Notifier;
+  /** Spent signatures, shared with the live socket at /messages. */
+  replayGuard: ReplayGuard;
+  log: Logger;
+}
+
 /**
  * The Web3MQ notification API under /api: keys (register, login, user info), the signed
  * notification history and read status, and the calls that cause notifications.
  */
-export function web3mqApi(ctx: AppContext): FastifyPluginAsync {
+export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
   return async (app) => {
-    app.setErrorHandler((error, _request, reply) => sendWeb3mqError(reply, error, ctx.log));
+    app.setErrorHandler((error, _request, reply) => sendWeb3mqError(reply, error, parts.log));
     app.setNotFoundHandler((request, reply) =>
       reply.status(404).send({ code: 404, msg: `no Web3MQ endpoint ${request.method} ${request.url.split('?')[0]}` }),
     );
-    const db = ctx.store.db;
-    const notifier = ctx.notifier;
-    const replayGuard = replayGuardOf(ctx);
+    const { db, notifier, replayGuard } = parts;
 
     /** Checks a signed POST body: its userid, timestamp and web3mq_signature over `signed(userid)`. */
     const signedBody = async (

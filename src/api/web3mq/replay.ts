@@ -1,5 +1,4 @@
-import type { AppContext } from '../../context.ts';
-import type { Bus } from '../../cluster/bus.ts';
+import type { SpentSignatures } from '../../cluster/spent-signatures.ts';
 import { TIMESTAMP_WINDOW_MS } from './signature.ts';
 
 /**
@@ -42,8 +41,6 @@ interface Remembered {
 const REPLAYED: ClaimRefusal = { refused: 'replayed', reason: 'this signed request was already used; sign it again with a new timestamp' };
 
 export class ReplayGuard {
-  /** Where spent signatures are shared with the other nodes (none: this node alone). */
-  shared?: Pick<Bus, 'spendEverywhere'>;
   private readonly remembered = new Map<string, Remembered>();
   private readonly perUser = new Map<string, number>();
   /** Signature keys by the sweep slot in which they stop being fresh. */
@@ -51,6 +48,8 @@ export class ReplayGuard {
   private nextSweepAt = 0;
 
   constructor(
+    /** Where spent signatures are shared with the other nodes (none: this node alone). */
+    private readonly shared?: SpentSignatures,
     readonly maxRemembered = MAX_REMEMBERED_SIGNATURES,
     readonly maxPerUser = MAX_REMEMBERED_PER_USER,
   ) {}
@@ -142,18 +141,4 @@ export class ReplayGuard {
  */
 export function ed25519SignatureKey(signatureBase64: string): string {
   return `ed25519:${Buffer.from(signatureBase64, 'base64').subarray(0, 32).toString('hex')}`;
-}
-
-// The HTTP API and the live socket are started separately from one context; both must
-// spend from the same memory, since a signature may be offered to either.
-const guards = new WeakMap<AppContext, ReplayGuard>();
-
-export function replayGuardOf(ctx: AppContext): ReplayGuard {
-  let guard = guards.get(ctx);
-  if (!guard) {
-    guard = new ReplayGuard();
-    guard.shared = ctx.bus;
-    guards.set(ctx, guard);
-  }
-  return guard;
 }

@@ -1,0 +1,282 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, Dialect, NotificationsTable } from './schema.ts';
+import { LIST, listParameter, Statement } from './statement.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/**
+ * The outbox's SQL (the `deliveries` table), behind named methods: the dispatcher in
+ * notify/outbox.ts decides what to claim, when to retry and what a provider's answer
+ * means; this file only knows how each of those is written for SQLite and PostgreSQL.
+ */
+export interface DeliveryStore {
+  /** Takes up to `limit` due rows of these providers under a lease held by `owner` until `leaseUntil`. */
+  claimDue(owner: string, providers: readonly string[], limit: number, leaseUntil: number, now: number): Promise<ClaimedDelivery[]>;
+  /** Feed rows by [user key, sequence] pairs. */
+  feedRows(wanted: ReadonlyArray<[userKey: number, seq: number]>): Promise<NotificationsTable[]>;
+  /** The push registration of devices, by station, as it is now. */
+  pushDevices(stations: readonly string[]): Promise<PushDeviceRow[]>;
+  /** Writes one batch of outcomes in one transaction; only rows `owner` still holds change. */
+  recordOutcomes(owner: string, now: number, write: (marks: OutcomeMarks) => Promise<void>): Promise<void>;
+  /** Moves the lease of `owner`'s rows in flight to `leaseUntil`. */
+  renewLeases(owner: string, leaseUntil: number): Promise<void>;
+  /** The owners holding a lease on a pending row. */
+  leaseOwners(): Promise<string[]>;
+  /** Makes the rows these owners hold due at `now`; the number of rows released. */
+  releaseLeases(owners: readonly string[], now: number): Promise<number>;
+  /** Marks pending rows past their time to live (and held by nobody) expired. */
+  expireOverdue(now: number, reason: string): Promise<void>;
+}
+
+/** The writes one batch of outcomes is made of (see recordOutcomes). */
+export interface OutcomeMarks {
+  markDelivered(ids: readonly number[]): Promise<void>;
+  markFinal(state: FinalState, reason: string, ids: readonly number[]): Promise<void>;
+  markRetry(id: number, at: number, reason: string): Promise<void>;
+  /**
+   * The provider called `token` dead: the row is dead and, when the token is still the
+   * device's own (one registered meanwhile is good), push is disabled for the device and
+   * its other pending rows are dead too. True when the device was disabled.
+   */
+  markDeadToken(id: number, station: string, token: string, reason: string): Promise<boolean>;
+}
+
+export type FinalState = 'delivered' | 'failed' | 'expired' | 'dead';
+
+export interface ClaimedDelivery {
+  id: number;
+  notification_id: string;
+  user_id: string;
+  station: string;
+  provider: string;
+  attempts: number;
+  expires_at: number;
+  /**
+   * The device's [platform, push token, push keys] when it can take this push now (still the
+   * user's, same provider, push not disabled), read by the claim itself; otherwise null.
+   * SQLite gives the JSON text, PostgreSQL the parsed array.
+   */
+  device: string | UsableDevice | null;
+  /** Set when the push goes out through a channel's sendWith: the device token it went to. */
+  token?: string;
+}
+
+export type UsableDevice = [platform: string, token: string, keys: string | null];
+
+export interface PushDeviceRow {
+  station: string;
+  user_id: string;
+  platform: string;
+  push_provider: string | null;
+  push_token: string | null;
+  push_keys: string | null;
+  push_disabled_at: number | null;
+  push_disabled_reason: string | null;
+}
+
+/*
+ * The statements, written once as SQL: each runs for every few hundred pushes, and Kysely
+ * would build and compile each anew. A list of ids or stations is one parameter.
+ */
+
+/** The delivery's device, when it can take the push now. */
+const USABLE_DEVICE = `devices.station = deliveries.station AND devices.user_id = deliveries.user_id
+  AND devices.push_provider = deliveries.provider AND devices.push_token IS NOT NULL AND devices.push_disabled_at IS NULL`;
+
+/**
+ * Takes due rows under a lease. PostgreSQL skips rows another node is claiming at the same
+ * moment (FOR UPDATE SKIP LOCKED); SQLite has a single writer, so its
+ * UPDATE … WHERE id IN (SELECT … LIMIT n) is already atomic. A row whose lease ran out (its
+ * process died) is due again. Parameters: lease end, owner, now, providers, limit (PostgreSQL
+ * numbers them; SQLite takes each where it appears).
+ *
+ * The claim also moves `next_attempt_at` to the lease's end: rows in flight then lie after
+ * `now` in the `deliveries_due` index, so the next claim's range scan does not walk past
+ * them, and when the lease runs out they are due again by the same condition.
+ *
+ * Each row comes back with its device's push registration when the device can take it
+ * (one index lookup inside the statement, cheaper than reading the devices apart); only
+ * rows without one need the device row, to tell why.
+ */
+const CLAIM = new Statement<ClaimedDelivery>({
+  sqlite: `UPDATE deliveries SET lease_until = ?, lease_owner = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
+    WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?
+      AND (lease_until IS NULL OR lease_until < ?) AND provider IN (SELECT value FROM json_each(?))
+      ORDER BY next_attempt_at LIMIT ?)
+    RETURNING id, notification_id, user_id, station, provider, attempts, expires_at,
+      (SELECT json_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
+  postgres: `WITH due AS (
+      SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $3
+        AND (lease_until IS NULL OR lease_until < $3) AND provider = ANY($4::varchar[])
+      ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+    UPDATE deliveries SET lease_until = $1, lease_owner = $2, next_attempt_at = $1,
+      attempts = deliveries.attempts + 1, updated_at = $3
+    FROM due WHERE deliveries.id = due.id
+    RETURNING deliveries.id, deliveries.notification_id, deliveries.user_id, deliveries.station,
+      deliveries.provider, deliveries.attempts, deliveries.expires_at,
+      (SELECT json_build_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
+});
+
+const DEVICES = new Statement<PushDeviceRow>({
+  sqlite: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
+    FROM devices WHERE station IN (${LIST.sqlite})`,
+  postgres: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
+    FROM devices WHERE station IN (${LIST.postgres})`,
+});
+
+/** Feed rows by [user key, sequence] pairs, given as one JSON text. */
+const NOTIFICATIONS = new Statement<NotificationsTable>({
+  sqlite: `SELECT n.* FROM json_each(?) AS wanted
+           CROSS JOIN notifications n ON n.user_key = wanted.value ->> 0 AND n.seq = wanted.value ->> 1`,
+  postgres: `SELECT n.* FROM jsonb_array_elements(?::jsonb) AS wanted
+             JOIN notifications n ON n.user_key = (wanted ->> 0)::bigint AND n.seq = (wanted ->> 1)::bigint`,
+});
+
+/*
+ * Outcomes close only rows this process still holds: a row taken over after a lost lease is
+ * not ours to close. SQLite: `+state` keeps the planner on the primary key; on state it would
+ * walk the deliveries_due index over every pending row and test each against the id list.
+ */
+const IDS = { sqlite: 'id IN (SELECT value FROM json_each(?))', postgres: 'id = ANY(?::bigint[])' } as const;
+const OURS = { sqlite: `lease_owner = ? AND +state = 'pending'`, postgres: `lease_owner = ? AND state = 'pending'` } as const;
+
+/** Parameters: updated_at, ids, owner. */
+const MARK_DELIVERED = new Statement<never>({
+  sqlite: `UPDATE deliveries SET state = 'delivered', lease_until = NULL, lease_owner = NULL, last_error = NULL, updated_at = ?
+    WHERE ${IDS.sqlite} AND ${OURS.sqlite}`,
+  postgres: `UPDATE deliveries SET state = 'delivered', lease_until = NULL, lease_owner = NULL, last_error = NULL, updated_at = ?
+    WHERE ${IDS.postgres} AND ${OURS.postgres}`,
+});
+
+/** Parameters: state, last_error, updated_at, ids, owner. */
+const MARK_FINAL = new Statement<never>({
+  sqlite: `UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE ${IDS.sqlite} AND ${OURS.sqlite}`,
+  postgres: `UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE ${IDS.postgres} AND ${OURS.postgres}`,
+});
+
+/** Parameters: next_attempt_at, last_error, updated_at, id, owner. */
+const MARK_RETRY = new Statement<never>({
+  sqlite: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE id = ? AND ${OURS.sqlite}`,
+  postgres: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+    WHERE id = ? AND ${OURS.postgres}`,
+});
+
+/** Disables a device's push after the provider called its token dead (only while it is still the device's token). */
+export async function disablePush(db: Db, station: string, token: string, reason: string, at = Date.now()): Promise<void> {
+  await db
+    .updateTable('devices')
+    .set({ push_disabled_at: at, push_disabled_reason: reason })
+    .where('station', '=', station)
+    .where('push_token', '=', token)
+    .execute();
+}
+
+export class SqlDeliveryStore implements DeliveryStore {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: Dialect,
+  ) {}
+
+  claimDue(owner: string, providers: readonly string[], limit: number, leaseUntil: number, now: number): Promise<ClaimedDelivery[]> {
+    const providerList = listParameter(this.db, providers);
+    const parameters =
+      this.dialect === 'postgres'
+        ? [leaseUntil, owner, now, providerList, limit]
+        : [leaseUntil, owner, leaseUntil, now, now, now, providerList, limit];
+    return CLAIM.all(this.db, parameters);
+  }
+
+  feedRows(wanted: ReadonlyArray<[number, number]>): Promise<NotificationsTable[]> {
+    return NOTIFICATIONS.all(this.db, [JSON.stringify(wanted)]);
+  }
+
+  pushDevices(stations: readonly string[]): Promise<PushDeviceRow[]> {
+    return DEVICES.all(this.db, [listParameter(this.db, stations)]);
+  }
+
+  recordOutcomes(owner: string, now: number, write: (marks: OutcomeMarks) => Promise<void>): Promise<void> {
+    return this.db.transaction().execute((trx) => write(new TransactionMarks(trx, owner, now)));
+  }
+
+  async renewLeases(owner: string, leaseUntil: number): Promise<void> {
+    await this.db
+      .updateTable('deliveries')
+      .set({ lease_until: leaseUntil, next_attempt_at: leaseUntil })
+      .where('lease_owner', '=', owner)
+      .where('state', '=', 'pending')
+      .where('lease_until', 'is not', null)
+      .execute();
+  }
+
+  async leaseOwners(): Promise<string[]> {
+    const owners = await this.db
+      .selectFrom('deliveries')
+      .select('lease_owner')
+      .distinct()
+      .where('state', '=', 'pending')
+      .where('lease_owner', 'is not', null)
+      .execute();
+    return owners.map((o) => o.lease_owner!);
+  }
+
+  async releaseLeases(owners: readonly string[], now: number): Promise<number> {
+    if (owners.length === 0) return 0;
+    const released = await this.db
+      .updateTable('deliveries')
+      // Claiming moved next_attempt_at to the lease's end; released rows are due now.
+      .set({ lease_until: null, lease_owner: null, next_attempt_at: now })
+      .where('state', '=', 'pending')
+      .where('lease_owner', 'in', owners)
+      .executeTakeFirst();
+    return Number(released.numUpdatedRows);
+  }
+
+  async expireOverdue(now: number, reason: string): Promise<void> {
+    await this.db
+      .updateTable('deliveries')
+      .set({ state: 'expired', last_error: reason, updated_at: now })
+      .where('state', '=', 'pending')
+      .where('expires_at', '<=', now)
+      .where('lease_owner', 'is', null)
+      .execute();
+  }
+}
+
+/** The outcome writes of one transaction. */
+class TransactionMarks implements OutcomeMarks {
+  constructor(
+    private readonly trx: Transaction<Database>,
+    private readonly owner: string,
+    private readonly now: number,
+  ) {}
+
+  async markDelivered(ids: readonly number[]): Promise<void> {
+    await MARK_DELIVERED.all(this.trx, [this.now, listParameter(this.trx, ids), this.owner]);
+  }
+
+  async markFinal(state: FinalState, reason: string, ids: readonly number[]): Promise<void> {
+    await MARK_FINAL.all(this.trx, [state, reason, this.now, listParameter(this.trx, ids), this.owner]);
+  }
+
+  async markRetry(id: number, at: number, reason: string): Promise<void> {
+    await MARK_RETRY.all(this.trx, [at, reason, this.now, id, this.owner]);
+  }
+
+  async markDeadToken(id: number, station: string, token: string, reason: string): Promise<boolean> {
+    const trx = this.trx;
+    await this.markFinal('dead', reason, [id]);
+    const device = await trx.selectFrom('devices').select('push_token').where('station', '=', station).executeTakeFirst();
+    if (device?.push_token !== token) return false;
+    await disablePush(trx, station, token, reason, this.now);
+    await trx
+      .updateTable('deliveries')
+      .set({ state: 'dead', lease_until: null, lease_owner: null, last_error: `push disabled: ${reason}`.slice(0, 400), updated_at: this.now })
+      .where('station', '=', station)
+      .where('state', '=', 'pending')
+      .execute();
+    return true;
+  }
+}
