@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { HeraldError } from '../errors.ts';
 
-/** What every API surface shares: secret comparison and the HTTP status of an error. */
+/* What every API surface shares: secret comparison and the HTTP status of an error. */
 
 /** Compares two secrets in time that does not depend on where they differ. */
 export function sameSecret(given: string, expected: string): boolean {

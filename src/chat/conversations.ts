@@ -113,7 +113,6 @@ export async function listConversations(db: Db, userId: string): Promise<Convers
   return entries.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
 }
 
-/** Only participants may read or write a conversation. */
 /** The conversation, and the caller's place in it (all null when the caller is not in it). */
 const PARTICIPANT_OF = new Statement<
   ConversationsTable & { [K in Exclude<keyof ParticipantsTable, 'conversation_id'>]: ParticipantsTable[K] | null }
@@ -125,6 +124,7 @@ const PARTICIPANT_OF = new Statement<
    WHERE c.id = ?`,
 );
 
+/** Only participants may read or write a conversation. */
 export async function requireParticipant(db: Db, conversationId: string, userId: string) {
   // One query for both: the conversation, and the caller's place in it if any.
   const row = await PARTICIPANT_OF.first(db, [userId, conversationId]);

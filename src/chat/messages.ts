@@ -29,11 +29,6 @@ function messageTitle(count: number, senderName: string, groupName: string): str
   return groupName ? `${what} from ${senderName} in ${groupName}` : `${what} from ${senderName}`;
 }
 
-/**
- * The hot path. In one transaction: store the message (idempotent by its ID), raise each
- * recipient's unread count, append one notification per recipient (and the sender's silent
- * sync) and their outbox rows. Statements are per conversation, not per recipient.
- */
 // The statements of every message, written once (see Statement).
 const INSERT_MESSAGE = new Statement<{ seq: number }>(
   `INSERT INTO messages (conversation_id, id, sender_id, type, created, valid_until, data, received_at)
@@ -48,6 +43,11 @@ const COUNT_UNREAD = new Statement<{ user_id: string; unread_count: number; is_m
    RETURNING user_id, unread_count, is_muted`,
 );
 
+/**
+ * The hot path. In one transaction: store the message (idempotent by its ID), raise each
+ * recipient's unread count, append one notification per recipient (and the sender's silent
+ * sync) and their outbox rows. Statements are per conversation, not per recipient.
+ */
 export async function addMessage(
   notifier: Notifier,
   sender: { id: string; name: string },

@@ -40,6 +40,9 @@ function isRetryable(error: unknown): boolean {
   return code !== undefined && RETRYABLE_PG_CODES.has(code);
 }
 
+/** What a commit published: its notifications, and how many push deliveries it queued. */
+export type CommittedListener = (notifications: Notification[], pushesQueued: number) => void;
+
 /**
  * The one way state changes that notify someone are written: the change and its
  * notifications (with their outbox rows) commit together, and only then are the
@@ -50,9 +53,6 @@ function isRetryable(error: unknown): boolean {
  * messages costs one commit and touches each recipient's feed pages once, while a failing
  * unit still fails alone.
  */
-/** What a commit published: its notifications, and how many push deliveries it queued. */
-export type CommittedListener = (notifications: Notification[], pushesQueued: number) => void;
-
 export class Notifier {
   private committedListeners: CommittedListener[] = [];
   private queue: Unit[] = [];

@@ -7,7 +7,7 @@ import { notificationId, parseNotificationId, type Notification } from '../model
 import type { ClaimedDelivery, DeliveryStore, FinalState, OutcomeMarks, PushDeviceRow, UsableDevice } from '../store/deliveries.ts';
 import { rowToNotification } from '../store/rows.ts';
 
-/**
+/*
  * The push dispatcher over the durable outbox (the `deliveries` table). Rows are written
  * in the notification's own transaction; here they are claimed in batches under a lease,
  * sent with bounded concurrency, and their outcomes recorded in batched UPDATEs.

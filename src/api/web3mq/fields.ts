@@ -1,6 +1,6 @@
 import { badRequest } from '../../errors.ts';
 
-/** Web3MQ calls: request fields, their limits, and the refusals when they are not met. */
+/* Web3MQ calls: request fields, their limits, and the refusals when they are not met. */
 
 export type Fields = Record<string, unknown>;
 

@@ -1,4 +1,4 @@
-/**
+/*
  * The few protobuf messages of Web3MQ's live socket, encoded and decoded by hand.
  *
  * Wire format (protobuf encoding guide): a field is a key varint `field number << 3 | wire

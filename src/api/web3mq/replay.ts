@@ -1,7 +1,7 @@
 import type { SpentSignatures } from '../../cluster/spent-signatures.ts';
 import { TIMESTAMP_WINDOW_MS } from './signature.ts';
 
-/**
+/*
  * Web3MQ signs a timestamp, not a nonce, so a captured signed call would verify again for as
  * long as its timestamp is within the window. Each signature that authenticates a call is
  * remembered here until its timestamp has left the window, and a second use is refused.

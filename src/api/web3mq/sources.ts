@@ -8,7 +8,7 @@ import { sha3_224Hex } from './signature.ts';
 import { web3mqDraft } from './history.ts';
 import { refuseDuplicates } from './conflicts.ts';
 
-/**
+/*
  * The Web3MQ calls that cause notifications: friend requests and their acceptance, group
  * invitations and topic messages. Each change commits together with its notifications,
  * which count toward the recipient's unread badge.
