@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
-import { ThreadedChannel } from '../src/channels/thread.ts';
+import { ThreadedChannel } from '../src/channels/apns/thread.ts';
 import type { SendOutcome } from '../src/model/channel.ts';
 import { notificationId, type Notification } from '../src/model/notification.ts';
 import { waitFor } from './helpers/server.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApnsChannel, apnsOutcome } from '../src/channels/apns.ts';
-import { FcmChannel, fcmOutcome, readFcmAnswer } from '../src/channels/fcm.ts';
+import { ApnsChannel, apnsOutcome } from '../src/channels/apns/channel.ts';
+import { FcmChannel, fcmOutcome, readFcmAnswer } from '../src/channels/fcm/channel.ts';
 import type { PushTarget } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
 import { apnsToken, fcmToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import webPush from 'web-push';
-import { WebPushChannel } from '../src/channels/webpush.ts';
+import { WebPushChannel } from '../src/channels/webpush/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';

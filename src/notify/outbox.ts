@@ -212,17 +212,17 @@ export function unconfiguredReason(config: Config, provider: string): string | u
 export async function openPushChannels(config: Config, log?: Logger, { threads = false } = {}): Promise<PushChannel[]> {
   const channels: PushChannel[] = [];
   if (config.apns && threads && config.apns.threads > 0) {
-    const { ThreadedChannel } = await import('../channels/thread.ts');
+    const { ThreadedChannel } = await import('../channels/apns/thread.ts');
     channels.push(await ThreadedChannel.start('apns', config, config.apns.threads, log));
   } else if (config.apns) {
-    const { ApnsChannel } = await import('../channels/apns.ts');
+    const { ApnsChannel } = await import('../channels/apns/channel.ts');
     channels.push(await ApnsChannel.fromConfig(config, log));
   }
   if (config.fcm) {
-    const { FcmChannel } = await import('../channels/fcm.ts');
+    const { FcmChannel } = await import('../channels/fcm/channel.ts');
     channels.push(await FcmChannel.fromConfig(config, log));
   }
-  const { WebPushChannel } = await import('../channels/webpush.ts');
+  const { WebPushChannel } = await import('../channels/webpush/channel.ts');
   channels.push(await WebPushChannel.fromConfig(config, log));
   return channels;
 }

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Notification } from '../model/notification.ts';
-import type { PushChannel, SendOutcome } from '../model/channel.ts';
+import type { Notification } from '../../model/notification.ts';
+import type { PushChannel, SendOutcome } from '../../model/channel.ts';
 import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { installLeanAsyncBind } from './lean-async-bind.ts';
 
@@ -32,7 +32,7 @@ type BatchChannel = PushChannel & Required<Pick<PushChannel, 'sendWith'>>;
 
 async function open(): Promise<BatchChannel> {
   if (provider === 'apns') {
-    const { ApnsChannel } = await import('./apns.ts');
+    const { ApnsChannel } = await import('./channel.ts');
     return ApnsChannel.fromConfig(config, log);
   }
   throw new Error(`no push thread for provider ${provider}`);

@@ -6,11 +6,11 @@ import path from 'node:path';
 import { createECDH, createHash } from 'node:crypto';
 import webPush from 'web-push';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import { decodeBase64url, isInternalAddress } from '../chat/push-subscription.ts';
-import type { Notification } from '../model/notification.ts';
-import { parseRetryAfter, pushExpiresAt, pushKindOf } from '../notify/push-payload.ts';
-import type { PushChannel, PushTarget, SendOutcome } from '../model/channel.ts';
+import type { Config } from '../../config.ts';
+import { decodeBase64url, isInternalAddress } from '../../chat/push-subscription.ts';
+import type { Notification } from '../../model/notification.ts';
+import { parseRetryAfter, pushExpiresAt, pushKindOf } from '../push-common.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
 
 /**
  * Web Push for browsers whose tab is closed: RFC 8030 (the push request and its headers),

@@ -2,10 +2,11 @@ import fs from 'node:fs';
 import https from 'node:https';
 import { importPKCS8, SignJWT, type CryptoKey } from 'jose';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { Notification } from '../model/notification.ts';
-import { fcmMessage, parseRetryAfter } from '../notify/push-payload.ts';
-import type { PushChannel, PushTarget, SendOutcome } from '../model/channel.ts';
+import type { Config } from '../../config.ts';
+import type { Notification } from '../../model/notification.ts';
+import { parseRetryAfter } from '../push-common.ts';
+import { fcmMessage } from './payload.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
 
 /**
  * Firebase Cloud Messaging HTTP v1: an OAuth access token from the service account (RS256

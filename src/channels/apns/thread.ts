@@ -1,8 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { Notification } from '../model/notification.ts';
-import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../model/channel.ts';
+import type { Config } from '../../config.ts';
+import type { Notification } from '../../model/notification.ts';
+import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../../model/channel.ts';
 
 /**
  * A push channel run in a worker thread of its own. Its HTTP/2 work (TLS, framing, one

@@ -3,10 +3,11 @@ import http2 from 'node:http2';
 import { randomUUID } from 'node:crypto';
 import { importPKCS8, SignJWT, type CryptoKey } from 'jose';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { Notification } from '../model/notification.ts';
-import { apnsPush, parseRetryAfter, type ApnsPush } from '../notify/push-payload.ts';
-import type { PushChannel, PushTarget, SendOutcome } from '../model/channel.ts';
+import type { Config } from '../../config.ts';
+import type { Notification } from '../../model/notification.ts';
+import { parseRetryAfter } from '../push-common.ts';
+import { apnsPush, type ApnsPush } from './payload.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
 
 /**
  * Apple Push Notification service over its HTTP/2 provider API with token (JWT) auth:

@@ -1,0 +1,34 @@
+import type { Notification } from '../../model/notification.ts';
+import { collapseKeyOf, heraldFields, pushExpiresAt, pushKindOf } from '../push-common.ts';
+
+export interface ApnsPush {
+  pushType: 'alert' | 'background';
+  /** APNs: 10 = immediately, 5 = when power allows (required for background pushes). */
+  priority: 10 | 5;
+  /** Unix seconds (APNs apns-expiration). */
+  expiration: number;
+  collapseId?: string;
+  payload: string;
+}
+
+/** The APNs request for a notification: aps.alert/badge/sound/thread-id, Herald's keys beside aps. */
+export function apnsPush(n: Notification): ApnsPush {
+  const kind = pushKindOf(n);
+  const aps: Record<string, unknown> = { badge: n.badge };
+  if (kind === 'alert') {
+    aps.alert = { title: n.title, body: n.body };
+    aps.sound = 'default';
+  }
+  if (kind === 'background') aps['content-available'] = 1;
+  if (n.conversationId) aps['thread-id'] = n.conversationId;
+  const payload = JSON.stringify({ aps, ...heraldFields(n) });
+  return {
+    // APNs: a badge-only push is an alert push without an alert; a background push must
+    // have priority 5.
+    pushType: kind === 'background' ? 'background' : 'alert',
+    priority: kind === 'alert' ? 10 : 5,
+    expiration: Math.floor(pushExpiresAt(n) / 1000),
+    collapseId: kind === 'alert' ? collapseKeyOf(n.conversationId) : undefined,
+    payload,
+  };
+}
