@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApnsChannel, apnsOutcome } from '../src/channels/apns/channel.ts';
+import { ApnsChannel } from '../src/channels/apns/channel.ts';
+import { apnsOutcome } from '../src/channels/apns/outcomes.ts';
 import { FcmChannel, fcmOutcome, readFcmAnswer } from '../src/channels/fcm/channel.ts';
 import type { PushTarget } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';

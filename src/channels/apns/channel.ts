@@ -1,24 +1,22 @@
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import { randomUUID } from 'node:crypto';
-import { importPKCS8, SignJWT, type CryptoKey } from 'jose';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
 import type { Notification } from '../../model/notification.ts';
-import { parseRetryAfter } from '../push-common.ts';
-import { apnsPush, type ApnsPush } from './payload.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
+import { parseRetryAfter } from '../push-common.ts';
+import { apnsPush, preparePush, type ApnsPush, type PreparedPush } from './payload.ts';
+import { apnsOutcome, type ApnsAnswer } from './outcomes.ts';
+import { ProviderToken } from './provider-token.ts';
+import { ApnsConnection, IDLE_PING_MS, type ConnectionOwner } from './connection.ts';
+import { ConnectionLost, PushRequest, Reply, type PushStream, type RequestOwner } from './push-request.ts';
 
 /**
  * Apple Push Notification service over its HTTP/2 provider API with token (JWT) auth:
  * one long-lived connection, as many streams in flight as the peer allows.
  */
 
-// APNs: re-sign no more often than every 20 minutes and at least every 60; an iat older
-// than an hour is rejected with ExpiredProviderToken.
-const PROVIDER_TOKEN_LIFETIME_MS = 50 * 60 * 1000;
-/** Never use more streams than this, whatever the peer advertises. */
-const MAX_STREAMS_CAP = 2000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /**
  * Requests past REQUEST_TIMEOUT_MS are cancelled by one sweep this often (so after 30–35 s),
@@ -26,10 +24,10 @@ const REQUEST_TIMEOUT_MS = 30_000;
  * than the push's own bookkeeping.
  */
 const TIMEOUT_SWEEP_MS = 5_000;
-/** Ping a connection that has been idle this long, so a dead peer is noticed before the next push. */
-const IDLE_PING_MS = 60_000;
 // APNs: payloads are at most 4096 bytes.
 const MAX_PAYLOAD_BYTES = 4096;
+/** A stream refused by GOAWAY or a lost connection is sent again, at most this many times in all. */
+const MAX_STREAM_ATTEMPTS = 3;
 
 export interface ApnsOptions {
   /** The .p8 signing key (PKCS#8 PEM) from the Apple developer account. */
@@ -45,82 +43,6 @@ export interface ApnsOptions {
   log?: Logger;
 }
 
-/** The provider's answer to one request. */
-export interface ApnsAnswer {
-  status: number;
-  apnsId?: string;
-  reason?: string;
-  /** 410: when the token stopped being valid (ms since the epoch). */
-  timestamp?: number;
-  retryAfterMs?: number;
-}
-
-/** Turns a provider answer into the outbox's vocabulary; every APNs reason lands on one outcome. */
-export function apnsOutcome(answer: ApnsAnswer): SendOutcome {
-  const { status, reason } = answer;
-  const said = `${status}${reason ? ' ' + reason : ''}`;
-  if (status === 200) return { kind: 'delivered', detail: `200 apns-id ${answer.apnsId ?? ''}`.trim() };
-  switch (reason) {
-    // APNs: 410 means the token is no longer active for the topic.
-    case 'Unregistered':
-    case 'ExpiredToken':
-      return { kind: 'dead', reason: answer.timestamp ? `${said} since ${new Date(answer.timestamp).toISOString()}` : said };
-    // APNs: the token is malformed or belongs to another app: drop it.
-    case 'BadDeviceToken':
-    case 'DeviceTokenNotForTopic':
-      return { kind: 'dead', reason: said };
-    case 'TooManyRequests':
-    case 'TooManyProviderTokenUpdates':
-    case 'InternalServerError':
-    case 'ServiceUnavailable':
-    case 'Shutdown':
-    case 'IdleTimeout':
-    // A fresh provider token is signed before the retry.
-    case 'ExpiredProviderToken':
-      return { kind: 'retry', reason: said, afterMs: answer.retryAfterMs };
-    case 'BadCollapseId':
-    case 'BadExpirationDate':
-    case 'BadMessageId':
-    case 'BadPriority':
-    case 'BadTopic':
-    case 'DuplicateHeaders':
-    case 'InvalidPushType':
-    case 'MissingDeviceToken':
-    case 'MissingTopic':
-    case 'PayloadEmpty':
-    case 'TopicDisallowed':
-    case 'BadCertificate':
-    case 'BadCertificateEnvironment':
-    case 'Forbidden':
-    case 'InvalidProviderToken':
-    case 'MissingProviderToken':
-    case 'UnrelatedKeyIdInToken':
-    case 'BadPath':
-    case 'MethodNotAllowed':
-    case 'PayloadTooLarge':
-      return { kind: 'failed', reason: said };
-  }
-  // An unknown reason: the status decides.
-  if (status === 429 || status >= 500) return { kind: 'retry', reason: said, afterMs: answer.retryAfterMs };
-  if (status === 410) return { kind: 'dead', reason: said };
-  return { kind: 'failed', reason: said };
-}
-
-/** One HTTP/2 connection and the streams it carries. */
-interface Connection {
-  session: http2.ClientHttp2Session;
-  active: number;
-  /** APNs: until a request with a valid token succeeds, only one stream is allowed. */
-  confirmed: boolean;
-  /** After GOAWAY no new streams go here. */
-  draining: boolean;
-  lastUsed: number;
-}
-
-class ConnectionLost extends Error {}
-
-/** A stream refused by GOAWAY or a lost connection is sent again, at most this many times in all. */
-const MAX_STREAM_ATTEMPTS = 3;
 /**
  * Every stream's options, with the priority fields node:http2 would otherwise fill in
  * itself (its defaults: weight 16, no parent, not exclusive, not silent). session.request
@@ -134,121 +56,14 @@ const REQUEST_OPTIONS = {
   exclusive: false,
   silent: false,
 } as http2.ClientSessionRequestOptions;
-/** Where a stream's listeners find the push it carries. */
-const PUSH_REQUEST = Symbol('apns push request');
-type PushStream = http2.ClientHttp2Stream & { [PUSH_REQUEST]?: PushRequest };
-
-/**
- * A push as it goes on the wire, made once per notification and shared by the pushes to
- * all of its user's devices: the payload's bytes and the header values that do not depend
- * on the device.
- */
-interface PreparedPush {
-  payload: Buffer;
-  pushType: string;
-  expiration: string;
-  /** Undefined for priority 10, which APNs assumes when the header is absent. */
-  priority: string | undefined;
-  collapseId: string | undefined;
-}
-
-function preparePush(push: ApnsPush): PreparedPush {
-  return {
-    payload: Buffer.from(push.payload),
-    pushType: push.pushType,
-    expiration: String(push.expiration),
-    // APNs: without apns-priority a push is sent at priority 10 (immediately).
-    priority: push.priority === 10 ? undefined : String(push.priority),
-    collapseId: push.collapseId || undefined,
-  };
-}
-
-/** How a push's answer is handed back: an outcome (send, sendWith) or APNs' raw answer (request). */
-const enum Reply {
-  /** send(): a promise of the outcome; `delivered` carries the apns-id. */
-  Outcome,
-  /** sendWith(): a callback with the outcome and the caller's context; `delivered` is one shared object. */
-  BriefOutcome,
-  /** request(): a promise of the answer as it is, rejected when none can be had. */
-  Answer,
-}
 
 /** sendWith()'s answer to a push APNs accepted. */
 const DELIVERED: SendOutcome = Object.freeze({ kind: 'delivered' }) as SendOutcome;
 
-/**
- * One push on its way, from the queue through its stream to its answer. Thousands are in
- * flight at once, so a push carries its state in this one object: the stream's listeners
- * are shared functions (below) that find it through the stream, and a push costs no
- * closure per event and, from the outbox (sendWith), no promise at all.
- */
-class PushRequest {
-  stream: PushStream | undefined = undefined;
-  connection: Connection | undefined = undefined;
-  status = 0;
-  responseHeaders: http2.IncomingHttpHeaders | undefined = undefined;
-  body: Buffer[] | undefined = undefined;
-  startedAt = 0;
-  /** Streams this push was put on (a stream refused by GOAWAY is sent again on a new connection). */
-  attempts = 0;
-  settled = false;
-  /** send(): the provider token was refused as expired once, and a new one tried. */
-  resigned = false;
-
-  constructor(
-    readonly channel: ApnsChannel,
-    readonly path: string,
-    readonly push: PreparedPush,
-    readonly apnsId: string,
-    readonly reply: Reply,
-    /** Outcome and BriefOutcome: called with the outcome (and `context`); Answer: with the answer. */
-    readonly resolve: (value: any, context: unknown) => void,
-    /** Answer only: called when no answer can be had. */
-    readonly reject: ((error: Error) => void) | undefined,
-    readonly context: unknown,
-  ) {}
-}
-
-function onResponse(this: PushStream, headers: http2.IncomingHttpHeaders, flags: number): void {
-  const request = this[PUSH_REQUEST];
-  if (request?.stream !== this) return;
-  request.responseHeaders = headers;
-  request.status = Number(headers[':status']);
-  // APNs answers a push it accepts with headers alone (END_STREAM set on them); only an
-  // answer with a body (the reason) needs reading. A stream nobody reads still ends once
-  // its last frame has come, so an empty one needs no 'data' listener.
-  if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) this.on('data', onData);
-}
-
-function onData(this: PushStream, chunk: Buffer): void {
-  const request = this[PUSH_REQUEST];
-  if (request?.stream !== this) return;
-  (request.body ??= []).push(chunk);
-}
-
-function onError(this: PushStream, error: Error): void {
-  const request = this[PUSH_REQUEST];
-  // A stream refused by GOAWAY or a closed session was never processed: send it again.
-  if (request?.stream === this) request.channel.finish(request, new ConnectionLost(error.message));
-}
-
-/**
- * A stream closes once its answer has been read to the end (or it failed): the one place
- * a push learns that it is done, which spares an 'end' listener per stream.
- */
-function onClose(this: PushStream): void {
-  const request = this[PUSH_REQUEST];
-  if (request?.stream !== this || request.settled) return;
-  if (this.readableEnded) request.channel.streamEnded(request);
-  else request.channel.finish(request, new ConnectionLost(`stream closed with code ${this.rstCode}`));
-}
-
-export class ApnsChannel implements PushChannel {
+export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
   readonly provider = 'apns' as const;
-  private key: Promise<CryptoKey>;
-  /** `value` (the authorization header's value) is set once the signing has finished. */
-  private providerToken?: { jwt: Promise<string>; signedAt: number; value?: string };
-  private connection?: Connection;
+  private readonly token: ProviderToken;
+  private connection?: ApnsConnection;
   private connecting = false;
   /** Pushes waiting for a stream, a provider token or a connection, first come first served (head-indexed). */
   private queue: Array<PushRequest | undefined> = [];
@@ -283,10 +98,8 @@ export class ApnsChannel implements PushChannel {
       'apns-priority': undefined,
       'apns-collapse-id': undefined,
     };
-    this.key = importPKCS8(options.keyPem, 'ES256');
-    // Surface an unusable key at start rather than on the first push.
-    this.key.catch(() => {});
-    this.pinger = setInterval(() => this.pingIfIdle(), IDLE_PING_MS).unref();
+    this.token = new ProviderToken(options.keyPem, options.keyId, options.teamId);
+    this.pinger = setInterval(() => this.connection?.pingIfIdle(), IDLE_PING_MS).unref();
     this.timeoutSweeper = setInterval(() => this.cancelOverdueRequests(), TIMEOUT_SWEEP_MS).unref();
   }
 
@@ -309,7 +122,8 @@ export class ApnsChannel implements PushChannel {
       log,
     });
     try {
-      await channel.key;
+      // Surface an unusable key at start rather than on the first push.
+      await channel.token.key;
     } catch (error) {
       throw new Error(`HERALD_APNS_KEY_FILE ${apns.keyFile} is not a PKCS#8 P-256 key: ${(error as Error).message}`);
     }
@@ -376,18 +190,18 @@ export class ApnsChannel implements PushChannel {
         this.failQueued(new Error('APNs channel is closed'));
         return;
       }
-      const authorization = this.signedProviderToken();
+      const authorization = this.token.header();
       if (authorization === undefined) {
-        this.signProviderToken();
+        this.token.sign(this.tokenSigned, this.tokenFailed);
         return this.compactQueue();
       }
-      const connection = this.usableConnection();
+      const connection = this.connection?.usable ? this.connection : undefined;
       if (!connection) {
         this.openConnection();
         return this.compactQueue();
       }
       // A stream that ends drains the queue again.
-      if (connection.active >= this.streamLimit(connection)) return this.compactQueue();
+      if (connection.active >= connection.streamLimit()) return this.compactQueue();
       const request = this.queue[this.queueHead]!;
       // Taken: the queue no longer holds it.
       this.queue[this.queueHead++] = undefined;
@@ -399,6 +213,9 @@ export class ApnsChannel implements PushChannel {
     }
   }
 
+  private readonly tokenSigned = (): void => this.drain();
+  private readonly tokenFailed = (error: Error): void => this.failQueued(error);
+
   /** Drops the queue's taken head once it outweighs what still waits (a queue that never empties would only grow). */
   private compactQueue(): void {
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
@@ -407,7 +224,7 @@ export class ApnsChannel implements PushChannel {
     }
   }
 
-  private start(request: PushRequest, connection: Connection, authorization: string): void {
+  private start(request: PushRequest, connection: ApnsConnection, authorization: string): void {
     const now = Date.now();
     connection.active++;
     connection.lastUsed = now;
@@ -436,12 +253,8 @@ export class ApnsChannel implements PushChannel {
       this.finish(request, new ConnectionLost((error as Error).message));
       return;
     }
-    stream[PUSH_REQUEST] = request;
-    request.stream = stream;
     this.inFlight.add(request);
-    stream.on('response', onResponse);
-    stream.on('error', onError);
-    stream.on('close', onClose);
+    request.listen(stream);
     stream.end(push.payload);
   }
 
@@ -483,9 +296,8 @@ export class ApnsChannel implements PushChannel {
   private answered(request: PushRequest, answer: ApnsAnswer): void {
     if (request.reply === Reply.Answer) return request.resolve(answer, undefined);
     if (answer.reason === 'ExpiredProviderToken' && !request.resigned) {
-      // Concurrent requests all see the same refusal; sign anew once, not once each.
       request.resigned = true;
-      if (this.providerToken && Date.now() - this.providerToken.signedAt > 60_000) this.providerToken = undefined;
+      this.token.refused();
       request.attempts = 0;
       this.queue.push(request);
       return;
@@ -505,60 +317,13 @@ export class ApnsChannel implements PushChannel {
     for (const request of waiting) this.settle(request!, error);
   }
 
-  /** The authorization header's value when the provider token is signed and still fresh. */
-  private signedProviderToken(): string | undefined {
-    const current = this.providerToken;
-    if (current?.value !== undefined && Date.now() - current.signedAt < PROVIDER_TOKEN_LIFETIME_MS) return current.value;
-    return undefined;
-  }
-
-  /**
-   * Signs the ES256 provider token {alg, kid}{iss, iat}, re-signed every 50 minutes, unless a
-   * signing is already under way. One signing serves every waiting push: APNs answers
-   * TooManyProviderTokenUpdates when the token changes too often.
-   */
-  private signProviderToken(): void {
-    const now = Date.now();
-    if (this.providerToken && now - this.providerToken.signedAt < PROVIDER_TOKEN_LIFETIME_MS) return;
-    const jwt = this.key.then((key) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: 'ES256', kid: this.options.keyId })
-        .setIssuer(this.options.teamId)
-        .setIssuedAt(Math.floor(now / 1000))
-        .sign(key),
-    );
-    const providerToken: { jwt: Promise<string>; signedAt: number; value?: string } = { jwt, signedAt: now };
-    this.providerToken = providerToken;
-    jwt.then(
-      (value) => {
-        providerToken.value = `bearer ${value}`;
-        this.drain();
-      },
-      (error: Error) => {
-        if (this.providerToken === providerToken) this.providerToken = undefined;
-        this.failQueued(error);
-      },
-    );
-  }
-
-  private streamLimit(connection: Connection): number {
-    if (!connection.confirmed) return 1;
-    const advertised = connection.session.remoteSettings.maxConcurrentStreams ?? 100;
-    return Math.max(1, Math.min(advertised, MAX_STREAMS_CAP));
-  }
-
-  private usableConnection(): Connection | undefined {
-    const connection = this.connection;
-    if (connection && !connection.draining && !connection.session.closed && !connection.session.destroyed) return connection;
-    return undefined;
-  }
-
   private openConnection(): void {
     if (this.connecting) return;
     this.connecting = true;
-    this.connect().then(
-      () => {
+    ApnsConnection.open(this.options.url, this.options.ca, this.options.log, this).then(
+      (connection) => {
         this.connecting = false;
+        this.connection = connection;
         this.drain();
       },
       (error: Error) => {
@@ -568,37 +333,15 @@ export class ApnsChannel implements PushChannel {
     );
   }
 
-  private connect(): Promise<Connection> {
-    return new Promise((resolve, reject) => {
-      const session = http2.connect(this.options.url, {
-        ...(this.options.ca ? { ca: this.options.ca } : {}),
-        // APNs: TLS 1.2 or later.
-        minVersion: 'TLSv1.2',
-      });
-      const connection: Connection = { session, active: 0, confirmed: false, draining: false, lastUsed: Date.now() };
-      const retire = () => {
-        connection.draining = true;
-        if (this.connection === connection) this.connection = undefined;
-        // Waiting pushes move on to a new connection.
-        this.drain();
-      };
-      session.once('connect', () => {
-        this.connection = connection;
-        resolve(connection);
-      });
-      session.on('remoteSettings', () => this.drain());
-      session.on('goaway', (code, _lastStreamId, opaqueData) => {
-        // APNs: the reason may come as JSON in the GOAWAY's debug data.
-        const why = opaqueData && opaqueData.length > 0 ? opaqueData.toString('utf8') : `code ${code}`;
-        this.options.log?.warn({ why }, 'APNs sent GOAWAY; reconnecting');
-        retire();
-      });
-      session.on('error', (error) => {
-        this.options.log?.warn({ err: error }, 'APNs connection error');
-        reject(error);
-      });
-      session.on('close', retire);
-    });
+  /** ConnectionOwner: the peer's settings came. */
+  settingsChanged(): void {
+    this.drain();
+  }
+
+  /** ConnectionOwner: waiting pushes move on to a new connection. */
+  retired(connection: ApnsConnection): void {
+    if (this.connection === connection) this.connection = undefined;
+    this.drain();
   }
 
   private cancelOverdueRequests(): void {
@@ -610,32 +353,13 @@ export class ApnsChannel implements PushChannel {
     }
   }
 
-  private pingIfIdle(): void {
-    const connection = this.connection;
-    if (!connection || connection.active > 0 || Date.now() - connection.lastUsed < IDLE_PING_MS) return;
-    connection.session.ping((error) => {
-      if (error) connection.session.destroy();
-    });
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.pinger);
     clearInterval(this.timeoutSweeper);
     this.failQueued(new Error('APNs channel is closed'));
-    const session = this.connection?.session;
+    const connection = this.connection;
     this.connection = undefined;
-    if (session && !session.closed) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          session.destroy();
-          resolve();
-        }, 2000);
-        session.close(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await connection?.close();
   }
 }

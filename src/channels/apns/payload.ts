@@ -32,3 +32,28 @@ export function apnsPush(n: Notification): ApnsPush {
     payload,
   };
 }
+
+/**
+ * A push as it goes on the wire, made once per notification and shared by the pushes to
+ * all of its user's devices: the payload's bytes and the header values that do not depend
+ * on the device.
+ */
+export interface PreparedPush {
+  payload: Buffer;
+  pushType: string;
+  expiration: string;
+  /** Undefined for priority 10, which APNs assumes when the header is absent. */
+  priority: string | undefined;
+  collapseId: string | undefined;
+}
+
+export function preparePush(push: ApnsPush): PreparedPush {
+  return {
+    payload: Buffer.from(push.payload),
+    pushType: push.pushType,
+    expiration: String(push.expiration),
+    // APNs: without apns-priority a push is sent at priority 10 (immediately).
+    priority: push.priority === 10 ? undefined : String(push.priority),
+    collapseId: push.collapseId || undefined,
+  };
+}
