@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApnsChannel } from '../src/channels/apns/channel.ts';
 import { apnsOutcome } from '../src/channels/apns/outcomes.ts';
-import { FcmChannel, fcmOutcome, readFcmAnswer } from '../src/channels/fcm/channel.ts';
+import { FcmChannel } from '../src/channels/fcm/channel.ts';
+import { fcmOutcome, readFcmAnswer } from '../src/channels/fcm/outcomes.ts';
 import type { PushTarget } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
 import { apnsToken, fcmToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
