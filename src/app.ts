@@ -20,7 +20,7 @@ import { WEB3MQ_LIVE_PATH, startWeb3mqLive } from './api/web3mq/live.ts';
 import { attachWebSocket } from './channels/websocket.ts';
 import { startUdp } from './channels/udp.ts';
 import { startOutbox } from './notify/outbox.ts';
-import { loadVapidKeys } from './channels/webpush/channel.ts';
+import { loadVapidKeys } from './channels/webpush/vapid-keys.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {

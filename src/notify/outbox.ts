@@ -223,7 +223,8 @@ export async function openPushChannels(config: Config, log?: Logger, { threads =
     channels.push(await FcmChannel.fromConfig(config, log));
   }
   const { WebPushChannel } = await import('../channels/webpush/channel.ts');
-  channels.push(await WebPushChannel.fromConfig(config, log));
+  const { loadVapidKeys } = await import('../channels/webpush/vapid-keys.ts');
+  channels.push(WebPushChannel.fromConfig(config, loadVapidKeys(config), log));
   return channels;
 }
 

@@ -22,7 +22,7 @@ import {
   type IncomingMessage,
   type PropertyAction,
 } from '../../chat/conversations.ts';
-import { loadVapidKeys } from '../../channels/webpush/channel.ts';
+import { loadVapidKeys } from '../../channels/webpush/vapid-keys.ts';
 
 /** What a handler knows about the call. */
 interface Call {

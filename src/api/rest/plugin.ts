@@ -18,7 +18,7 @@ import {
   removeDevice,
 } from '../../chat/devices.ts';
 import { attachMainKey } from '../web3mq/keys.ts';
-import { loadVapidKeys } from '../../channels/webpush/channel.ts';
+import { loadVapidKeys } from '../../channels/webpush/vapid-keys.ts';
 
 export function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
