@@ -66,7 +66,7 @@ interface ClaimedRow {
    * SQLite gives the JSON text, PostgreSQL the parsed array.
    */
   device: string | UsableDevice | null;
-  /** Set when the push goes out through a channel's sendWith: the device token it went to. */
+  /** Set when the push goes out: the device token it went to. */
   token?: string;
 }
 
@@ -212,8 +212,8 @@ export function unconfiguredReason(config: Config, provider: string): string | u
 export async function openPushChannels(config: Config, log?: Logger, { threads = false } = {}): Promise<PushChannel[]> {
   const channels: PushChannel[] = [];
   if (config.apns && threads && config.apns.threads > 0) {
-    const { ThreadedChannel } = await import('../channels/apns/thread.ts');
-    channels.push(await ThreadedChannel.start('apns', config, config.apns.threads, log));
+    const { ThreadedApnsChannel } = await import('../channels/apns/thread.ts');
+    channels.push(await ThreadedApnsChannel.start(config, config.apns.threads, log));
   } else if (config.apns) {
     const { ApnsChannel } = await import('../channels/apns/channel.ts');
     channels.push(await ApnsChannel.fromConfig(config, log));
@@ -396,19 +396,11 @@ class Dispatcher implements Outbox {
 
   private send(row: ClaimedRow, notification: Notification, target: PushTarget): void {
     this.inFlight++;
-    const channel = this.channels.get(row.provider)!;
-    if (channel.sendWith) {
-      row.token = target.token;
-      channel.sendWith(target.token, notification, row, this.onAnswer);
-      return;
-    }
-    channel.send(target, notification).then(
-      (outcome) => this.answered(row, target.token, outcome),
-      (error: Error) => this.answered(row, target.token, { kind: 'retry', reason: `send failed: ${error.message}` }),
-    );
+    row.token = target.token;
+    this.channels.get(row.provider)!.send(target, notification, row, this.onAnswer);
   }
 
-  /** sendWith's callback, one for every push: the row is the push's context. */
+  /** send's callback, one for every push: the row is the push's context. */
   private readonly onAnswer = (outcome: SendOutcome, row: ClaimedRow): void => this.answered(row, row.token!, outcome);
 
   /** Rows whose device cannot take a push (any more): each is dead, with the reason read from the device. */

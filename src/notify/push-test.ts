@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { Store } from '../store/db.ts';
-import type { PushProvider, SendOutcome } from '../model/channel.ts';
+import { sendOne, type PushProvider, type SendOutcome } from '../model/channel.ts';
 import { badRequest, notFound } from '../errors.ts';
 import { checkStation } from '../chat/devices.ts';
 import { feedHead } from './feed.ts';
@@ -47,7 +47,8 @@ export async function sendTestPush(config: Config, store: Store, stationText: st
     createdAt: Date.now(),
   };
   try {
-    const outcome = await channel.send(
+    const outcome = await sendOne(
+      channel,
       {
         station,
         userId: device.user_id,

@@ -1,16 +1,15 @@
 import fs from 'node:fs';
 import http2 from 'node:http2';
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
 import type { Notification } from '../../model/notification.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
 import { parseRetryAfter } from '../push-common.ts';
-import { apnsPush, preparePush, type ApnsPush, type PreparedPush } from './payload.ts';
+import { apnsPush, preparePush, type PreparedPush } from './payload.ts';
 import { apnsOutcome, type ApnsAnswer } from './outcomes.ts';
 import { ProviderToken } from './provider-token.ts';
 import { ApnsConnection, IDLE_PING_MS, type ConnectionOwner } from './connection.ts';
-import { ConnectionLost, PushRequest, Reply, type PushStream, type RequestOwner } from './push-request.ts';
+import { ConnectionLost, PushRequest, type PushStream, type RequestOwner } from './push-request.ts';
 
 /**
  * Apple Push Notification service over its HTTP/2 provider API with token (JWT) auth:
@@ -56,9 +55,6 @@ const REQUEST_OPTIONS = {
   exclusive: false,
   silent: false,
 } as http2.ClientSessionRequestOptions;
-
-/** sendWith()'s answer to a push APNs accepted. */
-const DELIVERED: SendOutcome = Object.freeze({ kind: 'delivered' }) as SendOutcome;
 
 export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
   readonly provider = 'apns' as const;
@@ -139,39 +135,16 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
       prepared =
         push.payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(push.payload) > MAX_PAYLOAD_BYTES
           ? { kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` }
-          : preparePush(push);
+          : preparePush(push, notification.id);
       this.pushes.set(notification, prepared);
     }
     return prepared;
   }
 
-  send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
-    const prepared = this.prepared(notification);
-    if ('kind' in prepared) return Promise.resolve(prepared);
-    const path = `/3/device/${target.token}`;
-    return new Promise<SendOutcome>((resolve) => this.enqueue(new PushRequest(this, path, prepared, notification.id, Reply.Outcome, resolve, undefined, undefined)));
-  }
-
-  /**
-   * send() for the outbox, which has thousands in flight: no promise per push. `done` is
-   * called once, with the outcome and `context`; a delivered push's outcome carries no
-   * detail (it is one shared object).
-   */
-  sendWith<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+  send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
     const prepared = this.prepared(notification);
     if ('kind' in prepared) return done(prepared, context);
-    this.enqueue(new PushRequest(this, `/3/device/${token}`, prepared, notification.id, Reply.BriefOutcome, done as (value: any, context: unknown) => void, undefined, context));
-  }
-
-  /**
-   * Sends one push and resolves to APNs' answer as it is; a stream refused by a GOAWAY is
-   * sent again on a new connection. Rejects when no answer can be had.
-   */
-  request(token: string, push: ApnsPush, apnsId: string = randomUUID()): Promise<ApnsAnswer> {
-    const prepared = preparePush(push);
-    return new Promise<ApnsAnswer>((resolve, reject) =>
-      this.enqueue(new PushRequest(this, `/3/device/${token}`, prepared, apnsId, Reply.Answer, resolve, reject, undefined)),
-    );
+    this.enqueue(new PushRequest(this, `/3/device/${target.token}`, prepared, context, done));
   }
 
   private enqueue(request: PushRequest): void {
@@ -242,7 +215,7 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
     headers.authorization = authorization;
     headers['apns-push-type'] = push.pushType;
     headers['apns-expiration'] = push.expiration;
-    headers['apns-id'] = request.apnsId;
+    headers['apns-id'] = push.apnsId;
     headers['apns-priority'] = push.priority;
     headers['apns-collapse-id'] = push.collapseId;
     let stream: PushStream;
@@ -294,7 +267,6 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
   }
 
   private answered(request: PushRequest, answer: ApnsAnswer): void {
-    if (request.reply === Reply.Answer) return request.resolve(answer, undefined);
     if (answer.reason === 'ExpiredProviderToken' && !request.resigned) {
       request.resigned = true;
       this.token.refused();
@@ -302,12 +274,12 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
       this.queue.push(request);
       return;
     }
-    request.resolve(request.reply === Reply.BriefOutcome && answer.status === 200 ? DELIVERED : apnsOutcome(answer), request.context);
+    const push = request.push;
+    request.done(answer.status === 200 && answer.apnsId === push.apnsId ? push.delivered : apnsOutcome(answer), request.context);
   }
 
   private settle(request: PushRequest, error: Error): void {
-    if (request.reply === Reply.Answer) request.reject!(error);
-    else request.resolve({ kind: 'retry', reason: `APNs connection: ${error.message}` }, request.context);
+    request.done({ kind: 'retry', reason: `APNs connection: ${error.message}` }, request.context);
   }
 
   private failQueued(error: Error): void {

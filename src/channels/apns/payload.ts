@@ -1,3 +1,4 @@
+import type { SendOutcome } from '../../model/channel.ts';
 import type { Notification } from '../../model/notification.ts';
 import { collapseKeyOf, heraldFields, pushExpiresAt, pushKindOf } from '../push-common.ts';
 
@@ -35,8 +36,8 @@ export function apnsPush(n: Notification): ApnsPush {
 
 /**
  * A push as it goes on the wire, made once per notification and shared by the pushes to
- * all of its user's devices: the payload's bytes and the header values that do not depend
- * on the device.
+ * all of its user's devices: the payload's bytes, the header values that do not depend on
+ * the device, and the outcome APNs' acceptance of it means.
  */
 export interface PreparedPush {
   payload: Buffer;
@@ -45,9 +46,13 @@ export interface PreparedPush {
   /** Undefined for priority 10, which APNs assumes when the header is absent. */
   priority: string | undefined;
   collapseId: string | undefined;
+  /** The notification's id, sent as apns-id so that apps can drop a duplicate. */
+  apnsId: string;
+  /** 200 with this apns-id echoed (as APNs does): one outcome object for every device. */
+  delivered: SendOutcome;
 }
 
-export function preparePush(push: ApnsPush): PreparedPush {
+export function preparePush(push: ApnsPush, apnsId: string): PreparedPush {
   return {
     payload: Buffer.from(push.payload),
     pushType: push.pushType,
@@ -55,5 +60,7 @@ export function preparePush(push: ApnsPush): PreparedPush {
     // APNs: without apns-priority a push is sent at priority 10 (immediately).
     priority: push.priority === 10 ? undefined : String(push.priority),
     collapseId: push.collapseId || undefined,
+    apnsId,
+    delivered: Object.freeze({ kind: 'delivered', detail: `200 apns-id ${apnsId}` }),
   };
 }

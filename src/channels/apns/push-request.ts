@@ -1,4 +1,5 @@
 import http2 from 'node:http2';
+import type { SendOutcome } from '../../model/channel.ts';
 import type { ApnsConnection } from './connection.ts';
 import type { PreparedPush } from './payload.ts';
 
@@ -21,7 +22,7 @@ export type PushStream = http2.ClientHttp2Stream & { [PUSH_REQUEST]?: PushReques
  * One push on its way, from the queue through its stream to its answer. Thousands are in
  * flight at once, so a push carries its state in this one object: the stream's listeners
  * are shared functions (below) that find it through the stream, and a push costs no
- * closure per event and, from the outbox, no promise at all.
+ * closure per event and no promise at all.
  */
 export class PushRequest {
   stream: PushStream | undefined = undefined;
@@ -40,13 +41,9 @@ export class PushRequest {
     readonly owner: RequestOwner,
     readonly path: string,
     readonly push: PreparedPush,
-    readonly apnsId: string,
-    readonly reply: Reply,
-    /** Outcome and BriefOutcome: called with the outcome (and `context`); Answer: with the answer. */
-    readonly resolve: (value: any, context: unknown) => void,
-    /** Answer only: called when no answer can be had. */
-    readonly reject: ((error: Error) => void) | undefined,
     readonly context: unknown,
+    /** Called once, with the outcome and `context`. */
+    readonly done: (outcome: SendOutcome, context: any) => void,
   ) {}
 
   /** Puts the push on `stream` and listens for its answer. */
@@ -57,16 +54,6 @@ export class PushRequest {
     stream.on('error', onError);
     stream.on('close', onClose);
   }
-}
-
-/** How a push's answer is handed back: an outcome (send, sendWith) or APNs' raw answer (request). */
-export const enum Reply {
-  /** send(): a promise of the outcome; `delivered` carries the apns-id. */
-  Outcome,
-  /** sendWith(): a callback with the outcome and the caller's context; `delivered` is one shared object. */
-  BriefOutcome,
-  /** request(): a promise of the answer as it is, rejected when none can be had. */
-  Answer,
 }
 
 function onResponse(this: PushStream, headers: http2.IncomingHttpHeaders, flags: number): void {

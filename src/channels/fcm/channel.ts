@@ -61,7 +61,15 @@ export class FcmChannel implements PushChannel {
     return channel;
   }
 
-  async send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
+  send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    this.deliver(target, notification).then(
+      (outcome) => done(outcome, context),
+      (error: Error) => done({ kind: 'retry', reason: `send failed: ${error.message}` }, context),
+    );
+  }
+
+  /** Posts the message, fetching a new access token once when FCM refuses the current one. */
+  private async deliver(target: PushTarget, notification: Notification): Promise<SendOutcome> {
     const body = JSON.stringify({ message: fcmMessage(notification, target.token) });
     try {
       let answer = await this.post(body);

@@ -58,7 +58,15 @@ export class WebPushChannel implements PushChannel {
     });
   }
 
-  async send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
+  send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    this.deliver(target, notification).then(
+      (outcome) => done(outcome, context),
+      (error: Error) => done({ kind: 'retry', reason: `send failed: ${error.message}` }, context),
+    );
+  }
+
+  /** Encrypts and posts the push; rejects only when it cannot be built (the outcome is then a retry). */
+  private async deliver(target: PushTarget, notification: Notification): Promise<SendOutcome> {
     const p256dh = target.keys?.p256dh;
     const auth = target.keys?.auth;
     if (!p256dh || !auth) return { kind: 'dead', reason: 'the subscription has no p256dh and auth keys' };
