@@ -8,6 +8,8 @@ import { parseRetryAfter } from '../push-common.ts';
 import { apnsPush, preparePush, type PreparedPush } from './payload.ts';
 import { apnsOutcome, type ApnsAnswer } from './outcomes.ts';
 import { ProviderToken } from './provider-token.ts';
+import { PayloadCache } from './payload-cache.ts';
+import { streamOptions } from './stream-options.ts';
 import { ApnsConnection, IDLE_PING_MS, type ConnectionOwner } from './connection.ts';
 import { ConnectionLost, PushRequest, type PushStream, type RequestOwner } from './push-request.ts';
 
@@ -42,20 +44,6 @@ export interface ApnsOptions {
   log?: Logger;
 }
 
-/**
- * Every stream's options, with the priority fields node:http2 would otherwise fill in
- * itself (its defaults: weight 16, no parent, not exclusive, not silent). session.request
- * copies the options and sets each missing field on the copy, which cost about 10 µs of
- * CPU per request here; given, they are only checked.
- */
-const REQUEST_OPTIONS = {
-  endStream: false,
-  weight: http2.constants.NGHTTP2_DEFAULT_WEIGHT,
-  parent: 0,
-  exclusive: false,
-  silent: false,
-} as http2.ClientSessionRequestOptions;
-
 export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
   readonly provider = 'apns' as const;
   private readonly token: ProviderToken;
@@ -68,11 +56,9 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
   private pinger: NodeJS.Timeout;
   private readonly inFlight = new Set<PushRequest>();
   private timeoutSweeper: NodeJS.Timeout;
-  /**
-   * The devices of a user share one notification object per outbox batch: its payload is
-   * serialised once, not once per device. Weak, so it lives as long as the batch does.
-   */
-  private readonly pushes = new WeakMap<Notification, PreparedPush | SendOutcome>();
+  /** The notification's push, prepared once and shared by its devices, or why it cannot be sent. */
+  private readonly pushes = new PayloadCache<PreparedPush | SendOutcome>(preparedPush);
+  private readonly streamOptions = streamOptions();
   /**
    * The request headers, one object for every push: session.request copies what it is
    * given, so each push only sets its own values. Every key is always there (undefined
@@ -126,23 +112,8 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
     return channel;
   }
 
-  /** The notification's push, prepared once and shared by its devices, or why it cannot be sent. */
-  private prepared(notification: Notification): PreparedPush | SendOutcome {
-    let prepared = this.pushes.get(notification);
-    if (!prepared) {
-      const push = apnsPush(notification);
-      // Only a long payload can exceed the limit in bytes (a UTF-8 character is at most 3 bytes per UTF-16 unit).
-      prepared =
-        push.payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(push.payload) > MAX_PAYLOAD_BYTES
-          ? { kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` }
-          : preparePush(push, notification.id);
-      this.pushes.set(notification, prepared);
-    }
-    return prepared;
-  }
-
   send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
-    const prepared = this.prepared(notification);
+    const prepared = this.pushes.get(notification);
     if ('kind' in prepared) return done(prepared, context);
     this.enqueue(new PushRequest(this, `/3/device/${target.token}`, prepared, context, done));
   }
@@ -220,7 +191,7 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
     headers['apns-collapse-id'] = push.collapseId;
     let stream: PushStream;
     try {
-      stream = connection.session.request(headers, REQUEST_OPTIONS);
+      stream = connection.session.request(headers, this.streamOptions);
     } catch (error) {
       connection.draining = true;
       this.finish(request, new ConnectionLost((error as Error).message));
@@ -334,4 +305,14 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
     this.connection = undefined;
     await connection?.close();
   }
+}
+
+/** The notification's push, or why it cannot be sent. */
+function preparedPush(notification: Notification): PreparedPush | SendOutcome {
+  const push = apnsPush(notification);
+  // Only a long payload can exceed the limit in bytes (a UTF-8 character is at most 3 bytes per UTF-16 unit).
+  if (push.payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(push.payload) > MAX_PAYLOAD_BYTES) {
+    return { kind: 'failed', reason: `payload of ${Buffer.byteLength(push.payload)} bytes exceeds the APNs limit of 4096` };
+  }
+  return preparePush(push, notification.id);
 }

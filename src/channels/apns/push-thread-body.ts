@@ -1,6 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Notification } from '../../model/notification.ts';
 import type { PushTarget, SendOutcome } from '../../model/channel.ts';
 import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { installLeanAsyncBind } from './lean-async-bind.ts';

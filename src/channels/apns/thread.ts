@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
 import type { Notification } from '../../model/notification.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
+import { pushThreadResourceLimits } from './thread-heap.ts';
 
 /**
  * The APNs channel run in worker threads of its own. Its HTTP/2 work (TLS, framing, one
@@ -47,16 +48,6 @@ interface Thread {
   started: Promise<void>;
 }
 
-/**
- * A push's objects (its stream, node:http2's own, the request) live for one round trip, but
- * thousands are in flight at once and each scavenge copies those. A young generation larger
- * than V8's default makes scavenges rarer. Push-only runs, the process's CPU per push over
- * the bare client's (medians of 8 alternating runs): default 1.15×, 96 MB 1.09× (pushes/s over
- * @parse/node-apn 1.13× → 1.24×); then 96 MB 1.13× against 192 MB 1.05× (1.16× → 1.21×).
- * It grows to this size only under such load; the semi-spaces are then 64 MB each.
- */
-const YOUNG_GENERATION_MB = 192;
-
 /** How long close() lets the threads answer what they hold before stopping them. */
 const CLOSE_GRACE_MS = 5000;
 
@@ -97,7 +88,7 @@ export class ThreadedApnsChannel implements PushChannel {
   private spawn(slot: number): Thread {
     const worker = new Worker(new URL('./push-thread.mjs', import.meta.url), {
       workerData: { config: this.config } satisfies ThreadData,
-      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+      resourceLimits: pushThreadResourceLimits(),
     });
     // A thread never keeps the process alive; close() stops them in order.
     worker.unref();

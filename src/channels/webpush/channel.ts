@@ -10,6 +10,7 @@ import type { VapidKeys } from './vapid-keys.ts';
 import { webPushRequest } from './payload.ts';
 import { webPushOutcome } from './outcomes.ts';
 import { InternalEndpointError, publicOnlyLookup } from './public-endpoints.ts';
+import { VapidAuthorization } from './vapid-authorization.ts';
 
 /**
  * Web Push for browsers whose tab is closed: RFC 8030 (the push request and its headers),
@@ -23,10 +24,6 @@ import { InternalEndpointError, publicOnlyLookup } from './public-endpoints.ts';
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Concurrent connections per push service origin. */
 const MAX_SOCKETS = 64;
-/** RFC 8292 §2: exp at most 24 hours ahead; 12 hours leaves room for clock skew. */
-const VAPID_TOKEN_LIFETIME_S = 12 * 3600;
-/** A cached VAPID header is signed again once it has less than this left. */
-const VAPID_TOKEN_MIN_REMAINING_S = 11 * 3600;
 
 export interface WebPushOptions {
   keys: VapidKeys;
@@ -40,11 +37,11 @@ export interface WebPushOptions {
 export class WebPushChannel implements PushChannel {
   readonly provider = 'webpush' as const;
   private readonly agent: https.Agent;
-  /** The signed Authorization header per push service origin, and when its token expires. */
-  private readonly authorizations = new Map<string, { header: string; expiresAt: number }>();
+  private readonly authorization: VapidAuthorization;
 
   constructor(private readonly options: WebPushOptions) {
     this.agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
+    this.authorization = new VapidAuthorization(options.keys, options.subject);
   }
 
   /** The channel for this node's configuration, signing with `keys` (see loadVapidKeys). */
@@ -88,7 +85,7 @@ export class WebPushChannel implements PushChannel {
       'content-encoding': 'aes128gcm',
       'content-type': 'application/octet-stream',
       'content-length': encrypted.cipherText.length,
-      authorization: this.authorization(endpoint.origin),
+      authorization: this.authorization.header(endpoint.origin),
     };
     if (request.topic) headers.topic = request.topic;
     try {
@@ -98,18 +95,6 @@ export class WebPushChannel implements PushChannel {
       if (error instanceof InternalEndpointError) return { kind: 'dead', reason: error.message };
       return { kind: 'retry', reason: `Web Push ${endpoint.origin}: ${(error as Error).message}` };
     }
-  }
-
-  /** RFC 8292: `vapid t=<JWT for this origin>, k=<public key>`, signed once and reused for an hour. */
-  private authorization(origin: string): string {
-    const now = Math.floor(Date.now() / 1000);
-    const cached = this.authorizations.get(origin);
-    if (cached && cached.expiresAt - now > VAPID_TOKEN_MIN_REMAINING_S) return cached.header;
-    const expiresAt = now + VAPID_TOKEN_LIFETIME_S;
-    const { keys, subject } = this.options;
-    const header = webPush.getVapidHeaders(origin, subject, keys.publicKey, keys.privateKey, 'aes128gcm', expiresAt).Authorization;
-    this.authorizations.set(origin, { header, expiresAt });
-    return header;
   }
 
   private post(url: URL, body: Buffer, headers: Record<string, string | number>) {
