@@ -29,7 +29,7 @@ import { ReplayGuard } from './api/web3mq/replay.ts';
 import { WEB3MQ_LIVE_PATH, startWeb3mqLive } from './api/web3mq/live.ts';
 import { attachWebSocket } from './channels/websocket.ts';
 import { startUdp } from './channels/udp.ts';
-import { loadVapidKeys, type VapidKeys } from './channels/webpush.ts';
+import { loadVapidKeys, type VapidKeys } from './channels/webpush/vapid-keys.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -117,20 +117,19 @@ async function openPushChannel(
   { threads = false } = {},
 ): Promise<PushChannel> {
   if (provider === 'apns' && threads && config.apns!.threads > 0) {
-    const { ThreadedChannel } = await import('./channels/thread.ts');
-    return ThreadedChannel.start('apns', config, config.apns!.threads, log);
+    const { ThreadedApnsChannel } = await import('./channels/apns/thread.ts');
+    return ThreadedApnsChannel.start(config, config.apns!.threads, log);
   }
   if (provider === 'apns') {
-    const { ApnsChannel } = await import('./channels/apns.ts');
+    const { ApnsChannel } = await import('./channels/apns/channel.ts');
     return ApnsChannel.fromConfig(config, log);
   }
   if (provider === 'fcm') {
-    const { FcmChannel } = await import('./channels/fcm.ts');
+    const { FcmChannel } = await import('./channels/fcm/channel.ts');
     return FcmChannel.fromConfig(config, log);
   }
-  const { WebPushChannel } = await import('./channels/webpush.ts');
-  void vapid;
-  return WebPushChannel.fromConfig(config, log);
+  const { WebPushChannel } = await import('./channels/webpush/channel.ts');
+  return WebPushChannel.fromConfig(config, vapid, log);
 }
 
 /** The configured APNs and FCM channels, and Web Push, for the outbox. */

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
-import { ThreadedChannel } from '../src/channels/thread.ts';
-import type { SendOutcome } from '../src/model/channel.ts';
+import { ThreadedApnsChannel } from '../src/channels/apns/thread.ts';
+import { sendOne, type PushTarget, type SendOutcome } from '../src/model/channel.ts';
 import { notificationId, type Notification } from '../src/model/notification.ts';
 import { waitFor } from './helpers/server.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
@@ -14,9 +14,23 @@ import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.
  * answered once, also when a thread stops or the channel closes with pushes unanswered.
  */
 
+/** The push threads running now, as Node's Worker sees them: a test stops one the way a crash would. */
+const { running } = vi.hoisted(() => ({ running: new Set<import('node:worker_threads').Worker>() }));
+vi.mock('node:worker_threads', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:worker_threads')>();
+  class WatchedWorker extends real.Worker {
+    constructor(...args: ConstructorParameters<typeof real.Worker>) {
+      super(...args);
+      running.add(this);
+      this.once('exit', () => running.delete(this));
+    }
+  }
+  return { ...real, default: { ...real, Worker: WatchedWorker }, Worker: WatchedWorker };
+});
+
 let doubles: PushDoubles;
 let dataDir: string;
-let channel: ThreadedChannel | undefined;
+let channel: ThreadedApnsChannel | undefined;
 
 function configFor(env: Record<string, string> = {}): Config {
   return loadConfig({ HERALD_DATA_DIR: dataDir, ...doubles.env, ...env });
@@ -41,13 +55,17 @@ function notification(userKey: number, badge: number): Notification {
   };
 }
 
-/** Sends each [token, notification] through sendWith and resolves to the outcomes in order. */
+function target(token: string, n: Notification): PushTarget {
+  return { station: 's', userId: n.userId, platform: 'ios', provider: 'apns', token };
+}
+
+/** Sends each [token, notification] through send and resolves to the outcomes in order. */
 function sendAll(pushes: Array<[string, Notification]>): Promise<SendOutcome[]> {
   return new Promise((resolve) => {
     const outcomes: SendOutcome[] = new Array(pushes.length);
     let left = pushes.length;
     pushes.forEach(([token, n], i) =>
-      channel!.sendWith(token, n, i, (outcome, index) => {
+      channel!.send(target(token, n), n, i, (outcome, index) => {
         // Each push is answered exactly once.
         expect(outcomes[index]).toBeUndefined();
         outcomes[index] = outcome;
@@ -73,7 +91,7 @@ afterAll(async () => {
 
 describe('APNs from worker threads', () => {
   it('delivers every push once, each device with its notification, and passes on refusals', async () => {
-    channel = await ThreadedChannel.start('apns', configFor(), 1);
+    channel = await ThreadedApnsChannel.start(configFor(), 1);
     const before = doubles.apns.accepted;
     const pushes: Array<[string, Notification]> = [];
     // 30 users with 10 devices each: a notification crosses to the thread once, its pushes go out ten times.
@@ -99,20 +117,20 @@ describe('APNs from worker threads', () => {
     // The promise form answers too.
     const token = apnsToken();
     const one = notification(7, 3);
-    await expect(channel.send({ station: 's', userId: one.userId, platform: 'ios', provider: 'apns', token }, one)).resolves.toEqual({
+    await expect(sendOne(channel, target(token, one), one)).resolves.toEqual({
       kind: 'delivered',
     });
     expect(doubles.apns.pushesTo(token)).toHaveLength(1);
   });
 
   it('answers what a stopped thread held with a retry, and the next push starts a new thread', async () => {
-    channel = await ThreadedChannel.start('apns', configFor(), 1);
+    channel = await ThreadedApnsChannel.start(configFor(), 1);
     // A first answer proves the provider token; until then the channel sends one push at a time.
     expect(await sendAll([[apnsToken(), notification(199, 1)]])).toEqual([{ kind: 'delivered' }]);
     doubles.apns.hold();
     const held = sendAll(Array.from({ length: 20 }, (_, i) => [apnsToken(), notification(200 + i, 1)] as [string, Notification]));
     await waitFor(() => doubles.apns.held() === 20, 5000, 'the double to hold 20 pushes');
-    const [worker] = channel.workers;
+    const [worker] = running;
     await worker.terminate();
 
     const outcomes = await held;
@@ -121,32 +139,32 @@ describe('APNs from worker threads', () => {
       expect(outcome.kind).toBe('retry');
       expect((outcome as { reason: string }).reason).toContain('push thread stopped');
     }
-    expect(channel.workers).toHaveLength(0);
+    expect([...running]).toHaveLength(0);
 
     doubles.apns.release();
     const token = apnsToken();
     const [after] = await sendAll([[token, notification(300, 2)]]);
     expect(after).toEqual({ kind: 'delivered' });
-    expect(channel.workers).toHaveLength(1);
-    expect(channel.workers[0]).not.toBe(worker);
+    expect([...running]).toHaveLength(1);
+    expect([...running][0]).not.toBe(worker);
     expect(doubles.apns.pushesTo(token)).toHaveLength(1);
   });
 
   it('closing answers the pushes still unanswered with a retry, and later pushes at once', async () => {
-    channel = await ThreadedChannel.start('apns', configFor(), 1);
+    channel = await ThreadedApnsChannel.start(configFor(), 1);
     // A first answer proves the provider token; until then the channel sends one push at a time.
     expect(await sendAll([[apnsToken(), notification(199, 1)]])).toEqual([{ kind: 'delivered' }]);
     doubles.apns.hold();
     const held = sendAll(Array.from({ length: 10 }, (_, i) => [apnsToken(), notification(400 + i, 1)] as [string, Notification]));
     await waitFor(() => doubles.apns.held() === 10, 5000, 'the double to hold 10 pushes');
-    const [worker] = channel.workers;
+    const [worker] = running;
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
 
     await channel.close();
     const outcomes = await held;
     expect(outcomes.map((o) => o.kind)).toEqual(new Array(10).fill('retry'));
     await exited;
-    expect(channel.workers).toHaveLength(0);
+    expect([...running]).toHaveLength(0);
 
     const [late] = await sendAll([[apnsToken(), notification(500, 1)]]);
     expect(late).toMatchObject({ kind: 'retry' });
@@ -155,8 +173,8 @@ describe('APNs from worker threads', () => {
   it('spreads batches over several threads, each with a connection of its own', async () => {
     const connections = doubles.apns.connections;
     const verifications = doubles.apns.tokenVerifications;
-    channel = await ThreadedChannel.start('apns', configFor(), 2);
-    expect(channel.workers).toHaveLength(2);
+    channel = await ThreadedApnsChannel.start(configFor(), 2);
+    expect([...running]).toHaveLength(2);
     // Batches are what one turn of the event loop hands over: four turns, four batches.
     const outcomes: SendOutcome[] = [];
     for (let turn = 0; turn < 4; turn++) {
@@ -171,7 +189,7 @@ describe('APNs from worker threads', () => {
   it('a key that cannot be used stops the start with the reason', async () => {
     const badKey = path.join(dataDir, 'AuthKey_bad.p8');
     fs.writeFileSync(badKey, 'not a key');
-    await expect(ThreadedChannel.start('apns', configFor({ HERALD_APNS_KEY_FILE: badKey }), 1)).rejects.toThrow(
+    await expect(ThreadedApnsChannel.start(configFor({ HERALD_APNS_KEY_FILE: badKey }), 1)).rejects.toThrow(
       /HERALD_APNS_KEY_FILE .* is not a PKCS#8 P-256 key/,
     );
   });

@@ -1,8 +1,13 @@
+import http2 from 'node:http2';
+import { importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApnsChannel, apnsOutcome } from '../src/channels/apns.ts';
-import { FcmChannel, fcmOutcome, readFcmAnswer } from '../src/channels/fcm.ts';
-import type { PushTarget } from '../src/model/channel.ts';
+import { ApnsChannel } from '../src/channels/apns/channel.ts';
+import { apnsOutcome } from '../src/channels/apns/outcomes.ts';
+import { FcmChannel } from '../src/channels/fcm/channel.ts';
+import { fcmOutcome, readFcmAnswer } from '../src/channels/fcm/outcomes.ts';
+import { sendOne, type PushTarget } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
+import type { ApnsMock } from './mocks/apns.ts';
 import { apnsToken, fcmToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
 // PROTOCOLS.md §3: every APNs reason and the outcome it must have.
@@ -70,6 +75,35 @@ function notification(): Notification {
   };
 }
 
+/** One alert push posted to the APNs double as any provider would, past Herald's own checks: its status and reason. */
+async function postToApns(apns: ApnsMock, token: string, payload: string): Promise<{ status: number; reason?: string }> {
+  const key = await importPKCS8(apns.keyPem, 'ES256');
+  const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: apns.keyId }).setIssuer(apns.teamId).setIssuedAt().sign(key);
+  const session = http2.connect(apns.url, { ca: apns.caPem });
+  try {
+    return await new Promise((resolve, reject) => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': `/3/device/${token}`,
+        authorization: `bearer ${jwt}`,
+        'apns-topic': apns.topic,
+        'apns-push-type': 'alert',
+        'apns-expiration': '0',
+        'apns-id': crypto.randomUUID(),
+      });
+      let status = 0;
+      const body: Buffer[] = [];
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('data', (chunk: Buffer) => body.push(chunk));
+      stream.on('end', () => resolve({ status, ...(body.length > 0 ? (JSON.parse(Buffer.concat(body).toString('utf8')) as { reason?: string }) : {}) }));
+      stream.on('error', reject);
+      stream.end(payload);
+    });
+  } finally {
+    session.close();
+  }
+}
+
 describe('what APNs and FCM answer, in the outbox vocabulary', () => {
   let doubles: PushDoubles;
   let apns: ApnsChannel;
@@ -102,7 +136,7 @@ describe('what APNs and FCM answer, in the outbox vocabulary', () => {
     if (reason !== 'ExpiredProviderToken') {
       const token = apnsToken();
       doubles.apns.failNext({ status: status as 400, reason, token, times: 1 });
-      const outcome = await apns.send(apnsTarget(token), notification());
+      const outcome = await sendOne(apns, apnsTarget(token), notification());
       expect(outcome.kind).toBe(kind);
       if (outcome.kind !== 'delivered') expect(outcome.reason).toContain(reason);
     }
@@ -116,16 +150,16 @@ describe('what APNs and FCM answer, in the outbox vocabulary', () => {
     if (!field) {
       const token = fcmToken();
       doubles.fcm.failNext({ errorCode: errorCode as never, token });
-      expect((await fcm.send(fcmTarget(token), notification())).kind).toBe(kind);
+      expect((await sendOne(fcm, fcmTarget(token), notification())).kind).toBe(kind);
     }
   });
 
   it('APNs keeps one connection and one verified provider token, and reconnects after GOAWAY', async () => {
     const token = apnsToken();
     const before = doubles.apns.connections;
-    expect((await apns.send(apnsTarget(token), notification())).kind).toBe('delivered');
+    expect((await sendOne(apns, apnsTarget(token), notification())).kind).toBe('delivered');
     doubles.apns.goaway('Shutdown');
-    const outcomes = await Promise.all(Array.from({ length: 20 }, () => apns.send(apnsTarget(token), notification())));
+    const outcomes = await Promise.all(Array.from({ length: 20 }, () => sendOne(apns, apnsTarget(token), notification())));
     expect(outcomes.map((o) => o.kind)).toEqual(Array(20).fill('delivered'));
     expect(doubles.apns.connections).toBe(before + 1);
     expect(doubles.apns.pushesTo(token)).toHaveLength(21);
@@ -134,10 +168,10 @@ describe('what APNs and FCM answer, in the outbox vocabulary', () => {
   it('FCM fetches an access token once, keeps it, and fetches a new one when it is refused', async () => {
     const token = fcmToken();
     const issued = doubles.fcm.tokensIssued;
-    for (let i = 0; i < 3; i++) expect((await fcm.send(fcmTarget(token), notification())).kind).toBe('delivered');
+    for (let i = 0; i < 3; i++) expect((await sendOne(fcm, fcmTarget(token), notification())).kind).toBe('delivered');
     expect(doubles.fcm.tokensIssued).toBeLessThanOrEqual(Math.max(issued, 1));
     doubles.fcm.revokeAccessTokens();
-    expect((await fcm.send(fcmTarget(token), notification())).kind).toBe('delivered');
+    expect((await sendOne(fcm, fcmTarget(token), notification())).kind).toBe('delivered');
     expect(doubles.fcm.tokensIssued).toBe(Math.max(issued, 1) + 1);
     expect(doubles.fcm.messagesTo(token)).toHaveLength(4);
   });
@@ -146,11 +180,11 @@ describe('what APNs and FCM answer, in the outbox vocabulary', () => {
     const big = notification();
     big.title = 'x'.repeat(5000);
     const accepted = doubles.apns.accepted;
-    const outcome = await apns.send(apnsTarget(apnsToken()), big);
+    const outcome = await sendOne(apns, apnsTarget(apnsToken()), big);
     expect(outcome).toMatchObject({ kind: 'failed' });
     expect((outcome as { reason: string }).reason).toContain('4096');
     const payload = JSON.stringify({ aps: { alert: { title: 'x'.repeat(5000) } } });
-    const answer = await apns.request(apnsToken(), { pushType: 'alert', priority: 10, expiration: 0, payload });
+    const answer = await postToApns(doubles.apns, apnsToken(), payload);
     expect(answer).toMatchObject({ status: 413, reason: 'PayloadTooLarge' });
     expect(doubles.apns.accepted).toBe(accepted);
   });

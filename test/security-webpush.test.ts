@@ -3,7 +3,7 @@ import { storeKinds } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
-import { isInternalAddress } from '../src/channels/webpush.ts';
+import { isInternalAddress } from '../src/chat/push-subscription.ts';
 
 /**
  * A Web Push endpoint is a URL the user chooses, and Herald POSTs to it. Unless the operator

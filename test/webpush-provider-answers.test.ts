@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import webPush from 'web-push';
-import { WebPushChannel } from '../src/channels/webpush.ts';
+import { WebPushChannel } from '../src/channels/webpush/channel.ts';
+import { sendOne } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
@@ -55,7 +56,7 @@ describe('what each Web Push service answer means to the outbox', () => {
   ] as const)('%i is %s', async (status, kind, reason) => {
     const endpoint = pushService.subscribe();
     pushService.failNext({ status, endpoint, retryAfter: status === 503 ? 7 : undefined });
-    const outcome = await channel.send(target(endpoint), message());
+    const outcome = await sendOne(channel, target(endpoint), message());
     expect(outcome.kind).toBe(kind);
     if (outcome.kind !== 'delivered') expect(outcome.reason).toContain(reason);
     if (status === 503) expect(outcome).toMatchObject({ afterMs: 7000 });
@@ -63,15 +64,15 @@ describe('what each Web Push service answer means to the outbox', () => {
 
   it('a subscription bound to another applicationServerKey is refused with 403 and fails', async () => {
     const endpoint = pushService.subscribe(webPush.generateVAPIDKeys().publicKey);
-    const outcome = await channel.send(target(endpoint), message());
+    const outcome = await sendOne(channel, target(endpoint), message());
     expect(outcome).toMatchObject({ kind: 'failed' });
     expect(pushService.messagesTo(endpoint)).toEqual([]);
   });
 
   it('a silent notification goes with low urgency and the https subject, and a newer one replaces it by Topic', async () => {
     const endpoint = pushService.subscribe();
-    expect(await channel.send(target(endpoint), message({ silent: true }))).toMatchObject({ kind: 'delivered' });
-    expect(await channel.send(target(endpoint), message({ seq: 8, badge: 2 }))).toMatchObject({ kind: 'delivered' });
+    expect(await sendOne(channel, target(endpoint), message({ silent: true }))).toMatchObject({ kind: 'delivered' });
+    expect(await sendOne(channel, target(endpoint), message({ seq: 8, badge: 2 }))).toMatchObject({ kind: 'delivered' });
     const [silent, alert] = pushService.messagesTo(endpoint);
     expect(silent.urgency).toBe('low');
     expect(browser.decrypt(silent.body)).toMatchObject({ silent: true, seq: 7 });
@@ -83,6 +84,6 @@ describe('what each Web Push service answer means to the outbox', () => {
 
   it('an unreachable push service is retried later', async () => {
     const endpoint = pushService.subscribe().replace(/:\d+\//, ':1/');
-    expect(await channel.send(target(endpoint), message())).toMatchObject({ kind: 'retry' });
+    expect(await sendOne(channel, target(endpoint), message())).toMatchObject({ kind: 'retry' });
   });
 });

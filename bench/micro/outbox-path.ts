@@ -45,8 +45,7 @@ let answered = 0;
 const DELIVERED: SendOutcome = { kind: 'delivered' };
 const channel: PushChannel = {
   provider: 'apns',
-  send: async () => DELIVERED,
-  sendWith(_token, _notification, context, done) {
+  send(_target, _notification, context, done) {
     setImmediate(() => {
       answered++;
       done(DELIVERED, context);

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Database, DevicesTable } from '../store/schema.ts';
 import { badRequest, forbidden, notFound } from '../errors.ts';
 import { STATION } from './ids.ts';
-import { checkPushSubscription } from '../channels/webpush.ts';
+import { checkPushSubscription } from './push-subscription.ts';
 import type { Bus } from '../cluster/bus.ts';
 import { Statement } from '../store/statement.ts';
 

@@ -26,13 +26,19 @@ export interface PushTarget {
 /** A push provider: APNs, FCM or Web Push. */
 export interface PushChannel {
   readonly provider: PushProvider;
-  send(target: PushTarget, notification: Notification): Promise<SendOutcome>;
   /**
-   * send() without a promise per push, for a channel that has thousands in flight (APNs):
-   * `done` is called once, with the outcome and the `context` it was given.
+   * Sends one push. `done` is called exactly once, with the outcome and the `context` it
+   * was given (a failure is an outcome, never a throw or a rejection): the outbox has
+   * thousands of pushes in flight and hands every one the same callback, so a push costs
+   * no promise and no closure. sendOne() gives the outcome as a promise.
    */
-  sendWith?<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void;
+  send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void;
   close(): Promise<void>;
+}
+
+/** One push through `channel`, its outcome as a promise (a device's test push). */
+export function sendOne(channel: PushChannel, target: PushTarget, notification: Notification): Promise<SendOutcome> {
+  return new Promise((resolve) => channel.send(target, notification, undefined, resolve));
 }
 
 /** A live connection of one device: a WebSocket, a UDP endpoint or a Web3MQ socket. */

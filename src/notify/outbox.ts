@@ -218,19 +218,11 @@ class Dispatcher implements Outbox {
 
   private send(row: ClaimedDelivery, notification: Notification, target: PushTarget): void {
     this.inFlight++;
-    const channel = this.channels.get(row.provider)!;
-    if (channel.sendWith) {
-      row.token = target.token;
-      channel.sendWith(target.token, notification, row, this.onAnswer);
-      return;
-    }
-    channel.send(target, notification).then(
-      (outcome) => this.answered(row, target.token, outcome),
-      (error: Error) => this.answered(row, target.token, { kind: 'retry', reason: `send failed: ${error.message}` }),
-    );
+    row.token = target.token;
+    this.channels.get(row.provider)!.send(target, notification, row, this.onAnswer);
   }
 
-  /** sendWith's callback, one for every push: the row is the push's context. */
+  /** send's callback, one for every push: the row is the push's context. */
   private readonly onAnswer = (outcome: SendOutcome, row: ClaimedDelivery): void => this.answered(row, row.token!, outcome);
 
   /** Rows whose device cannot take a push (any more): each is dead, with the reason read from the device. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { PushChannel, PushProvider, SendOutcome } from '../model/channel.ts';
+import { sendOne, type PushChannel, type PushProvider, type SendOutcome } from '../model/channel.ts';
 import type { Notification } from '../model/notification.ts';
 import type { DevicesTable } from '../store/schema.ts';
 import { badRequest, notFound } from '../errors.ts';
@@ -48,7 +48,8 @@ export async function sendTestPush(parts: TestPushParts, station: string): Promi
     createdAt: Date.now(),
   };
   try {
-    const outcome = await channel.send(
+    const outcome = await sendOne(
+      channel,
       {
         station,
         userId: device.user_id,

@@ -1,16 +1,17 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
-import type { Notification } from '../model/notification.ts';
-import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../model/channel.ts';
+import type { Config } from '../../config.ts';
+import type { Notification } from '../../model/notification.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
+import { pushThreadResourceLimits } from './thread-heap.ts';
 
 /**
- * A push channel run in a worker thread of its own. Its HTTP/2 work (TLS, framing, one
+ * The APNs channel run in worker threads of its own. Its HTTP/2 work (TLS, framing, one
  * stream object per push) is about three quarters of the CPU time a push costs Herald; in a
  * thread of its own it runs beside the feed and outbox writes, on another core, and keeps
  * the serving event loop free for live frames while a push storm goes out.
  *
- * Pushes cross in batches, not one message each: sendWith() collects what one outbox batch
+ * Pushes cross in batches, not one message each: send() collects what one outbox batch
  * hands over in a turn of the event loop, each notification once however many of its
  * user's devices it goes to; answers come back the same way, delivered ones as bare numbers.
  * With several threads (each with a connection of its own) batches take turns.
@@ -32,7 +33,6 @@ export type FromThread =
   | { type: 'log'; level: 'warn' | 'error'; fields: Record<string, unknown>; message: string };
 
 export interface ThreadData {
-  provider: PushProvider;
   config: Config;
 }
 
@@ -48,20 +48,11 @@ interface Thread {
   started: Promise<void>;
 }
 
-/**
- * A push's objects (its stream, node:http2's own, the request) live for one round trip, but
- * thousands are in flight at once and each scavenge copies those. A young generation larger
- * than V8's default makes scavenges rarer. Push-only runs, the process's CPU per push over
- * the bare client's (medians of 8 alternating runs): default 1.15×, 96 MB 1.09× (pushes/s over
- * @parse/node-apn 1.13× → 1.24×); then 96 MB 1.13× against 192 MB 1.05× (1.16× → 1.21×).
- * It grows to this size only under such load; the semi-spaces are then 64 MB each.
- */
-const YOUNG_GENERATION_MB = 192;
-
 /** How long close() lets the threads answer what they hold before stopping them. */
 const CLOSE_GRACE_MS = 5000;
 
-export class ThreadedChannel implements PushChannel {
+export class ThreadedApnsChannel implements PushChannel {
+  readonly provider = 'apns' as const;
   private readonly threads: Array<Thread | undefined>;
   /** The thread the next batch goes to. */
   private turn = 0;
@@ -72,7 +63,6 @@ export class ThreadedChannel implements PushChannel {
   private closed = false;
 
   private constructor(
-    readonly provider: PushProvider,
     private readonly config: Config,
     threads: number,
     private readonly log?: Logger,
@@ -84,8 +74,8 @@ export class ThreadedChannel implements PushChannel {
    * Starts `threads` threads, each with its own connection, and waits until their channels
    * are ready; a channel that cannot start is an error here, as in-thread.
    */
-  static async start(provider: PushProvider, config: Config, threads: number, log?: Logger): Promise<ThreadedChannel> {
-    const channel = new ThreadedChannel(provider, config, threads, log);
+  static async start(config: Config, threads: number, log?: Logger): Promise<ThreadedApnsChannel> {
+    const channel = new ThreadedApnsChannel(config, threads, log);
     try {
       await Promise.all(channel.threads.map((_, i) => channel.spawn(i).started));
     } catch (error) {
@@ -97,8 +87,8 @@ export class ThreadedChannel implements PushChannel {
 
   private spawn(slot: number): Thread {
     const worker = new Worker(new URL('./push-thread.mjs', import.meta.url), {
-      workerData: { provider: this.provider, config: this.config } satisfies ThreadData,
-      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+      workerData: { config: this.config } satisfies ThreadData,
+      resourceLimits: pushThreadResourceLimits(),
     });
     // A thread never keeps the process alive; close() stops them in order.
     worker.unref();
@@ -117,13 +107,13 @@ export class ThreadedChannel implements PushChannel {
         }
       });
       worker.on('error', (error) => {
-        this.log?.error({ err: error }, `${this.provider} push thread failed`);
+        this.log?.error({ err: error }, 'apns push thread failed');
         reject(error);
       });
       worker.on('exit', (code) => {
-        reject(new Error(`${this.provider} push thread stopped (exit code ${code})`));
+        reject(new Error(`apns push thread stopped (exit code ${code})`));
         if (this.threads[slot]?.worker === worker) this.threads[slot] = undefined;
-        this.answerAll(`${this.provider} push thread stopped`, slot);
+        this.answerAll('apns push thread stopped', slot);
       });
     });
     const thread = { worker, started };
@@ -131,17 +121,8 @@ export class ThreadedChannel implements PushChannel {
     return thread;
   }
 
-  /** The running threads (a test stops one to see that what it held comes back as a retry). */
-  get workers(): Worker[] {
-    return this.threads.flatMap((thread) => (thread ? [thread.worker] : []));
-  }
-
-  send(target: PushTarget, notification: Notification): Promise<SendOutcome> {
-    return new Promise((resolve) => this.sendWith(target.token, notification, undefined, resolve));
-  }
-
-  sendWith<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
-    if (this.closed) return done({ kind: 'retry', reason: `${this.provider} channel is closed` }, context);
+  send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    if (this.closed) return done({ kind: 'retry', reason: 'apns channel is closed' }, context);
     const number = this.nextNumber++;
     this.waiting.set(number, { context, done, thread: -1 });
     let batch = this.batch;
@@ -154,7 +135,7 @@ export class ThreadedChannel implements PushChannel {
       at = batch.notifications.push(notification) - 1;
       batch.index.set(notification, at);
     }
-    batch.pushes.push(number, at, token);
+    batch.pushes.push(number, at, target.token);
     batch.numbers.push(number);
   }
 
@@ -211,7 +192,7 @@ export class ThreadedChannel implements PushChannel {
       }),
     );
     this.batch = undefined;
-    this.answerAll(`${this.provider} channel is closed`);
+    this.answerAll('apns channel is closed');
   }
 }
 

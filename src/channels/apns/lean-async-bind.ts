@@ -14,8 +14,11 @@ import { AsyncResource } from 'node:async_hooks';
  * `this` unless a `thisArg` was given, and has `fn`'s length; only the deprecated
  * accessor is gone. It is meant for a push thread, where nothing but the channel runs,
  * and it changes nothing on a Node whose bind no longer adds the accessor.
+ *
+ * HERALD_NO_LEAN_BIND=1 leaves Node's bind as it is. Returns whether bind was replaced.
  */
-export function installLeanAsyncBind(): boolean {
+export function installLeanAsyncBind(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.HERALD_NO_LEAN_BIND === '1') return false;
   const probe = new AsyncResource('HeraldBindProbe').bind(() => {});
   if (!Object.prototype.hasOwnProperty.call(probe, 'asyncResource')) return false;
   AsyncResource.prototype.bind = function bind<Func extends (...args: any[]) => unknown>(

@@ -1,17 +1,17 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Notification } from '../model/notification.ts';
-import type { PushChannel, SendOutcome } from '../model/channel.ts';
+import type { PushTarget, SendOutcome } from '../../model/channel.ts';
 import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { installLeanAsyncBind } from './lean-async-bind.ts';
+import { ApnsChannel } from './channel.ts';
 
-/** The worker side of a ThreadedChannel: the provider's own channel, fed in batches. */
+/** The worker side of a ThreadedApnsChannel: an ApnsChannel, fed in batches. */
 
 // Before any HTTP/2 request: see lean-async-bind.ts.
 installLeanAsyncBind();
 
 const port = parentPort!;
-const { provider, config } = workerData as ThreadData;
+const { config } = workerData as ThreadData;
 const post = (message: FromThread) => port.postMessage(message);
 
 /** What the channel logs goes to the main thread's logger. */
@@ -28,16 +28,6 @@ const forward =
   };
 const log = { warn: forward('warn'), error: forward('error'), info: () => {}, debug: () => {} } as unknown as Logger;
 
-type BatchChannel = PushChannel & Required<Pick<PushChannel, 'sendWith'>>;
-
-async function open(): Promise<BatchChannel> {
-  if (provider === 'apns') {
-    const { ApnsChannel } = await import('./apns.ts');
-    return ApnsChannel.fromConfig(config, log);
-  }
-  throw new Error(`no push thread for provider ${provider}`);
-}
-
 let delivered: number[] = [];
 let other: Array<[number, SendOutcome]> = [];
 let flushing = false;
@@ -51,7 +41,8 @@ function flush(): void {
 }
 
 function answered(outcome: SendOutcome, number: number): void {
-  if (outcome.kind === 'delivered' && outcome.detail === undefined) delivered.push(number);
+  // A delivered push goes back as its number alone; the main thread answers it without detail.
+  if (outcome.kind === 'delivered') delivered.push(number);
   else other.push([number, outcome]);
   if (!flushing) {
     flushing = true;
@@ -60,9 +51,9 @@ function answered(outcome: SendOutcome, number: number): void {
   }
 }
 
-let channel: BatchChannel;
+let channel: ApnsChannel;
 try {
-  channel = await open();
+  channel = await ApnsChannel.fromConfig(config, log);
 } catch (error) {
   post({ type: 'failed', message: (error as Error).message });
   process.exit(1);
@@ -81,7 +72,9 @@ port.on('message', (message: ToThread) => {
   for (let i = 0; i < pushes.length; i += 3) {
     const number = pushes[i] as number;
     const notification = notifications[pushes[i + 1] as number];
-    channel.sendWith(pushes[i + 2] as string, notification, number, answered);
+    // An APNs push needs only the device token; the thread is not told the rest of the device.
+    const target: PushTarget = { station: '', userId: notification.userId, platform: '', provider: 'apns', token: pushes[i + 2] as string };
+    channel.send(target, notification, number, answered);
   }
 });
 post({ type: 'ready' });

@@ -1,0 +1,99 @@
+import fs from 'node:fs';
+import https from 'node:https';
+import type { Logger } from 'pino';
+import type { Config } from '../../config.ts';
+import type { Notification } from '../../model/notification.ts';
+import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
+import { fcmMessage } from './payload.ts';
+import { fcmOutcome, readFcmAnswer, type FcmAnswer } from './outcomes.ts';
+import { AccessTokens, parseServiceAccount, type ServiceAccount } from './service-account.ts';
+import { httpsPost } from './https-post.ts';
+
+/**
+ * Firebase Cloud Messaging HTTP v1: an OAuth access token from the service account (RS256
+ * JWT grant to the account's token_uri), then one POST per message.
+ */
+
+/** Concurrent HTTPS connections to FCM; FCM has no batch endpoint any more. */
+const MAX_SOCKETS = 64;
+
+export interface FcmOptions {
+  account: ServiceAccount;
+  /** Origin, e.g. https://fcm.googleapis.com */
+  url: string;
+  ca?: string;
+  log?: Logger;
+}
+
+export class FcmChannel implements PushChannel {
+  readonly provider = 'fcm' as const;
+  private readonly agent: https.Agent;
+  private readonly accessTokens: AccessTokens;
+  private readonly sendUrl: URL;
+
+  constructor(options: FcmOptions) {
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
+    this.accessTokens = new AccessTokens(options.account, this.agent);
+    this.sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
+  }
+
+  static async fromConfig(config: Config, log?: Logger): Promise<FcmChannel> {
+    const fcm = config.fcm;
+    if (!fcm) throw new Error('FCM is not configured');
+    let text: string;
+    try {
+      text = fs.readFileSync(fcm.serviceAccountFile, 'utf8');
+    } catch (error) {
+      throw new Error(`HERALD_FCM_SERVICE_ACCOUNT ${fcm.serviceAccountFile} cannot be read: ${(error as Error).message}`);
+    }
+    const account = parseServiceAccount(text, `HERALD_FCM_SERVICE_ACCOUNT ${fcm.serviceAccountFile}`);
+    const channel = new FcmChannel({
+      account,
+      url: fcm.url,
+      ca: config.caFile ? fs.readFileSync(config.caFile, 'utf8') : undefined,
+      log,
+    });
+    try {
+      await channel.accessTokens.key;
+    } catch (error) {
+      throw new Error(`the private_key of ${fcm.serviceAccountFile} is not a PKCS#8 RSA key: ${(error as Error).message}`);
+    }
+    return channel;
+  }
+
+  send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    this.deliver(target, notification).then(
+      (outcome) => done(outcome, context),
+      (error: Error) => done({ kind: 'retry', reason: `send failed: ${error.message}` }, context),
+    );
+  }
+
+  /** Posts the message, fetching a new access token once when FCM refuses the current one. */
+  private async deliver(target: PushTarget, notification: Notification): Promise<SendOutcome> {
+    const body = JSON.stringify({ message: fcmMessage(notification, target.token) });
+    try {
+      let answer = await this.post(body);
+      if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR') {
+        // The access token was refused (revoked or expired early): fetch a new one once.
+        this.accessTokens.refused();
+        answer = await this.post(body);
+      }
+      return fcmOutcome(answer);
+    } catch (error) {
+      return { kind: 'retry', reason: `FCM: ${(error as Error).message}` };
+    }
+  }
+
+  private async post(body: string): Promise<FcmAnswer> {
+    const token = await this.accessTokens.current();
+    const response = await httpsPost(this.agent, this.sendUrl, body, {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json; charset=utf-8',
+    });
+    return readFcmAnswer(response.status, response.body, response.headers['retry-after']);
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+}

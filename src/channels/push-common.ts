@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+import type { Notification } from '../model/notification.ts';
+import { PUSH_TIME_TO_LIVE_MS } from '../notify/feed.ts';
+
+/**
+ * What every push provider's payload shares, built from the stored notification at send
+ * time. Message contents are encrypted by the clients, so a push says who and how many,
+ * never what. Each provider's own payload sits in its folder (apns/, fcm/, webpush/).
+ */
+
+/** How a push should behave on the device. */
+export type PushKind =
+  /** Shown to the user: title, body, badge, sound. */
+  | 'alert'
+  /** Only the badge changes: the clean push after the user has read. */
+  | 'badge'
+  /** Wakes the app without showing anything (muted conversation, sender's own devices). */
+  | 'background';
+
+export function pushKindOf(n: Notification): PushKind {
+  if (n.type === 'clean') return 'badge';
+  if (n.silent) return 'background';
+  return 'alert';
+}
+
+/** The moment after which the push is no longer worth delivering. */
+export function pushExpiresAt(n: Notification): number {
+  return n.createdAt + PUSH_TIME_TO_LIVE_MS;
+}
+
+/**
+ * A provider-safe collapse key for a conversation. APNs: apns-collapse-id is at most 64
+ * bytes, so a longer id is replaced by its SHA-256 (64 hex characters).
+ */
+export function collapseKeyOf(conversationId: string | null): string | undefined {
+  if (!conversationId) return undefined;
+  if (Buffer.byteLength(conversationId) <= 64) return conversationId;
+  return createHash('sha256').update(conversationId).digest('hex');
+}
+
+/** The keys Herald puts beside `aps` (APNs) or into `data` (FCM), so apps can deduplicate. */
+export function heraldFields(n: Notification): Record<string, string> {
+  const fields: Record<string, string> = {
+    id: n.id,
+    type: n.type,
+    seq: String(n.seq),
+    badge: String(n.badge),
+  };
+  if (n.conversationId) fields.conversationid = n.conversationId;
+  if (n.senderId) fields.sender = n.senderId;
+  return fields;
+}
+
+/** A provider's Retry-After header (seconds or an HTTP date) in milliseconds from now. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!text) return undefined;
+  if (/^\d{1,9}$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
