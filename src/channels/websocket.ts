@@ -7,6 +7,8 @@ import { checkStation, deviceOf, recordLiveProgress, type LiveProgress } from '.
 import type { LiveConnection } from '../model/channel.ts';
 import { frameText, type Notification } from '../model/notification.ts';
 import { feedHead, readFeed } from '../notify/feed.ts';
+import { corkDispatch } from './live/cork.ts';
+import { frameBytes } from './live/frame-bytes.ts';
 
 export const WS_PATH = '/ws';
 
@@ -63,17 +65,6 @@ const DELIVERED_ONLY_EVERY = 10;
 /** On shutdown, clients get this long to answer the close frame before their sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
 
-// A frame is shared by every connection of its user and the hub hands it over once per
-// connection in a row: encode it once and send the same bytes to each.
-let lastFrameText = '';
-let lastFrameBytes = Buffer.alloc(0);
-function frameBytes(frame: string): Buffer {
-  if (frame !== lastFrameText) {
-    lastFrameText = frame;
-    lastFrameBytes = Buffer.from(frame);
-  }
-  return lastFrameBytes;
-}
 const AS_TEXT = { binary: false } as const;
 
 class Refusal extends Error {
@@ -166,20 +157,11 @@ class WsConnection implements LiveConnection {
     if (!this.replaying) this.sendHeldInOrder();
   }
 
-  private corked = false;
+  /** The socket is corked until the current dispatch is over (cork.ts). */
+  corked = false;
 
   private send(seq: number, frame: string): void {
-    // Frames handed over in one dispatch leave in one write: the socket stays corked until
-    // the dispatch loop is done, so a burst costs one system call per connection, not one per frame.
-    const raw = (this.socket as unknown as { _socket?: Duplex })._socket;
-    if (!this.corked && raw) {
-      this.corked = true;
-      raw.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        raw.uncork();
-      });
-    }
+    corkDispatch(this);
     this.socket.send(frameBytes(frame), AS_TEXT);
     this.lastSent = seq;
     this.framesSent++;
