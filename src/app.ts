@@ -16,9 +16,14 @@ import { loadTls } from './tls.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi, sameSecret } from './api/rest/plugin.ts';
 import { web3mqApi } from './api/web3mq/plugin.ts';
-import { WEB3MQ_LIVE_PATH, startWeb3mqLive } from './api/web3mq/live.ts';
-import { attachWebSocket } from './channels/websocket.ts';
+import { Web3mqLiveEndpoint } from './api/web3mq/live.ts';
+import { loginKeys } from './api/web3mq/login-keys.ts';
+import { replayGuardOf } from './api/web3mq/replay.ts';
+import { LiveServer } from './channels/live/server.ts';
+import { WebSocketChannel } from './channels/websocket.ts';
 import { startUdp } from './channels/udp.ts';
+import { deviceDirectory } from './chat/devices.ts';
+import { feedReader } from './notify/feed.ts';
 import { startOutbox } from './notify/outbox.ts';
 import { loadVapidKeys } from './channels/webpush.ts';
 
@@ -184,10 +189,12 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   endpoints.ws = `ws://${host}:${httpPort}/ws`;
   endpoints.wss = `wss://${host}:${httpsPort}/ws`;
 
-  const web3mqLive = startWeb3mqLive(ctx);
-  const websocket = attachWebSocket(ctx, [http.server, https.server], {
-    upgrades: new Map([[WEB3MQ_LIVE_PATH, web3mqLive.handleUpgrade]]),
-  });
+  // The live channels: /ws and Web3MQ's /messages on one live-socket server, and UDP.
+  const feed = feedReader(store.db);
+  const devices = deviceDirectory(store.db);
+  const live = new LiveServer([http.server, https.server], { hub, metrics, log });
+  live.register(new WebSocketChannel({ feed, devices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
+  live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard: replayGuardOf(ctx), metrics, log }));
   const udp = await startUdp(ctx);
   endpoints.udp = `udp://${host}:${udp.port}`;
   const outbox = options.withoutOutbox ? undefined : await startOutbox(ctx);
@@ -212,7 +219,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
       // and the database closes last. WebSockets close alongside the HTTP servers: their
       // upgraded sockets would otherwise keep the servers' close waiting (a device that
       // misses something meanwhile resumes with `since`).
-      await Promise.all([http.close(), https.close(), websocket.close(), web3mqLive.close()]);
+      await Promise.all([http.close(), https.close(), live.close()]);
       await udp.close();
       await outbox?.close();
       await bus.close();
