@@ -21,7 +21,7 @@ import { loginKeys } from './api/web3mq/login-keys.ts';
 import { replayGuardOf } from './api/web3mq/replay.ts';
 import { LiveServer } from './channels/live/server.ts';
 import { WebSocketChannel } from './channels/websocket.ts';
-import { startUdp } from './channels/udp.ts';
+import { UdpChannel } from './channels/udp.ts';
 import { deviceDirectory } from './chat/devices.ts';
 import { feedReader } from './notify/feed.ts';
 import { startOutbox } from './notify/outbox.ts';
@@ -195,7 +195,8 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   const live = new LiveServer([http.server, https.server], { hub, metrics, log });
   live.register(new WebSocketChannel({ feed, devices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
   live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard: replayGuardOf(ctx), metrics, log }));
-  const udp = await startUdp(ctx);
+  const udp = new UdpChannel({ config, feed, devices, hub, bus, metrics, log });
+  await udp.listen();
   endpoints.udp = `udp://${host}:${udp.port}`;
   const outbox = options.withoutOutbox ? undefined : await startOutbox(ctx);
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
