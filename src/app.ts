@@ -14,10 +14,10 @@ import type { SpentSignatures } from './cluster/spent-signatures.ts';
 import type { PushChannel, PushProvider } from './model/channel.ts';
 import { Hub } from './notify/hub.ts';
 import { Notifier } from './notify/notifier.ts';
-import { feedHead } from './notify/feed.ts';
+import { feedHead, feedReader } from './notify/feed.ts';
 import { startOutbox } from './notify/outbox.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
-import { checkStation, deviceOf } from './chat/devices.ts';
+import { checkStation, deviceDirectory, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
@@ -26,9 +26,11 @@ import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi } from './api/rest/plugin.ts';
 import { web3mqApi } from './api/web3mq/plugin.ts';
 import { ReplayGuard } from './api/web3mq/replay.ts';
-import { WEB3MQ_LIVE_PATH, startWeb3mqLive } from './api/web3mq/live.ts';
-import { attachWebSocket } from './channels/websocket.ts';
-import { startUdp } from './channels/udp.ts';
+import { Web3mqLiveEndpoint } from './api/web3mq/live.ts';
+import { loginKeys } from './api/web3mq/login-keys.ts';
+import { LiveServer } from './channels/live/server.ts';
+import { WebSocketChannel } from './channels/websocket.ts';
+import { UdpChannel } from './channels/udp.ts';
 import { loadVapidKeys, type VapidKeys } from './channels/webpush/vapid-keys.ts';
 
 declare module 'fastify' {
@@ -320,11 +322,14 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   endpoints.ws = `ws://${host}:${httpPort}/ws`;
   endpoints.wss = `wss://${host}:${httpsPort}/ws`;
 
-  const web3mqLive = startWeb3mqLive(parts, replayGuard);
-  const websocket = attachWebSocket(parts, [http.server, https.server], {
-    upgrades: new Map([[WEB3MQ_LIVE_PATH, web3mqLive.handleUpgrade]]),
-  });
-  const udp = await startUdp(parts);
+  // The live channels: /ws and Web3MQ's /messages on one live-socket server, and UDP.
+  const feed = feedReader(store.db);
+  const devices = deviceDirectory(store.db);
+  const live = new LiveServer([http.server, https.server], { hub, metrics, log });
+  live.register(new WebSocketChannel({ feed, devices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
+  live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard, metrics, log }));
+  const udp = new UdpChannel({ config, feed, devices, hub, bus, metrics, log });
+  await udp.listen();
   endpoints.udp = `udp://${host}:${udp.port}`;
   const outbox = options.withoutOutbox
     ? undefined
@@ -355,7 +360,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       // and the database closes last. WebSockets close alongside the HTTP servers: their
       // upgraded sockets would otherwise keep the servers' close waiting (a device that
       // misses something meanwhile resumes with `since`).
-      await Promise.all([http.close(), https.close(), websocket.close(), web3mqLive.close()]);
+      await Promise.all([http.close(), https.close(), live.close()]);
       await udp.close();
       await outbox?.close();
       await bus.close();

@@ -4,7 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { STORE_KINDS } from './helpers/stores.ts';
 import { addUser, metricsText, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
-import { attachWebSocket } from '../src/channels/websocket.ts';
+import { LiveServer } from '../src/channels/live/server.ts';
+import { WebSocketChannel } from '../src/channels/websocket.ts';
+import { deviceDirectory } from '../src/chat/devices.ts';
+import { feedReader } from '../src/notify/feed.ts';
 
 // Long enough that a loaded machine answers a ping before the next one is due.
 const PING_MS = 300;
@@ -16,7 +19,7 @@ describe('WebSocket liveness', () => {
   let server: TestServer;
   let bob: TestUser;
   let extra: http.Server;
-  let channel: ReturnType<typeof attachWebSocket>;
+  let live: LiveServer;
   let url: string;
 
   beforeAll(async () => {
@@ -24,12 +27,15 @@ describe('WebSocket liveness', () => {
     bob = await addUser(server, 'Bob');
     // A second listener of the same node, with a ping interval short enough to test.
     extra = http.createServer();
-    channel = attachWebSocket(server.app.parts, [extra], { pingIntervalMs: PING_MS });
+    const { hub, metrics, log, store } = server.app.parts;
+    live = new LiveServer([extra], { hub, metrics, log, pingIntervalMs: PING_MS });
+    const feed = feedReader(store.db);
+    live.register(new WebSocketChannel({ feed, devices: deviceDirectory(store.db), metrics, log, pingIntervalMs: live.pingIntervalMs }));
     await new Promise<void>((resolve) => extra.listen(0, '127.0.0.1', resolve));
     url = `ws://127.0.0.1:${(extra.address() as AddressInfo).port}/ws?station=${bob.client.station}`;
   });
   afterAll(async () => {
-    await channel?.close();
+    await live?.close();
     await new Promise((resolve) => extra?.close(resolve));
     await server?.stop();
   });

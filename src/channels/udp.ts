@@ -1,11 +1,15 @@
 import dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
-import type { AppContext } from '../context.ts';
+import type { Logger } from 'pino';
+import type { DeviceDirectory } from '../chat/devices.ts';
+import type { Bus } from '../cluster/bus.ts';
+import type { Config } from '../config.ts';
+import type { Metrics } from '../metrics.ts';
 import type { LiveConnection } from '../model/channel.ts';
 import type { Notification } from '../model/notification.ts';
 import { toFrame } from '../model/notification.ts';
-import { feedHead, readFeed } from '../notify/feed.ts';
-import { deviceOf, recordAck } from '../chat/devices.ts';
+import type { FeedReader } from '../notify/feed.ts';
+import type { Hub } from '../notify/hub.ts';
 import {
   CLIENT_TYPES,
   COUNTER_CLOCK_WINDOW_MS,
@@ -23,7 +27,6 @@ import {
   peekHeader,
   secretBytes,
   type Datagram,
-  type RefusalReason,
 } from './udp-protocol.ts';
 
 /** A known device's secret is re-read this often, so a removed device stops being accepted. */
@@ -43,29 +46,31 @@ const ACK_FLUSH_MS = 500;
  */
 const COOKIE_SLOT_MIN_MS = 60_000;
 
-export interface UdpListener {
-  port: number;
-  close(): Promise<void>;
+/** What the UDP channel is built from. */
+export interface UdpChannelParts {
+  config: Pick<Config, 'host' | 'udpPort' | 'udpKeepAliveMs' | 'udpEndpointTimeoutMs'>;
+  feed: FeedReader;
+  devices: Pick<DeviceDirectory, 'deviceOf' | 'recordAck'>;
+  hub: Pick<Hub, 'add' | 'remove'>;
+  /** Devices removed on any node: their endpoints and cached secrets go at once. */
+  bus: Pick<Bus, 'onDisconnect'>;
+  metrics: Pick<
+    Metrics,
+    'framesSent' | 'liveConnections' | 'udpDropped' | 'udpRetransmits' | 'udpGaveUp' | 'udpPending' | 'udpEndpointsForgotten'
+  >;
+  log: Logger;
 }
 
-interface PendingPush {
-  seq: number;
-  payload: Buffer;
-  attempt: number;
-  timer: NodeJS.Timeout;
-}
+/** A push sent to an endpoint and kept until acknowledged. */
+class PendingPush {
+  attempt = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
 
-/**
- * One device's UDP endpoint, bound by an authenticated hello that echoed a cookie sent to
- * that address (so the device proved it receives there). It is its LiveConnection.
- */
-interface Endpoint extends LiveConnection {
-  address: string;
-  port: number;
-  /** When a hello with a valid cookie last came from this address. */
-  lastHeardAt: number;
-  pending: Map<number, PendingPush>;
-  resuming: boolean;
+  constructor(
+    readonly endpoint: UdpEndpoint,
+    readonly seq: number,
+    readonly payload: Buffer,
+  ) {}
 }
 
 /** What the server keeps per station whose datagrams it has verified. */
@@ -75,9 +80,43 @@ interface StationState {
   secret: Buffer;
   checkedAt: number;
   window: ReplayWindow;
-  endpoint?: Endpoint;
+  endpoint?: UdpEndpoint;
   ackedSeq: number;
   ackFlush?: NodeJS.Timeout;
+}
+
+/**
+ * One device's UDP endpoint, bound by an authenticated hello that echoed a cookie sent to
+ * that address (so the device proved it receives there). It is its LiveConnection.
+ */
+class UdpEndpoint implements LiveConnection {
+  readonly channel = 'udp' as const;
+  readonly userId: string;
+  readonly station: string;
+  /** When a hello with a valid cookie last came from this address. */
+  lastHeardAt = Date.now();
+  readonly pending = new Map<number, PendingPush>();
+  resuming = false;
+
+  constructor(
+    private readonly udp: UdpChannel,
+    readonly state: StationState,
+    public address: string,
+    public port: number,
+  ) {
+    this.userId = state.userId;
+    this.station = state.station;
+  }
+
+  deliver(notification: Notification, frame: string): void {
+    if (this.state.endpoint !== this) return;
+    try {
+      this.udp.push(this, notification.seq, frame, notification);
+    } catch (error) {
+      // One device's trouble must not stop the hub from reaching the others.
+      this.udp.log.warn({ err: error, station: this.station }, 'UDP push failed');
+    }
+  }
 }
 
 /**
@@ -88,111 +127,200 @@ interface StationState {
  * authenticated datagram, retransmitted with backoff until acknowledged; a resume replays
  * the durable feed. Datagrams that fail any check are dropped and counted, never answered.
  */
-export async function startUdp(ctx: AppContext): Promise<UdpListener> {
-  const { config, metrics, hub, log } = ctx;
-  const db = ctx.store.db;
-  const socket = dgram.createSocket({ type: config.host.includes(':') ? 'udp6' : 'udp4' });
-  const clock = new CounterClock();
-  const stations = new Map<string, StationState>();
-  const unknownStations = new Map<string, number>();
-  const lookups = new Map<string, Promise<StationState | undefined>>();
-  const cookies = new ReturnRoutability(Math.max(COOKIE_SLOT_MIN_MS, 2 * config.udpKeepAliveMs));
-  let closed = false;
+export class UdpChannel {
+  readonly log: Logger;
+  private readonly config: UdpChannelParts['config'];
+  private readonly feed: FeedReader;
+  private readonly devices: UdpChannelParts['devices'];
+  private readonly hub: UdpChannelParts['hub'];
+  private readonly metrics: UdpChannelParts['metrics'];
+  private readonly socket: dgram.Socket;
+  private readonly clock = new CounterClock();
+  private readonly stations = new Map<string, StationState>();
+  private readonly unknownStations = new Map<string, number>();
+  private readonly lookups = new Map<string, Promise<StationState | undefined>>();
+  private readonly cookies: ReturnRoutability;
+  private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
+  // Timer callbacks bound once, given the push as an argument: a push costs no closure.
+  private readonly onRetransmitDue = (pending: PendingPush) => this.transmit(pending);
+  private readonly onGaveUp = (pending: PendingPush) => this.settle(pending.endpoint, pending.seq, false);
 
-  const drop = (reason: RefusalReason) => metrics.udpDropped.inc({ reason });
+  constructor(parts: UdpChannelParts) {
+    this.config = parts.config;
+    this.feed = parts.feed;
+    this.devices = parts.devices;
+    this.hub = parts.hub;
+    this.metrics = parts.metrics;
+    this.log = parts.log;
+    this.socket = dgram.createSocket({ type: this.config.host.includes(':') ? 'udp6' : 'udp4' });
+    this.cookies = new ReturnRoutability(Math.max(COOKIE_SLOT_MIN_MS, 2 * this.config.udpKeepAliveMs));
+    // A device removed or replaced on any node: its endpoint and its cached secret go at once,
+    // so its next datagram is checked against the database (where it no longer is).
+    parts.bus.onDisconnect(({ station, reason }) => this.disconnect(station, reason));
+    this.socket.on('message', (bytes, source) => this.onDatagram(bytes, source));
+    this.socket.on('error', (error) => this.log.error({ err: error }, 'UDP socket error'));
+  }
 
-  function send(state: StationState, endpoint: Endpoint, type: number, payload: Buffer): void {
-    const bytes = encodeRaw(state.secret, type, state.station, clock.next(), payload);
-    socket.send(bytes, endpoint.port, endpoint.address, (error) => {
-      if (error && !closed) log.debug({ err: error, station: state.station }, 'UDP send failed');
+  /** Binds HERALD_UDP_PORT and starts forgetting silent endpoints; resolves to the port bound. */
+  async listen(): Promise<number> {
+    // Forget endpoints that stopped sending keep-alives; check a few times per timeout.
+    const sweepEvery = Math.max(25, Math.min(Math.floor(this.config.udpEndpointTimeoutMs / 4), 5000));
+    this.sweeper = setInterval(() => this.forgetSilent(), sweepEvery).unref();
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once('error', reject);
+      this.socket.bind({ address: this.config.host, port: this.config.udpPort }, () => {
+        this.socket.off('error', reject);
+        resolve();
+      });
+    });
+    return this.port;
+  }
+
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const state of this.stations.values()) {
+      this.forget(state, 'closing');
+      if (state.ackFlush) {
+        clearTimeout(state.ackFlush);
+        state.ackFlush = undefined;
+        await this.devices.recordAck(state.station, state.ackedSeq).catch(() => undefined);
+      }
+    }
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+  }
+
+  private onDatagram(bytes: Buffer, source: RemoteInfo): void {
+    this.receive(bytes, source).catch((error: unknown) => {
+      if (error instanceof DatagramRefused) this.metrics.udpDropped.inc({ reason: error.reason });
+      else if (!this.closed) {
+        this.metrics.udpDropped.inc({ reason: 'malformed' });
+        this.log.warn({ err: error }, 'UDP datagram failed');
+      }
     });
   }
 
-  function sendJson(state: StationState, endpoint: Endpoint, type: 'welcome' | 'push', body: Record<string, unknown>) {
-    const bytes = encodeDatagram(state.secret, { type, station: state.station, counter: clock.next(), payload: body });
-    socket.send(bytes, endpoint.port, endpoint.address);
+  private async receive(bytes: Buffer, source: RemoteInfo): Promise<void> {
+    const { state, datagram } = await this.verify(bytes);
+    const payload = datagram.payload;
+    if (datagram.type === 'hello') {
+      await this.hello(state, payload, bytes, source);
+      return;
+    }
+    const endpoint = state.endpoint;
+    // Acks and resumes count only from the endpoint a proven hello bound: hello first. They
+    // do not keep it alive; only keep-alives that echo a fresh cookie do.
+    if (!endpoint || endpoint.address !== source.address || endpoint.port !== source.port) {
+      throw new DatagramRefused('unbound');
+    }
+    if (datagram.type === 'ack') {
+      this.acknowledge(state, endpoint, payload.seq);
+      return;
+    }
+    const after = payload.after;
+    if (!Number.isSafeInteger(after) || (after as number) < 0) throw new DatagramRefused('malformed');
+    await this.resume(state, endpoint, after as number);
+  }
+
+  /** Checks a datagram fully; throws DatagramRefused with the reason to count. */
+  private async verify(bytes: Buffer): Promise<{ state: StationState; datagram: Datagram }> {
+    const header = peekHeader(bytes);
+    if (!CLIENT_TYPES.has(header.type)) throw new DatagramRefused('wrong_direction');
+    const state = await this.stationState(header.station);
+    if (!state) throw new DatagramRefused('unknown_station');
+    const datagram = openDatagram(state.secret, bytes);
+    // Counters are the client's clock in microseconds: one far from ours was recorded long
+    // ago (or the client's clock is wrong), so it is refused even if this node never saw it.
+    const counterMs = Number(datagram.counter / 1000n);
+    if (Math.abs(counterMs - Date.now()) > COUNTER_CLOCK_WINDOW_MS) throw new DatagramRefused('stale');
+    if (!state.window.accept(datagram.counter)) throw new DatagramRefused('replayed');
+    return { state, datagram };
+  }
+
+  /** The station's secret and state: cached, or looked up once however many datagrams ask meanwhile. */
+  private async stationState(station: string): Promise<StationState | undefined> {
+    const now = Date.now();
+    const cached = this.stations.get(station);
+    if (cached && now - cached.checkedAt < SECRET_CACHE_MS) return cached;
+    const unknownAt = this.unknownStations.get(station);
+    if (unknownAt !== undefined && now - unknownAt < UNKNOWN_STATION_CACHE_MS) return undefined;
+    const running = this.lookups.get(station);
+    if (running) return running;
+    const lookup = this.lookUp(station, cached).finally(() => this.lookups.delete(station));
+    this.lookups.set(station, lookup);
+    return lookup;
+  }
+
+  private async lookUp(station: string, cached: StationState | undefined): Promise<StationState | undefined> {
+    const device = await this.devices.deviceOf(station);
+    if (!device || !device.udp_secret) {
+      if (cached) {
+        this.forget(cached, 'device removed');
+        this.stations.delete(station);
+      }
+      if (this.unknownStations.size >= UNKNOWN_STATION_CACHE_SIZE) this.unknownStations.clear();
+      this.unknownStations.set(station, Date.now());
+      return undefined;
+    }
+    if (cached && cached.userId === device.user_id && cached.secret.equals(secretBytes(device.udp_secret))) {
+      cached.checkedAt = Date.now();
+      return cached;
+    }
+    if (cached) this.forget(cached, 'device changed');
+    const state: StationState = {
+      station,
+      userId: device.user_id,
+      secret: secretBytes(device.udp_secret),
+      checkedAt: Date.now(),
+      window: cached?.window ?? new ReplayWindow(),
+      ackedSeq: device.acked_seq,
+    };
+    this.stations.set(station, state);
+    return state;
+  }
+
+  private async hello(state: StationState, payload: Datagram['payload'], bytes: Buffer, source: RemoteInfo): Promise<void> {
+    // The MAC proves who sent the hello, not that they receive at its source address:
+    // only a cookie sent there proves that. Without one nothing is bound or refreshed,
+    // even from the bound address, so an address proven once cannot be kept live by
+    // spoofed keep-alives after its owner has left it.
+    if (!this.cookies.verify(payload.cookie, state.station, source.address, source.port)) {
+      this.challenge(state, bytes, source);
+      return;
+    }
+    const { endpoint, isNew } = this.bind(state, source);
+    // A newly bound endpoint learns where the feed stands, so a client without history
+    // knows which sequences are new; keep-alives skip the query.
+    const head = isNew ? await this.feed.head(state.userId) : undefined;
+    if (state.endpoint !== endpoint) return;
+    this.sendJson(state, endpoint, 'welcome', {
+      keepalive: this.config.udpKeepAliveMs,
+      timeout: this.config.udpEndpointTimeoutMs,
+      new: isNew,
+      time: Date.now(),
+      cookie: this.cookies.issue(state.station, endpoint.address, endpoint.port),
+      ...(head ? { lastseq: head.lastSeq } : {}),
+    });
   }
 
   /**
    * The only answer an address gets before it has proved it receives there: a cookie to
    * echo, never larger than the hello that asked, so a spoofed source gains no amplification.
    */
-  function challenge(state: StationState, hello: Buffer, source: RemoteInfo) {
-    const cookie = cookies.issue(state.station, source.address, source.port);
-    const bytes = encodeDatagram(state.secret, { type: 'challenge', station: state.station, counter: clock.next(), payload: { cookie } });
+  private challenge(state: StationState, hello: Buffer, source: RemoteInfo): void {
+    const cookie = this.cookies.issue(state.station, source.address, source.port);
+    const bytes = encodeDatagram(state.secret, { type: 'challenge', station: state.station, counter: this.clock.next(), payload: { cookie } });
     if (bytes.length > hello.length) throw new DatagramRefused('unpadded');
-    socket.send(bytes, source.port, source.address);
+    this.socket.send(bytes, source.port, source.address);
   }
 
-  /** Sends a push and keeps it until acknowledged, retrying on the documented schedule. */
-  function push(state: StationState, endpoint: Endpoint, seq: number, frame: string, frameObject?: () => Record<string, unknown>) {
-    let payload = Buffer.from(frame);
-    if (payload.length > MAX_PAYLOAD_BYTES) {
-      payload = Buffer.from(JSON.stringify(fetchSignal(frameObject ? frameObject() : JSON.parse(frame))));
-    }
-    const previous = endpoint.pending.get(seq);
-    if (previous) {
-      // Sent again by a resume: the retransmission schedule starts over.
-      clearTimeout(previous.timer);
-      endpoint.pending.delete(seq);
-      metrics.udpPending.dec();
-    }
-    if (endpoint.pending.size >= MAX_PENDING_PER_ENDPOINT) {
-      const [oldestSeq, oldest] = endpoint.pending.entries().next().value as [number, PendingPush];
-      clearTimeout(oldest.timer);
-      endpoint.pending.delete(oldestSeq);
-      metrics.udpPending.dec();
-      metrics.udpGaveUp.inc();
-    }
-    const pending: PendingPush = { seq, payload, attempt: 0, timer: undefined as unknown as NodeJS.Timeout };
-    const transmit = () => {
-      if (state.endpoint !== endpoint || endpoint.pending.get(seq) !== pending) return;
-      if (pending.attempt > 0) metrics.udpRetransmits.inc();
-      send(state, endpoint, DatagramType.push, payload);
-      metrics.framesSent.inc({ channel: 'udp' });
-      const delay = RETRANSMIT_DELAYS_MS[pending.attempt];
-      pending.attempt++;
-      if (delay === undefined) {
-        // Given up: the device learns of it by resuming from its last sequence.
-        pending.timer = setTimeout(() => settle(endpoint, seq, false), RETRANSMIT_DELAYS_MS.at(-1)).unref();
-      } else {
-        pending.timer = setTimeout(transmit, delay).unref();
-      }
-    };
-    endpoint.pending.set(seq, pending);
-    metrics.udpPending.inc();
-    transmit();
-  }
-
-  function settle(endpoint: Endpoint, seq: number, acknowledged: boolean) {
-    const pending = endpoint.pending.get(seq);
-    if (!pending) return;
-    clearTimeout(pending.timer);
-    endpoint.pending.delete(seq);
-    metrics.udpPending.dec();
-    if (!acknowledged) metrics.udpGaveUp.inc();
-  }
-
-  function forget(state: StationState, why: string) {
-    const endpoint = state.endpoint;
-    if (!endpoint) return;
-    state.endpoint = undefined;
-    hub.remove(endpoint);
-    metrics.liveConnections.dec({ channel: 'udp' });
-    for (const seq of [...endpoint.pending.keys()]) settle(endpoint, seq, true);
-    log.debug({ station: state.station, why }, 'UDP endpoint forgotten');
-  }
-
-  // A device removed or replaced on any node: its endpoint and its cached secret go at once,
-  // so its next datagram is checked against the database (where it no longer is).
-  ctx.bus.onDisconnect(({ station, reason }) => {
-    const state = stations.get(station);
-    if (!state) return;
-    forget(state, reason);
-    stations.delete(station);
-  });
-
-  function bind(state: StationState, source: RemoteInfo): { endpoint: Endpoint; isNew: boolean } {
+  private bind(state: StationState, source: RemoteInfo): { endpoint: UdpEndpoint; isNew: boolean } {
     const existing = state.endpoint;
     if (existing) {
       // A NAT may give the client a new public port, or the client restarted: its
@@ -204,203 +332,139 @@ export async function startUdp(ctx: AppContext): Promise<UdpListener> {
       existing.lastHeardAt = Date.now();
       return { endpoint: existing, isNew: moved };
     }
-    const endpoint: Endpoint = {
-      userId: state.userId,
-      station: state.station,
-      channel: 'udp',
-      address: source.address,
-      port: source.port,
-      lastHeardAt: Date.now(),
-      pending: new Map(),
-      resuming: false,
-      deliver(notification: Notification, frame: string) {
-        if (state.endpoint !== endpoint) return;
-        try {
-          push(state, endpoint, notification.seq, frame, () => toFrame(notification));
-        } catch (error) {
-          // One device's trouble must not stop the hub from reaching the others.
-          log.warn({ err: error, station: state.station }, 'UDP push failed');
-        }
-      },
-    };
+    const endpoint = new UdpEndpoint(this, state, source.address, source.port);
     state.endpoint = endpoint;
-    hub.add(endpoint);
-    metrics.liveConnections.inc({ channel: 'udp' });
+    this.hub.add(endpoint);
+    this.metrics.liveConnections.inc({ channel: 'udp' });
     return { endpoint, isNew: true };
   }
 
-  async function stationState(station: string): Promise<StationState | undefined> {
-    const now = Date.now();
-    const cached = stations.get(station);
-    if (cached && now - cached.checkedAt < SECRET_CACHE_MS) return cached;
-    const unknownAt = unknownStations.get(station);
-    if (unknownAt !== undefined && now - unknownAt < UNKNOWN_STATION_CACHE_MS) return undefined;
-    const running = lookups.get(station);
-    if (running) return running;
-    const lookup = (async () => {
-      const device = await deviceOf(db, station);
-      if (!device || !device.udp_secret) {
-        if (cached) {
-          forget(cached, 'device removed');
-          stations.delete(station);
-        }
-        if (unknownStations.size >= UNKNOWN_STATION_CACHE_SIZE) unknownStations.clear();
-        unknownStations.set(station, Date.now());
-        return undefined;
-      }
-      if (cached && cached.userId === device.user_id && cached.secret.equals(secretBytes(device.udp_secret))) {
-        cached.checkedAt = Date.now();
-        return cached;
-      }
-      if (cached) forget(cached, 'device changed');
-      const state: StationState = {
-        station,
-        userId: device.user_id,
-        secret: secretBytes(device.udp_secret),
-        checkedAt: Date.now(),
-        window: cached?.window ?? new ReplayWindow(),
-        ackedSeq: device.acked_seq,
-      };
-      stations.set(station, state);
-      return state;
-    })().finally(() => lookups.delete(station));
-    lookups.set(station, lookup);
-    return lookup;
+  private acknowledge(state: StationState, endpoint: UdpEndpoint, seq: unknown): void {
+    if (!Number.isSafeInteger(seq) || (seq as number) < 0) throw new DatagramRefused('malformed');
+    this.settle(endpoint, seq as number, true);
+    if ((seq as number) > state.ackedSeq) {
+      state.ackedSeq = seq as number;
+      this.scheduleAckFlush(state);
+    }
   }
 
-  function scheduleAckFlush(state: StationState) {
+  /** Acknowledged sequences are written in batches, at most one write per station per ACK_FLUSH_MS. */
+  private scheduleAckFlush(state: StationState): void {
     if (state.ackFlush) return;
     state.ackFlush = setTimeout(() => {
       state.ackFlush = undefined;
-      recordAck(db, state.station, state.ackedSeq).catch((error) => log.warn({ err: error }, 'recording a UDP ack failed'));
+      this.devices.recordAck(state.station, state.ackedSeq).catch((error) => this.log.warn({ err: error }, 'recording a UDP ack failed'));
     }, ACK_FLUSH_MS).unref();
   }
 
-  async function resume(state: StationState, endpoint: Endpoint, after: number) {
+  /** Replays the feed after `after`, a batch at a time; the client asks again while `more` is set. */
+  private async resume(state: StationState, endpoint: UdpEndpoint, after: number): Promise<void> {
     if (endpoint.resuming) return; // one at a time per device; the client asks again on `more`
     endpoint.resuming = true;
     try {
-      const missed = await readFeed(db, state.userId, after, RESUME_BATCH + 1);
+      const missed = await this.feed.read(state.userId, after, RESUME_BATCH + 1);
       const more = missed.length > RESUME_BATCH;
       const batch = missed.slice(0, RESUME_BATCH);
       if (state.endpoint !== endpoint) return;
-      for (const notification of batch) push(state, endpoint, notification.seq, JSON.stringify(toFrame(notification)));
+      for (const notification of batch) this.push(endpoint, notification.seq, JSON.stringify(toFrame(notification)));
       const through = batch.length > 0 ? batch[batch.length - 1].seq : after;
-      sendJson(state, endpoint, 'push', { type: 'resumed', after, through, more });
+      this.sendJson(state, endpoint, 'push', { type: 'resumed', after, through, more });
     } finally {
       endpoint.resuming = false;
     }
   }
 
-  /** Checks a datagram fully; throws DatagramRefused with the reason to count. */
-  async function verify(bytes: Buffer): Promise<{ state: StationState; datagram: Datagram }> {
-    const header = peekHeader(bytes);
-    if (!CLIENT_TYPES.has(header.type)) throw new DatagramRefused('wrong_direction');
-    const state = await stationState(header.station);
-    if (!state) throw new DatagramRefused('unknown_station');
-    const datagram = openDatagram(state.secret, bytes);
-    // Counters are the client's clock in microseconds: one far from ours was recorded long
-    // ago (or the client's clock is wrong), so it is refused even if this node never saw it.
-    const counterMs = Number(datagram.counter / 1000n);
-    if (Math.abs(counterMs - Date.now()) > COUNTER_CLOCK_WINDOW_MS) throw new DatagramRefused('stale');
-    if (!state.window.accept(datagram.counter)) throw new DatagramRefused('replayed');
-    return { state, datagram };
+  /**
+   * Sends a push and keeps it until acknowledged, retrying on the documented schedule (an
+   * endpoint's deliver calls it). A frame too large for one datagram goes as a fetch signal,
+   * built from `notification` when given (else from the frame's text).
+   */
+  push(endpoint: UdpEndpoint, seq: number, frame: string, notification?: Notification): void {
+    let payload = Buffer.from(frame);
+    if (payload.length > MAX_PAYLOAD_BYTES) {
+      payload = Buffer.from(JSON.stringify(fetchSignal(notification ? toFrame(notification) : JSON.parse(frame))));
+    }
+    const previous = endpoint.pending.get(seq);
+    if (previous) {
+      // Sent again by a resume: the retransmission schedule starts over.
+      clearTimeout(previous.timer);
+      endpoint.pending.delete(seq);
+      this.metrics.udpPending.dec();
+    }
+    if (endpoint.pending.size >= MAX_PENDING_PER_ENDPOINT) {
+      const [oldestSeq, oldest] = endpoint.pending.entries().next().value as [number, PendingPush];
+      clearTimeout(oldest.timer);
+      endpoint.pending.delete(oldestSeq);
+      this.metrics.udpPending.dec();
+      this.metrics.udpGaveUp.inc();
+    }
+    const pending = new PendingPush(endpoint, seq, payload);
+    endpoint.pending.set(seq, pending);
+    this.metrics.udpPending.inc();
+    this.transmit(pending);
   }
 
-  async function receive(bytes: Buffer, source: RemoteInfo) {
-    const { state, datagram } = await verify(bytes);
-    const payload = datagram.payload;
-    if (datagram.type === 'hello') {
-      // The MAC proves who sent the hello, not that they receive at its source address:
-      // only a cookie sent there proves that. Without one nothing is bound or refreshed,
-      // even from the bound address, so an address proven once cannot be kept live by
-      // spoofed keep-alives after its owner has left it.
-      if (!cookies.verify(payload.cookie, state.station, source.address, source.port)) {
-        challenge(state, bytes, source);
-        return;
-      }
-      const { endpoint, isNew } = bind(state, source);
-      // A newly bound endpoint learns where the feed stands, so a client without history
-      // knows which sequences are new; keep-alives skip the query.
-      const head = isNew ? await feedHead(db, state.userId) : undefined;
-      if (state.endpoint !== endpoint) return;
-      sendJson(state, endpoint, 'welcome', {
-        keepalive: config.udpKeepAliveMs,
-        timeout: config.udpEndpointTimeoutMs,
-        new: isNew,
-        time: Date.now(),
-        cookie: cookies.issue(state.station, endpoint.address, endpoint.port),
-        ...(head ? { lastseq: head.lastSeq } : {}),
-      });
-      return;
+  private transmit(pending: PendingPush): void {
+    const endpoint = pending.endpoint;
+    if (endpoint.state.endpoint !== endpoint || endpoint.pending.get(pending.seq) !== pending) return;
+    if (pending.attempt > 0) this.metrics.udpRetransmits.inc();
+    this.send(endpoint.state, endpoint, DatagramType.push, pending.payload);
+    this.metrics.framesSent.inc({ channel: 'udp' });
+    const delay = RETRANSMIT_DELAYS_MS[pending.attempt];
+    pending.attempt++;
+    if (delay === undefined) {
+      // Given up: the device learns of it by resuming from its last sequence.
+      pending.timer = setTimeout(this.onGaveUp, RETRANSMIT_DELAYS_MS.at(-1), pending).unref();
+    } else {
+      pending.timer = setTimeout(this.onRetransmitDue, delay, pending).unref();
     }
+  }
+
+  private settle(endpoint: UdpEndpoint, seq: number, acknowledged: boolean): void {
+    const pending = endpoint.pending.get(seq);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    endpoint.pending.delete(seq);
+    this.metrics.udpPending.dec();
+    if (!acknowledged) this.metrics.udpGaveUp.inc();
+  }
+
+  private send(state: StationState, endpoint: UdpEndpoint, type: number, payload: Buffer): void {
+    const bytes = encodeRaw(state.secret, type, state.station, this.clock.next(), payload);
+    this.socket.send(bytes, endpoint.port, endpoint.address, (error) => {
+      if (error && !this.closed) this.log.debug({ err: error, station: state.station }, 'UDP send failed');
+    });
+  }
+
+  private sendJson(state: StationState, endpoint: UdpEndpoint, type: 'welcome' | 'push', body: Record<string, unknown>): void {
+    const bytes = encodeDatagram(state.secret, { type, station: state.station, counter: this.clock.next(), payload: body });
+    this.socket.send(bytes, endpoint.port, endpoint.address);
+  }
+
+  private forget(state: StationState, why: string): void {
     const endpoint = state.endpoint;
-    // Acks and resumes count only from the endpoint a proven hello bound: hello first. They
-    // do not keep it alive; only keep-alives that echo a fresh cookie do.
-    if (!endpoint || endpoint.address !== source.address || endpoint.port !== source.port) {
-      throw new DatagramRefused('unbound');
-    }
-    if (datagram.type === 'ack') {
-      const seq = payload.seq;
-      if (!Number.isSafeInteger(seq) || (seq as number) < 0) throw new DatagramRefused('malformed');
-      settle(endpoint, seq as number, true);
-      if ((seq as number) > state.ackedSeq) {
-        state.ackedSeq = seq as number;
-        scheduleAckFlush(state);
-      }
-      return;
-    }
-    const after = payload.after;
-    if (!Number.isSafeInteger(after) || (after as number) < 0) throw new DatagramRefused('malformed');
-    await resume(state, endpoint, after as number);
+    if (!endpoint) return;
+    state.endpoint = undefined;
+    this.hub.remove(endpoint);
+    this.metrics.liveConnections.dec({ channel: 'udp' });
+    for (const seq of [...endpoint.pending.keys()]) this.settle(endpoint, seq, true);
+    this.log.debug({ station: state.station, why }, 'UDP endpoint forgotten');
   }
 
-  socket.on('message', (bytes, source) => {
-    receive(bytes, source).catch((error: unknown) => {
-      if (error instanceof DatagramRefused) drop(error.reason);
-      else if (!closed) {
-        drop('malformed');
-        log.warn({ err: error }, 'UDP datagram failed');
-      }
-    });
-  });
-  socket.on('error', (error) => log.error({ err: error }, 'UDP socket error'));
+  private disconnect(station: string, reason: string): void {
+    const state = this.stations.get(station);
+    if (!state) return;
+    this.forget(state, reason);
+    this.stations.delete(station);
+  }
 
-  // Forget endpoints that stopped sending keep-alives; check a few times per timeout.
-  const sweepEvery = Math.max(25, Math.min(Math.floor(config.udpEndpointTimeoutMs / 4), 5000));
-  const sweeper = setInterval(() => {
-    const silentSince = Date.now() - config.udpEndpointTimeoutMs;
-    for (const state of stations.values()) {
+  private forgetSilent(): void {
+    const silentSince = Date.now() - this.config.udpEndpointTimeoutMs;
+    for (const state of this.stations.values()) {
       if (state.endpoint && state.endpoint.lastHeardAt < silentSince) {
-        forget(state, 'silent');
-        metrics.udpEndpointsForgotten.inc();
+        this.forget(state, 'silent');
+        this.metrics.udpEndpointsForgotten.inc();
       }
     }
-  }, sweepEvery).unref();
-
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind({ address: config.host, port: config.udpPort }, () => {
-      socket.off('error', reject);
-      resolve();
-    });
-  });
-
-  return {
-    port: socket.address().port,
-    async close() {
-      if (closed) return;
-      closed = true;
-      clearInterval(sweeper);
-      for (const state of stations.values()) {
-        forget(state, 'closing');
-        if (state.ackFlush) {
-          clearTimeout(state.ackFlush);
-          state.ackFlush = undefined;
-          await recordAck(db, state.station, state.ackedSeq).catch(() => undefined);
-        }
-      }
-      await new Promise<void>((resolve) => socket.close(() => resolve()));
-    },
-  };
+  }
 }

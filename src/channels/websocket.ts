@@ -1,39 +1,17 @@
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
-import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { AppContext } from '../context.ts';
-import { checkStation, deviceOf, recordLiveProgress, type LiveProgress } from '../chat/devices.ts';
-import type { LiveConnection } from '../model/channel.ts';
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { RawData, WebSocket } from 'ws';
+import { checkStation, type DeviceDirectory, type LiveProgress } from '../chat/devices.ts';
+import type { Metrics } from '../metrics.ts';
 import { frameText, type Notification } from '../model/notification.ts';
-import { feedHead, readFeed } from '../notify/feed.ts';
+import type { FeedReader } from '../notify/feed.ts';
+import { corkDispatch } from './live/cork.ts';
+import { frameBytes } from './live/frame-bytes.ts';
+import { CLOSE, Refusal } from './live/refusal.ts';
+import { cutOffIfBehind, type Handshake, type LiveEndpoint, type LiveSocketConnection } from './live/server.ts';
 
 export const WS_PATH = '/ws';
 
-/**
- * Close codes a client sees. The upgrade is always accepted and then closed with one of
- * these, because a browser cannot read the HTTP status of a refused upgrade but does get
- * the close code and reason.
- */
-export const CLOSE = {
-  shuttingDown: 1001,
-  badRequest: 4400,
-  unauthenticated: 4401,
-  forbidden: 4403,
-  tooManyConnections: 4429,
-  internalError: 1011,
-} as const;
-
-export interface WebSocketOptions {
-  /** How often the server pings; a connection that missed one pong is terminated. */
-  pingIntervalMs?: number;
-  /** Other WebSocket endpoints on the same ports, by path (Web3MQ's /messages). */
-  upgrades?: ReadonlyMap<string, UpgradeHandler>;
-}
-
-export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
-
-export const DEFAULT_PING_INTERVAL_MS = 30_000;
 /** Feed rows read per query while replaying. */
 const REPLAY_PAGE = 500;
 /** Live frames held while a replay runs; beyond that they are dropped and re-read from the feed. */
@@ -42,14 +20,8 @@ const MAX_HELD_FRAMES = 10_000;
 const GAP_WAIT_MS = 500;
 /** Replay pauses while this much is queued on the socket. */
 const REPLAY_HIGH_WATER_BYTES = 1024 * 1024;
-/** A reader this far behind is cut off; it resumes with `since` when it comes back. */
-const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
-/** Frames kept from a client that sends before its station has been looked up. */
-const MAX_EARLY_FRAMES = 16;
-/** Clients only send acks and pings. */
-const MAX_CLIENT_FRAME_BYTES = 4096;
 const MAX_CONNECTIONS_PER_STATION = 16;
-/** A user can log in any number of stations, so the station limit alone does not bound one user's connections. */
+/** Counted over every channel: a user's UDP endpoints and Web3MQ sockets count too. */
 const MAX_CONNECTIONS_PER_USER = 128;
 /** Acknowledgements are written in batches this often… */
 const PROGRESS_FLUSH_MS = 200;
@@ -60,64 +32,24 @@ const PROGRESS_FLUSH_MS = 200;
  * of database work in one go, and the messages that arrived meanwhile waited behind it.
  */
 const DELIVERED_ONLY_EVERY = 10;
-/** On shutdown, clients get this long to answer the close frame before their sockets are cut. */
-const CLOSE_GRACE_MS = 1000;
 
-// A frame is shared by every connection of its user and the hub hands it over once per
-// connection in a row: encode it once and send the same bytes to each.
-let lastFrameText = '';
-let lastFrameBytes = Buffer.alloc(0);
-function frameBytes(frame: string): Buffer {
-  if (frame !== lastFrameText) {
-    lastFrameText = frame;
-    lastFrameBytes = Buffer.from(frame);
-  }
-  return lastFrameBytes;
-}
 const AS_TEXT = { binary: false } as const;
 
-class Refusal extends Error {
-  constructor(
-    readonly code: number,
-    reason: string,
-  ) {
-    super(reason);
-  }
-}
-
-interface Identity {
+/** Who is connecting: the station, its user, and where to resume from. */
+interface WsIdentity {
   station: string;
   userId: string;
   since: number | undefined;
 }
 
-/** Reads who is connecting: the station (header or query), an optional claimed user, and `since`. */
-async function identify(ctx: AppContext, request: IncomingMessage, url: URL): Promise<Identity> {
-  const header = request.headers['ozeki-station'];
-  const raw = (typeof header === 'string' && header !== '' ? header : undefined) ?? url.searchParams.get('station') ?? '';
-  if (raw === '') {
-    throw new Refusal(CLOSE.unauthenticated, 'the station is missing: send the Ozeki-Station header or ?station=');
-  }
-  let station: string;
-  try {
-    station = checkStation(raw);
-  } catch {
-    throw new Refusal(CLOSE.badRequest, 'the station must be 32 hexadecimal characters');
-  }
-  const sinceText = url.searchParams.get('since');
-  let since: number | undefined;
-  if (sinceText !== null) {
-    if (!/^\d{1,15}$/.test(sinceText)) throw new Refusal(CLOSE.badRequest, 'since must be a whole number, 0 or more');
-    since = Number(sinceText);
-  }
-  const device = await deviceOf(ctx.store.db, station);
-  if (!device) throw new Refusal(CLOSE.unauthenticated, 'unknown station: log in with chatlogin first');
-  const userHeader = request.headers['ozeki-user'];
-  const claimed = (typeof userHeader === 'string' && userHeader !== '' ? userHeader : undefined) ?? url.searchParams.get('user');
-  if (claimed && claimed.toLowerCase() !== device.user_id) {
-    throw new Refusal(CLOSE.forbidden, 'this station belongs to another user');
-  }
-  return { station, userId: device.user_id, since };
+/** What the WebSocket channel is built from. */
+export interface WebSocketChannelParts {
+  feed: FeedReader;
+  devices: Pick<DeviceDirectory, 'deviceOf' | 'recordLiveProgress'>;
+  metrics: Pick<Metrics, 'framesSent'>;
+  log: Logger;
+  /** The live server's ping interval, told to clients in the hello. */
+  pingIntervalMs: number;
 }
 
 /**
@@ -127,7 +59,7 @@ async function identify(ctx: AppContext, request: IncomingMessage, url: URL): Pr
  * predecessor waits briefly and, if the predecessor does not come, the gap is read from
  * the feed, so a device never misses a sequence number and never gets one twice.
  */
-class WsConnection implements LiveConnection {
+class WsConnection implements LiveSocketConnection<RawData> {
   readonly channel = 'ws' as const;
   /** Highest sequence sent on this connection. */
   lastSent = 0;
@@ -137,7 +69,8 @@ class WsConnection implements LiveConnection {
   /** Which of the DELIVERED_ONLY_EVERY batches writes this connection's delivery progress alone. */
   progressTurn = 0;
   framesSent = 0;
-  alive = true;
+  /** The socket is corked until the current dispatch is over (cork.ts). */
+  corked = false;
   private replaying = true;
   private closed = false;
   private overflowed = false;
@@ -145,7 +78,7 @@ class WsConnection implements LiveConnection {
   private gapTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly ctx: AppContext,
+    private readonly endpoint: WebSocketChannel,
     readonly socket: WebSocket,
     readonly userId: string,
     readonly station: string,
@@ -166,27 +99,12 @@ class WsConnection implements LiveConnection {
     if (!this.replaying) this.sendHeldInOrder();
   }
 
-  private corked = false;
-
   private send(seq: number, frame: string): void {
-    // Frames handed over in one dispatch leave in one write: the socket stays corked until
-    // the dispatch loop is done, so a burst costs one system call per connection, not one per frame.
-    const raw = (this.socket as unknown as { _socket?: Duplex })._socket;
-    if (!this.corked && raw) {
-      this.corked = true;
-      raw.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        raw.uncork();
-      });
-    }
+    corkDispatch(this);
     this.socket.send(frameBytes(frame), AS_TEXT);
     this.lastSent = seq;
     this.framesSent++;
-    if (this.socket.bufferedAmount > MAX_QUEUED_BYTES) {
-      this.ctx.log.warn({ station: this.station }, 'WebSocket reader too slow; disconnected');
-      this.socket.terminate();
-    }
+    if (cutOffIfBehind(this.socket)) this.endpoint.log.warn({ station: this.station }, 'WebSocket reader too slow; disconnected');
   }
 
   sendControl(frame: Record<string, unknown>): void {
@@ -206,7 +124,7 @@ class WsConnection implements LiveConnection {
       this.overflowed = false;
       this.held.clear();
       for (;;) {
-        const page = await readFeed(this.ctx.store.db, this.userId, this.lastSent, REPLAY_PAGE);
+        const page = await this.endpoint.feed.read(this.userId, this.lastSent, REPLAY_PAGE);
         if (this.closed) return;
         for (const n of page) if (n.seq > this.lastSent) this.send(n.seq, frameText(n));
         if (page.length < REPLAY_PAGE) break;
@@ -244,7 +162,6 @@ class WsConnection implements LiveConnection {
 
   /** `{"type":"ack","seq":N}` acknowledges everything up to N. */
   receive(data: RawData): void {
-    this.alive = true;
     let frame: unknown;
     try {
       frame = JSON.parse(data.toString());
@@ -286,179 +203,148 @@ class WsConnection implements LiveConnection {
   }
 
   fail(error: unknown): void {
-    this.ctx.log.error({ err: error, station: this.station }, 'WebSocket replay failed');
+    this.endpoint.log.error({ err: error, station: this.station }, 'WebSocket replay failed');
     if (!this.closed) this.socket.close(CLOSE.internalError, 'internal error; reconnect with since');
   }
 }
 
-/** Live push over WebSocket at /ws on the HTTP and HTTPS servers. */
-export function attachWebSocket(
-  ctx: AppContext,
-  servers: Array<HttpServer | HttpsServer>,
-  options: WebSocketOptions = {},
-) {
-  const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES, perMessageDeflate: false });
-  const connections = new Set<WsConnection>();
-  const perStation = new Map<string, number>();
-  const finished: LiveProgress[] = [];
-  let flushing: Promise<void> | undefined;
+/**
+ * Live push over WebSocket at /ws, an endpoint of the live server on the HTTP and HTTPS
+ * ports: a device names its station, gets a hello, the feed after `since`, then every
+ * notification of its user as it is committed, and acknowledges by sequence number.
+ */
+export class WebSocketChannel implements LiveEndpoint<RawData, WsIdentity, WsConnection> {
+  readonly path = WS_PATH;
+  readonly name = 'WebSocket';
+  readonly limits = { perStation: MAX_CONNECTIONS_PER_STATION, perUserAllChannels: MAX_CONNECTIONS_PER_USER };
+  readonly feed: FeedReader;
+  readonly log: Logger;
+  private readonly devices: WebSocketChannelParts['devices'];
+  private readonly metrics: WebSocketChannelParts['metrics'];
+  private readonly pingIntervalMs: number;
+  private readonly connections = new Set<WsConnection>();
+  /** Progress of connections that have ended (and of those just opened), written at the next flush. */
+  private readonly finished: LiveProgress[] = [];
+  private flushing: Promise<void> | undefined;
   /** Connections opened so far: each takes the next turn for writing its delivery progress. */
-  let opened = 0;
-  let closing = false;
+  private opened = 0;
+  private flushCount = 0;
+  private readonly flusher: NodeJS.Timeout;
 
-  async function open(socket: WebSocket, request: IncomingMessage, url: URL): Promise<void> {
-    socket.on('error', (error) => ctx.log.debug({ err: error }, 'WebSocket error'));
-    // A client may send before the station has been looked up; keep those frames until then.
-    let connection: WsConnection | undefined;
-    const early: RawData[] = [];
-    socket.on('message', (data) => {
-      if (connection) connection.receive(data);
-      else if (early.length < MAX_EARLY_FRAMES) early.push(data);
-    });
-    let identity: Identity;
+  constructor(parts: WebSocketChannelParts) {
+    this.feed = parts.feed;
+    this.devices = parts.devices;
+    this.metrics = parts.metrics;
+    this.log = parts.log;
+    this.pingIntervalMs = parts.pingIntervalMs;
+    this.flusher = setInterval(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
+    this.flusher.unref();
+  }
+
+  /** Client frames are JSON text, parsed by the connection (a bad one is answered, not refused). */
+  decode(data: RawData): RawData {
+    return data;
+  }
+
+  /** Reads who is connecting: the station (header or query), an optional claimed user, and `since`. */
+  async authenticate(request: IncomingMessage, url: URL): Promise<WsIdentity> {
+    const header = request.headers['ozeki-station'];
+    const raw = (typeof header === 'string' && header !== '' ? header : undefined) ?? url.searchParams.get('station') ?? '';
+    if (raw === '') {
+      throw new Refusal(CLOSE.unauthenticated, 'the station is missing: send the Ozeki-Station header or ?station=');
+    }
+    let station: string;
     try {
-      identity = await identify(ctx, request, url);
-    } catch (error) {
-      if (error instanceof Refusal) socket.close(error.code, error.message);
-      else {
-        ctx.log.error({ err: error }, 'WebSocket handshake failed');
-        socket.close(CLOSE.internalError, 'internal error');
-      }
-      return;
+      station = checkStation(raw);
+    } catch {
+      throw new Refusal(CLOSE.badRequest, 'the station must be 32 hexadecimal characters');
     }
-    if (socket.readyState !== socket.OPEN) return;
-    if (closing) {
-      socket.close(CLOSE.shuttingDown, 'server shutting down');
-      return;
+    const sinceText = url.searchParams.get('since');
+    let since: number | undefined;
+    if (sinceText !== null) {
+      if (!/^\d{1,15}$/.test(sinceText)) throw new Refusal(CLOSE.badRequest, 'since must be a whole number, 0 or more');
+      since = Number(sinceText);
     }
-    const count = perStation.get(identity.station) ?? 0;
-    if (count >= MAX_CONNECTIONS_PER_STATION) {
-      socket.close(CLOSE.tooManyConnections, `at most ${MAX_CONNECTIONS_PER_STATION} connections per station`);
-      return;
+    const device = await this.devices.deviceOf(station);
+    if (!device) throw new Refusal(CLOSE.unauthenticated, 'unknown station: log in with chatlogin first');
+    const userHeader = request.headers['ozeki-user'];
+    const claimed = (typeof userHeader === 'string' && userHeader !== '' ? userHeader : undefined) ?? url.searchParams.get('user');
+    if (claimed && claimed.toLowerCase() !== device.user_id) {
+      throw new Refusal(CLOSE.forbidden, 'this station belongs to another user');
     }
-    if ((ctx.hub.connectionsOf(identity.userId)?.size ?? 0) >= MAX_CONNECTIONS_PER_USER) {
-      socket.close(CLOSE.tooManyConnections, `at most ${MAX_CONNECTIONS_PER_USER} live connections per user`);
-      return;
-    }
-    perStation.set(identity.station, count + 1);
+    return { station, userId: device.user_id, since };
+  }
 
-    const live = new WsConnection(ctx, socket, identity.userId, identity.station);
-    live.progressTurn = opened++ % DELIVERED_ONLY_EVERY;
-    connections.add(live);
-    // Registered before the feed is read, so nothing committed from now on can slip past.
-    ctx.hub.add(live);
-    ctx.metrics.liveConnections.inc({ channel: 'ws' });
-    finished.push({ station: live.station, ackedSeq: 0, deliveredSeq: 0, seenAt: Date.now() });
-    socket.on('pong', () => (live.alive = true));
-    socket.on('close', () => {
-      live.markClosed();
-      ctx.hub.remove(live);
-      connections.delete(live);
-      ctx.metrics.liveConnections.dec({ channel: 'ws' });
-      const left = (perStation.get(identity.station) ?? 1) - 1;
-      if (left > 0) perStation.set(identity.station, left);
-      else perStation.delete(identity.station);
-      // Always written: the device was seen until now, even if nothing new was sent.
-      const now = Date.now();
-      finished.push(live.progress(now) ?? { station: live.station, ackedSeq: 0, deliveredSeq: 0, seenAt: now });
-    });
+  open(socket: WebSocket, who: WsIdentity): WsConnection {
+    const connection = new WsConnection(this, socket, who.userId, who.station);
+    connection.progressTurn = this.opened++ % DELIVERED_ONLY_EVERY;
+    this.connections.add(connection);
+    // The device was seen now, even if nothing is ever sent to it.
+    this.finished.push({ station: connection.station, ackedSeq: 0, deliveredSeq: 0, seenAt: Date.now() });
+    return connection;
+  }
 
+  /** The hello, then the feed after `since` and what was held meanwhile, then live. */
+  async start(connection: WsConnection, who: WsIdentity, handshake: Handshake<RawData>): Promise<void> {
     try {
-      const head = await feedHead(ctx.store.db, identity.userId);
-      if (identity.since !== undefined && identity.since > head.lastSeq) {
-        socket.close(CLOSE.badRequest, `since ${identity.since} is beyond the last sequence ${head.lastSeq}`);
+      const head = await this.feed.head(who.userId);
+      if (who.since !== undefined && who.since > head.lastSeq) {
+        connection.socket.close(CLOSE.badRequest, `since ${who.since} is beyond the last sequence ${head.lastSeq}`);
         return;
       }
-      const since = identity.since ?? head.lastSeq;
-      live.sendControl({
+      const since = who.since ?? head.lastSeq;
+      connection.sendControl({
         type: 'hello',
-        userid: identity.userId,
-        station: identity.station,
+        userid: who.userId,
+        station: who.station,
         since,
         lastseq: head.lastSeq,
         badge: head.badge,
-        ping: pingIntervalMs,
+        ping: this.pingIntervalMs,
       });
       // Acks are checked against what was sent: from here on that includes everything up to `since`.
-      live.lastSent = since;
-      connection = live;
-      for (const data of early.splice(0)) live.receive(data);
-      await live.resume(since);
+      connection.lastSent = since;
+      handshake.listen();
+      await connection.resume(since);
     } catch (error) {
-      live.fail(error);
+      connection.fail(error);
     }
   }
 
-  function onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const url = new URL(request.url ?? '/', 'http://herald.invalid');
-    const other = options.upgrades?.get(url.pathname);
-    if (other) {
-      other(request, socket, head);
-      return;
-    }
-    if (url.pathname !== WS_PATH) {
-      socket.on('error', () => {});
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nthe WebSocket endpoint is /ws\n');
-      return;
-    }
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      open(ws, request, url).catch((error) => ctx.log.error({ err: error }, 'WebSocket open failed'));
-    });
-  }
-  for (const server of servers) server.on('upgrade', onUpgrade);
-
-  // A connection that did not answer the previous ping is gone (a dead peer never closes).
-  const pinger = setInterval(() => {
-    for (const connection of connections) {
-      if (!connection.alive) {
-        connection.socket.terminate();
-        continue;
-      }
-      connection.alive = false;
-      connection.socket.ping();
-    }
-  }, pingIntervalMs);
-  pinger.unref();
-
-  let flushCount = 0;
-  function flushProgress(everything = false): Promise<void> {
-    if (flushing) return flushing;
+  closed(connection: WsConnection): void {
+    connection.markClosed();
+    this.connections.delete(connection);
+    // Always written: the device was seen until now, even if nothing new was sent.
     const now = Date.now();
-    const turn = ++flushCount % DELIVERED_ONLY_EVERY;
-    const batch = finished.splice(0);
+    this.finished.push(connection.progress(now) ?? { station: connection.station, ackedSeq: 0, deliveredSeq: 0, seenAt: now });
+  }
+
+  /** Writes acknowledgements, and in turn delivery progress; `everything` writes all of it at once. */
+  flushProgress(everything = false): Promise<void> {
+    if (this.flushing) return this.flushing;
+    const now = Date.now();
+    const turn = ++this.flushCount % DELIVERED_ONLY_EVERY;
+    const batch = this.finished.splice(0);
     let frames = 0;
-    for (const connection of connections) {
+    for (const connection of this.connections) {
       frames += connection.framesSent;
       connection.framesSent = 0;
       const progress = connection.progress(now, everything || connection.progressTurn === turn);
       if (progress) batch.push(progress);
     }
-    if (frames > 0) ctx.metrics.framesSent.inc({ channel: 'ws' }, frames);
+    if (frames > 0) this.metrics.framesSent.inc({ channel: 'ws' }, frames);
     if (batch.length === 0) return Promise.resolve();
-    flushing = recordLiveProgress(ctx.store.db, batch)
-      .catch((error) => ctx.log.error({ err: error }, 'recording WebSocket acknowledgements failed'))
-      .finally(() => (flushing = undefined));
-    return flushing;
+    this.flushing = this.devices
+      .recordLiveProgress(batch)
+      .catch((error) => this.log.error({ err: error }, 'recording WebSocket acknowledgements failed'))
+      .finally(() => (this.flushing = undefined));
+    return this.flushing;
   }
-  const flusher = setInterval(() => void flushProgress(), PROGRESS_FLUSH_MS);
-  flusher.unref();
 
-  return {
-    async close(): Promise<void> {
-      closing = true;
-      for (const server of servers) server.off('upgrade', onUpgrade);
-      clearInterval(pinger);
-      clearInterval(flusher);
-      const open = [...connections];
-      const gone = open.map((c) => new Promise<void>((resolve) => c.socket.once('close', () => resolve())));
-      for (const connection of open) connection.socket.close(CLOSE.shuttingDown, 'server shutting down');
-      const grace = setTimeout(() => open.forEach((c) => c.socket.terminate()), CLOSE_GRACE_MS);
-      await Promise.all(gone);
-      clearTimeout(grace);
-      await flushing;
-      await flushProgress(true);
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-    },
-  };
+  /** On shutdown, once every socket has closed: the last progress is written. */
+  async stop(): Promise<void> {
+    clearInterval(this.flusher);
+    await this.flushing;
+    await this.flushProgress(true);
+  }
 }

@@ -125,3 +125,17 @@ export async function readFeed(db: Db, userId: string, afterSeq: number, limit =
 export function userKeyOf(userId: string) {
   return sql<number>`(SELECT key FROM users WHERE id = ${userId})`;
 }
+
+/** What the live channels read of a user's feed: where it stands, and what a device missed. */
+export interface FeedReader {
+  head(userId: string): Promise<{ lastSeq: number; badge: number }>;
+  /** Notifications after `afterSeq`, oldest first, at most `limit`. */
+  read(userId: string, afterSeq: number, limit: number): Promise<Notification[]>;
+}
+
+export function feedReader(db: Kysely<Database>): FeedReader {
+  return {
+    head: (userId) => feedHead(db, userId),
+    read: (userId, afterSeq, limit) => readFeed(db, userId, afterSeq, limit),
+  };
+}

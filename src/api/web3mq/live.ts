@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { AppContext } from '../../context.ts';
-import type { LiveConnection } from '../../model/channel.ts';
+import type { Logger } from 'pino';
+import type { RawData, WebSocket } from 'ws';
+import type { Metrics } from '../../metrics.ts';
 import type { Notification } from '../../model/notification.ts';
-import { CLOSE, DEFAULT_PING_INTERVAL_MS } from '../../channels/websocket.ts';
+import { CLOSE, Refusal } from '../../channels/live/refusal.ts';
+import { cutOffIfBehind, type Handshake, type LiveEndpoint, type LiveSocketConnection } from '../../channels/live/server.ts';
 import { historyItem, isNoticeType } from './history.ts';
+import type { LoginKeys } from './login-keys.ts';
 import { TIMESTAMP_WINDOW_MS, isFresh, verifyEd25519 } from './signature.ts';
 import { ed25519SignatureKey, type ReplayGuard } from './replay.ts';
 import {
@@ -28,10 +29,6 @@ export const NODE_ID = 'herald';
 
 /** A client that has not sent its ConnectReq by then is closed. */
 const CONNECT_DEADLINE_MS = 10_000;
-/** Clients send a ConnectReq and pings, each well under a hundred bytes of protobuf. */
-const MAX_CLIENT_FRAME_BYTES = 4096;
-/** Frames a client may send while its ConnectReq is being checked. */
-const MAX_EARLY_FRAMES = 16;
 /**
  * The ConnectReq names no key, so the user's newest unexpired login keys are tried, at most
  * this many (and then the main key, for its own refusal): anyone may send a ConnectReq, so
@@ -39,77 +36,34 @@ const MAX_EARLY_FRAMES = 16;
  */
 export const MAX_KEYS_TRIED = 8;
 const MAX_CONNECTIONS_PER_USER = 16;
-/** A reader this far behind is cut off; it reads what it missed from the history. */
-const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
-/** On shutdown, clients get this long to answer the close frame before their sockets are cut. */
-const CLOSE_GRACE_MS = 1000;
-/** WebSocket's own "Try Again Later" (RFC 6455 registry): the server cannot take the ConnectReq now. */
-const CLOSE_TRY_AGAIN_LATER = 1013;
 
 /** How a refused spend of a ConnectReq signature closes the socket. */
 const SPEND_CLOSE = {
   replayed: CLOSE.unauthenticated,
   'user over limit': CLOSE.tooManyConnections,
-  'node over limit': CLOSE_TRY_AGAIN_LATER,
+  'node over limit': CLOSE.tryAgainLater,
 } as const;
 
-class Refusal extends Error {
-  constructor(
-    readonly code: number,
-    reason: string,
-  ) {
-    super(reason);
-  }
-}
+const NOT_A_FRAME = new Refusal(CLOSE.badRequest, 'a frame is binary: 10, pbType, then protobuf');
 
-/** Who a ConnectReq proved to be: the user and the login key that signed it. */
+/** A client frame: its pbType and protobuf body. */
+type LiveFrame = NonNullable<ReturnType<typeof parseFrame>>;
+
+/** Who a ConnectReq proved to be: the user, and the login key that signed it. */
 interface Signer {
   userId: string;
-  pubkey: string;
+  /** Not a device: named for the key, so it never matches an Ozeki station. */
+  station: string;
   expiresAt: number;
 }
 
-/**
- * The SDK signs `nodeId + userId + timestamp` with the user's temporary login key and sends
- * the signature as msgSign; the ConnectReq carries no public key, so the user's newest
- * unexpired login keys are tried in turn. A user whose keys have all expired, or a signature
- * by the main key, gets its own reason. An accepted ConnectReq is spent: a copy is refused.
- */
-async function authenticate(ctx: AppContext, guard: ReplayGuard, command: ConnectCommand, now: number): Promise<Signer> {
-  const { userId, msgSign } = command;
-  if (userId === '' || userId.length > 200) throw new Refusal(CLOSE.badRequest, 'the ConnectReq must name a userId');
-  if (msgSign === '') throw new Refusal(CLOSE.unauthenticated, 'the ConnectReq has no msgSign');
-  if (!isFresh(command.timestamp, now)) {
-    throw new Refusal(CLOSE.unauthenticated, `timestamp is more than ${TIMESTAMP_WINDOW_MS / 60_000} minutes away from the server's time`);
-  }
-  const signed = command.nodeId + userId + String(command.timestamp);
-  const keys = await ctx.store.db
-    .selectFrom('web3mq_login_keys')
-    .select(['pubkey', 'expires_at'])
-    .where('user_id', '=', userId)
-    .where('expires_at', '>', now)
-    .orderBy('created_at', 'desc')
-    .limit(MAX_KEYS_TRIED)
-    .execute();
-  if (keys.length === 0) {
-    const expired = await ctx.store.db.selectFrom('web3mq_login_keys').select('pubkey').where('user_id', '=', userId).executeTakeFirst();
-    if (expired) throw new Refusal(CLOSE.unauthenticated, 'the temporary key has expired; log in again');
-    throw new Refusal(CLOSE.unauthenticated, 'no login key for this userId: log in first');
-  }
-  const signer = keys.find((key) => verifyEd25519(key.pubkey, signed, msgSign));
-  if (signer) {
-    const refusal = await guard.claimEverywhere(ed25519SignatureKey(msgSign), userId, command.timestamp, 'write', now);
-    if (refusal) {
-      const reason = refusal.refused === 'replayed' ? 'this ConnectReq was already used; sign a new one with a new timestamp' : refusal.reason;
-      throw new Refusal(SPEND_CLOSE[refusal.refused], reason);
-    }
-    return { userId, pubkey: signer.pubkey, expiresAt: signer.expires_at };
-  }
-  const account = await ctx.store.db.selectFrom('web3mq_accounts').select('main_pubkey').where('user_id', '=', userId).executeTakeFirst();
-  if (account && verifyEd25519(account.main_pubkey, signed, msgSign)) {
-    throw new Refusal(CLOSE.unauthenticated, 'the main key only signs logins; sign with the temporary key');
-  }
-  throw new Refusal(CLOSE.unauthenticated, 'bad signature: msgSign does not verify with a login key of this userId');
+/** What Web3MQ's live endpoint is built from. */
+export interface Web3mqLiveParts {
+  keys: LoginKeys;
+  /** The same memory of spent signatures as the HTTP API's: a signature may be offered to either. */
+  replayGuard: Pick<ReplayGuard, 'claimEverywhere'>;
+  metrics: Pick<Metrics, 'framesSent'>;
+  log: Logger;
 }
 
 /** What the history API lists for a notification, as the MessageItem of a NotificationListResp. */
@@ -140,33 +94,38 @@ function notificationListFrame(n: Notification): Buffer {
 }
 
 /** One authenticated Web3MQ socket: it gets its user's Web3MQ notifications as they are committed. */
-class Web3mqLiveConnection implements LiveConnection {
+class Web3mqLiveConnection implements LiveSocketConnection<LiveFrame> {
   readonly channel = 'web3mq' as const;
+  readonly userId: string;
   readonly station: string;
-  alive = true;
+  readonly expiresAt: number;
   closed = false;
 
   constructor(
-    private readonly ctx: AppContext,
+    private readonly endpoint: Web3mqLiveEndpoint,
     readonly socket: WebSocket,
-    readonly signer: Signer,
+    signer: Signer,
   ) {
-    // Not a device: named for its key, so it never matches an Ozeki station.
-    this.station = `web3mq:${signer.pubkey}`;
-  }
-
-  get userId(): string {
-    return this.signer.userId;
+    this.userId = signer.userId;
+    this.station = signer.station;
+    this.expiresAt = signer.expiresAt;
   }
 
   deliver(notification: Notification): void {
     if (this.closed || !isNoticeType(notification.type)) return;
     this.socket.send(notificationListFrame(notification), { binary: true });
-    this.ctx.metrics.framesSent.inc({ channel: 'web3mq' });
-    if (this.socket.bufferedAmount > MAX_QUEUED_BYTES) {
-      this.ctx.log.warn({ userId: this.userId }, 'Web3MQ reader too slow; disconnected');
-      this.socket.terminate();
-    }
+    this.endpoint.metrics.framesSent.inc({ channel: 'web3mq' });
+    if (cutOffIfBehind(this.socket)) this.endpoint.log.warn({ userId: this.userId }, 'Web3MQ reader too slow; disconnected');
+  }
+
+  /** Pings are answered; anything else (chat messages, status changes) is Web3MQ chat, which Herald does not serve. */
+  receive(received: LiveFrame): void {
+    if (received.pbType === PB_TYPE.ping) this.socket.send(frame(PB_TYPE.pong, encodePong(Date.now())), { binary: true });
+  }
+
+  /** A login key lives a day by default: past it, the user must log in again. */
+  expired(now: number): string | undefined {
+    return this.expiresAt <= now ? 'the temporary key has expired; log in again' : undefined;
   }
 
   close(reason: string): void {
@@ -175,141 +134,93 @@ class Web3mqLiveConnection implements LiveConnection {
 }
 
 /**
- * Web3MQ's live socket at /messages on the HTTP and HTTPS ports (the upgrade is routed here
- * by the WebSocket channel). The first frame must be a ConnectReq signed with the user's
- * temporary login key; the server answers ConnectResp, answers each Ping with a Pong, and
- * pushes each new Web3MQ notification of that user as a NotificationListResp.
+ * Web3MQ's live socket at /messages, an endpoint of the live server on the HTTP and HTTPS
+ * ports. The first frame must be a ConnectReq signed with the user's temporary login key;
+ * the server answers ConnectResp, answers each Ping with a Pong, and pushes each new Web3MQ
+ * notification of that user as a NotificationListResp.
  */
-export function startWeb3mqLive(ctx: AppContext, replayGuard: ReplayGuard, options: { pingIntervalMs?: number } = {}) {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES, perMessageDeflate: false });
-  const connections = new Set<Web3mqLiveConnection>();
-  const perUser = new Map<string, number>();
-  let closing = false;
+export class Web3mqLiveEndpoint implements LiveEndpoint<LiveFrame, Signer, Web3mqLiveConnection> {
+  readonly path = WEB3MQ_LIVE_PATH;
+  readonly name = 'Web3MQ';
+  readonly limits = { perUser: MAX_CONNECTIONS_PER_USER };
+  readonly handshakeTimeout = { ms: CONNECT_DEADLINE_MS, reason: 'no ConnectReq within 10 s' };
+  readonly metrics: Web3mqLiveParts['metrics'];
+  readonly log: Logger;
+  private readonly keys: LoginKeys;
+  private readonly replayGuard: Web3mqLiveParts['replayGuard'];
 
-  function open(socket: WebSocket): void {
-    socket.on('error', (error) => ctx.log.debug({ err: error }, 'Web3MQ socket error'));
-    let state: 'awaiting' | 'authenticating' | 'open' = 'awaiting';
-    let connection: Web3mqLiveConnection | undefined;
-    const early: Array<{ data: RawData; isBinary: boolean }> = [];
-    const refuse = (code: number, reason: string) => {
-      if (socket.readyState === socket.OPEN) socket.close(code, reason);
-    };
-    const deadline = setTimeout(() => refuse(CLOSE.unauthenticated, 'no ConnectReq within 10 s'), CONNECT_DEADLINE_MS);
-    deadline.unref();
-
-    const receive = (data: RawData, isBinary: boolean) => {
-      const parsed = isBinary && Buffer.isBuffer(data) ? parseFrame(data) : undefined;
-      if (!parsed) {
-        refuse(CLOSE.badRequest, 'a frame is binary: 10, pbType, then protobuf');
-        return;
-      }
-      if (state === 'awaiting') {
-        if (parsed.pbType !== PB_TYPE.connectReq) {
-          refuse(CLOSE.badRequest, 'the first frame must be a ConnectReq (pbType 2)');
-          return;
-        }
-        state = 'authenticating';
-        connect(parsed.body).catch((error) => {
-          ctx.log.error({ err: error }, 'Web3MQ connect failed');
-          refuse(CLOSE.internalError, 'internal error');
-        });
-      } else if (state === 'authenticating') {
-        if (early.length < MAX_EARLY_FRAMES) early.push({ data, isBinary });
-      } else if (parsed.pbType === PB_TYPE.ping) {
-        socket.send(frame(PB_TYPE.pong, encodePong(Date.now())), { binary: true });
-      }
-      // Anything else (chat messages, status changes) is Web3MQ chat, which Herald does not serve.
-    };
-    socket.on('message', (data, isBinary) => {
-      if (connection) connection.alive = true;
-      receive(data, isBinary);
-    });
-    socket.on('pong', () => {
-      if (connection) connection.alive = true;
-    });
-    socket.on('close', () => {
-      clearTimeout(deadline);
-      if (!connection) return;
-      connection.closed = true;
-      ctx.hub.remove(connection);
-      connections.delete(connection);
-      ctx.metrics.liveConnections.dec({ channel: 'web3mq' });
-      const left = (perUser.get(connection.userId) ?? 1) - 1;
-      if (left > 0) perUser.set(connection.userId, left);
-      else perUser.delete(connection.userId);
-    });
-
-    async function connect(body: Buffer): Promise<void> {
-      let command: ConnectCommand;
-      let signer: Signer;
-      try {
-        try {
-          command = decodeConnectCommand(body);
-        } catch (error) {
-          if (error instanceof ProtobufError) throw new Refusal(CLOSE.badRequest, `malformed ConnectReq: ${error.message}`);
-          throw error;
-        }
-        signer = await authenticate(ctx, replayGuard, command, Date.now());
-      } catch (error) {
-        if (!(error instanceof Refusal)) throw error;
-        refuse(error.code, error.message);
-        return;
-      }
-      clearTimeout(deadline);
-      if (socket.readyState !== socket.OPEN) return;
-      if (closing) {
-        refuse(CLOSE.shuttingDown, 'server shutting down');
-        return;
-      }
-      const count = perUser.get(signer.userId) ?? 0;
-      if (count >= MAX_CONNECTIONS_PER_USER) {
-        refuse(CLOSE.tooManyConnections, `at most ${MAX_CONNECTIONS_PER_USER} connections per user`);
-        return;
-      }
-      perUser.set(signer.userId, count + 1);
-      socket.send(
-        frame(PB_TYPE.connectResp, encodeConnectCommand({ nodeId: NODE_ID, userId: signer.userId, timestamp: Date.now(), msgSign: '' })),
-        { binary: true },
-      );
-      connection = new Web3mqLiveConnection(ctx, socket, signer);
-      connections.add(connection);
-      ctx.hub.add(connection);
-      ctx.metrics.liveConnections.inc({ channel: 'web3mq' });
-      state = 'open';
-      for (const held of early.splice(0)) receive(held.data, held.isBinary);
-    }
+  constructor(parts: Web3mqLiveParts) {
+    this.keys = parts.keys;
+    this.replayGuard = parts.replayGuard;
+    this.metrics = parts.metrics;
+    this.log = parts.log;
   }
 
-  // A connection that did not answer the previous ping is gone (a dead peer never closes);
-  // one whose login key has expired must log in again.
-  const pinger = setInterval(() => {
-    const now = Date.now();
-    for (const connection of connections) {
-      if (connection.signer.expiresAt <= now) connection.close('the temporary key has expired; log in again');
-      else if (!connection.alive) connection.socket.terminate();
-      else {
-        connection.alive = false;
-        connection.socket.ping();
-      }
+  /** Web3MQ: every frame is binary, [10, pbType, …protobuf]. */
+  decode(data: RawData, isBinary: boolean): LiveFrame | Refusal {
+    const parsed = isBinary && Buffer.isBuffer(data) ? parseFrame(data) : undefined;
+    return parsed ?? NOT_A_FRAME;
+  }
+
+  /** The first frame is the ConnectReq; frames sent while it is checked are kept. */
+  async authenticate(_request: IncomingMessage, _url: URL, handshake: Handshake<LiveFrame>): Promise<Signer> {
+    const first = await handshake.firstFrame();
+    if (first.pbType !== PB_TYPE.connectReq) throw new Refusal(CLOSE.badRequest, 'the first frame must be a ConnectReq (pbType 2)');
+    let command: ConnectCommand;
+    try {
+      command = decodeConnectCommand(first.body);
+    } catch (error) {
+      if (error instanceof ProtobufError) throw new Refusal(CLOSE.badRequest, `malformed ConnectReq: ${error.message}`);
+      throw error;
     }
-  }, options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
-  pinger.unref();
+    return this.verify(command, Date.now());
+  }
 
-  return {
-    handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-      wss.handleUpgrade(request, socket, head, open);
-    },
+  /**
+   * The SDK signs `nodeId + userId + timestamp` with the user's temporary login key and sends
+   * the signature as msgSign; the ConnectReq carries no public key, so the user's newest
+   * unexpired login keys are tried in turn. A user whose keys have all expired, or a signature
+   * by the main key, gets its own reason. An accepted ConnectReq is spent: a copy is refused.
+   */
+  private async verify(command: ConnectCommand, now: number): Promise<Signer> {
+    const { userId, msgSign } = command;
+    if (userId === '' || userId.length > 200) throw new Refusal(CLOSE.badRequest, 'the ConnectReq must name a userId');
+    if (msgSign === '') throw new Refusal(CLOSE.unauthenticated, 'the ConnectReq has no msgSign');
+    if (!isFresh(command.timestamp, now)) {
+      throw new Refusal(CLOSE.unauthenticated, `timestamp is more than ${TIMESTAMP_WINDOW_MS / 60_000} minutes away from the server's time`);
+    }
+    const signed = command.nodeId + userId + String(command.timestamp);
+    const keys = await this.keys.unexpired(userId, now, MAX_KEYS_TRIED);
+    if (keys.length === 0) {
+      if (await this.keys.hasAny(userId)) throw new Refusal(CLOSE.unauthenticated, 'the temporary key has expired; log in again');
+      throw new Refusal(CLOSE.unauthenticated, 'no login key for this userId: log in first');
+    }
+    const signer = keys.find((key) => verifyEd25519(key.pubkey, signed, msgSign));
+    if (signer) {
+      const refusal = await this.replayGuard.claimEverywhere(ed25519SignatureKey(msgSign), userId, command.timestamp, 'write', now);
+      if (refusal) {
+        const reason = refusal.refused === 'replayed' ? 'this ConnectReq was already used; sign a new one with a new timestamp' : refusal.reason;
+        throw new Refusal(SPEND_CLOSE[refusal.refused], reason);
+      }
+      return { userId, station: `web3mq:${signer.pubkey}`, expiresAt: signer.expiresAt };
+    }
+    const mainKey = await this.keys.mainKey(userId);
+    if (mainKey !== undefined && verifyEd25519(mainKey, signed, msgSign)) {
+      throw new Refusal(CLOSE.unauthenticated, 'the main key only signs logins; sign with the temporary key');
+    }
+    throw new Refusal(CLOSE.unauthenticated, 'bad signature: msgSign does not verify with a login key of this userId');
+  }
 
-    async close(): Promise<void> {
-      closing = true;
-      clearInterval(pinger);
-      const open = [...wss.clients];
-      const gone = open.map((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())));
-      for (const socket of open) socket.close(CLOSE.shuttingDown, 'server shutting down');
-      const grace = setTimeout(() => open.forEach((socket) => socket.terminate()), CLOSE_GRACE_MS);
-      await Promise.all(gone);
-      clearTimeout(grace);
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-    },
-  };
+  /** The ConnectResp goes out before the connection is registered, so no notification precedes it. */
+  open(socket: WebSocket, signer: Signer): Web3mqLiveConnection {
+    socket.send(
+      frame(PB_TYPE.connectResp, encodeConnectCommand({ nodeId: NODE_ID, userId: signer.userId, timestamp: Date.now(), msgSign: '' })),
+      { binary: true },
+    );
+    return new Web3mqLiveConnection(this, socket, signer);
+  }
+
+  closed(connection: Web3mqLiveConnection): void {
+    connection.closed = true;
+  }
 }
