@@ -28,6 +28,7 @@ import { web3mqApi } from './api/web3mq/plugin.ts';
 import { ReplayGuard } from './api/web3mq/replay.ts';
 import { Web3mqLiveEndpoint } from './api/web3mq/live.ts';
 import { loginKeys } from './api/web3mq/login-keys.ts';
+import { attachMainKey } from './api/web3mq/keys.ts';
 import { LiveServer } from './channels/live/server.ts';
 import { WebSocketChannel } from './channels/websocket.ts';
 import { UdpChannel } from './channels/udp.ts';
@@ -306,7 +307,14 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       bodyLimit: config.bodyLimit,
       log,
     }),
-    restApi({ db: store.db, bus, adminToken: config.adminToken, vapidPublicKey: vapid.publicKey, log }),
+    restApi({
+      db: store.db,
+      bus,
+      adminToken: config.adminToken,
+      vapidPublicKey: vapid.publicKey,
+      attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
+      log,
+    }),
     web3mqApi({ db: store.db, notifier, replayGuard, log }),
   ];
   const tls = await loadTls(config);

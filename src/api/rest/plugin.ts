@@ -20,7 +20,6 @@ import {
   registerDevice,
   removeDevice,
 } from '../../chat/devices.ts';
-import { attachMainKey } from '../web3mq/keys.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
@@ -29,6 +28,8 @@ export interface RestParts {
   /** The root credential. */
   adminToken: string;
   vapidPublicKey: string;
+  /** Gives an existing user a Web3MQ main key (the Web3MQ API's own checks and answer). */
+  attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
   log: Logger;
 }
 
@@ -118,7 +119,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.post<{ Params: { id: string } }>('/users/:id/web3mq-keys', async (request, reply) => {
       await requireAdmin(parts, request);
       const user = await resolveUser(db, request.params.id);
-      return reply.status(201).send(await attachMainKey(db, user.id, body(request)));
+      return reply.status(201).send(await parts.attachWeb3mqKey(user.id, body(request)));
     });
 
     app.get<{ Params: { id: string } }>('/users/:id/devices', async (request) => {
