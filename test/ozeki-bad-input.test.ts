@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_KINDS } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, type TestServer, type TestUser } from './helpers/server.ts';
 import { snapshot } from './helpers/snapshot.ts';
-import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
+import { ozekiTime } from '../client/ozeki.ts';
 
 describe.each(STORE_KINDS)('the Ozeki API refuses bad input on $name', ({ kind }) => {
   let server: TestServer;

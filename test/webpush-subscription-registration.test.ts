@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createECDH, randomBytes } from 'node:crypto';
 import { STORE_KINDS } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, newStation, startTestServer, type TestServer, type TestUser } from './helpers/server.ts';
-import { OzekiClient } from '../client/ozeki.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 
 const ENDPOINT = 'https://push.example.net/wpush/v2/';
