@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { apnsToken, fcmToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
 
-describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name', ({ kind }) => {
+describeEachStore('mobile push of a message and its clean push', (kind) => {
   let doubles: PushDoubles;
   let server: TestServer;
   let alice: TestUser;
@@ -15,7 +15,6 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
   let scene: PushScene | undefined;
 
   beforeAll(async () => {
-    if (!kind) return;
     scene = await startPushScene(kind);
     ({ doubles, server, alice, bob } = scene);
     await bob.client.ok('chatdevice', { action: 'register', platform: 'ios', pushtoken: iphone });
@@ -23,7 +22,7 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
   });
   afterAll(async () => scene?.stop());
 
-  it.skipIf(!kind)('Bob\'s iPhone and Android phone get "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
+  it('Bob\'s iPhone and Android phone get "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
     const created = await alice.client.createConversation([bob.userid]);
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');

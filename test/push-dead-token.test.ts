@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { apnsToken, fcmToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
 
-describe.each(STORE_KINDS)('a dead push token on $name', ({ kind }) => {
+describeEachStore('a dead push token', (kind) => {
   let doubles: PushDoubles;
   let server: TestServer;
   let alice: TestUser;
@@ -18,7 +18,6 @@ describe.each(STORE_KINDS)('a dead push token on $name', ({ kind }) => {
   let scene: PushScene | undefined;
 
   beforeAll(async () => {
-    if (!kind) return;
     scene = await startPushScene(kind);
     ({ doubles, server, alice, bob } = scene);
     await bob.client.ok('chatdevice', { action: 'register', platform: 'ios', pushtoken: deadIphone });
@@ -29,7 +28,7 @@ describe.each(STORE_KINDS)('a dead push token on $name', ({ kind }) => {
   });
   afterAll(async () => scene?.stop());
 
-  it.skipIf(!kind)('410 Unregistered and UNREGISTERED disable the token, which then receives nothing more', async () => {
+  it('410 Unregistered and UNREGISTERED disable the token, which then receives nothing more', async () => {
     const unregisteredAt = Date.now() - 60_000;
     doubles.apns.unregister(deadIphone, unregisteredAt);
     doubles.fcm.unregister(deadAndroid);

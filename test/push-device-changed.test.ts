@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { apnsToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
@@ -7,7 +7,7 @@ import { disablePush } from '../src/chat/devices.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
 import { notificationId } from '../src/notify/model.ts';
 
-describe.each(STORE_KINDS)('a device that changed while its push waited, on $name', ({ kind }) => {
+describeEachStore('a device that changed while its push waited, on $name', (kind) => {
   let doubles: PushDoubles;
   let server: TestServer;
   let alice: TestUser;
@@ -18,13 +18,12 @@ describe.each(STORE_KINDS)('a device that changed while its push waited, on $nam
   const unregisteredMac = apnsToken();
 
   beforeAll(async () => {
-    if (!kind) return;
     scene = await startPushScene(kind);
     ({ doubles, server, alice, bob } = scene);
   });
   afterAll(async () => scene?.stop());
 
-  it.skipIf(!kind)('is not pushed: a disabled device and a device without its token each end dead, saying why', async () => {
+  it('is not pushed: a disabled device and a device without its token each end dead, saying why', async () => {
     await bob.client.ok('chatdevice', { action: 'register', platform: 'ios', pushtoken: phone });
     const pad = await addPushDevice(server, bob, 'ios', disabledPad);
     const mac = await addPushDevice(server, bob, 'mac', unregisteredMac);

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, udpCredentials } from './helpers/udp.ts';
 import { OzekiClient } from '../client/ozeki.ts';
@@ -10,14 +10,13 @@ import { readFeed } from '../src/notify/feed.ts';
 const TIMEOUT_MS = 1000;
 const FRAMES_SENT = ['herald_frames_sent_total', 'channel="udp"'] as const;
 
-describe.each(STORE_KINDS)('UDP endpoints that fall silent on $name', ({ kind }) => {
+describeEachStore('UDP endpoints that fall silent', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
   let bobsOtherDesktop: TestUser;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind, {
       HERALD_UDP_KEEPALIVE_MS: String(TIMEOUT_MS / 10),
       HERALD_UDP_ENDPOINT_TIMEOUT_MS: String(TIMEOUT_MS),
@@ -31,7 +30,7 @@ describe.each(STORE_KINDS)('UDP endpoints that fall silent on $name', ({ kind })
   });
   afterAll(async () => server?.stop());
 
-  it.skipIf(!kind)(
+  it(
     'after the client is silent past the timeout the server stops sending to it, and a resumed client gets what it missed',
     async () => {
       const conversation = (await alice.client.createConversation([bob.userid])).conversation as { id: string };

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { describeEachStore } from './helpers/stores.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { RawWeb3mqUser, newEd25519Key, post, web3mqSnapshot, type Ed25519Key } from './helpers/web3mq.ts';
 import { RawLiveSocket, connectCommandBytes, decodeFields } from './helpers/web3mq-live.ts';
@@ -18,7 +18,7 @@ function respelled(signature: string): string {
   return signature.slice(0, 85) + alphabet[last ^ 0b11] + '==';
 }
 
-describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', ({ kind }) => {
+describeEachStore('a captured Web3MQ signature works once, on $name', (kind) => {
   let server: TestServer;
   let alice: RawWeb3mqUser;
   let bob: RawWeb3mqUser;
@@ -26,7 +26,6 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
   const sockets: RawLiveSocket[] = [];
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     [alice, bob] = await Promise.all([0, 1].map(() => new RawWeb3mqUser(server.http).registerAndLogin()));
     const topic = await bob.signedPost('/api/create_topic/', { topic_name: 'news' }, []);
@@ -50,7 +49,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     return (await alice.history({ notice_type: 'subscription' })).body.data.total;
   }
 
-  it.skipIf(!kind)('a replayed publish_topic_message is refused with 409 and tells the subscribers nothing twice', async () => {
+  it('a replayed publish_topic_message is refused with 409 and tells the subscribers nothing twice', async () => {
     const publish = captured(bob, '/api/publish_topic_message/', { topicid: topicId, title: 'v1', content: 'out now' }, [topicId]);
     expect((await publish.send()).body).toEqual({ code: 0, msg: 'ok', data: { recipients: 1 } });
     const told = await aliceSubscriptions();
@@ -64,14 +63,14 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     expect(await aliceSubscriptions()).toBe(told);
   });
 
-  it.skipIf(!kind)('a fresh signature for the same publication still goes out', async () => {
+  it('a fresh signature for the same publication still goes out', async () => {
     const told = await aliceSubscriptions();
     const again = await bob.signedPost('/api/publish_topic_message/', { topicid: topicId, title: 'v1', content: 'out now' }, [topicId]);
     expect(again.body).toEqual({ code: 0, msg: 'ok', data: { recipients: 1 } });
     expect(await aliceSubscriptions()).toBe(told + 1);
   });
 
-  it.skipIf(!kind)('replayed friend requests, group invitations, topic creations and status changes change nothing', async () => {
+  it('replayed friend requests, group invitations, topic creations and status changes change nothing', async () => {
     const carol = await new RawWeb3mqUser(server.http).registerAndLogin();
     const calls = [
       captured(carol, '/api/contacts/add_friends/', { target_userid: alice.userid, content: 'hi' }, [alice.userid, 'hi']),
@@ -90,7 +89,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
   });
 
-  it.skipIf(!kind)('the same signature written with other spare base64 bits is the same signature, and refused', async () => {
+  it('the same signature written with other spare base64 bits is the same signature, and refused', async () => {
     const create = captured(bob, '/api/create_topic/', { topic_name: 'respelled' }, []);
     expect((await create.send()).body.code).toBe(0);
     const before = await web3mqSnapshot(server.app.ctx.store);
@@ -101,7 +100,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     expect(await web3mqSnapshot(server.app.ctx.store)).toEqual(before);
   });
 
-  it.skipIf(!kind)('a history URL can be read again, but its signature cannot be spent on a publication', async () => {
+  it('a history URL can be read again, but its signature cannot be spent on a publication', async () => {
     // Web3MQ signs userid + topic + timestamp for both: the history read and the publication.
     const timestamp = bob.nextTimestamp();
     const signature = bob.tempKey.sign(bob.userid + topicId + timestamp);
@@ -120,7 +119,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     expect(await aliceSubscriptions()).toBe(told);
   });
 
-  it.skipIf(!kind)('a replayed login or register is refused and changes nothing', async () => {
+  it('a replayed login or register is refused and changes nothing', async () => {
     const dave = new RawWeb3mqUser(server.http);
     const register = dave.registerBody(dave.nextTimestamp());
     expect((await post(server.http, '/api/user_register_v2/', register)).body.code).toBe(0);
@@ -144,7 +143,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     return socket;
   }
 
-  it.skipIf(!kind)('a replayed ConnectReq is closed with a reason that says so; a new one connects', async () => {
+  it('a replayed ConnectReq is closed with a reason that says so; a new one connects', async () => {
     const connectReq = connectFrame(alice.userid, alice.tempKey, alice.nextTimestamp());
     const first = rawSocket();
     await first.send(connectReq);
@@ -161,7 +160,7 @@ describe.each(STORE_KINDS)('a captured Web3MQ signature works once, on $name', (
     await fresh.next(PB.connectResp);
   });
 
-  it.skipIf(!kind)(`a login beyond ${MAX_LOGIN_KEYS_PER_USER} held keys retires the oldest, and a ConnectReq is checked against the newest ${MAX_KEYS_TRIED} only`, async () => {
+  it(`a login beyond ${MAX_LOGIN_KEYS_PER_USER} held keys retires the oldest, and a ConnectReq is checked against the newest ${MAX_KEYS_TRIED} only`, async () => {
     const erin = await new RawWeb3mqUser(server.http).registerAndLogin();
     const db = server.app.ctx.store.db;
     const first = erin.tempKey;

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { RawWeb3mqUser, ed25519FromSeedHex, newWallet, type Reply } from './helpers/web3mq.ts';
@@ -41,7 +41,7 @@ interface SdkNotification {
   read: boolean;
 }
 
-describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) => {
+describeEachStore('the Web3MQ SDK against Herald', (kind) => {
   let server: TestServer;
   const wallet = newWallet();
   const password = 'correct horse battery staple';
@@ -51,7 +51,6 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
   let device: RecordingReceiver | undefined;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
   });
   afterAll(async () => {
@@ -61,7 +60,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
 
   const unreadOf = async (userId: string) => (await feedHead(server.app.ctx.store.db, userId)).badge;
 
-  it.skipIf(!kind)('Alice registers her wallet and logs in with a temporary key, all through the SDK', async () => {
+  it('Alice registers her wallet and logs in with a temporary key, all through the SDK', async () => {
     const url = await Client.init({ connectUrl: server.http, app_key: 'herald-test' });
     expect(url).toBe(server.http);
     const register = Client.register;
@@ -118,7 +117,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     expect(stored[0].expires_at).toBe(session.pubkeyExpiredTimestamp);
   });
 
-  it.skipIf(!kind)('Alice gets a friend request, a group invitation and a topic message, and agrees to the friendship', async () => {
+  it('Alice gets a friend request, a group invitation and a topic message, and agrees to the friendship', async () => {
     const client = Client.getInstance({ PrivateKey: tempPrivateKey, PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex, userid: aliceId });
     bob = await new RawWeb3mqUser(server.http).registerAndLogin();
 
@@ -157,7 +156,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     expect(await unreadOf(aliceId)).toBe(3);
   });
 
-  it.skipIf(!kind)('the SDK lists her history newest first, by notice type and by page', async () => {
+  it('the SDK lists her history newest first, by notice type and by page', async () => {
     const client = Client.getInstance({ PrivateKey: tempPrivateKey, PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex, userid: aliceId });
     const all = (await client.notify.queryNotifications({ page: 1, size: 10 })) as SdkNotification[];
     expect(all.map((n) => n.type)).toEqual(['subscription', 'system.group_invitation', 'system.friend_request']);
@@ -171,7 +170,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     expect(secondPage.map((n) => n.messageId)).toEqual([all[2].messageId]);
   });
 
-  it.skipIf(!kind)('the history has exactly the shape of the Web3MQ document, with total counting the filtered set', async () => {
+  it('the history has exactly the shape of the Web3MQ document, with total counting the filtered set', async () => {
     // Signed the SDK's way (userid + topic + notice_type + timestamp), with both filters.
     const key = ed25519FromSeedHex(tempPrivateKey);
     const timestamp = Date.now();
@@ -212,7 +211,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     });
   });
 
-  it.skipIf(!kind)('reading through the SDK clears the unread count once, and her WebSocket device sees the clean push', async () => {
+  it('reading through the SDK clears the unread count once, and her WebSocket device sees the clean push', async () => {
     const client = Client.getInstance({ PrivateKey: tempPrivateKey, PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex, userid: aliceId });
     const all = (await client.notify.queryNotifications({ page: 1, size: 10 })) as SdkNotification[];
     const [subscription, invitation, request] = all.map((n) => n.messageId);

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
 
-describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone on $name', ({ kind }) => {
+describeEachStore('a Web Push subscription the push service calls gone', (kind) => {
   let pushService: WebPushMock;
   let server: TestServer;
   let alice: TestUser;
@@ -18,7 +18,6 @@ describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone 
   const laptop = new TestBrowser();
 
   beforeAll(async () => {
-    if (!kind) return;
     pushService = await startWebPushMock();
     server = await startTestServer(kind, pushService.env);
     alice = await addUser(server, 'Alice');
@@ -39,7 +38,7 @@ describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone 
     await pushService?.close();
   });
 
-  it.skipIf(!kind)('410 Gone disables the subscription, and nothing more is sent to it', async () => {
+  it('410 Gone disables the subscription, and nothing more is sent to it', async () => {
     pushService.expire(goneEndpoint);
     const db = server.app.ctx.store.db;
 

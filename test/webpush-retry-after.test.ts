@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
 
-describe.each(STORE_KINDS)('a push service asking Herald to slow down on $name', ({ kind }) => {
+describeEachStore('a push service asking Herald to slow down', (kind) => {
   let pushService: WebPushMock;
   let server: TestServer;
   let alice: TestUser;
@@ -13,7 +13,6 @@ describe.each(STORE_KINDS)('a push service asking Herald to slow down on $name',
   const browser = new TestBrowser();
 
   beforeAll(async () => {
-    if (!kind) return;
     pushService = await startWebPushMock();
     server = await startTestServer(kind, pushService.env);
     alice = await addUser(server, 'Alice');
@@ -27,7 +26,7 @@ describe.each(STORE_KINDS)('a push service asking Herald to slow down on $name',
     await pushService?.close();
   });
 
-  it.skipIf(!kind)('429 with Retry-After: 1 is retried no sooner than a second later, and the push arrives', async () => {
+  it('429 with Retry-After: 1 is retried no sooner than a second later, and the push arrives', async () => {
     pushService.failNext({ status: 429, retryAfter: 1, endpoint });
     const refusals: Array<{ status: number; at: number }> = [];
     pushService.events.on('refused', (r) => refusals.push(r));

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createECDH, randomBytes } from 'node:crypto';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, newStation, startTestServer, type TestServer, type TestUser } from './helpers/server.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 
@@ -36,7 +36,7 @@ const BAD_SUBSCRIPTIONS: Array<[string, unknown, string]> = [
   ['an auth secret that is not a string', withKeys({ auth: 16 }), 'auth must be a base64url string'],
 ];
 
-describe.each(STORE_KINDS)('registering a browser push subscription on $name', ({ kind }) => {
+describeEachStore('registering a browser push subscription', (kind) => {
   let server: TestServer;
   let bob: TestUser;
   let carol: TestUser;
@@ -51,7 +51,6 @@ describe.each(STORE_KINDS)('registering a browser push subscription on $name', (
   }
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     bob = await addUser(server, 'Bob', 'browser');
     carol = await addUser(server, 'Carol', 'browser');
@@ -60,7 +59,7 @@ describe.each(STORE_KINDS)('registering a browser push subscription on $name', (
     await server?.stop();
   });
 
-  it.skipIf(!kind)("Bob's browser registers its subscription through chatdevice and /v1; Herald keeps the endpoint and keys", async () => {
+  it("Bob's browser registers its subscription through chatdevice and /v1; Herald keeps the endpoint and keys", async () => {
     const answer = await bob.client.ok('chatdevice', { action: 'register', platform: 'browser', pushsubscription: bobsSubscription });
     expect(answer.device).toMatchObject({ platform: 'browser', push: { provider: 'webpush', enabled: true } });
     expect(await pushColumns(bob.client.station)).toEqual({
@@ -84,7 +83,7 @@ describe.each(STORE_KINDS)('registering a browser push subscription on $name', (
     expect(await pushColumns(station)).toMatchObject({ push_provider: 'webpush', push_token: other.endpoint });
   });
 
-  it.skipIf(!kind)('bad subscriptions are refused with a clear error in each API, and nothing changes', async () => {
+  it('bad subscriptions are refused with a clear error in each API, and nothing changes', async () => {
     await bob.client.ok('chatdevice', { action: 'register', platform: 'browser', pushsubscription: bobsSubscription });
     const before = await pushColumns(bob.client.station);
     expect(before?.push_token).toBe(bobsSubscription.endpoint);
@@ -114,7 +113,7 @@ describe.each(STORE_KINDS)('registering a browser push subscription on $name', (
     expect(await pushColumns(bob.client.station)).toEqual(before);
   });
 
-  it.skipIf(!kind)('a subscription registered on another device is detached from the first, and null removes it', async () => {
+  it('a subscription registered on another device is detached from the first, and null removes it', async () => {
     const shared = goodSubscription();
     await bob.client.ok('chatdevice', { action: 'register', platform: 'browser', pushsubscription: shared });
     // The browser profile now belongs to Carol (her station subscribes with the same endpoint).
