@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS, TEST_REDIS_URL } from './helpers/stores.ts';
+import { POSTGRES, SQLITE, TEST_REDIS_URL } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
@@ -17,7 +17,7 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
   let nodeB: TestServer;
 
   beforeAll(async () => {
-    const kind = STORE_KINDS.find((k) => k.name === 'postgres')?.kind ?? STORE_KINDS[0].kind!;
+    const kind = POSTGRES ?? SQLITE;
     store = await kind.open();
     nodeA = await startTestServer(kind, {}, { store, bus: await RedisBus.connect(TEST_REDIS_URL!) });
     nodeB = await startTestServer(kind, {}, { store, bus: await RedisBus.connect(TEST_REDIS_URL!) });

@@ -4,20 +4,18 @@ import path from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { openStore } from '../src/store/db.ts';
 import { startServeProcess } from './helpers/cli.ts';
 import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
 
-const sqlite = STORE_KINDS[0].kind!;
-
 describe('operating a node', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer(sqlite);
+    server = await startTestServer(SQLITE);
   });
   afterAll(async () => server?.stop());
 

@@ -10,7 +10,7 @@ import { openStore, type Store } from '../src/store/db.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
 import { notificationId } from '../src/notify/model.ts';
-import { TEST_DATABASE_URL } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
 
 /**
  * 0008_feed_by_user_key rebuilds the feed and the outbox of a running installation: every
@@ -137,9 +137,7 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
   });
 });
 
-if (!TEST_DATABASE_URL) console.warn('HERALD_TEST_DATABASE_URL is unset: the PostgreSQL case of migration 0008 is skipped');
-
-describe.skipIf(!TEST_DATABASE_URL)('migration 0008 (feed keyed by user key) on postgres', () => {
+describeOnPostgres('migration 0008 (feed keyed by user key)', () => {
   const schema = `t_${randomBytes(6).toString('hex')}`;
   afterAll(async () => {
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL });

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/db.ts';
 import { migrations } from '../src/store/migrations.ts';
-import { TEST_DATABASE_URL } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
 
 const names = migrations.map(([name]) => name);
 
@@ -35,9 +35,7 @@ describe('migrations on sqlite', () => {
   });
 });
 
-if (!TEST_DATABASE_URL) console.warn('HERALD_TEST_DATABASE_URL is unset: the PostgreSQL migration cases are skipped');
-
-describe.skipIf(!TEST_DATABASE_URL)('migrations on postgres', () => {
+describeOnPostgres('migrations', () => {
   async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
     await client.connect();

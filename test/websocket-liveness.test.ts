@@ -2,15 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, metricsText, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { attachWebSocket } from '../src/channels/websocket.ts';
 
 // Long enough that a loaded machine answers a ping before the next one is due.
 const PING_MS = 300;
-
-// Only the channel's own timing is under test here, so SQLite is enough.
-const sqlite = STORE_KINDS[0].kind!;
 
 describe('WebSocket liveness', () => {
   let server: TestServer;
@@ -20,7 +17,8 @@ describe('WebSocket liveness', () => {
   let url: string;
 
   beforeAll(async () => {
-    server = await startTestServer(sqlite);
+    // Only the channel's own timing is under test here, so SQLite is enough.
+    server = await startTestServer(SQLITE);
     bob = await addUser(server, 'Bob');
     // A second listener of the same node, with a ping interval short enough to test.
     extra = http.createServer();

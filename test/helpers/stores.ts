@@ -82,14 +82,3 @@ export function describeOnPostgres(title: string, body: () => void): void {
   if (TEST_DATABASE_URL) describe(titleOn(title, 'postgres'), body);
   else skipPostgres(titleOn(title, 'postgres'), body);
 }
-
-/** SQLite always; PostgreSQL when HERALD_TEST_DATABASE_URL is set. */
-export function storeKinds(): StoreKind[] {
-  return POSTGRES ? [SQLITE, POSTGRES] : [SQLITE];
-}
-
-/** For describe.each: every store kind, with PostgreSQL marked skipped when unset. */
-export const STORE_KINDS: Array<{ name: string; kind: StoreKind | undefined }> = [
-  { name: 'sqlite', kind: SQLITE },
-  { name: 'postgres', kind: POSTGRES },
-];
