@@ -120,7 +120,7 @@ describeEachStore('Ozeki conversations', (kind) => {
     });
     entry = (await bob.client.ok('chatconversation', { action: 'unhide', conversationid: id })).conversation as Entry;
     expect(entry.hiddenby).toEqual([]);
-    entry = (await bob.client.ok('chatconversation', { action: 'unmute', conversationid: id })).conversation as Entry;
+    await bob.client.ok('chatconversation', { action: 'unmute', conversationid: id });
     entry = (await bob.client.ok('chatconversation', { action: 'unfavorite', conversationid: id })).conversation as Entry;
     expect(entry.mutedby).toEqual([]);
     expect(entry.favoriteby).toEqual([]);
