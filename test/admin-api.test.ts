@@ -38,10 +38,14 @@ describeEachStore('the native admin API', (kind) => {
     const wrong = await post('/users', { email: 'x@example.org', name: 'X' }, { ...admin, authorization: 'Bearer nope' });
     expect(wrong.status).toBe(401);
     const user = await addUser(server, 'Frank');
-    const asUser = await post('/users', { email: 'x@example.org', name: 'X' }, {
-      'content-type': 'application/json',
-      'ozeki-station': user.client.station,
-    });
+    const asUser = await post(
+      '/users',
+      { email: 'x@example.org', name: 'X' },
+      {
+        'content-type': 'application/json',
+        'ozeki-station': user.client.station,
+      },
+    );
     expect(asUser.status).toBe(403);
     const after = await snapshot(server.app.ctx.store);
     // Only Frank (created directly) was added.

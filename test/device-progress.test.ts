@@ -20,7 +20,11 @@ describeEachStore('live progress of many devices', (kind) => {
   afterAll(async () => store?.close());
 
   const progressOf = async (i: number) =>
-    store.db.selectFrom('devices').select(['acked_seq', 'delivered_seq', 'last_seen_at']).where('station', '=', station(i)).executeTakeFirstOrThrow();
+    store.db
+      .selectFrom('devices')
+      .select(['acked_seq', 'delivered_seq', 'last_seen_at'])
+      .where('station', '=', station(i))
+      .executeTakeFirstOrThrow();
 
   it('writes every device of a batch larger than one statement takes', async () => {
     await recordLiveProgress(

@@ -77,7 +77,9 @@ describeEachStore('the per-user feed', (kind) => {
     expect(results[5]).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: 'unit 5 fails' }) });
     const feed = await readFeed(store.db, users[2], before, 10_000);
     expect(feed.map((n) => n.title).sort()).toEqual(
-      Array.from({ length: 12 }, (_, i) => `burst ${i}`).filter((t) => t !== 'burst 5').sort(),
+      Array.from({ length: 12 }, (_, i) => `burst ${i}`)
+        .filter((t) => t !== 'burst 5')
+        .sort(),
     );
     expect(feed.map((n) => n.seq)).toEqual(Array.from({ length: 11 }, (_, i) => before + i + 1));
   });

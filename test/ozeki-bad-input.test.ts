@@ -42,8 +42,7 @@ describeEachStore('the Ozeki API refuses bad input', (kind) => {
     expect(await snapshot(server.app.ctx.store)).toEqual(before);
   }
 
-  const envelope = (fields: Record<string, unknown>) =>
-    JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...fields });
+  const envelope = (fields: Record<string, unknown>) => JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...fields });
 
   it('malformed JSON is refused with 400', async () => {
     await refused('chatconversation', '{"action": "add", ', { status: 400, message: /malformed JSON/ });
@@ -114,53 +113,93 @@ describeEachStore('the Ozeki API refuses bad input', (kind) => {
   });
 
   it('an unknown station is refused with 401', async () => {
-    await refused('chatconversation', envelope({ action: 'list' }), { status: 401, message: /unknown station/ }, {
-      'ozeki-station': newStation(),
-    });
+    await refused(
+      'chatconversation',
+      envelope({ action: 'list' }),
+      { status: 401, message: /unknown station/ },
+      {
+        'ozeki-station': newStation(),
+      },
+    );
   });
 
   it('a malformed station is refused with 400', async () => {
-    await refused('chatconversation', envelope({ action: 'list' }), { status: 400, message: /32 hexadecimal/ }, {
-      'ozeki-station': 'not-a-station',
-    });
+    await refused(
+      'chatconversation',
+      envelope({ action: 'list' }),
+      { status: 400, message: /32 hexadecimal/ },
+      {
+        'ozeki-station': 'not-a-station',
+      },
+    );
   });
 
   it("logging in on another user's station is refused with 403", async () => {
-    await refused('chatlogin', envelope({ action: 'login', apikey: bob.apikey }), { status: 403, message: /belongs to another user/ }, {
-      'ozeki-station': alice.client.station,
-    });
+    await refused(
+      'chatlogin',
+      envelope({ action: 'login', apikey: bob.apikey }),
+      { status: 403, message: /belongs to another user/ },
+      {
+        'ozeki-station': alice.client.station,
+      },
+    );
   });
 
   it('a wrong apikey is refused with 401', async () => {
-    await refused('chatlogin', envelope({ action: 'login', apikey: 'nope' }), { status: 401, message: /apikey is not valid/ }, {
-      'ozeki-station': newStation(),
-    });
+    await refused(
+      'chatlogin',
+      envelope({ action: 'login', apikey: 'nope' }),
+      { status: 401, message: /apikey is not valid/ },
+      {
+        'ozeki-station': newStation(),
+      },
+    );
   });
 
   it('an Ozeki-User that is not the station owner is refused with 403', async () => {
-    await refused('chatconversation', envelope({ action: 'list' }), { status: 403, message: /Ozeki-User does not match/ }, {
-      'ozeki-station': alice.client.station,
-      'ozeki-user': bob.userid,
-    });
+    await refused(
+      'chatconversation',
+      envelope({ action: 'list' }),
+      { status: 403, message: /Ozeki-User does not match/ },
+      {
+        'ozeki-station': alice.client.station,
+        'ozeki-user': bob.userid,
+      },
+    );
   });
 
   it('a wrong Ozeki-Signature is refused with 401', async () => {
-    await refused('chatconversation', envelope({ action: 'list' }), { status: 401, message: /Ozeki-Signature does not match/ }, {
-      'ozeki-station': alice.client.station,
-      'ozeki-signature': 'ab'.repeat(32),
-    });
+    await refused(
+      'chatconversation',
+      envelope({ action: 'list' }),
+      { status: 401, message: /Ozeki-Signature does not match/ },
+      {
+        'ozeki-station': alice.client.station,
+        'ozeki-signature': 'ab'.repeat(32),
+      },
+    );
   });
 
-  it("a non-participant can neither read nor write the conversation", async () => {
-    await refused('chatconversation', envelope({ action: 'download', conversationid: conversationId }), {
-      status: 403,
-      message: /not a participant/,
-    }, { 'ozeki-station': carol.client.station });
+  it('a non-participant can neither read nor write the conversation', async () => {
+    await refused(
+      'chatconversation',
+      envelope({ action: 'download', conversationid: conversationId }),
+      {
+        status: 403,
+        message: /not a participant/,
+      },
+      { 'ozeki-station': carol.client.station },
+    );
     const message = JSON.stringify({ ID: 'intruder', Type: 'Message', Created: ozekiTime(), ValidUntil: '', Data: 'eA==' });
-    await refused('chatconversation', envelope({ action: 'add', conversationid: conversationId, message }), {
-      status: 403,
-      message: /not a participant/,
-    }, { 'ozeki-station': carol.client.station });
+    await refused(
+      'chatconversation',
+      envelope({ action: 'add', conversationid: conversationId, message }),
+      {
+        status: 403,
+        message: /not a participant/,
+      },
+      { 'ozeki-station': carol.client.station },
+    );
   });
 
   it('an unknown conversation is refused with 404', async () => {

@@ -84,11 +84,19 @@ describeEachStore('Ozeki conversations', (kind) => {
     const id = (conversation as Entry).id;
     const blocked = await alice.client.ok('chatblocklist', { action: 'block', userid: carol.userid });
     expect(blocked.blockedusers).toEqual([carol.userid]);
-    const before = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
+    const before = await server.app.ctx.store.db
+      .selectFrom('notifications')
+      .select('seq')
+      .where('user_key', '=', userKeyOf(alice.userid))
+      .execute();
     await carol.client.addMessage(id, 'spam', 'c3BhbQ==');
     expect(await unread(id, alice.userid)).toBe(0);
     expect(await messageIds(alice, id)).toEqual([]);
-    const after = await server.app.ctx.store.db.selectFrom('notifications').select('seq').where('user_key', '=', userKeyOf(alice.userid)).execute();
+    const after = await server.app.ctx.store.db
+      .selectFrom('notifications')
+      .select('seq')
+      .where('user_key', '=', userKeyOf(alice.userid))
+      .execute();
     expect(after.length).toBe(before.length);
     // Carol still sees her own message.
     expect(await messageIds(carol, id)).toEqual(['spam']);
@@ -108,9 +116,8 @@ describeEachStore('Ozeki conversations', (kind) => {
     expect(entry.favoriteby).toEqual([bob.userid]);
     entry = (await bob.client.ok('chatconversation', { action: 'hide', conversationid: id, hideid: 'h1' })).conversation as Entry;
     expect(entry.hiddenby).toEqual([bob.userid]);
-    entry = (
-      await bob.client.ok('chatconversation', { action: 'setlistitembackgroundcolor', conversationid: id, color: '#ff0000' })
-    ).conversation as Entry;
+    entry = (await bob.client.ok('chatconversation', { action: 'setlistitembackgroundcolor', conversationid: id, color: '#ff0000' }))
+      .conversation as Entry;
     expect(entry.properties.find((p) => p.userid === bob.userid)).toEqual({
       userid: bob.userid,
       ismuted: true,
@@ -168,9 +175,7 @@ describeEachStore('Ozeki conversations', (kind) => {
     const changes = await carol.client.changesSince(since);
     expect(changes.friendavailabilitesof).toEqual([alice.userid]);
     const friends = await carol.client.ok('chatfriends', { action: 'list' });
-    expect(friends.availabilities).toEqual([
-      { friendid: alice.userid, friendname: 'Alice', publickey: '', availability: 'busy' },
-    ]);
+    expect(friends.availabilities).toEqual([{ friendid: alice.userid, friendname: 'Alice', publickey: '', availability: 'busy' }]);
     // Bob is not Alice's friend: he is not told.
     const bobs = await bob.client.changesSince(since);
     expect(bobs.friendavailabilitesof).toEqual([]);

@@ -56,17 +56,31 @@ for (const threads of ['0', '1']) {
       const drafts: NotificationDraft[] = [];
       for (const userId of userIds) {
         for (let i = 1; i <= NOTIFICATIONS_PER_USER; i++) {
-          drafts.push({ userId, type: 'message', conversationId: `c-${userId.slice(0, 8)}`, senderId: null, title: `${i} messages from Alice` });
+          drafts.push({
+            userId,
+            type: 'message',
+            conversationId: `c-${userId.slice(0, 8)}`,
+            senderId: null,
+            title: `${i} messages from Alice`,
+          });
         }
       }
       await server.app.ctx.notifier.transact((_trx, emit) => emit(drafts));
 
       await waitFor(() => doubles.apns.accepted >= TOTAL, 60_000, `${TOTAL} pushes to be accepted`);
       const db = server.app.ctx.store.db;
-      await waitFor(async () => {
-        const row = await db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'delivered').executeTakeFirstOrThrow();
-        return Number(row.n) === TOTAL;
-      }, 20_000, 'every delivery to be recorded as delivered');
+      await waitFor(
+        async () => {
+          const row = await db
+            .selectFrom('deliveries')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('state', '=', 'delivered')
+            .executeTakeFirstOrThrow();
+          return Number(row.n) === TOTAL;
+        },
+        20_000,
+        'every delivery to be recorded as delivered',
+      );
 
       expect(doubles.apns.accepted).toBe(TOTAL);
       const pairs = new Set(doubles.apns.pushes.map((p) => `${p.token}/${p.apnsId}`));

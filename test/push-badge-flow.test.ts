@@ -27,7 +27,11 @@ describeEachStore('mobile push of a message and its clean push', (kind) => {
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');
 
-    await waitFor(() => doubles.apns.pushesTo(iphone).length === 1 && doubles.fcm.messagesTo(android).length === 1, 5000, 'the message pushes');
+    await waitFor(
+      () => doubles.apns.pushesTo(iphone).length === 1 && doubles.fcm.messagesTo(android).length === 1,
+      5000,
+      'the message pushes',
+    );
     const [apnsPush] = doubles.apns.pushesTo(iphone);
     expect(apnsPush.payload.aps).toEqual({
       alert: { title: '1 message from Alice', body: '' },
@@ -47,11 +51,19 @@ describeEachStore('mobile push of a message and its clean push', (kind) => {
     expect(fcmPush.message.notification).toEqual({ title: '1 message from Alice', body: '' });
     expect(fcmPush.message.data).toMatchObject({ type: 'message', conversationid: conversationId, badge: '1' });
     expect(Object.values(fcmPush.message.data).every((v) => typeof v === 'string')).toBe(true);
-    expect(fcmPush.message.android).toMatchObject({ priority: 'high', collapse_key: conversationId, notification: { tag: conversationId } });
+    expect(fcmPush.message.android).toMatchObject({
+      priority: 'high',
+      collapse_key: conversationId,
+      notification: { tag: conversationId },
+    });
     expect(fcmPush.message.data.id).toBe(apnsPush.payload.id);
 
     await bob.client.viewed(conversationId, ['hello-1']);
-    await waitFor(() => doubles.apns.pushesTo(iphone).length === 2 && doubles.fcm.messagesTo(android).length === 2, 5000, 'the clean pushes');
+    await waitFor(
+      () => doubles.apns.pushesTo(iphone).length === 2 && doubles.fcm.messagesTo(android).length === 2,
+      5000,
+      'the clean pushes',
+    );
     const clean = doubles.apns.pushesTo(iphone)[1];
     expect(clean.payload.aps).toEqual({ badge: 0, 'thread-id': conversationId });
     expect(clean.payload.type).toBe('clean');
@@ -61,9 +73,13 @@ describeEachStore('mobile push of a message and its clean push', (kind) => {
 
     // The outcomes are recorded in the outbox too: four rows, all delivered.
     const db = server.app.ctx.store.db;
-    await waitFor(async () => {
-      const states = await db.selectFrom('deliveries').select('state').execute();
-      return states.length === 4 && states.every((s) => s.state === 'delivered');
-    }, 5000, 'all four deliveries recorded as delivered');
+    await waitFor(
+      async () => {
+        const states = await db.selectFrom('deliveries').select('state').execute();
+        return states.length === 4 && states.every((s) => s.state === 'delivered');
+      },
+      5000,
+      'all four deliveries recorded as delivered',
+    );
   });
 });

@@ -36,10 +36,19 @@ describeEachStore('a dead push token', (kind) => {
 
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => doubles.apns.pushesTo(goodIphone).length === 1, 5000, 'the healthy iPhone to get the first push');
-    const disabled = await waitFor(async () => {
-      const rows = await db.selectFrom('devices').selectAll().where('user_id', '=', bob.userid).where('push_disabled_at', 'is not', null).execute();
-      return rows.length === 2 ? rows : undefined;
-    }, 5000, 'both dead devices to be disabled');
+    const disabled = await waitFor(
+      async () => {
+        const rows = await db
+          .selectFrom('devices')
+          .selectAll()
+          .where('user_id', '=', bob.userid)
+          .where('push_disabled_at', 'is not', null)
+          .execute();
+        return rows.length === 2 ? rows : undefined;
+      },
+      5000,
+      'both dead devices to be disabled',
+    );
     const reasons = Object.fromEntries(disabled.map((d) => [d.push_provider, d.push_disabled_reason]));
     expect(reasons.apns).toContain('410 Unregistered');
     expect(reasons.apns).toContain(new Date(unregisteredAt).toISOString());
@@ -50,12 +59,18 @@ describeEachStore('a dead push token', (kind) => {
 
     // The admin API shows the device's push as disabled, with the reason.
     const listed = await fetch(`${server.http}/v1/users/${bob.userid}/devices`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    const devices = ((await listed.json()) as { devices: Array<{ station: string; push: { enabled: boolean; disabledreason: string } | null }> }).devices;
+    const devices = (
+      (await listed.json()) as { devices: Array<{ station: string; push: { enabled: boolean; disabledreason: string } | null }> }
+    ).devices;
     expect(devices.find((d) => d.station === androidStation)?.push).toMatchObject({ enabled: false });
 
     await alice.client.addMessage(conversationId, 'm-2', 'BBBB');
     await waitFor(() => doubles.apns.pushesTo(goodIphone).length === 2, 5000, 'the healthy iPhone to get the second push');
-    const rows = await db.selectFrom('deliveries').innerJoin('devices', 'devices.station', 'deliveries.station').select(['devices.push_token', 'deliveries.state']).execute();
+    const rows = await db
+      .selectFrom('deliveries')
+      .innerJoin('devices', 'devices.station', 'deliveries.station')
+      .select(['devices.push_token', 'deliveries.state'])
+      .execute();
     // The second message made no outbox rows for the dead devices, and nothing more was tried.
     expect(rows.filter((r) => r.push_token === deadIphone || r.push_token === deadAndroid).map((r) => r.state)).toEqual(['dead', 'dead']);
     expect(doubles.apns.answers.get(410)).toBe(1);

@@ -32,7 +32,11 @@ describeEachStore('a device that changed while its push waited, on $name', (kind
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => doubles.apns.pushesTo(unregisteredMac).length === 1, 5000, 'the first push on all three devices');
     const db = server.app.ctx.store.db;
-    const feedRow = await db.selectFrom('notifications').select(['user_key', 'seq']).where('user_key', '=', userKeyOf(bob.userid)).executeTakeFirstOrThrow();
+    const feedRow = await db
+      .selectFrom('notifications')
+      .select(['user_key', 'seq'])
+      .where('user_key', '=', userKeyOf(bob.userid))
+      .executeTakeFirstOrThrow();
     const notification = { id: notificationId(feedRow.user_key, feedRow.seq) };
 
     // Between the commit that wrote their outbox rows and the claim, the iPad's push is
@@ -55,19 +59,26 @@ describeEachStore('a device that changed while its push waited, on $name', (kind
       created_at: now,
       updated_at: now,
     });
-    await db.insertInto('deliveries').values([row(pad.station), row(mac.station)]).execute();
+    await db
+      .insertInto('deliveries')
+      .values([row(pad.station), row(mac.station)])
+      .execute();
     // The next message wakes the dispatcher, which claims the two waiting rows too.
     await alice.client.addMessage(conversationId, 'm-2', 'BBBB');
 
-    const closed = await waitFor(async () => {
-      const rows = await db
-        .selectFrom('deliveries')
-        .select(['station', 'state', 'last_error'])
-        .where('station', 'in', [pad.station, mac.station])
-        .where('created_at', '=', now)
-        .execute();
-      return rows.every((r) => r.state !== 'pending') ? rows : undefined;
-    }, 5000, 'both waiting rows to be closed');
+    const closed = await waitFor(
+      async () => {
+        const rows = await db
+          .selectFrom('deliveries')
+          .select(['station', 'state', 'last_error'])
+          .where('station', 'in', [pad.station, mac.station])
+          .where('created_at', '=', now)
+          .execute();
+        return rows.every((r) => r.state !== 'pending') ? rows : undefined;
+      },
+      5000,
+      'both waiting rows to be closed',
+    );
     const byStation = Object.fromEntries(closed.map((r) => [r.station, r]));
     expect(byStation[pad.station]).toMatchObject({ state: 'dead', last_error: 'push is disabled for the device: the test disabled it' });
     expect(byStation[mac.station]).toMatchObject({ state: 'dead', last_error: 'the device no longer has this push registration' });

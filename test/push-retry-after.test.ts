@@ -34,7 +34,11 @@ describeEachStore('a provider asking to retry later', (kind) => {
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'slow-1', 'AAAA');
 
-    await waitFor(() => doubles.apns.pushesTo(iphone).length === 1 && doubles.fcm.messagesTo(android).length === 1, 8000, 'both pushes to arrive');
+    await waitFor(
+      () => doubles.apns.pushesTo(iphone).length === 1 && doubles.fcm.messagesTo(android).length === 1,
+      8000,
+      'both pushes to arrive',
+    );
     expect(apnsRefusals).toHaveLength(1);
     expect(fcmRefusals).toHaveLength(1);
     const [apnsRefusal] = apnsRefusals;
@@ -43,10 +47,14 @@ describeEachStore('a provider asking to retry later', (kind) => {
     expect(doubles.fcm.messagesTo(android)[0].at - fcmRefusal.at).toBeGreaterThanOrEqual(1000);
     expect(doubles.apns.pushesTo(iphone)[0].payload.aps.alert.title).toBe('1 message from Alice');
 
-    const rows = await waitFor(async () => {
-      const r = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'attempts', 'last_error']).execute();
-      return r.every((row) => row.state === 'delivered') ? r : undefined;
-    }, 5000, 'the deliveries to be recorded');
+    const rows = await waitFor(
+      async () => {
+        const r = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'attempts', 'last_error']).execute();
+        return r.every((row) => row.state === 'delivered') ? r : undefined;
+      },
+      5000,
+      'the deliveries to be recorded',
+    );
     expect(rows.map((r) => r.attempts)).toEqual([2, 2]);
   });
 });

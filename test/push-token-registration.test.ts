@@ -55,7 +55,12 @@ describeEachStore('registering push tokens', (kind) => {
     expect((await put(bob.userid, station, { platform: 'android', pushtoken: 42 })).status).toBe(400);
     expect((await put(bob.userid, 'not-a-station', { platform: 'android', pushtoken: token })).status).toBe(400);
     // A user may not register devices for someone else.
-    const foreign = await put(carol.userid, newStation(), { platform: 'android', pushtoken: fcmToken() }, { 'ozeki-station': bob.client.station });
+    const foreign = await put(
+      carol.userid,
+      newStation(),
+      { platform: 'android', pushtoken: fcmToken() },
+      { 'ozeki-station': bob.client.station },
+    );
     expect(foreign.status).toBe(403);
 
     const created = await alice.client.createConversation([bob.userid]);

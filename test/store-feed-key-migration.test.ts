@@ -22,7 +22,10 @@ const USERS = ['u-ann', 'u-ben', 'u-cat'];
 /** Feed and outbox rows in the layout before the migration: text ids, keyed by user id. */
 async function writeOldRows(db: Kysely<any>): Promise<void> {
   for (const [i, id] of USERS.entries()) {
-    await db.insertInto('users').values({ id, email: `${id}@example.org`, name: id, nick: id, apikey: `k-${id}`, last_seq: 2, unread_total: i, created_at: 1 }).execute();
+    await db
+      .insertInto('users')
+      .values({ id, email: `${id}@example.org`, name: id, nick: id, apikey: `k-${id}`, last_seq: 2, unread_total: i, created_at: 1 })
+      .execute();
   }
   const rows = [];
   for (const user of USERS) {
@@ -63,7 +66,11 @@ async function writeOldRows(db: Kysely<any>): Promise<void> {
   });
   await db
     .insertInto('deliveries')
-    .values([delivery('old-u-ben-2', 'u-ben', 'pending'), delivery('old-u-cat-1', 'u-cat', 'delivered'), delivery('old-u-cat-2', 'u-cat', 'pending')])
+    .values([
+      delivery('old-u-ben-2', 'u-ben', 'pending'),
+      delivery('old-u-cat-1', 'u-cat', 'delivered'),
+      delivery('old-u-cat-2', 'u-cat', 'pending'),
+    ])
     .execute();
 }
 
@@ -80,7 +87,13 @@ async function checkMigrated(store: Store): Promise<void> {
   for (const user of USERS) {
     const feed = await readFeed(db, user, 0);
     expect(feed.map((n) => [n.id, n.seq, n.title, n.badge, n.data])).toEqual(
-      [1, 2].map((seq) => [notificationId(keyOf.get(user)!, seq), seq, `${seq} messages from ann to ${user}`, seq, { messageid: `m-${seq}` }]),
+      [1, 2].map((seq) => [
+        notificationId(keyOf.get(user)!, seq),
+        seq,
+        `${seq} messages from ann to ${user}`,
+        seq,
+        { messageid: `m-${seq}` },
+      ]),
     );
   }
   // Where each feed stands is read from its newest row.
@@ -97,13 +110,30 @@ async function checkMigrated(store: Store): Promise<void> {
   ]);
 
   // A user made afterwards gets a key of its own, above every key handed out before.
-  await db.insertInto('users').values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', created_at: 2 } as any).execute();
+  await db
+    .insertInto('users')
+    .values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', created_at: 2 } as any)
+    .execute();
   const dan = await db.selectFrom('users').select('key').where('id', '=', 'u-dan').executeTakeFirstOrThrow();
   expect(dan.key).toBeGreaterThan(Math.max(...keys));
   // New outbox rows are no longer tied to the feed by a foreign key, and take the next id.
   await db
     .insertInto('deliveries')
-    .values({ notification_id: 'gone', user_id: 'u-dan', station: 's', provider: 'apns', state: 'pending', attempts: 0, next_attempt_at: 1, lease_until: null, lease_owner: null, expires_at: 2, last_error: null, created_at: 1, updated_at: 1 })
+    .values({
+      notification_id: 'gone',
+      user_id: 'u-dan',
+      station: 's',
+      provider: 'apns',
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: 1,
+      lease_until: null,
+      lease_owner: null,
+      expires_at: 2,
+      last_error: null,
+      created_at: 1,
+      updated_at: 1,
+    })
     .execute();
   expect((await db.selectFrom('deliveries').select('id').where('notification_id', '=', 'gone').executeTakeFirstOrThrow()).id).toBe(4);
 }
@@ -125,7 +155,10 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
         await checkMigrated(store);
         // A user's key is never handed out again, even after the user with the highest one is gone.
         await sql`DELETE FROM users WHERE id = 'u-dan'`.execute(store.db);
-        await store.db.insertInto('users').values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', created_at: 3 } as any).execute();
+        await store.db
+          .insertInto('users')
+          .values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', created_at: 3 } as any)
+          .execute();
         const keys = await store.db.selectFrom('users').select(['id', 'key']).where('id', '=', 'u-eve').executeTakeFirstOrThrow();
         expect(keys.key).toBe(USERS.length + 2);
       } finally {

@@ -3,7 +3,15 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, proveAddress, rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
-import { CounterClock, DatagramType, encodeDatagram, encodeRaw, helloPayload, openDatagram, secretBytes } from '../src/channels/udp-protocol.ts';
+import {
+  CounterClock,
+  DatagramType,
+  encodeDatagram,
+  encodeRaw,
+  helloPayload,
+  openDatagram,
+  secretBytes,
+} from '../src/channels/udp-protocol.ts';
 
 const DROPPED = 'herald_udp_datagrams_dropped_total';
 
@@ -27,7 +35,7 @@ describeEachStore('UDP datagrams that prove nothing are refused', (kind) => {
 
   const dropped = (reason: string) => metric(server, DROPPED, `reason="${reason}"`);
 
-  it("a hello signed with the wrong key is refused, counted, and binds nothing", async () => {
+  it('a hello signed with the wrong key is refused, counted, and binds nothing', async () => {
     const before = await dropped('bad_mac');
     const raw = await rawSocket();
     try {
@@ -137,7 +145,11 @@ describeEachStore('UDP datagrams that prove nothing are refused', (kind) => {
     const key = secretBytes(credentials.secret);
     const raw = await rawSocket();
     try {
-      raw.socket.send(encodeDatagram(key, { type: 'hello', station: credentials.station, counter: clock.next(), payload: helloPayload() }), port, '127.0.0.1');
+      raw.socket.send(
+        encodeDatagram(key, { type: 'hello', station: credentials.station, counter: clock.next(), payload: helloPayload() }),
+        port,
+        '127.0.0.1',
+      );
       const challenge = openDatagram(key, await waitFor(() => raw.received[0], 5000, 'the challenge'));
       const removed = await fetch(`${server.http}/v1/users/${erin.userid}/devices/${credentials.station}`, {
         method: 'DELETE',
@@ -146,7 +158,12 @@ describeEachStore('UDP datagrams that prove nothing are refused', (kind) => {
       expect(removed.status).toBe(204);
 
       const before = await dropped('unknown_station');
-      const echo = { type: 'hello' as const, station: credentials.station, counter: clock.next(), payload: helloPayload(challenge.payload.cookie as string) };
+      const echo = {
+        type: 'hello' as const,
+        station: credentials.station,
+        counter: clock.next(),
+        payload: helloPayload(challenge.payload.cookie as string),
+      };
       raw.socket.send(encodeDatagram(key, echo), port, '127.0.0.1');
       await waitForMetric(server, DROPPED, 'reason="unknown_station"', before + 1);
       expect(raw.received).toHaveLength(1);

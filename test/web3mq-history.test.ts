@@ -22,10 +22,16 @@ describeEachStore('the Web3MQ notification history and its sources, on $name', (
     // Alice's feed, oldest first: a friend request from Carol, then five topic messages, then an invitation.
     await carol.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: 'hello' }, [alice.userid, 'hello']);
     for (let i = 1; i <= 5; i++) {
-      const published = await bob.signedPost('/api/publish_topic_message/', { topicid: topicId, title: `issue ${i}`, content: `text ${i}` }, [topicId]);
+      const published = await bob.signedPost(
+        '/api/publish_topic_message/',
+        { topicid: topicId, title: `issue ${i}`, content: `text ${i}` },
+        [topicId],
+      );
       expect(published.body.code).toBe(0);
     }
-    await bob.signedPost('/api/group_invitation/', { groupid: 'group:book-club', members: [alice.userid, carol.userid] }, ['group:book-club']);
+    await bob.signedPost('/api/group_invitation/', { groupid: 'group:book-club', members: [alice.userid, carol.userid] }, [
+      'group:book-club',
+    ]);
   });
   afterAll(async () => server?.stop());
 
@@ -90,25 +96,42 @@ describeEachStore('the Web3MQ notification history and its sources, on $name', (
   });
 
   it('agreeing to a friend request makes the two friends and tells the requester; agreeing again is refused', async () => {
-    const agreed = await alice.signedPost('/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, ['agree', carol.userid]);
+    const agreed = await alice.signedPost('/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, [
+      'agree',
+      carol.userid,
+    ]);
     expect(agreed.body).toEqual({ code: 0, msg: 'ok' });
-    const friendships = await server.app.ctx.store.db.selectFrom('friendships').selectAll().where('user_id', 'in', [alice.userid, carol.userid]).execute();
-    expect(friendships.map((f) => `${f.user_id}>${f.friend_id}`).sort()).toEqual([`${alice.userid}>${carol.userid}`, `${carol.userid}>${alice.userid}`].sort());
+    const friendships = await server.app.ctx.store.db
+      .selectFrom('friendships')
+      .selectAll()
+      .where('user_id', 'in', [alice.userid, carol.userid])
+      .execute();
+    expect(friendships.map((f) => `${f.user_id}>${f.friend_id}`).sort()).toEqual(
+      [`${alice.userid}>${carol.userid}`, `${carol.userid}>${alice.userid}`].sort(),
+    );
     const told = await carol.history({ notice_type: 'system.agree_friend_request' });
     expect(told.body.data.result).toHaveLength(1);
     expect(told.body.data.result[0].from).toBe(alice.userid);
 
-    const again = await alice.signedPost('/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, ['agree', carol.userid]);
+    const again = await alice.signedPost('/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, [
+      'agree',
+      carol.userid,
+    ]);
     expect(again.status).toBe(404);
     expect(again.body.msg).toMatch(/no pending friend request/);
-    const friendsAgain = await carol.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: '' }, [alice.userid, '']);
+    const friendsAgain = await carol.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: '' }, [
+      alice.userid,
+      '',
+    ]);
     expect(friendsAgain.status).toBe(409);
   });
 
   it('the same friend request sent twice at once is accepted once and refused once', async () => {
     const dave = await new RawWeb3mqUser(server.http).registerAndLogin();
     const replies = await Promise.all(
-      [1, 2].map((i) => dave.signedPost('/api/contacts/add_friends/', { target_userid: bob.userid, content: 'hi' }, [bob.userid, 'hi'], Date.now() + i)),
+      [1, 2].map((i) =>
+        dave.signedPost('/api/contacts/add_friends/', { target_userid: bob.userid, content: 'hi' }, [bob.userid, 'hi'], Date.now() + i),
+      ),
     );
     expect(replies.map((r) => r.status).sort()).toEqual([200, 409]);
     expect(replies.find((r) => r.status === 409)!.body).toEqual({ code: 409, msg: `a friend request to ${bob.userid} is already pending` });
@@ -122,7 +145,9 @@ describeEachStore('the Web3MQ notification history and its sources, on $name', (
     expect(publish.status).toBe(403);
     expect(publish.body).toEqual({ code: 403, msg: 'only the creator of a topic may publish to it' });
     const stranger = await new RawWeb3mqUser(server.http).registerAndLogin();
-    const invite = await stranger.signedPost('/api/group_invitation/', { groupid: 'group:book-club', members: [bob.userid] }, ['group:book-club']);
+    const invite = await stranger.signedPost('/api/group_invitation/', { groupid: 'group:book-club', members: [bob.userid] }, [
+      'group:book-club',
+    ]);
     expect(invite.status).toBe(403);
     const unknownTopic = await alice.signedPost('/api/subscribe_topic/', { topicid: 'topic:none' }, ['topic:none']);
     expect(unknownTopic.status).toBe(404);

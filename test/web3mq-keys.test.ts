@@ -32,11 +32,20 @@ describeEachStore('Web3MQ keys: register, log in, user info, on $name', (kind) =
     expect(registered.status).toBe(200);
     expect(registered.body.code).toBe(0);
     // Checksum capitals in the address find the same user.
-    const found = await post(server.http, '/api/get_user_info/', { ...lookup, did_value: user.wallet.address.toUpperCase().replace('0X', '0x') });
+    const found = await post(server.http, '/api/get_user_info/', {
+      ...lookup,
+      did_value: user.wallet.address.toUpperCase().replace('0X', '0x'),
+    });
     expect(found.body).toEqual({
       code: 0,
       msg: 'ok',
-      data: { userid: user.userid, did_type: 'eth', did_value: user.wallet.address, main_pubkey: user.mainKey.publicHex, pubkey_type: 'ed25519' },
+      data: {
+        userid: user.userid,
+        did_type: 'eth',
+        did_value: user.wallet.address,
+        main_pubkey: user.mainKey.publicHex,
+        pubkey_type: 'ed25519',
+      },
     });
     const herald = await server.app.ctx.store.db.selectFrom('users').selectAll().where('id', '=', user.userid).executeTakeFirstOrThrow();
     expect(herald.email).toBe(`${user.userid}@web3mq.invalid`);
@@ -47,7 +56,11 @@ describeEachStore('Web3MQ keys: register, log in, user info, on $name', (kind) =
     await post(server.http, '/api/user_register_v2/', user.registerBody());
     const expires = Date.now() + 3600_000;
     const loggedIn = await post(server.http, '/api/user_login_v2/', user.loginBody(Date.now(), expires));
-    expect(loggedIn.body).toEqual({ code: 0, msg: 'ok', data: { userid: user.userid, pubkey_value: user.tempKey.publicHex, pubkey_expired_timestamp: expires } });
+    expect(loggedIn.body).toEqual({
+      code: 0,
+      msg: 'ok',
+      data: { userid: user.userid, pubkey_value: user.tempKey.publicHex, pubkey_expired_timestamp: expires },
+    });
     const history = await user.history({});
     expect(history.body).toEqual({ code: 0, msg: 'ok', data: { total: 0, result: [] } });
   });
@@ -89,10 +102,26 @@ describeEachStore('Web3MQ keys: register, log in, user info, on $name', (kind) =
   it('malformed register fields are refused and say which', async () => {
     const user = new RawWeb3mqUser(server.http);
     const body = user.registerBody();
-    await expectRefused(await post(server.http, '/api/user_register_v2/', { ...body, pubkey_value: 'not-hex' }), 400, /pubkey_value must be/);
-    await expectRefused(await post(server.http, '/api/user_register_v2/', { ...body, did_value: '0x12' }), 400, /did_value must be an Ethereum address/);
-    await expectRefused(await post(server.http, '/api/user_register_v2/', { ...body, userid: 'x'.repeat(65) }), 400, /userid must be at most 64/);
-    await expectRefused(await post(server.http, '/api/user_register_v2/', { ...body, pubkey_type: 'rsa' }), 400, /pubkey_type must be ed25519/);
+    await expectRefused(
+      await post(server.http, '/api/user_register_v2/', { ...body, pubkey_value: 'not-hex' }),
+      400,
+      /pubkey_value must be/,
+    );
+    await expectRefused(
+      await post(server.http, '/api/user_register_v2/', { ...body, did_value: '0x12' }),
+      400,
+      /did_value must be an Ethereum address/,
+    );
+    await expectRefused(
+      await post(server.http, '/api/user_register_v2/', { ...body, userid: 'x'.repeat(65) }),
+      400,
+      /userid must be at most 64/,
+    );
+    await expectRefused(
+      await post(server.http, '/api/user_register_v2/', { ...body, pubkey_type: 'rsa' }),
+      400,
+      /pubkey_type must be ed25519/,
+    );
     const { timestamp: _dropped, ...withoutTimestamp } = body;
     await expectRefused(await post(server.http, '/api/user_register_v2/', withoutTimestamp), 400, /timestamp is required/);
   });
@@ -108,14 +137,22 @@ describeEachStore('Web3MQ keys: register, log in, user info, on $name', (kind) =
       401,
       /login_signature does not verify/,
     );
-    await expectRefused(await post(server.http, '/api/user_login_v2/', { ...body, main_pubkey: impostor.publicHex }), 401, /main_pubkey is not/);
+    await expectRefused(
+      await post(server.http, '/api/user_login_v2/', { ...body, main_pubkey: impostor.publicHex }),
+      401,
+      /main_pubkey is not/,
+    );
     await expectRefused(
       await post(server.http, '/api/user_login_v2/', { ...body, pubkey_value: newEd25519Key().publicHex }),
       401,
       /signature_content must be sha3_224/,
     );
     await expectRefused(await post(server.http, '/api/user_login_v2/', user.loginBody(Date.now() - 10 * 60_000)), 401, /timestamp/);
-    await expectRefused(await post(server.http, '/api/user_login_v2/', user.loginBody(Date.now(), Date.now() - 1000)), 400, /in the future/);
+    await expectRefused(
+      await post(server.http, '/api/user_login_v2/', user.loginBody(Date.now(), Date.now() - 1000)),
+      400,
+      /in the future/,
+    );
     await expectRefused(await post(server.http, '/api/user_login_v2/', { ...body, userid: 'user:nobody' }), 404, /User not found/);
     await expectRefused(await post(server.http, '/api/user_login_v2/', { ...body, did_value: newWallet().address }), 403, /did_value/);
   });
@@ -164,7 +201,13 @@ describeEachStore('Web3MQ keys: register, log in, user info, on $name', (kind) =
     const sender = await new RawWeb3mqUser(server.http).registerAndLogin();
     await sender.signedPost('/api/contacts/add_friends/', { target_userid: ozeki.userid, content: '' }, [ozeki.userid, '']);
     const now = Date.now();
-    const query = new URLSearchParams({ userid: ozeki.userid, page: '1', size: '5', timestamp: String(now), web3mq_signature: temp.sign(ozeki.userid + now) });
+    const query = new URLSearchParams({
+      userid: ozeki.userid,
+      page: '1',
+      size: '5',
+      timestamp: String(now),
+      web3mq_signature: temp.sign(ozeki.userid + now),
+    });
     const history = await fetch(`${server.http}/api/notification/history/?${query}`, {
       headers: { 'web3mq-request-pubkey': temp.publicHex, didkey: `herald:${ozeki.userid}` },
     });

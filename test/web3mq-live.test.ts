@@ -87,7 +87,10 @@ describeEachStore('Web3MQ live notifications at /messages', (kind) => {
     const { client, received } = await sdkClientOf(alice);
     expect((client.connect.ws as unknown as { url: string }).url).toBe(`${server.https.replace('https:', 'wss:')}/messages`);
 
-    const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: 'Bob here' }, [alice.userid, 'Bob here']);
+    const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: 'Bob here' }, [
+      alice.userid,
+      'Bob here',
+    ]);
     expect(asked.body).toEqual({ code: 0, msg: 'ok' });
 
     const [live] = await waitFor(() => received.length > 0 && received, 5000, 'the friend request through notification.received');
@@ -133,12 +136,32 @@ describeEachStore('Web3MQ live notifications at /messages', (kind) => {
     const stranger = newEd25519Key();
     const sixMinutesAgo = Date.now() - 6 * 60 * 1000;
     const cases: Array<[string, () => Promise<Uint8Array>, { code: number; reason: string }]> = [
-      ['bad signature', () => connectReq(alice.userid, alice.tempKey, Date.now(), Date.now() + 1), { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' }],
-      ['stale timestamp', () => connectReq(alice.userid, alice.tempKey, sixMinutesAgo), { code: 4401, reason: "timestamp is more than 5 minutes away from the server's time" }],
-      ['unknown key', () => connectReq(alice.userid, stranger), { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' }],
-      ['main key', () => connectReq(alice.userid, alice.mainKey), { code: 4401, reason: 'the main key only signs logins; sign with the temporary key' }],
+      [
+        'bad signature',
+        () => connectReq(alice.userid, alice.tempKey, Date.now(), Date.now() + 1),
+        { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' },
+      ],
+      [
+        'stale timestamp',
+        () => connectReq(alice.userid, alice.tempKey, sixMinutesAgo),
+        { code: 4401, reason: "timestamp is more than 5 minutes away from the server's time" },
+      ],
+      [
+        'unknown key',
+        () => connectReq(alice.userid, stranger),
+        { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' },
+      ],
+      [
+        'main key',
+        () => connectReq(alice.userid, alice.mainKey),
+        { code: 4401, reason: 'the main key only signs logins; sign with the temporary key' },
+      ],
       ['unknown user', () => connectReq('user:nobody', stranger), { code: 4401, reason: 'no login key for this userId: log in first' }],
-      ['a Ping first', async () => sdk.GetContactBytes(PB.ping, pingBytes(Date.now())), { code: 4400, reason: 'the first frame must be a ConnectReq (pbType 2)' }],
+      [
+        'a Ping first',
+        async () => sdk.GetContactBytes(PB.ping, pingBytes(Date.now())),
+        { code: 4400, reason: 'the first frame must be a ConnectReq (pbType 2)' },
+      ],
     ];
     const outcomes = await Promise.all(
       cases.map(async ([name, build], index) => {
@@ -164,7 +187,10 @@ describeEachStore('Web3MQ live notifications at /messages', (kind) => {
     // socket, it would be there ahead of her own.
     const toAlice = await bob.signedPost('/api/group_invitation/', { groupid: 'group:run', members: [alice.userid] }, ['group:run']);
     expect(toAlice.body.code).toBe(0);
-    const toCarol = await bob.signedPost('/api/contacts/add_friends/', { target_userid: carol.userid, content: 'hi Carol' }, [carol.userid, 'hi Carol']);
+    const toCarol = await bob.signedPost('/api/contacts/add_friends/', { target_userid: carol.userid, content: 'hi Carol' }, [
+      carol.userid,
+      'hi Carol',
+    ]);
     expect(toCarol.body.code).toBe(0);
 
     await waitFor(() => carolReceived.length > 0, 5000, "Carol's friend request");

@@ -38,7 +38,13 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     const reply = await post(
       server.http,
       '/api/notification/status/',
-      { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: stranger.sign(alice.userid + 'read' + timestamp) },
+      {
+        userid: alice.userid,
+        messages: [requestId],
+        status: 'read',
+        timestamp,
+        web3mq_signature: stranger.sign(alice.userid + 'read' + timestamp),
+      },
       alice.headers(),
     );
     await expectRefused(reply, 401, /bad signature/);
@@ -49,7 +55,13 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     const reply = await post(
       server.http,
       '/api/notification/status/',
-      { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: alice.tempKey.sign(alice.userid + 'delivered' + timestamp) },
+      {
+        userid: alice.userid,
+        messages: [requestId],
+        status: 'read',
+        timestamp,
+        web3mq_signature: alice.tempKey.sign(alice.userid + 'delivered' + timestamp),
+      },
       alice.headers(),
     );
     await expectRefused(reply, 401, /bad signature/);
@@ -67,8 +79,18 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
 
   it('a call without the web3mq-request-pubkey or didkey header is refused', async () => {
     const timestamp = Date.now();
-    const fields = { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: alice.tempKey.sign(alice.userid + 'read' + timestamp) };
-    await expectRefused(await post(server.http, '/api/notification/status/', fields, { didkey: alice.didkey }), 401, /web3mq-request-pubkey header is missing/);
+    const fields = {
+      userid: alice.userid,
+      messages: [requestId],
+      status: 'read',
+      timestamp,
+      web3mq_signature: alice.tempKey.sign(alice.userid + 'read' + timestamp),
+    };
+    await expectRefused(
+      await post(server.http, '/api/notification/status/', fields, { didkey: alice.didkey }),
+      401,
+      /web3mq-request-pubkey header is missing/,
+    );
     await expectRefused(
       await post(server.http, '/api/notification/status/', fields, { 'web3mq-request-pubkey': alice.tempKey.publicHex }),
       401,
@@ -82,7 +104,13 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     const reply = await post(
       server.http,
       '/api/notification/status/',
-      { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: stranger.sign(alice.userid + 'read' + timestamp) },
+      {
+        userid: alice.userid,
+        messages: [requestId],
+        status: 'read',
+        timestamp,
+        web3mq_signature: stranger.sign(alice.userid + 'read' + timestamp),
+      },
       { 'web3mq-request-pubkey': stranger.publicHex, didkey: alice.didkey },
     );
     await expectRefused(reply, 401, /unknown key/);
@@ -93,7 +121,13 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     const reply = await post(
       server.http,
       '/api/notification/status/',
-      { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: alice.mainKey.sign(alice.userid + 'read' + timestamp) },
+      {
+        userid: alice.userid,
+        messages: [requestId],
+        status: 'read',
+        timestamp,
+        web3mq_signature: alice.mainKey.sign(alice.userid + 'read' + timestamp),
+      },
       { 'web3mq-request-pubkey': alice.mainKey.publicHex, didkey: alice.didkey },
     );
     await expectRefused(reply, 401, /main key only signs logins/);
@@ -134,7 +168,13 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     const reply = await post(
       server.http,
       '/api/notification/status/',
-      { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: bob.tempKey.sign(alice.userid + 'read' + timestamp) },
+      {
+        userid: alice.userid,
+        messages: [requestId],
+        status: 'read',
+        timestamp,
+        web3mq_signature: bob.tempKey.sign(alice.userid + 'read' + timestamp),
+      },
       bob.headers(),
     );
     await expectRefused(reply, 403, /not the owner/);
@@ -145,7 +185,13 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     const reply = await post(
       server.http,
       '/api/notification/status/',
-      { userid: alice.userid, messages: [requestId], status: 'read', timestamp, web3mq_signature: alice.tempKey.sign(alice.userid + 'read' + timestamp) },
+      {
+        userid: alice.userid,
+        messages: [requestId],
+        status: 'read',
+        timestamp,
+        web3mq_signature: alice.tempKey.sign(alice.userid + 'read' + timestamp),
+      },
       { 'web3mq-request-pubkey': alice.tempKey.publicHex, didkey: bob.didkey },
     );
     await expectRefused(reply, 403, /didkey/);
@@ -157,10 +203,20 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
 
   it('malformed parameters are refused with 400 and say which', async () => {
     await expectRefused(await alice.setStatus([requestId], 'seen'), 400, /status must be delivered or read/);
-    await expectRefused(await alice.signedPost('/api/notification/status/', { messages: requestId, status: 'read' }, ['read']), 400, /messages must be a non-empty array/);
-    await expectRefused(await alice.signedPost('/api/notification/status/', { messages: [], status: 'read' }, ['read']), 400, /messages must be a non-empty array/);
     await expectRefused(
-      await alice.signedPost('/api/notification/status/', { messages: Array.from({ length: 101 }, (_, i) => `id${i}`), status: 'read' }, ['read']),
+      await alice.signedPost('/api/notification/status/', { messages: requestId, status: 'read' }, ['read']),
+      400,
+      /messages must be a non-empty array/,
+    );
+    await expectRefused(
+      await alice.signedPost('/api/notification/status/', { messages: [], status: 'read' }, ['read']),
+      400,
+      /messages must be a non-empty array/,
+    );
+    await expectRefused(
+      await alice.signedPost('/api/notification/status/', { messages: Array.from({ length: 101 }, (_, i) => `id${i}`), status: 'read' }, [
+        'read',
+      ]),
       400,
       /at most 100/,
     );
@@ -169,18 +225,32 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
     await expectRefused(await alice.history({ page: 0 }), 400, /page must be between/);
     await expectRefused(await alice.history({ notice_type: 'system.everything' }), 400, /notice_type must be one of/);
     await expectRefused(
-      await alice.get('/api/notification/history/', { userid: alice.userid, page: 1, size: 1, timestamp: 'yesterday', web3mq_signature: 'x' }),
+      await alice.get('/api/notification/history/', {
+        userid: alice.userid,
+        page: 1,
+        size: 1,
+        timestamp: 'yesterday',
+        web3mq_signature: 'x',
+      }),
       400,
       /timestamp must be milliseconds/,
     );
-    await expectRefused(await alice.get('/api/notification/history/', { page: 1, size: 1, timestamp: Date.now() }), 400, /userid is required/);
+    await expectRefused(
+      await alice.get('/api/notification/history/', { page: 1, size: 1, timestamp: Date.now() }),
+      400,
+      /userid is required/,
+    );
     const malformed = await fetch(`${server.http}/api/notification/status/`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...alice.headers() },
       body: '{"userid": ',
     });
     await expectRefused({ status: malformed.status, body: (await malformed.json()) as Reply['body'] }, 400, /malformed JSON/);
-    await expectRefused(await post(server.http, '/api/contacts/add_friends/', [] as unknown as Record<string, unknown>, alice.headers()), 400, /JSON object/);
+    await expectRefused(
+      await post(server.http, '/api/contacts/add_friends/', [] as unknown as Record<string, unknown>, alice.headers()),
+      400,
+      /JSON object/,
+    );
   });
 
   it('an unknown Web3MQ path answers in the Web3MQ shape', async () => {

@@ -41,7 +41,12 @@ describeEachStore('a captured Web3MQ signature works once, on $name', (kind) => 
   /** A signed POST as it crossed the wire, so that it can be sent again byte for byte. */
   function captured(user: RawWeb3mqUser, path: string, fields: Record<string, unknown>, signedParts: string[]) {
     const timestamp = user.nextTimestamp();
-    const body = { userid: user.userid, timestamp, web3mq_signature: user.tempKey.sign(user.userid + signedParts.join('') + timestamp), ...fields };
+    const body = {
+      userid: user.userid,
+      timestamp,
+      web3mq_signature: user.tempKey.sign(user.userid + signedParts.join('') + timestamp),
+      ...fields,
+    };
     return { body, send: (changed: Record<string, unknown> = {}) => post(server.http, path, { ...body, ...changed }, user.headers()) };
   }
 
@@ -81,7 +86,10 @@ describeEachStore('a captured Web3MQ signature works once, on $name', (kind) => 
     const invitation = (await alice.history({ notice_type: 'system.group_invitation' })).body.data.result[0].messageid;
     const read = captured(alice, '/api/notification/status/', { messages: [invitation], status: 'read' }, ['read']);
     expect((await read.send()).body.code).toBe(0);
-    const agree = captured(alice, '/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, ['agree', carol.userid]);
+    const agree = captured(alice, '/api/contacts/friend_requests/', { target_userid: carol.userid, action: 'agree' }, [
+      'agree',
+      carol.userid,
+    ]);
     expect((await agree.send()).body.code).toBe(0);
 
     const before = await web3mqSnapshot(server.app.ctx.store);
@@ -165,7 +173,11 @@ describeEachStore('a captured Web3MQ signature works once, on $name', (kind) => 
     const db = server.app.ctx.store.db;
     const first = erin.tempKey;
     // Logins in one millisecond share created_at: make the first key unambiguously the oldest.
-    await db.updateTable('web3mq_login_keys').set({ created_at: Date.now() - 60_000 }).where('pubkey', '=', first.publicHex).execute();
+    await db
+      .updateTable('web3mq_login_keys')
+      .set({ created_at: Date.now() - 60_000 })
+      .where('pubkey', '=', first.publicHex)
+      .execute();
     const keys: Ed25519Key[] = [first];
     for (let i = 1; i <= MAX_LOGIN_KEYS_PER_USER; i++) {
       erin.tempKey = newEd25519Key();
@@ -182,7 +194,11 @@ describeEachStore('a captured Web3MQ signature works once, on $name', (kind) => 
     expect(retired.body).toEqual({ code: 401, msg: 'unknown key: web3mq-request-pubkey is not a logged-in key' });
 
     // The second key is still held, but older than the ones a ConnectReq is checked against.
-    await db.updateTable('web3mq_login_keys').set({ created_at: Date.now() - 30_000 }).where('pubkey', '=', keys[1].publicHex).execute();
+    await db
+      .updateTable('web3mq_login_keys')
+      .set({ created_at: Date.now() - 30_000 })
+      .where('pubkey', '=', keys[1].publicHex)
+      .execute();
     const old = rawSocket();
     await old.send(connectFrame(erin.userid, keys[1], erin.nextTimestamp()));
     expect(await old.closed).toEqual({ code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' });

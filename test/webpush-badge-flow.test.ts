@@ -37,7 +37,11 @@ describeEachStore('Web Push of a message and its clean push', (kind) => {
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');
 
-    const [alert] = await waitFor(() => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint), 5000, 'the message push');
+    const [alert] = await waitFor(
+      () => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint),
+      5000,
+      'the message push',
+    );
     const shown = browser.decrypt(alert.body);
     expect(shown).toEqual({
       type: 'message',
@@ -76,9 +80,13 @@ describeEachStore('Web Push of a message and its clean push', (kind) => {
 
     // One connection, kept alive for both pushes; both outcomes recorded.
     expect(pushService.connections).toBe(1);
-    await waitFor(async () => {
-      const states = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
-      return states.length === 2 && states.every((s) => s.state === 'delivered' && s.provider === 'webpush');
-    }, 5000, 'both deliveries recorded as delivered');
+    await waitFor(
+      async () => {
+        const states = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
+        return states.length === 2 && states.every((s) => s.state === 'delivered' && s.provider === 'webpush');
+      },
+      5000,
+      'both deliveries recorded as delivered',
+    );
   });
 });

@@ -45,7 +45,13 @@ describeEachStore('a Web Push subscription the push service calls gone', (kind) 
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => pushService.messagesTo(goodEndpoint).length === 1, 5000, 'the laptop to get the first push');
     const disabled = await waitFor(
-      () => db.selectFrom('devices').selectAll().where('station', '=', bob.client.station).where('push_disabled_at', 'is not', null).executeTakeFirst(),
+      () =>
+        db
+          .selectFrom('devices')
+          .selectAll()
+          .where('station', '=', bob.client.station)
+          .where('push_disabled_at', 'is not', null)
+          .executeTakeFirst(),
       5000,
       'the gone subscription to be disabled',
     );
@@ -54,7 +60,8 @@ describeEachStore('a Web Push subscription the push service calls gone', (kind) 
     expect(pushService.answers.get(410)).toBe(1);
 
     const listed = await fetch(`${server.http}/v1/users/${bob.userid}/devices`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    const devices = ((await listed.json()) as { devices: Array<{ station: string; push: { provider: string; enabled: boolean } | null }> }).devices;
+    const devices = ((await listed.json()) as { devices: Array<{ station: string; push: { provider: string; enabled: boolean } | null }> })
+      .devices;
     expect(devices.find((d) => d.station === bob.client.station)?.push).toMatchObject({ provider: 'webpush', enabled: false });
     expect(devices.find((d) => d.station === laptopStation)?.push).toMatchObject({ provider: 'webpush', enabled: true });
 

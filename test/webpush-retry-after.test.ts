@@ -35,15 +35,28 @@ describeEachStore('a push service asking Herald to slow down', (kind) => {
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'slow-1', 'AAAA');
 
-    const [arrived] = await waitFor(() => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint), 8000, 'the push to arrive');
+    const [arrived] = await waitFor(
+      () => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint),
+      8000,
+      'the push to arrive',
+    );
     expect(refusals.map((r) => r.status)).toEqual([429]);
     expect(arrived.at - refusals[0].at).toBeGreaterThanOrEqual(1000);
-    expect(browser.decrypt(arrived.body)).toMatchObject({ type: 'message', title: '1 message from Alice', badge: 1, conversationid: conversationId });
+    expect(browser.decrypt(arrived.body)).toMatchObject({
+      type: 'message',
+      title: '1 message from Alice',
+      badge: 1,
+      conversationid: conversationId,
+    });
 
-    const [row] = await waitFor(async () => {
-      const rows = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'attempts']).execute();
-      return rows.length === 1 && rows[0].state === 'delivered' && rows;
-    }, 5000, 'the delivery to be recorded');
+    const [row] = await waitFor(
+      async () => {
+        const rows = await server.app.ctx.store.db.selectFrom('deliveries').select(['state', 'attempts']).execute();
+        return rows.length === 1 && rows[0].state === 'delivered' && rows;
+      },
+      5000,
+      'the delivery to be recorded',
+    );
     expect(row.attempts).toBe(2);
   });
 });

@@ -23,14 +23,18 @@ const compressedPoint = () => {
 
 /** Each refused subscription, and the words the refusal must contain. */
 const BAD_SUBSCRIPTIONS: Array<[string, unknown, string]> = [
-  ['a number instead of a subscription', 5, "PushSubscription.toJSON(): {endpoint, keys: {p256dh, auth}}"],
+  ['a number instead of a subscription', 5, 'PushSubscription.toJSON(): {endpoint, keys: {p256dh, auth}}'],
   ['no endpoint', { keys: goodSubscription().keys }, 'endpoint is missing'],
   ['an endpoint that is not a URL', { ...goodSubscription(), endpoint: 'not a url' }, 'endpoint is not a URL'],
   ['a plain http endpoint', { ...goodSubscription(), endpoint: 'http://push.example.net/x' }, 'endpoint must be an https:// URL'],
   ['an endpoint over 2048 characters', { ...goodSubscription(), endpoint: ENDPOINT + 'a'.repeat(2048) }, 'longer than 2048 characters'],
   ['no keys', { endpoint: ENDPOINT + 'k' }, 'keys is missing'],
   ['a compressed p256dh', withKeys({ p256dh: compressedPoint() }), 'p256dh must be a 65-byte uncompressed P-256 public key'],
-  ['a p256dh that is not on the curve', withKeys({ p256dh: Buffer.concat([Buffer.from([4]), randomBytes(64)]).toString('base64url') }), 'p256dh must be a 65-byte uncompressed P-256 public key'],
+  [
+    'a p256dh that is not on the curve',
+    withKeys({ p256dh: Buffer.concat([Buffer.from([4]), randomBytes(64)]).toString('base64url') }),
+    'p256dh must be a 65-byte uncompressed P-256 public key',
+  ],
   ['a p256dh that is not base64url', withKeys({ p256dh: 'not base64!' }), 'p256dh must be a 65-byte uncompressed P-256 public key'],
   ['a 12-byte auth secret', withKeys({ auth: randomBytes(12).toString('base64url') }), 'auth must be a 16-byte secret'],
   ['an auth secret that is not a string', withKeys({ auth: 16 }), 'auth must be a base64url string'],
@@ -104,9 +108,18 @@ describeEachStore('registering a browser push subscription', (kind) => {
       // The refused PUT did not create the device either.
       expect(await pushColumns(station), what).toBeUndefined();
     }
-    const onAndroid = await bob.client.call('chatdevice', { action: 'register', platform: 'android', pushsubscription: goodSubscription() });
+    const onAndroid = await bob.client.call('chatdevice', {
+      action: 'register',
+      platform: 'android',
+      pushsubscription: goodSubscription(),
+    });
     expect(onAndroid.body.errormessage).toContain('platform android takes no pushsubscription');
-    const both = await bob.client.call('chatdevice', { action: 'register', platform: 'browser', pushtoken: 'abc', pushsubscription: goodSubscription() });
+    const both = await bob.client.call('chatdevice', {
+      action: 'register',
+      platform: 'browser',
+      pushtoken: 'abc',
+      pushsubscription: goodSubscription(),
+    });
     expect(both.body.errormessage).toContain('either pushtoken or pushsubscription');
     const brokenJson = await bob.client.call('chatdevice', { action: 'register', platform: 'browser', pushsubscription: '{"endpoint":' });
     expect(brokenJson.body.errormessage).toContain('must be the JSON of PushSubscription.toJSON()');

@@ -68,7 +68,10 @@ describeEachStore("Herald's VAPID key", (kind) => {
     const missing = path.join(dataDir, 'no-such-vapid.json');
     const broken = path.join(dataDir, 'broken-vapid.json');
     fs.writeFileSync(broken, JSON.stringify({ publicKey: 'AAAA', privateKey: 'BBBB' }));
-    for (const [file, reason] of [[missing, 'cannot be read'], [broken, 'must hold {"publicKey"']]) {
+    for (const [file, reason] of [
+      [missing, 'cannot be read'],
+      [broken, 'must hold {"publicKey"'],
+    ]) {
       const config = configFor({ HERALD_VAPID_KEY_FILE: file });
       const store = await kind.open();
       try {
@@ -77,6 +80,8 @@ describeEachStore("Herald's VAPID key", (kind) => {
         await store.close();
       }
     }
-    expect(() => loadConfig({ HERALD_VAPID_SUBJECT: 'admin@example.org' })).toThrow('HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL');
+    expect(() => loadConfig({ HERALD_VAPID_SUBJECT: 'admin@example.org' })).toThrow(
+      'HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL',
+    );
   });
 });

@@ -47,7 +47,10 @@ describeEachStore('the WebSocket handshake', (kind) => {
 
   it('a malformed station or since is refused with 4400 and the rule it broke', async () => {
     expect(await closeOf(`${ws()}?station=not-a-station`)).toEqual({ code: 4400, reason: 'the station must be 32 hexadecimal characters' });
-    expect(await closeOf(`${ws()}?station=${bob.client.station}&since=-1`)).toEqual({ code: 4400, reason: 'since must be a whole number, 0 or more' });
+    expect(await closeOf(`${ws()}?station=${bob.client.station}&since=-1`)).toEqual({
+      code: 4400,
+      reason: 'since must be a whole number, 0 or more',
+    });
     expect(await closeOf(`${ws()}?station=${bob.client.station}&since=999999`)).toEqual({
       code: 4400,
       reason: expect.stringMatching(/^since 999999 is beyond the last sequence \d+$/),

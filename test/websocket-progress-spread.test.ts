@@ -59,7 +59,11 @@ describeEachStore('WebSocket delivery progress', (kind) => {
     const recordedAt = new Map<string, number>();
     await waitFor(
       async () => {
-        const rows = await db.selectFrom('devices').select(['station', 'delivered_seq', 'acked_seq']).where('user_id', '=', bob.userid).execute();
+        const rows = await db
+          .selectFrom('devices')
+          .select(['station', 'delivered_seq', 'acked_seq'])
+          .where('user_id', '=', bob.userid)
+          .execute();
         const now = Date.now();
         for (const row of rows) {
           expect(row.acked_seq).toBe(0);

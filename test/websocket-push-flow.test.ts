@@ -47,7 +47,11 @@ describeEachStore('live push over WebSocket', (kind) => {
     await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');
 
     for (const device of [browser, laptop]) {
-      const message = await waitFor(() => device.frames.find((f) => f.type === 'notification' && f.kind === 'message'), 5000, 'the message notification');
+      const message = await waitFor(
+        () => device.frames.find((f) => f.type === 'notification' && f.kind === 'message'),
+        5000,
+        'the message notification',
+      );
       expect(message).toMatchObject({
         type: 'notification',
         kind: 'message',
