@@ -85,7 +85,15 @@ export async function runConnections(log: (line: string) => void): Promise<Conne
       const herald = await HeraldProcess.start({ dataDir });
       try {
         const urls = stations.map((s) => `${herald.endpoints.ws}?station=${s}`);
-        heraldRuns.push(await measureSteps(steps, urls, () => herald.rss(), () => herald.liveConnections(), 'herald'));
+        heraldRuns.push(
+          await measureSteps(
+            steps,
+            urls,
+            () => herald.rss(),
+            () => herald.liveConnections(),
+            'herald',
+          ),
+        );
       } finally {
         await herald.stop(false);
       }
@@ -93,7 +101,13 @@ export async function runConnections(log: (line: string) => void): Promise<Conne
       try {
         const endpoints = await bare.request<{ ws: string }>('listen');
         wsRuns.push(
-          await measureSteps(steps, Array(max).fill(endpoints.ws), () => bare.request<number>('rss'), () => bare.request<number>('connections'), 'ws'),
+          await measureSteps(
+            steps,
+            Array(max).fill(endpoints.ws),
+            () => bare.request<number>('rss'),
+            () => bare.request<number>('connections'),
+            'ws',
+          ),
         );
       } finally {
         await bare.stop();

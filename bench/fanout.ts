@@ -173,7 +173,9 @@ export async function runFanout(log: (line: string) => void): Promise<FanoutResu
         cpu[kind].push(result.cpuPerDelivery);
         bytes[kind] = result.frameBytes;
       }
-      log(`  run ${run + 1}: Herald ${Math.round(sides.herald[run])}, ws ${Math.round(sides.ws[run])}, socket.io ${Math.round(sides.socketio[run])} deliveries/s`);
+      log(
+        `  run ${run + 1}: Herald ${Math.round(sides.herald[run])}, ws ${Math.round(sides.ws[run])}, socket.io ${Math.round(sides.socketio[run])} deliveries/s`,
+      );
     }
     const side = (kind: 'herald' | 'ws' | 'socketio'): FanoutSide => ({
       rates: sides[kind],

@@ -19,7 +19,15 @@ import { deviceTokens, type DoubleInfo } from './clients/apns-common.ts';
 
 export interface PushResult {
   pushes: number;
-  herald: { rates: number[]; median: number; outboxRates: number[]; outboxMedian: number; cpuPerPush: number; doubleCpuPerPush: number; doubleBusy: number };
+  herald: {
+    rates: number[];
+    median: number;
+    outboxRates: number[];
+    outboxMedian: number;
+    cpuPerPush: number;
+    doubleCpuPerPush: number;
+    doubleBusy: number;
+  };
   http2: { rates: number[]; median: number; cpuPerPush: number; doubleCpuPerPush: number; doubleBusy: number };
   nodeApn: { rates: number[]; median: number; cpuPerPush: number; doubleCpuPerPush: number; doubleBusy: number };
   tokenVerifications: number;
@@ -64,7 +72,9 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
   const perMessage = recipients * GROUP_DEVICES_PER_USER;
   const messages = Math.max(1, Math.round(pushes / perMessage));
   const total = messages * perMessage;
-  log(`mobile push: ${total} pushes per run (${messages} messages × ${recipients} users × ${GROUP_DEVICES_PER_USER} iOS devices), ${runs} runs`);
+  log(
+    `mobile push: ${total} pushes per run (${messages} messages × ${recipients} users × ${GROUP_DEVICES_PER_USER} iOS devices), ${runs} runs`,
+  );
 
   const double = await spawnWithJsonLine<DoubleInfo>('APNs double', ['test/mocks/apns-server.ts', '--max-streams', '1000']);
   const info = double.line;
@@ -204,7 +214,13 @@ export async function runPush(log: (line: string) => void): Promise<PushResult> 
         doubleCpuPerPush: median(doubleCpu.herald),
         doubleBusy: median(doubleBusy.herald),
       },
-      http2: { rates: b, median: median(b), cpuPerPush: median(cpu.http2), doubleCpuPerPush: median(doubleCpu.http2), doubleBusy: median(doubleBusy.http2) },
+      http2: {
+        rates: b,
+        median: median(b),
+        cpuPerPush: median(cpu.http2),
+        doubleCpuPerPush: median(doubleCpu.http2),
+        doubleBusy: median(doubleBusy.http2),
+      },
       nodeApn: {
         rates: n,
         median: median(n),

@@ -49,9 +49,7 @@ function atLeast(ratio: number, needed: number): string {
 }
 
 function atMost(value: number, limit: number, show: (v: number) => string): string {
-  return value <= limit
-    ? `met (${show(value)}, ${show(limit - value)} under)`
-    : `NOT met (${show(value)}: ${x(value / limit)} the limit)`;
+  return value <= limit ? `met (${show(value)}, ${show(limit - value)} under)` : `NOT met (${show(value)}: ${x(value / limit)} the limit)`;
 }
 
 function notRun(scenario: string, outcome: { state: string; reason: string }, target: string): Row {
@@ -108,7 +106,11 @@ function rows(r: Report): Row[] {
         baselines: `bare ws ${kb(c.ws[i])}`,
         ratios: `${x(c.herald[i] / c.ws[i])} ws`,
         target: last ? memoryTarget : '',
-        result: last ? (step >= 15_000 ? atMost(c.herald[i] / 1024, 12, (v) => `${v.toFixed(1)} KB`) : `measured at ${formatInt(step)} only`) : '',
+        result: last
+          ? step >= 15_000
+            ? atMost(c.herald[i] / 1024, 12, (v) => `${v.toFixed(1)} KB`)
+            : `measured at ${formatInt(step)} only`
+          : '',
       });
     });
   } else out.push(notRun('connections', r.connections, memoryTarget));
@@ -147,7 +149,14 @@ function rows(r: Report): Row[] {
 }
 
 function plainTable(list: Row[]): string {
-  const header: Row = { scenario: 'scenario', herald: 'Herald', baselines: 'baselines (same run)', ratios: 'ratios', target: 'target', result: 'result' };
+  const header: Row = {
+    scenario: 'scenario',
+    herald: 'Herald',
+    baselines: 'baselines (same run)',
+    ratios: 'ratios',
+    target: 'target',
+    result: 'result',
+  };
   const keys = Object.keys(header) as Array<keyof Row>;
   const all = [header, ...list];
   const width = (k: keyof Row) => Math.min(70, Math.max(...all.map((r) => r[k].length)));
@@ -166,7 +175,9 @@ function runDetails(r: Report): string[] {
     );
   }
   if (r.latency.state === 'done') {
-    lines.push(`- latency runs (p50 / p99 / max): ${r.latency.value.runs.map((l) => `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.max)}`).join('; ')}`);
+    lines.push(
+      `- latency runs (p50 / p99 / max): ${r.latency.value.runs.map((l) => `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.max)}`).join('; ')}`,
+    );
   }
   if (r.connections.state === 'done') {
     const c = r.connections.value;
@@ -207,10 +218,13 @@ export function renderReport(r: Report) {
     ...runDetails(r),
   ].join('\n');
   const short = (o: Outcome<unknown>, f: () => string) => (o.state === 'done' ? f() : o.state);
-  const history = `- ${r.date.slice(0, 16)} commit ${r.commit}${r.quick ? ' (QUICK)' : ''}, load ${r.load[0].toFixed(1)}: fan-out ${short(r.fanout, () => {
-    const f = (r.fanout as { value: FanoutResult }).value;
-    return `${formatInt(f.herald.median)}/s = ${x(f.herald.median / f.ws.median)} ws, ${x(f.herald.median / f.socketio.median)} socket.io`;
-  })}; latency ${short(r.latency, () => {
+  const history = `- ${r.date.slice(0, 16)} commit ${r.commit}${r.quick ? ' (QUICK)' : ''}, load ${r.load[0].toFixed(1)}: fan-out ${short(
+    r.fanout,
+    () => {
+      const f = (r.fanout as { value: FanoutResult }).value;
+      return `${formatInt(f.herald.median)}/s = ${x(f.herald.median / f.ws.median)} ws, ${x(f.herald.median / f.socketio.median)} socket.io`;
+    },
+  )}; latency ${short(r.latency, () => {
     const l = (r.latency as { value: LatencyResult }).value;
     return `p50 ${ms(l.p50)} p99 ${ms(l.p99)} max ${ms(l.max)}`;
   })}; memory ${short(r.connections, () => {

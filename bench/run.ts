@@ -89,13 +89,21 @@ function commandLine(): string {
 
 try {
   const loadBefore = os.loadavg()[0];
-  log(`Herald bench on ${os.cpus().length} cores, load ${loadBefore.toFixed(2)}; ${benchConfig.quick ? 'QUICK smoke run' : 'full run'}, ${benchConfig.runs} runs per figure`);
-  const fanout = await attempt<FanoutResult>('fanout', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () => runFanout(log));
-  const latency = await attempt<LatencyResult>('latency', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () => runLatency(log));
+  log(
+    `Herald bench on ${os.cpus().length} cores, load ${loadBefore.toFixed(2)}; ${benchConfig.quick ? 'QUICK smoke run' : 'full run'}, ${benchConfig.runs} runs per figure`,
+  );
+  const fanout = await attempt<FanoutResult>('fanout', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
+    runFanout(log),
+  );
+  const latency = await attempt<LatencyResult>('latency', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
+    runLatency(log),
+  );
   const connections = await attempt<ConnectionsResult>('connections', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
     runConnections(log),
   );
-  const push = await attempt<PushResult>('push', needFile('test/mocks/apns-server.ts', 'the APNs test double as a process'), () => runPush(log));
+  const push = await attempt<PushResult>('push', needFile('test/mocks/apns-server.ts', 'the APNs test double as a process'), () =>
+    runPush(log),
+  );
 
   const report: Report = {
     date: new Date().toISOString(),

@@ -1,21 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, startTestServer, type TestServer } from './helpers/server.ts';
 import { snapshot } from './helpers/snapshot.ts';
 
-describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
+describeEachStore('the native admin API', (kind) => {
   let server: TestServer;
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 
   beforeAll(async () => {
-    if (kind) server = await startTestServer(kind);
+    server = await startTestServer(kind);
   });
   afterAll(async () => server?.stop());
 
   const post = (path: string, body: unknown, headers: Record<string, string> = admin) =>
     fetch(`${server.http}/v1${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
 
-  it.skipIf(!kind)('creates users, lists them and makes friends', async () => {
+  it('creates users, lists them and makes friends', async () => {
     const created = await post('/users', { email: 'Dora@Example.org', name: 'Dora', nick: 'dee' });
     expect(created.status).toBe(201);
     const dora = (await created.json()) as { userid: string; apikey: string };
@@ -30,7 +30,7 @@ describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
     expect(row.map((r) => r.friend_id)).toEqual([dora.userid]);
   });
 
-  it.skipIf(!kind)('refuses a missing or wrong token, a user token, and bad bodies, changing nothing', async () => {
+  it('refuses a missing or wrong token, a user token, and bad bodies, changing nothing', async () => {
     const before = await snapshot(server.app.parts.store);
     const none = await post('/users', { email: 'x@example.org', name: 'X' }, { 'content-type': 'application/json' });
     expect(none.status).toBe(401);
@@ -38,10 +38,14 @@ describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
     const wrong = await post('/users', { email: 'x@example.org', name: 'X' }, { ...admin, authorization: 'Bearer nope' });
     expect(wrong.status).toBe(401);
     const user = await addUser(server, 'Frank');
-    const asUser = await post('/users', { email: 'x@example.org', name: 'X' }, {
-      'content-type': 'application/json',
-      'ozeki-station': user.client.station,
-    });
+    const asUser = await post(
+      '/users',
+      { email: 'x@example.org', name: 'X' },
+      {
+        'content-type': 'application/json',
+        'ozeki-station': user.client.station,
+      },
+    );
     expect(asUser.status).toBe(403);
     const after = await snapshot(server.app.parts.store);
     // Only Frank (created directly) was added.
@@ -57,7 +61,7 @@ describe.each(STORE_KINDS)('the native admin API on $name', ({ kind }) => {
     expect((await snapshot(server.app.parts.store)).counts).toEqual(after.counts);
   });
 
-  it.skipIf(!kind)("a user sees and removes their own devices, never another user's", async () => {
+  it("a user sees and removes their own devices, never another user's", async () => {
     const grace = await addUser(server, 'Grace', 'windows');
     const heidi = await addUser(server, 'Heidi');
     const own = await fetch(`${server.http}/v1/users/${grace.userid}/devices`, {

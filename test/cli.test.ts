@@ -16,7 +16,7 @@ describe('the herald command line', () => {
 
   it('user add prints the md5 user id of the e-mail address and a new apikey', async () => {
     const result = await runCli(['user', 'add', '--email', ' Admin@Ozeki.hu ', '--name', 'Administrator'], env);
-    expect(result.stderr).toBe("");
+    expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const created = JSON.parse(result.stdout.trim());
     // The one test vector of the Ozeki documentation that holds.
@@ -28,7 +28,10 @@ describe('the herald command line', () => {
     const bob = await runCli(['user', 'add', '--email', 'bob@example.org', '--name', 'Bob', '--nick', 'bobby'], env);
     expect(bob.code).toBe(0);
     const list = await runCli(['user', 'list'], env);
-    const users = list.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const users = list.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(users.map((u) => u.email)).toEqual(['admin@ozeki.hu', 'bob@example.org']);
     expect(users[1]).toMatchObject({ name: 'Bob', nick: 'bobby' });
 

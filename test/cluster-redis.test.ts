@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS, TEST_REDIS_URL } from './helpers/stores.ts';
+import { POSTGRES, SQLITE, TEST_REDIS_URL } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
@@ -17,7 +17,7 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
   let nodeB: TestServer;
 
   beforeAll(async () => {
-    const kind = STORE_KINDS.find((k) => k.name === 'postgres')?.kind ?? STORE_KINDS[0].kind!;
+    const kind = POSTGRES ?? SQLITE;
     store = await kind.open();
     const [busA, busB] = [await RedisBus.connect(TEST_REDIS_URL!), await RedisBus.connect(TEST_REDIS_URL!)];
     nodeA = await startTestServer(kind, {}, { store, bus: busA, spentSignatures: busA });
@@ -50,7 +50,7 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     nodeB.app.parts.hub.remove(connection);
   });
 
-  it("removing a device through node A ends its WebSocket on node B", async () => {
+  it('removing a device through node A ends its WebSocket on node B', async () => {
     const carol = await addUser(nodeA, 'Carol');
     const tablet = new OzekiClient(nodeA.http, newStation());
     await tablet.login(carol.apikey, 'browser');
@@ -92,12 +92,23 @@ describe.skipIf(!TEST_REDIS_URL)('two nodes joined by the Redis bus', () => {
     // A history read may be repeated, on any node; its signature is then spent for writes everywhere.
     const readAt = dana.nextTimestamp();
     const readSignature = dana.tempKey.sign(dana.userid + readAt);
-    const query = new URLSearchParams({ userid: dana.userid, timestamp: String(readAt), web3mq_signature: readSignature, page: '1', size: '10' });
+    const query = new URLSearchParams({
+      userid: dana.userid,
+      timestamp: String(readAt),
+      web3mq_signature: readSignature,
+      page: '1',
+      size: '10',
+    });
     for (const node of [nodeA, nodeB, nodeA]) {
       const read = await fetch(`${node.http}/api/notification/history/?${query}`, { headers: dana.headers() });
       expect(read.status).toBe(200);
     }
-    const write = await post(nodeB.http, '/api/create_topic/', { userid: dana.userid, timestamp: readAt, web3mq_signature: readSignature, topic_name: 'x' }, dana.headers());
+    const write = await post(
+      nodeB.http,
+      '/api/create_topic/',
+      { userid: dana.userid, timestamp: readAt, web3mq_signature: readSignature, topic_name: 'x' },
+      dana.headers(),
+    );
     expect(write.status).toBe(409);
   });
 });

@@ -56,9 +56,9 @@ describe('remembered feed heads on sqlite', () => {
   });
 
   it('a transaction of its own, not through the notifier, commits rows', async () => {
-    await store.db.transaction().execute((trx) =>
-      appendNotifications(trx, [{ userId, type: 'test', title: 'direct', unread: 1 }], { bulk: store.bulk }),
-    );
+    await store.db
+      .transaction()
+      .execute((trx) => appendNotifications(trx, [{ userId, type: 'test', title: 'direct', unread: 1 }], { bulk: store.bulk }));
     await notify('after direct');
     await expectWholeFeed(['a1', 'b1', 'b2', 'a2', 'direct', 'after direct']);
   });

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import type { Store } from '../src/store/db.ts';
 import { LocalBus } from '../src/cluster/bus.ts';
 import { Notifier } from '../src/notify/notifier.ts';
@@ -7,14 +7,13 @@ import { createUser } from '../src/chat/users.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
 import type { Notification } from '../src/model/notification.ts';
 
-describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
+describeEachStore('the per-user feed', (kind) => {
   let store: Store;
   let notifier: Notifier;
   const published: Notification[] = [];
   const users: string[] = [];
 
   beforeAll(async () => {
-    if (!kind) return;
     store = await kind.open();
     const bus = new LocalBus();
     bus.subscribe((list) => published.push(...list));
@@ -25,7 +24,7 @@ describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
   });
   afterAll(async () => store?.close());
 
-  it.skipIf(!kind)('hands out strictly increasing sequence numbers without gaps, also under concurrent writers', async () => {
+  it('hands out strictly increasing sequence numbers without gaps, also under concurrent writers', async () => {
     // 40 concurrent transactions, each notifying all three users, some twice in one batch.
     await Promise.all(
       Array.from({ length: 40 }, (_, i) =>
@@ -48,7 +47,7 @@ describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
     expect(published.length).toBe(130);
   });
 
-  it.skipIf(!kind)('a failed transaction leaves no notification and no hole in the sequence', async () => {
+  it('a failed transaction leaves no notification and no hole in the sequence', async () => {
     const before = (await readFeed(store.db, users[1], 0, 10_000)).length;
     await expect(
       notifier.transact(async (_trx, emit) => {
@@ -63,7 +62,7 @@ describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
     expect(published.some((n) => n.title === 'doomed')).toBe(false);
   });
 
-  it.skipIf(!kind)('in a burst of concurrent writes, a failing one fails alone and the others commit', async () => {
+  it('in a burst of concurrent writes, a failing one fails alone and the others commit', async () => {
     const before = (await readFeed(store.db, users[2], 0, 10_000)).length;
     const results = await Promise.allSettled(
       Array.from({ length: 12 }, (_, i) =>
@@ -78,7 +77,9 @@ describe.each(STORE_KINDS)('the per-user feed on $name', ({ kind }) => {
     expect(results[5]).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: 'unit 5 fails' }) });
     const feed = await readFeed(store.db, users[2], before, 10_000);
     expect(feed.map((n) => n.title).sort()).toEqual(
-      Array.from({ length: 12 }, (_, i) => `burst ${i}`).filter((t) => t !== 'burst 5').sort(),
+      Array.from({ length: 12 }, (_, i) => `burst ${i}`)
+        .filter((t) => t !== 'burst 5')
+        .sort(),
     );
     expect(feed.map((n) => n.seq)).toEqual(Array.from({ length: 11 }, (_, i) => before + i + 1));
   });

@@ -84,7 +84,13 @@ describe('notification ids', () => {
   });
 
   it('are refused when they are not of that form', () => {
-    for (const id of ['', 'x', '12345678-90ab-7000-8000-000000000fff', '12345678-90AB-8000-8000-000000000FFF', '12345678-90ab-8000-8000-000000000fff0']) {
+    for (const id of [
+      '',
+      'x',
+      '12345678-90ab-7000-8000-000000000fff',
+      '12345678-90AB-8000-8000-000000000FFF',
+      '12345678-90ab-8000-8000-000000000fff0',
+    ]) {
       expect(parseNotificationId(id)).toBeUndefined();
     }
   });

@@ -4,20 +4,18 @@ import path from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { openStore } from '../src/store/db.ts';
 import { startServeProcess } from './helpers/cli.ts';
 import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
 
-const sqlite = STORE_KINDS[0].kind!;
-
 describe('operating a node', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer(sqlite);
+    server = await startTestServer(SQLITE);
   });
   afterAll(async () => server?.stop());
 
@@ -28,7 +26,11 @@ describe('operating a node', () => {
   });
 
   it('GET /metrics is for the operator only: without the admin token, or with another, it is refused', async () => {
-    const attempts: Array<Record<string, string>> = [{}, { authorization: 'Bearer not-the-admin-token' }, { authorization: `Basic ${ADMIN_TOKEN}` }];
+    const attempts: Array<Record<string, string>> = [
+      {},
+      { authorization: 'Bearer not-the-admin-token' },
+      { authorization: `Basic ${ADMIN_TOKEN}` },
+    ];
     for (const headers of attempts) {
       const response = await fetch(`${server.http}/metrics`, { headers });
       expect(response.status).toBe(401);
@@ -171,7 +173,11 @@ describe('herald serve', () => {
       const store = await openStore({ sqliteFile: path.join(dataDir, 'herald.db') });
       try {
         expect(await store.db.selectFrom('messages').select('id').execute()).toEqual([{ id: 'in-flight' }]);
-        const feed = await store.db.selectFrom('notifications').select(['type', 'title']).where('user_key', '=', userKeyOf(users[1].userid)).execute();
+        const feed = await store.db
+          .selectFrom('notifications')
+          .select(['type', 'title'])
+          .where('user_key', '=', userKeyOf(users[1].userid))
+          .execute();
         expect(feed).toContainEqual({ type: 'message', title: '1 message from Ann' });
       } finally {
         await store.close();

@@ -178,7 +178,11 @@ describe('APNs from worker threads', () => {
     // Batches are what one turn of the event loop hands over: four turns, four batches.
     const outcomes: SendOutcome[] = [];
     for (let turn = 0; turn < 4; turn++) {
-      outcomes.push(...(await sendAll(Array.from({ length: 25 }, (_, i) => [apnsToken(), notification(600 + turn * 25 + i, 1)] as [string, Notification]))));
+      outcomes.push(
+        ...(await sendAll(
+          Array.from({ length: 25 }, (_, i) => [apnsToken(), notification(600 + turn * 25 + i, 1)] as [string, Notification]),
+        )),
+      );
     }
     expect(outcomes.filter((o) => o.kind === 'delivered')).toHaveLength(100);
     expect(doubles.apns.connections - connections).toBe(2);

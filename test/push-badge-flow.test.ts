@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { apnsToken, fcmToken, type PushDoubles } from './mocks/push-env.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
 
-describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name', ({ kind }) => {
+describeEachStore('mobile push of a message and its clean push', (kind) => {
   let doubles: PushDoubles;
   let server: TestServer;
   let alice: TestUser;
@@ -15,7 +15,6 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
   let scene: PushScene | undefined;
 
   beforeAll(async () => {
-    if (!kind) return;
     scene = await startPushScene(kind);
     ({ doubles, server, alice, bob } = scene);
     await bob.client.ok('chatdevice', { action: 'register', platform: 'ios', pushtoken: iphone });
@@ -23,12 +22,16 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
   });
   afterAll(async () => scene?.stop());
 
-  it.skipIf(!kind)('Bob\'s iPhone and Android phone get "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
+  it('Bob\'s iPhone and Android phone get "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
     const created = await alice.client.createConversation([bob.userid]);
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');
 
-    await waitFor(() => doubles.apns.pushesTo(iphone).length === 1 && doubles.fcm.messagesTo(android).length === 1, 5000, 'the message pushes');
+    await waitFor(
+      () => doubles.apns.pushesTo(iphone).length === 1 && doubles.fcm.messagesTo(android).length === 1,
+      5000,
+      'the message pushes',
+    );
     const [apnsPush] = doubles.apns.pushesTo(iphone);
     expect(apnsPush.payload.aps).toEqual({
       alert: { title: '1 message from Alice', body: '' },
@@ -48,11 +51,19 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
     expect(fcmPush.message.notification).toEqual({ title: '1 message from Alice', body: '' });
     expect(fcmPush.message.data).toMatchObject({ type: 'message', conversationid: conversationId, badge: '1' });
     expect(Object.values(fcmPush.message.data).every((v) => typeof v === 'string')).toBe(true);
-    expect(fcmPush.message.android).toMatchObject({ priority: 'high', collapse_key: conversationId, notification: { tag: conversationId } });
+    expect(fcmPush.message.android).toMatchObject({
+      priority: 'high',
+      collapse_key: conversationId,
+      notification: { tag: conversationId },
+    });
     expect(fcmPush.message.data.id).toBe(apnsPush.payload.id);
 
     await bob.client.viewed(conversationId, ['hello-1']);
-    await waitFor(() => doubles.apns.pushesTo(iphone).length === 2 && doubles.fcm.messagesTo(android).length === 2, 5000, 'the clean pushes');
+    await waitFor(
+      () => doubles.apns.pushesTo(iphone).length === 2 && doubles.fcm.messagesTo(android).length === 2,
+      5000,
+      'the clean pushes',
+    );
     const clean = doubles.apns.pushesTo(iphone)[1];
     expect(clean.payload.aps).toEqual({ badge: 0, 'thread-id': conversationId });
     expect(clean.payload.type).toBe('clean');
@@ -62,9 +73,13 @@ describe.each(STORE_KINDS)('mobile push of a message and its clean push on $name
 
     // The outcomes are recorded in the outbox too: four rows, all delivered.
     const db = server.app.parts.store.db;
-    await waitFor(async () => {
-      const states = await db.selectFrom('deliveries').select('state').execute();
-      return states.length === 4 && states.every((s) => s.state === 'delivered');
-    }, 5000, 'all four deliveries recorded as delivered');
+    await waitFor(
+      async () => {
+        const states = await db.selectFrom('deliveries').select('state').execute();
+        return states.length === 4 && states.every((s) => s.state === 'delivered');
+      },
+      5000,
+      'all four deliveries recorded as delivered',
+    );
   });
 });

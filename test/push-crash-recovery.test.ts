@@ -122,13 +122,17 @@ describe('pushes pending when the server is killed', () => {
     // Once the outbox says every row is delivered, nothing more can be sent.
     const db = new SQLite(path.join(dataDir, 'herald.db'), { readonly: true });
     try {
-      await waitFor(() => {
-        const row = db.prepare(`SELECT count(*) AS n FROM deliveries WHERE state = 'delivered'`).get() as { n: number };
-        return row.n === PUSHES;
-      }, 10_000, 'the outbox to record every push as delivered');
-      const notificationIds = (
-        db.prepare(`SELECT notification_id FROM deliveries`).all() as Array<{ notification_id: string }>
-      ).map((r) => r.notification_id);
+      await waitFor(
+        () => {
+          const row = db.prepare(`SELECT count(*) AS n FROM deliveries WHERE state = 'delivered'`).get() as { n: number };
+          return row.n === PUSHES;
+        },
+        10_000,
+        'the outbox to record every push as delivered',
+      );
+      const notificationIds = (db.prepare(`SELECT notification_id FROM deliveries`).all() as Array<{ notification_id: string }>).map(
+        (r) => r.notification_id,
+      );
       expect(notificationIds).toHaveLength(PUSHES);
 
       const received = doubles.apns.pushesTo(iphone).map((p) => p.apnsId);

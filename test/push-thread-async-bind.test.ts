@@ -41,10 +41,13 @@ describe('the lean AsyncResource bind', () => {
     expect(() => nodeBind.call(resource, 42 as unknown as () => void)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
   });
 
-  it("once installed, bind adds no deprecated accessor and the bound function still carries the context", () => {
+  it('once installed, bind adds no deprecated accessor and the bound function still carries the context', () => {
     const storage = new AsyncLocalStorage<number>();
     const resource = storage.run(3, () => new AsyncResource('Test'));
-    const hadAccessor = Object.prototype.hasOwnProperty.call(nodeBind.call(resource, () => {}), 'asyncResource');
+    const hadAccessor = Object.prototype.hasOwnProperty.call(
+      nodeBind.call(resource, () => {}),
+      'asyncResource',
+    );
     // True exactly when this Node's bind adds the accessor; otherwise nothing is changed.
     expect(installLeanAsyncBind()).toBe(hadAccessor);
     const bound = resource.bind(() => storage.getStore());

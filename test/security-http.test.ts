@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { storeKinds } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, metricsText, startTestServer, type TestServer } from './helpers/server.ts';
 import { ozekiTime } from '../client/ozeki.ts';
 
@@ -9,7 +9,7 @@ describe('the HTTP ports hold up against an anonymous caller', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer(storeKinds()[0], { HERALD_REQUEST_TIMEOUT_MS: '1000' });
+    server = await startTestServer(SQLITE, { HERALD_REQUEST_TIMEOUT_MS: '1000' });
   });
   afterAll(async () => server?.stop());
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { storeKinds } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, startTestServer, type TestServer, type TestUser } from './helpers/server.ts';
 
 describe('the Ozeki API serves only its own actions', () => {
@@ -7,7 +7,7 @@ describe('the Ozeki API serves only its own actions', () => {
   let alice: TestUser;
 
   beforeAll(async () => {
-    server = await startTestServer(storeKinds()[0]);
+    server = await startTestServer(SQLITE);
     alice = await addUser(server, 'Alice');
   });
   afterAll(async () => server?.stop());

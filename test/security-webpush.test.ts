@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { storeKinds } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
@@ -21,7 +21,7 @@ describe('a Web Push endpoint on an internal address', () => {
   beforeAll(async () => {
     pushService = await startWebPushMock();
     // The double's certificate is trusted, so only the address rule stands between Herald and it.
-    server = await startTestServer(storeKinds()[0], { HERALD_CA_FILE: pushService.env.HERALD_CA_FILE });
+    server = await startTestServer(SQLITE, { HERALD_CA_FILE: pushService.env.HERALD_CA_FILE });
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob', 'browser');
     const created = await alice.client.createConversation([bob.userid]);

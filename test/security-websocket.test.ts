@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { storeKinds } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, type TestServer, type TestUser } from './helpers/server.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 
@@ -20,7 +20,7 @@ describe('one user cannot open WebSockets without end', () => {
   const sockets: WebSocket[] = [];
 
   beforeAll(async () => {
-    server = await startTestServer(storeKinds()[0]);
+    server = await startTestServer(SQLITE);
     mallory = await addUser(server, 'Mallory');
   });
   afterAll(async () => {

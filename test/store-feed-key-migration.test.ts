@@ -10,7 +10,7 @@ import { openStore, type Store } from '../src/store/db.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
 import { notificationId } from '../src/model/notification.ts';
-import { TEST_DATABASE_URL } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
 
 /**
  * 0008_feed_by_user_key rebuilds the feed and the outbox of a running installation: every
@@ -22,7 +22,10 @@ const USERS = ['u-ann', 'u-ben', 'u-cat'];
 /** Feed and outbox rows in the layout before the migration: text ids, keyed by user id. */
 async function writeOldRows(db: Kysely<any>): Promise<void> {
   for (const [i, id] of USERS.entries()) {
-    await db.insertInto('users').values({ id, email: `${id}@example.org`, name: id, nick: id, apikey: `k-${id}`, last_seq: 2, unread_total: i, created_at: 1 }).execute();
+    await db
+      .insertInto('users')
+      .values({ id, email: `${id}@example.org`, name: id, nick: id, apikey: `k-${id}`, last_seq: 2, unread_total: i, created_at: 1 })
+      .execute();
   }
   const rows = [];
   for (const user of USERS) {
@@ -63,7 +66,11 @@ async function writeOldRows(db: Kysely<any>): Promise<void> {
   });
   await db
     .insertInto('deliveries')
-    .values([delivery('old-u-ben-2', 'u-ben', 'pending'), delivery('old-u-cat-1', 'u-cat', 'delivered'), delivery('old-u-cat-2', 'u-cat', 'pending')])
+    .values([
+      delivery('old-u-ben-2', 'u-ben', 'pending'),
+      delivery('old-u-cat-1', 'u-cat', 'delivered'),
+      delivery('old-u-cat-2', 'u-cat', 'pending'),
+    ])
     .execute();
 }
 
@@ -80,7 +87,13 @@ async function checkMigrated(store: Store): Promise<void> {
   for (const user of USERS) {
     const feed = await readFeed(db, user, 0);
     expect(feed.map((n) => [n.id, n.seq, n.title, n.badge, n.data])).toEqual(
-      [1, 2].map((seq) => [notificationId(keyOf.get(user)!, seq), seq, `${seq} messages from ann to ${user}`, seq, { messageid: `m-${seq}` }]),
+      [1, 2].map((seq) => [
+        notificationId(keyOf.get(user)!, seq),
+        seq,
+        `${seq} messages from ann to ${user}`,
+        seq,
+        { messageid: `m-${seq}` },
+      ]),
     );
   }
   // Where each feed stands is read from its newest row.
@@ -97,13 +110,30 @@ async function checkMigrated(store: Store): Promise<void> {
   ]);
 
   // A user made afterwards gets a key of its own, above every key handed out before.
-  await db.insertInto('users').values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', created_at: 2 } as any).execute();
+  await db
+    .insertInto('users')
+    .values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', created_at: 2 } as any)
+    .execute();
   const dan = await db.selectFrom('users').select('key').where('id', '=', 'u-dan').executeTakeFirstOrThrow();
   expect(dan.key).toBeGreaterThan(Math.max(...keys));
   // New outbox rows are no longer tied to the feed by a foreign key, and take the next id.
   await db
     .insertInto('deliveries')
-    .values({ notification_id: 'gone', user_id: 'u-dan', station: 's', provider: 'apns', state: 'pending', attempts: 0, next_attempt_at: 1, lease_until: null, lease_owner: null, expires_at: 2, last_error: null, created_at: 1, updated_at: 1 })
+    .values({
+      notification_id: 'gone',
+      user_id: 'u-dan',
+      station: 's',
+      provider: 'apns',
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: 1,
+      lease_until: null,
+      lease_owner: null,
+      expires_at: 2,
+      last_error: null,
+      created_at: 1,
+      updated_at: 1,
+    })
     .execute();
   expect((await db.selectFrom('deliveries').select('id').where('notification_id', '=', 'gone').executeTakeFirstOrThrow()).id).toBe(4);
 }
@@ -125,7 +155,10 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
         await checkMigrated(store);
         // A user's key is never handed out again, even after the user with the highest one is gone.
         await sql`DELETE FROM users WHERE id = 'u-dan'`.execute(store.db);
-        await store.db.insertInto('users').values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', created_at: 3 } as any).execute();
+        await store.db
+          .insertInto('users')
+          .values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', created_at: 3 } as any)
+          .execute();
         const keys = await store.db.selectFrom('users').select(['id', 'key']).where('id', '=', 'u-eve').executeTakeFirstOrThrow();
         expect(keys.key).toBe(USERS.length + 2);
       } finally {
@@ -137,9 +170,7 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
   });
 });
 
-if (!TEST_DATABASE_URL) console.warn('HERALD_TEST_DATABASE_URL is unset: the PostgreSQL case of migration 0008 is skipped');
-
-describe.skipIf(!TEST_DATABASE_URL)('migration 0008 (feed keyed by user key) on postgres', () => {
+describeOnPostgres('migration 0008 (feed keyed by user key)', () => {
   const schema = `t_${randomBytes(6).toString('hex')}`;
   afterAll(async () => {
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL });

@@ -42,7 +42,9 @@ describe('the SQLite write-ahead log under a steady stream of group messages', (
     let size = 0;
     let startedOver = 0;
     for (let m = 0; m < MESSAGES; m++) {
-      await notifier.transact((_trx, emit) => emit(users.map((userId) => ({ userId, type: 'test' as const, title: `message ${m}`, unread: 1 }))));
+      await notifier.transact((_trx, emit) =>
+        emit(users.map((userId) => ({ userId, type: 'test' as const, title: `message ${m}`, unread: 1 }))),
+      );
       const now = fs.statSync(logFile).size;
       // A log that starts over is cut back to the bound by its first commit.
       if (now < size) startedOver++;
@@ -60,7 +62,10 @@ describe('the SQLite write-ahead log under a steady stream of group messages', (
       expect(feed.map((n) => n.title)).toEqual(Array.from({ length: MESSAGES }, (_, m) => `message ${m}`));
       expect(await feedHead(store.db, userId)).toEqual({ lastSeq: MESSAGES, badge: MESSAGES });
     }
-    const { count } = await store.db.selectFrom('notifications').select(({ fn }) => fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const { count } = await store.db
+      .selectFrom('notifications')
+      .select(({ fn }) => fn.countAll<number>().as('count'))
+      .executeTakeFirstOrThrow();
     expect(Number(count)).toBe(USERS * MESSAGES);
   });
 });

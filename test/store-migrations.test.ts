@@ -6,12 +6,16 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/db.ts';
 import { migrations } from '../src/store/migrations.ts';
-import { TEST_DATABASE_URL } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
 
 const names = migrations.map(([name]) => name);
 
 async function appliedMigrations(store: Awaited<ReturnType<typeof openStore>>): Promise<string[]> {
-  const rows = await store.db.selectFrom('herald_migration' as any).select('name' as any).orderBy('name' as any).execute();
+  const rows = await store.db
+    .selectFrom('herald_migration' as any)
+    .select('name' as any)
+    .orderBy('name' as any)
+    .execute();
   return rows.map((r: any) => r.name as string);
 }
 
@@ -22,7 +26,10 @@ describe('migrations on sqlite', () => {
       const file = path.join(dir, 'herald.db');
       const first = await openStore({ sqliteFile: file });
       expect(await appliedMigrations(first)).toEqual(names);
-      await first.db.insertInto('users').values({ id: 'u1', email: 'a@example.org', name: 'A', nick: 'a', apikey: 'k1', created_at: 1 } as any).execute();
+      await first.db
+        .insertInto('users')
+        .values({ id: 'u1', email: 'a@example.org', name: 'A', nick: 'a', apikey: 'k1', created_at: 1 } as any)
+        .execute();
       await first.close();
 
       const second = await openStore({ sqliteFile: file });
@@ -35,9 +42,7 @@ describe('migrations on sqlite', () => {
   });
 });
 
-if (!TEST_DATABASE_URL) console.warn('HERALD_TEST_DATABASE_URL is unset: the PostgreSQL migration cases are skipped');
-
-describe.skipIf(!TEST_DATABASE_URL)('migrations on postgres', () => {
+describeOnPostgres('migrations', () => {
   async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
     await client.connect();

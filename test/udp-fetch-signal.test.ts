@@ -1,20 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { listen } from './helpers/udp.ts';
 
-describe.each(STORE_KINDS)('UDP notifications too large for one datagram on $name', ({ kind }) => {
+describeEachStore('UDP notifications too large for one datagram', (kind) => {
   let server: TestServer;
   let bob: TestUser;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     bob = await addUser(server, 'Bob', 'windows');
   });
   afterAll(async () => server?.stop());
 
-  it.skipIf(!kind)('a notification that would not fit arrives as a short signal to fetch it, and every datagram stays under 1,200 bytes', async () => {
+  it('a notification that would not fit arrives as a short signal to fetch it, and every datagram stays under 1,200 bytes', async () => {
     const sizes: number[] = [];
     const { receiver, frames } = await listen(bob, {
       dropIncoming: (bytes) => {

@@ -1,21 +1,20 @@
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { HERALD_BIN } from './helpers/cli.ts';
 
-describe.each(STORE_KINDS)('herald listen --udp on $name', ({ kind }) => {
+describeEachStore('herald listen --udp', (kind) => {
   let server: TestServer;
   let bob: TestUser;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     bob = await addUser(server, 'Bob', 'windows');
   });
   afterAll(async () => server?.stop());
 
-  it.skipIf(!kind)('logs in with the apikey and prints each incoming notification as a JSON line', async () => {
+  it('logs in with the apikey and prints each incoming notification as a JSON line', async () => {
     const station = newStation();
     const child = spawn(
       process.execPath,

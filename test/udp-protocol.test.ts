@@ -23,7 +23,12 @@ describe('the UDP datagram format', () => {
         '30303030303030303030303030303030303030227dd6948b1659ac41a53a65425d321380cb',
     );
     expect(hello).toHaveLength(HELLO_MIN_BYTES);
-    const challenge = encodeDatagram(SECRET, { type: 'challenge', station: STATION, counter: 1700000000000100n, payload: { cookie: COOKIE } });
+    const challenge = encodeDatagram(SECRET, {
+      type: 'challenge',
+      station: STATION,
+      counter: 1700000000000100n,
+      payload: { cookie: COOKIE },
+    });
     expect(challenge.toString('hex')).toBe(
       '4802060123456789abcdef0123456789abcdef00060a24181e40647b22636f6f6b6965223a2241414543417751464267634943516f4c4441304f' +
         '4477227d36df58aa39b87fdaae5bc554460ea4bb',

@@ -1,15 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { listen, udpCredentials, udpPort } from './helpers/udp.ts';
 
-describe.each(STORE_KINDS)('UDP push to a desktop client on $name', ({ kind }) => {
+describeEachStore('UDP push to a desktop client', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob', 'windows');
@@ -17,14 +16,14 @@ describe.each(STORE_KINDS)('UDP push to a desktop client on $name', ({ kind }) =
   });
   afterAll(async () => server?.stop());
 
-  it.skipIf(!kind)("chatlogin's listeners.udp points to the UDP listener and hands out a 32-byte secret", async () => {
+  it("chatlogin's listeners.udp points to the UDP listener and hands out a 32-byte secret", async () => {
     const credentials = await udpCredentials(bob);
     expect(credentials.endpoint).toMatch(/^udp:\/\/127\.0\.0\.1:\d+$/);
     expect(udpPort(credentials.endpoint)).toBeGreaterThan(0);
     expect(credentials.secret).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it.skipIf(!kind)("Bob's desktop receives Alice's message and then the clean push when he has read it", async () => {
+  it("Bob's desktop receives Alice's message and then the clean push when he has read it", async () => {
     const { receiver, frames } = await listen(bob);
     try {
       const created = await alice.client.createConversation([bob.userid]);

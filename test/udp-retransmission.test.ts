@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { listen, metric } from './helpers/udp.ts';
 import { DatagramType } from '../src/channels/udp-protocol.ts';
@@ -12,14 +12,13 @@ function loseFirst(count: number, type: number) {
   return (bytes: Buffer) => bytes[2] === type && lost++ < count;
 }
 
-describe.each(STORE_KINDS)('UDP retransmission on $name', ({ kind }) => {
+describeEachStore('UDP retransmission', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
   let conversationId: string;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob', 'windows');
@@ -39,7 +38,7 @@ describe.each(STORE_KINDS)('UDP retransmission on $name', ({ kind }) => {
     return (await readFeed(server.app.parts.store.db, bob.userid, after)).map((n) => n.seq);
   }
 
-  it.skipIf(!kind)('with the first 3 datagrams lost, Bob still receives everything exactly once', async () => {
+  it('with the first 3 datagrams lost, Bob still receives everything exactly once', async () => {
     const retransmitsBefore = await metric(server, 'herald_udp_retransmits_total');
     const { receiver, frames } = await listen(bob, { dropIncoming: loseFirst(3, DatagramType.push) });
     try {
@@ -52,7 +51,7 @@ describe.each(STORE_KINDS)('UDP retransmission on $name', ({ kind }) => {
     }
   });
 
-  it.skipIf(!kind)('when its acknowledgements are lost, the copies sent again are recognised and handed on once', async () => {
+  it('when its acknowledgements are lost, the copies sent again are recognised and handed on once', async () => {
     const { receiver, frames } = await listen(bob, { dropOutgoing: loseFirst(3, DatagramType.ack) });
     try {
       const expected = await messageAndRead('lost-2', frames, receiver.lastSeq);

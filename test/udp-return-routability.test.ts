@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, proveAddress, rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
 import { CounterClock, encodeDatagram, helloPayload, openDatagram, secretBytes } from '../src/channels/udp-protocol.ts';
@@ -17,7 +17,7 @@ function offsetClock() {
   return { next: () => clock.next() + 500n };
 }
 
-describe.each(STORE_KINDS)('UDP pushes go only to addresses that proved they receive there, on $name', ({ kind }) => {
+describeEachStore('UDP pushes go only to addresses that proved they receive there, on $name', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
@@ -26,7 +26,6 @@ describe.each(STORE_KINDS)('UDP pushes go only to addresses that proved they rec
   const clock = offsetClock();
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob', 'windows');
@@ -36,38 +35,39 @@ describe.each(STORE_KINDS)('UDP pushes go only to addresses that proved they rec
   });
   afterAll(async () => server?.stop());
 
-  it.skipIf(!kind)(
-    "Bob's correctly signed hello from an address that never echoes the cookie gets one challenge no larger than itself, and Bob's pushes stay with his desktop",
-    async () => {
-      const { receiver, frames } = await listen(bob);
-      const spoofed = await rawSocket();
-      try {
-        const { secret, station } = await udpCredentials(bob);
-        const key = secretBytes(secret);
-        const hello = encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload() });
-        spoofed.socket.send(hello, port, '127.0.0.1');
-        const challenge = await waitFor(() => spoofed.received[0], 5000, 'the challenge');
-        expect(openDatagram(key, challenge)).toMatchObject({ type: 'challenge', payload: { cookie: expect.any(String) } });
-        expect(challenge.length).toBeLessThanOrEqual(hello.length);
+  it("Bob's correctly signed hello from an address that never echoes the cookie gets one challenge no larger than itself, and Bob's pushes stay with his desktop", async () => {
+    const { receiver, frames } = await listen(bob);
+    const spoofed = await rawSocket();
+    try {
+      const { secret, station } = await udpCredentials(bob);
+      const key = secretBytes(secret);
+      const hello = encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload() });
+      spoofed.socket.send(hello, port, '127.0.0.1');
+      const challenge = await waitFor(() => spoofed.received[0], 5000, 'the challenge');
+      expect(openDatagram(key, challenge)).toMatchObject({ type: 'challenge', payload: { cookie: expect.any(String) } });
+      expect(challenge.length).toBeLessThanOrEqual(hello.length);
 
-        // A resume from the unproven address is refused: not one push goes there.
-        const unboundBefore = await metric(server, DROPPED, 'reason="unbound"');
-        spoofed.socket.send(encodeDatagram(key, { type: 'resume', station, counter: clock.next(), payload: { after: 0 } }), port, '127.0.0.1');
-        await waitForMetric(server, DROPPED, 'reason="unbound"', unboundBefore + 1);
+      // A resume from the unproven address is refused: not one push goes there.
+      const unboundBefore = await metric(server, DROPPED, 'reason="unbound"');
+      spoofed.socket.send(
+        encodeDatagram(key, { type: 'resume', station, counter: clock.next(), payload: { after: 0 } }),
+        port,
+        '127.0.0.1',
+      );
+      await waitForMetric(server, DROPPED, 'reason="unbound"', unboundBefore + 1);
 
-        const conversation = (await alice.client.createConversation([bob.userid])).conversation as { id: string };
-        await alice.client.addMessage(conversation.id, 'to-the-proven-desktop', 'aGk=');
-        await waitFor(() => frames.some((f) => f.kind === 'message'), 5000, "Alice's message at Bob's desktop");
-        await waitFor(async () => (await metric(server, 'herald_udp_pending')) === 0, 5000, 'every push acknowledged');
-        expect(spoofed.received).toHaveLength(1);
-      } finally {
-        await receiver.close();
-        await spoofed.close();
-      }
-    },
-  );
+      const conversation = (await alice.client.createConversation([bob.userid])).conversation as { id: string };
+      await alice.client.addMessage(conversation.id, 'to-the-proven-desktop', 'aGk=');
+      await waitFor(() => frames.some((f) => f.kind === 'message'), 5000, "Alice's message at Bob's desktop");
+      await waitFor(async () => (await metric(server, 'herald_udp_pending')) === 0, 5000, 'every push acknowledged');
+      expect(spoofed.received).toHaveLength(1);
+    } finally {
+      await receiver.close();
+      await spoofed.close();
+    }
+  });
 
-  it.skipIf(!kind)('a hello too short to be answered without amplification gets no answer at all', async () => {
+  it('a hello too short to be answered without amplification gets no answer at all', async () => {
     const { secret, station } = await udpCredentials(carol);
     const raw = await rawSocket();
     try {
@@ -82,24 +82,36 @@ describe.each(STORE_KINDS)('UDP pushes go only to addresses that proved they rec
     }
   });
 
-  it.skipIf(!kind)('a cookie binds only the address it was sent to; echoed from elsewhere it draws another challenge', async () => {
+  it('a cookie binds only the address it was sent to; echoed from elsewhere it draws another challenge', async () => {
     const credentials = await udpCredentials(carol);
     const key = secretBytes(credentials.secret);
     const { station } = credentials;
     const sentTo = await rawSocket();
     const elsewhere = await rawSocket();
     try {
-      sentTo.socket.send(encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload() }), port, '127.0.0.1');
+      sentTo.socket.send(
+        encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload() }),
+        port,
+        '127.0.0.1',
+      );
       const cookie = openDatagram(key, await waitFor(() => sentTo.received[0], 5000, 'the challenge')).payload.cookie as string;
 
-      elsewhere.socket.send(encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload(cookie) }), port, '127.0.0.1');
+      elsewhere.socket.send(
+        encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload(cookie) }),
+        port,
+        '127.0.0.1',
+      );
       const answer = openDatagram(key, await waitFor(() => elsewhere.received[0], 5000, 'the answer elsewhere'));
       expect(answer.type).toBe('challenge');
       expect(answer.payload.cookie).not.toBe(cookie);
       expect(hasUdpEndpoint(server, carol)).toBe(false);
 
       // Where the cookie was sent, echoing it binds the endpoint.
-      sentTo.socket.send(encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload(cookie) }), port, '127.0.0.1');
+      sentTo.socket.send(
+        encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload(cookie) }),
+        port,
+        '127.0.0.1',
+      );
       const welcome = openDatagram(key, await waitFor(() => sentTo.received[1], 5000, 'the welcome'));
       expect(welcome).toMatchObject({ type: 'welcome', payload: { new: true, cookie: expect.any(String) } });
       expect(hasUdpEndpoint(server, carol)).toBe(true);
@@ -110,7 +122,7 @@ describe.each(STORE_KINDS)('UDP pushes go only to addresses that proved they rec
     }
   });
 
-  it.skipIf(!kind)('a keep-alive from the bound address that lacks a valid cookie is challenged, not welcomed', async () => {
+  it('a keep-alive from the bound address that lacks a valid cookie is challenged, not welcomed', async () => {
     const credentials = await udpCredentials(carol);
     const key = secretBytes(credentials.secret);
     const raw = await rawSocket();
@@ -134,7 +146,7 @@ describe.each(STORE_KINDS)('UDP pushes go only to addresses that proved they rec
     }
   });
 
-  it.skipIf(!kind)("when Bob's desktop moves to a new address it proves the new one, and pushes follow it there", async () => {
+  it("when Bob's desktop moves to a new address it proves the new one, and pushes follow it there", async () => {
     const before = await listen(bob, { keepAliveMs: 0 });
     const after = new UdpReceiver({ ...(await udpCredentials(bob)), keepAliveMs: 0 });
     const events: string[] = [];

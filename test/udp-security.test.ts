@@ -1,13 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, proveAddress, rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
-import { CounterClock, DatagramType, encodeDatagram, encodeRaw, helloPayload, openDatagram, secretBytes } from '../src/channels/udp-protocol.ts';
+import {
+  CounterClock,
+  DatagramType,
+  encodeDatagram,
+  encodeRaw,
+  helloPayload,
+  openDatagram,
+  secretBytes,
+} from '../src/channels/udp-protocol.ts';
 
 const DROPPED = 'herald_udp_datagrams_dropped_total';
 
-describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $name', ({ kind }) => {
+describeEachStore('UDP datagrams that prove nothing are refused', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
@@ -16,7 +24,6 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
   const clock = new CounterClock();
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob', 'windows');
@@ -28,7 +35,7 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
 
   const dropped = (reason: string) => metric(server, DROPPED, `reason="${reason}"`);
 
-  it.skipIf(!kind)("a hello signed with the wrong key is refused, counted, and binds nothing", async () => {
+  it('a hello signed with the wrong key is refused, counted, and binds nothing', async () => {
     const before = await dropped('bad_mac');
     const raw = await rawSocket();
     try {
@@ -47,7 +54,7 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
     }
   });
 
-  it.skipIf(!kind)('a replayed hello or ack is refused, even from the address that first sent it', async () => {
+  it('a replayed hello or ack is refused, even from the address that first sent it', async () => {
     const credentials = await udpCredentials(bob);
     const key = secretBytes(credentials.secret);
     const device = await rawSocket();
@@ -73,7 +80,7 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
     }
   });
 
-  it.skipIf(!kind)("Mallory's hello for Bob's station is refused and Bob's pushes still go to Bob", async () => {
+  it("Mallory's hello for Bob's station is refused and Bob's pushes still go to Bob", async () => {
     const { receiver, frames } = await listen(bob);
     const attacker = await rawSocket();
     try {
@@ -99,7 +106,7 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
     }
   });
 
-  it.skipIf(!kind)('garbage, oversized, stale, wrong-direction and unknown-station datagrams are counted and the server keeps serving', async () => {
+  it('garbage, oversized, stale, wrong-direction and unknown-station datagrams are counted and the server keeps serving', async () => {
     const { secret, station } = await udpCredentials(bob);
     const key = secretBytes(secret);
     const reasons = ['malformed', 'oversized', 'stale', 'wrong_direction', 'unknown_station'];
@@ -132,13 +139,17 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
     }
   });
 
-  it.skipIf(!kind)('a device removed halfway through proving its address is refused at its next datagram', async () => {
+  it('a device removed halfway through proving its address is refused at its next datagram', async () => {
     const erin = await addUser(server, 'Erin', 'windows');
     const credentials = await udpCredentials(erin);
     const key = secretBytes(credentials.secret);
     const raw = await rawSocket();
     try {
-      raw.socket.send(encodeDatagram(key, { type: 'hello', station: credentials.station, counter: clock.next(), payload: helloPayload() }), port, '127.0.0.1');
+      raw.socket.send(
+        encodeDatagram(key, { type: 'hello', station: credentials.station, counter: clock.next(), payload: helloPayload() }),
+        port,
+        '127.0.0.1',
+      );
       const challenge = openDatagram(key, await waitFor(() => raw.received[0], 5000, 'the challenge'));
       const removed = await fetch(`${server.http}/v1/users/${erin.userid}/devices/${credentials.station}`, {
         method: 'DELETE',
@@ -147,7 +158,12 @@ describe.each(STORE_KINDS)('UDP datagrams that prove nothing are refused on $nam
       expect(removed.status).toBe(204);
 
       const before = await dropped('unknown_station');
-      const echo = { type: 'hello' as const, station: credentials.station, counter: clock.next(), payload: helloPayload(challenge.payload.cookie as string) };
+      const echo = {
+        type: 'hello' as const,
+        station: credentials.station,
+        counter: clock.next(),
+        payload: helloPayload(challenge.payload.cookie as string),
+      };
       raw.socket.send(encodeDatagram(key, echo), port, '127.0.0.1');
       await waitForMetric(server, DROPPED, 'reason="unknown_station"', before + 1);
       expect(raw.received).toHaveLength(1);

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { RawWeb3mqUser, newEd25519Key, type Ed25519Key } from './helpers/web3mq.ts';
 import {
@@ -29,7 +29,7 @@ interface SdkNotification {
 
 const PB = { connectReq: 2, connectResp: 3, notificationList: 20, ping: 128, pong: 129 };
 
-describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({ kind }) => {
+describeEachStore('Web3MQ live notifications at /messages', (kind) => {
   let server: TestServer;
   let sdk: Sdk;
   let alice: RawWeb3mqUser;
@@ -39,7 +39,6 @@ describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({
   const sockets: RawLiveSocket[] = [];
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     installBrowserGlobals(trustingWebSocket(server.ca));
     sdk = createRequire(import.meta.url)('@web3mq/client') as Sdk;
@@ -84,11 +83,14 @@ describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({
     return history.body.data.result[0];
   }
 
-  it.skipIf(!kind)("Alice's SDK connects to wss://…/messages and gets Bob's friend request live, as her history lists it", async () => {
+  it("Alice's SDK connects to wss://…/messages and gets Bob's friend request live, as her history lists it", async () => {
     const { client, received } = await sdkClientOf(alice);
     expect((client.connect.ws as unknown as { url: string }).url).toBe(`${server.https.replace('https:', 'wss:')}/messages`);
 
-    const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: 'Bob here' }, [alice.userid, 'Bob here']);
+    const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: 'Bob here' }, [
+      alice.userid,
+      'Bob here',
+    ]);
     expect(asked.body).toEqual({ code: 0, msg: 'ok' });
 
     const [live] = await waitFor(() => received.length > 0 && received, 5000, 'the friend request through notification.received');
@@ -99,7 +101,7 @@ describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({
     expect(received).toHaveLength(1);
   });
 
-  it.skipIf(!kind)('over plain ws a client gets ConnectResp, Pong for Ping, and MessageItems that mirror the history field by field', async () => {
+  it('over plain ws a client gets ConnectResp, Pong for Ping, and MessageItems that mirror the history field by field', async () => {
     const socket = rawSocket();
     await socket.send(await connectReq(alice.userid, alice.tempKey));
     const resp = decodeFields(await socket.next(PB.connectResp));
@@ -130,16 +132,36 @@ describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({
     expect(item).toMatchObject({ from: bob.userid, topic: alice.userid, read: false, payload: { type: 'system.group_invitation' } });
   });
 
-  it.skipIf(!kind)('a bad signature, a stale timestamp, an unknown key or the main key is refused with a close reason that says so', async () => {
+  it('a bad signature, a stale timestamp, an unknown key or the main key is refused with a close reason that says so', async () => {
     const stranger = newEd25519Key();
     const sixMinutesAgo = Date.now() - 6 * 60 * 1000;
     const cases: Array<[string, () => Promise<Uint8Array>, { code: number; reason: string }]> = [
-      ['bad signature', () => connectReq(alice.userid, alice.tempKey, Date.now(), Date.now() + 1), { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' }],
-      ['stale timestamp', () => connectReq(alice.userid, alice.tempKey, sixMinutesAgo), { code: 4401, reason: "timestamp is more than 5 minutes away from the server's time" }],
-      ['unknown key', () => connectReq(alice.userid, stranger), { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' }],
-      ['main key', () => connectReq(alice.userid, alice.mainKey), { code: 4401, reason: 'the main key only signs logins; sign with the temporary key' }],
+      [
+        'bad signature',
+        () => connectReq(alice.userid, alice.tempKey, Date.now(), Date.now() + 1),
+        { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' },
+      ],
+      [
+        'stale timestamp',
+        () => connectReq(alice.userid, alice.tempKey, sixMinutesAgo),
+        { code: 4401, reason: "timestamp is more than 5 minutes away from the server's time" },
+      ],
+      [
+        'unknown key',
+        () => connectReq(alice.userid, stranger),
+        { code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' },
+      ],
+      [
+        'main key',
+        () => connectReq(alice.userid, alice.mainKey),
+        { code: 4401, reason: 'the main key only signs logins; sign with the temporary key' },
+      ],
       ['unknown user', () => connectReq('user:nobody', stranger), { code: 4401, reason: 'no login key for this userId: log in first' }],
-      ['a Ping first', async () => sdk.GetContactBytes(PB.ping, pingBytes(Date.now())), { code: 4400, reason: 'the first frame must be a ConnectReq (pbType 2)' }],
+      [
+        'a Ping first',
+        async () => sdk.GetContactBytes(PB.ping, pingBytes(Date.now())),
+        { code: 4400, reason: 'the first frame must be a ConnectReq (pbType 2)' },
+      ],
     ];
     const outcomes = await Promise.all(
       cases.map(async ([name, build], index) => {
@@ -151,7 +173,7 @@ describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({
     expect(outcomes).toEqual(cases.map(([name, , closed]) => ({ name, closed, frames: 0 })));
   });
 
-  it.skipIf(!kind)("Carol never receives Alice's notifications, and Carol's key cannot open Alice's socket", async () => {
+  it("Carol never receives Alice's notifications, and Carol's key cannot open Alice's socket", async () => {
     const impostor = rawSocket(true);
     await impostor.send(await connectReq(alice.userid, carol.tempKey));
     expect(await impostor.closed).toEqual({ code: 4401, reason: 'bad signature: msgSign does not verify with a login key of this userId' });
@@ -165,7 +187,10 @@ describe.each(STORE_KINDS)('Web3MQ live notifications at /messages on $name', ({
     // socket, it would be there ahead of her own.
     const toAlice = await bob.signedPost('/api/group_invitation/', { groupid: 'group:run', members: [alice.userid] }, ['group:run']);
     expect(toAlice.body.code).toBe(0);
-    const toCarol = await bob.signedPost('/api/contacts/add_friends/', { target_userid: carol.userid, content: 'hi Carol' }, [carol.userid, 'hi Carol']);
+    const toCarol = await bob.signedPost('/api/contacts/add_friends/', { target_userid: carol.userid, content: 'hi Carol' }, [
+      carol.userid,
+      'hi Carol',
+    ]);
     expect(toCarol.body.code).toBe(0);
 
     await waitFor(() => carolReceived.length > 0, 5000, "Carol's friend request");

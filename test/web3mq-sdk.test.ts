@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { RawWeb3mqUser, ed25519FromSeedHex, newWallet, type Reply } from './helpers/web3mq.ts';
@@ -41,7 +41,7 @@ interface SdkNotification {
   read: boolean;
 }
 
-describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) => {
+describeEachStore('the Web3MQ SDK against Herald', (kind) => {
   let server: TestServer;
   const wallet = newWallet();
   const password = 'correct horse battery staple';
@@ -51,7 +51,6 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
   let device: RecordingReceiver | undefined;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
   });
   afterAll(async () => {
@@ -61,7 +60,7 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
 
   const unreadOf = async (userId: string) => (await feedHead(server.app.parts.store.db, userId)).badge;
 
-  it.skipIf(!kind)('Alice registers her wallet and logs in with a temporary key, all through the SDK', async () => {
+  it('Alice registers her wallet and logs in with a temporary key, all through the SDK', async () => {
     const url = await Client.init({ connectUrl: server.http, app_key: 'herald-test' });
     expect(url).toBe(server.http);
     const register = Client.register;
@@ -109,17 +108,17 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     expect(session.tempPublicKey).toMatch(/^[0-9a-f]{64}$/);
     expect(session.tempPublicKey).not.toBe(mainKeys.publicKey);
     tempPrivateKey = session.tempPrivateKey;
-    const stored = await server.app.parts.store.db
-      .selectFrom('web3mq_login_keys')
-      .selectAll()
-      .where('user_id', '=', aliceId)
-      .execute();
+    const stored = await server.app.parts.store.db.selectFrom('web3mq_login_keys').selectAll().where('user_id', '=', aliceId).execute();
     expect(stored.map((k) => k.pubkey)).toEqual([session.tempPublicKey]);
     expect(stored[0].expires_at).toBe(session.pubkeyExpiredTimestamp);
   });
 
-  it.skipIf(!kind)('Alice gets a friend request, a group invitation and a topic message, and agrees to the friendship', async () => {
-    const client = Client.getInstance({ PrivateKey: tempPrivateKey, PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex, userid: aliceId });
+  it('Alice gets a friend request, a group invitation and a topic message, and agrees to the friendship', async () => {
+    const client = Client.getInstance({
+      PrivateKey: tempPrivateKey,
+      PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex,
+      userid: aliceId,
+    });
     bob = await new RawWeb3mqUser(server.http).registerAndLogin();
 
     // Alice's one device, a browser tab on Herald's own WebSocket, logged in with her API key.
@@ -128,7 +127,10 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     await aliceTab.login(alice.apikey, 'browser');
     device = await connectDevice(server, aliceTab.station);
 
-    const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: aliceId, content: 'Bob here' }, [aliceId, 'Bob here']);
+    const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: aliceId, content: 'Bob here' }, [
+      aliceId,
+      'Bob here',
+    ]);
     expect(asked.body).toEqual({ code: 0, msg: 'ok' });
     await client.contact.operationFriend(bob.userid, 'agree');
 
@@ -138,40 +140,56 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     expect(bobHistory.body.data.total).toBe(1);
     expect(bobHistory.body.data.result[0]).toMatchObject({ from: aliceId, topic: bob.userid });
 
-    const invited = await bob.signedPost('/api/group_invitation/', { groupid: 'group:herald-walk', members: [aliceId] }, ['group:herald-walk']);
+    const invited = await bob.signedPost('/api/group_invitation/', { groupid: 'group:herald-walk', members: [aliceId] }, [
+      'group:herald-walk',
+    ]);
     expect(invited.body.code).toBe(0);
 
     const topic = await bob.signedPost('/api/create_topic/', { topic_name: 'releases' }, []);
     const topicId = topic.body.data.topicid as string;
     expect(topicId).toMatch(/^topic:[0-9a-f]{56}$/);
     await client.topic.subscribeTopic(topicId);
-    const published = await bob.signedPost('/api/publish_topic_message/', { topicid: topicId, title: 'v1.0', content: 'released' }, [topicId]);
+    const published = await bob.signedPost('/api/publish_topic_message/', { topicid: topicId, title: 'v1.0', content: 'released' }, [
+      topicId,
+    ]);
     expect(published.body.code).toBe(0);
 
     // Each went to her WebSocket device as it happened, and each raised her badge.
-    const kinds = await waitFor(() => {
-      const seen = device!.frames.filter((f) => f.type === 'notification').map((f) => (f as { kind: string }).kind);
-      return seen.length >= 3 ? seen : undefined;
-    }, 5000, 'three Web3MQ notifications on the WebSocket');
+    const kinds = await waitFor(
+      () => {
+        const seen = device!.frames.filter((f) => f.type === 'notification').map((f) => (f as { kind: string }).kind);
+        return seen.length >= 3 ? seen : undefined;
+      },
+      5000,
+      'three Web3MQ notifications on the WebSocket',
+    );
     expect(kinds).toEqual(['system.friend_request', 'system.group_invitation', 'subscription']);
     expect(await unreadOf(aliceId)).toBe(3);
   });
 
-  it.skipIf(!kind)('the SDK lists her history newest first, by notice type and by page', async () => {
-    const client = Client.getInstance({ PrivateKey: tempPrivateKey, PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex, userid: aliceId });
+  it('the SDK lists her history newest first, by notice type and by page', async () => {
+    const client = Client.getInstance({
+      PrivateKey: tempPrivateKey,
+      PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex,
+      userid: aliceId,
+    });
     const all = (await client.notify.queryNotifications({ page: 1, size: 10 })) as SdkNotification[];
     expect(all.map((n) => n.type)).toEqual(['subscription', 'system.group_invitation', 'system.friend_request']);
     expect(all[0]).toMatchObject({ title: 'v1.0', content: 'released', read: false });
     expect(all[2]).toMatchObject({ content: 'Bob here', read: false });
 
-    const invitations = (await client.notify.queryNotifications({ notice_type: 'system.group_invitation', page: 1, size: 10 })) as SdkNotification[];
+    const invitations = (await client.notify.queryNotifications({
+      notice_type: 'system.group_invitation',
+      page: 1,
+      size: 10,
+    })) as SdkNotification[];
     expect(invitations.map((n) => n.messageId)).toEqual([all[1].messageId]);
 
     const secondPage = (await client.notify.queryNotifications({ page: 2, size: 2 })) as SdkNotification[];
     expect(secondPage.map((n) => n.messageId)).toEqual([all[2].messageId]);
   });
 
-  it.skipIf(!kind)('the history has exactly the shape of the Web3MQ document, with total counting the filtered set', async () => {
+  it('the history has exactly the shape of the Web3MQ document, with total counting the filtered set', async () => {
     // Signed the SDK's way (userid + topic + notice_type + timestamp), with both filters.
     const key = ed25519FromSeedHex(tempPrivateKey);
     const timestamp = Date.now();
@@ -212,8 +230,12 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
     });
   });
 
-  it.skipIf(!kind)('reading through the SDK clears the unread count once, and her WebSocket device sees the clean push', async () => {
-    const client = Client.getInstance({ PrivateKey: tempPrivateKey, PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex, userid: aliceId });
+  it('reading through the SDK clears the unread count once, and her WebSocket device sees the clean push', async () => {
+    const client = Client.getInstance({
+      PrivateKey: tempPrivateKey,
+      PublicKey: ed25519FromSeedHex(tempPrivateKey).publicHex,
+      userid: aliceId,
+    });
     const all = (await client.notify.queryNotifications({ page: 1, size: 10 })) as SdkNotification[];
     const [subscription, invitation, request] = all.map((n) => n.messageId);
 
@@ -231,10 +253,14 @@ describe.each(STORE_KINDS)('the Web3MQ SDK against Herald on $name', ({ kind }) 
 
     await client.notify.changeNotificationStatus([request], 'read');
     expect(await unreadOf(aliceId)).toBe(0);
-    const cleans = await waitFor(() => {
-      const found = device!.frames.filter((f) => f.type === 'clean');
-      return found.length >= 2 ? found : undefined;
-    }, 5000, 'the second clean push');
+    const cleans = await waitFor(
+      () => {
+        const found = device!.frames.filter((f) => f.type === 'clean');
+        return found.length >= 2 ? found : undefined;
+      },
+      5000,
+      'the second clean push',
+    );
     expect(cleans.map((f) => f.badge)).toEqual([1, 0]);
 
     const after = (await client.notify.queryNotifications({ page: 1, size: 10 })) as SdkNotification[];

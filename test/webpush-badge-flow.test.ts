@@ -1,12 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
 import { userKeyOf } from '../src/notify/feed.ts';
 import { parseNotificationId } from '../src/model/notification.ts';
 
-describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', ({ kind }) => {
+describeEachStore('Web Push of a message and its clean push', (kind) => {
   let pushService: WebPushMock;
   let server: TestServer;
   let alice: TestUser;
@@ -16,7 +16,6 @@ describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', 
   const browser = new TestBrowser();
 
   beforeAll(async () => {
-    if (!kind) return;
     pushService = await startWebPushMock();
     server = await startTestServer(kind, pushService.env);
     alice = await addUser(server, 'Alice');
@@ -33,12 +32,16 @@ describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', 
     await pushService?.close();
   });
 
-  it.skipIf(!kind)('Bob\'s closed browser tab gets "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
+  it('Bob\'s closed browser tab gets "1 message from Alice" with badge 1, then the clean push with badge 0 after he reads', async () => {
     const created = await alice.client.createConversation([bob.userid]);
     const conversationId = (created.conversation as { id: string }).id;
     await alice.client.addMessage(conversationId, 'hello-1', 'aGVsbG8=');
 
-    const [alert] = await waitFor(() => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint), 5000, 'the message push');
+    const [alert] = await waitFor(
+      () => pushService.messagesTo(endpoint).length === 1 && pushService.messagesTo(endpoint),
+      5000,
+      'the message push',
+    );
     const shown = browser.decrypt(alert.body);
     expect(shown).toEqual({
       type: 'message',
@@ -77,9 +80,13 @@ describe.each(STORE_KINDS)('Web Push of a message and its clean push on $name', 
 
     // One connection, kept alive for both pushes; both outcomes recorded.
     expect(pushService.connections).toBe(1);
-    await waitFor(async () => {
-      const states = await server.app.parts.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
-      return states.length === 2 && states.every((s) => s.state === 'delivered' && s.provider === 'webpush');
-    }, 5000, 'both deliveries recorded as delivered');
+    await waitFor(
+      async () => {
+        const states = await server.app.parts.store.db.selectFrom('deliveries').select(['state', 'provider']).execute();
+        return states.length === 2 && states.every((s) => s.state === 'delivered' && s.provider === 'webpush');
+      },
+      5000,
+      'both deliveries recorded as delivered',
+    );
   });
 });

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { startWebPushMock, type WebPushMock } from './mocks/webpush.ts';
 
-describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone on $name', ({ kind }) => {
+describeEachStore('a Web Push subscription the push service calls gone', (kind) => {
   let pushService: WebPushMock;
   let server: TestServer;
   let alice: TestUser;
@@ -18,7 +18,6 @@ describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone 
   const laptop = new TestBrowser();
 
   beforeAll(async () => {
-    if (!kind) return;
     pushService = await startWebPushMock();
     server = await startTestServer(kind, pushService.env);
     alice = await addUser(server, 'Alice');
@@ -39,14 +38,20 @@ describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone 
     await pushService?.close();
   });
 
-  it.skipIf(!kind)('410 Gone disables the subscription, and nothing more is sent to it', async () => {
+  it('410 Gone disables the subscription, and nothing more is sent to it', async () => {
     pushService.expire(goneEndpoint);
     const db = server.app.parts.store.db;
 
     await alice.client.addMessage(conversationId, 'm-1', 'AAAA');
     await waitFor(() => pushService.messagesTo(goodEndpoint).length === 1, 5000, 'the laptop to get the first push');
     const disabled = await waitFor(
-      () => db.selectFrom('devices').selectAll().where('station', '=', bob.client.station).where('push_disabled_at', 'is not', null).executeTakeFirst(),
+      () =>
+        db
+          .selectFrom('devices')
+          .selectAll()
+          .where('station', '=', bob.client.station)
+          .where('push_disabled_at', 'is not', null)
+          .executeTakeFirst(),
       5000,
       'the gone subscription to be disabled',
     );
@@ -55,7 +60,8 @@ describe.each(STORE_KINDS)('a Web Push subscription the push service calls gone 
     expect(pushService.answers.get(410)).toBe(1);
 
     const listed = await fetch(`${server.http}/v1/users/${bob.userid}/devices`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    const devices = ((await listed.json()) as { devices: Array<{ station: string; push: { provider: string; enabled: boolean } | null }> }).devices;
+    const devices = ((await listed.json()) as { devices: Array<{ station: string; push: { provider: string; enabled: boolean } | null }> })
+      .devices;
     expect(devices.find((d) => d.station === bob.client.station)?.push).toMatchObject({ provider: 'webpush', enabled: false });
     expect(devices.find((d) => d.station === laptopStation)?.push).toMatchObject({ provider: 'webpush', enabled: true });
 

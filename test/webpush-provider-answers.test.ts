@@ -31,7 +31,12 @@ describe('what each Web Push service answer means to the outbox', () => {
 
   beforeAll(async () => {
     pushService = await startWebPushMock();
-    channel = new WebPushChannel({ keys: webPush.generateVAPIDKeys(), subject: 'https://herald.example.org/contact', ca: pushService.caPem, allowPrivateEndpoints: true });
+    channel = new WebPushChannel({
+      keys: webPush.generateVAPIDKeys(),
+      subject: 'https://herald.example.org/contact',
+      ca: pushService.caPem,
+      allowPrivateEndpoints: true,
+    });
   });
   afterAll(async () => {
     await channel?.close();

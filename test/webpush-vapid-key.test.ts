@@ -2,15 +2,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createECDH } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { newStation } from './helpers/server.ts';
 import { createUser } from '../src/chat/users.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { loadConfig } from '../src/config.ts';
 import { startApp } from '../src/app.ts';
 
-describe.each(STORE_KINDS)("Herald's VAPID key on $name", ({ kind }) => {
+describeEachStore("Herald's VAPID key", (kind) => {
   let dataDir: string;
 
   beforeAll(() => {
@@ -32,14 +32,14 @@ describe.each(STORE_KINDS)("Herald's VAPID key on $name", ({ kind }) => {
     });
   }
 
-  it.skipIf(!kind)('is made once into the data directory, served to browsers without login and in chatlogin, and read back from its file', async () => {
+  it('is made once into the data directory, served to browsers without login and in chatlogin, and read back from its file', async () => {
     const file = path.join(dataDir, 'vapid.json');
     const copy = path.join(dataDir, 'vapid-copy.json');
     const served: string[] = [];
     // The second start reads the key file the first one wrote (as HERALD_VAPID_KEY_FILE).
     for (const env of [{}, { HERALD_VAPID_KEY_FILE: copy }] as Array<Record<string, string>>) {
       if (env.HERALD_VAPID_KEY_FILE) fs.copyFileSync(file, copy);
-      const store = await kind!.open();
+      const store = await kind.open();
       const app = await startApp(configFor(env), { store });
       try {
         const response = await fetch(`${app.endpoints.http}/v1/webpush/vapid-public-key`);
@@ -64,19 +64,24 @@ describe.each(STORE_KINDS)("Herald's VAPID key on $name", ({ kind }) => {
     expect(ecdh.getPublicKey().toString('base64url')).toBe(served[0]);
   });
 
-  it.skipIf(!kind)('a configured key file that is missing or does not hold a key pair stops the server with its name', async () => {
+  it('a configured key file that is missing or does not hold a key pair stops the server with its name', async () => {
     const missing = path.join(dataDir, 'no-such-vapid.json');
     const broken = path.join(dataDir, 'broken-vapid.json');
     fs.writeFileSync(broken, JSON.stringify({ publicKey: 'AAAA', privateKey: 'BBBB' }));
-    for (const [file, reason] of [[missing, 'cannot be read'], [broken, 'must hold {"publicKey"']]) {
+    for (const [file, reason] of [
+      [missing, 'cannot be read'],
+      [broken, 'must hold {"publicKey"'],
+    ]) {
       const config = configFor({ HERALD_VAPID_KEY_FILE: file });
-      const store = await kind!.open();
+      const store = await kind.open();
       try {
         await expect(startApp(config, { store })).rejects.toThrow(`HERALD_VAPID_KEY_FILE ${file} ${reason}`);
       } finally {
         await store.close();
       }
     }
-    expect(() => loadConfig({ HERALD_VAPID_SUBJECT: 'admin@example.org' })).toThrow('HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL');
+    expect(() => loadConfig({ HERALD_VAPID_SUBJECT: 'admin@example.org' })).toThrow(
+      'HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL',
+    );
   });
 });

@@ -1,18 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { MAX_DEVICES_PER_USER } from '../src/chat/devices.ts';
 import { WsReceiver } from '../client/ws-receiver.ts';
 
-describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) => {
+describeEachStore('devices of a WebSocket user', (kind) => {
   let server: TestServer;
   let bob: TestUser;
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     bob = await addUser(server, 'Bob', 'linux');
   });
@@ -24,7 +23,7 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     return Object.fromEntries(devices.map((d) => [d.station, d.platform]));
   }
 
-  it.skipIf(!kind)('a station gets its platform at login and can change it with chatdevice/register', async () => {
+  it('a station gets its platform at login and can change it with chatdevice/register', async () => {
     const mac = new OzekiClient(server.http, newStation());
     await mac.login(bob.apikey, 'browser');
     expect((await platforms())[mac.station]).toBe('browser');
@@ -36,7 +35,7 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     expect(refused.body.errormessage).toBe('platform must be one of browser, windows, mac, linux, android, ios');
   });
 
-  it.skipIf(!kind)("connecting and disconnecting move a device's last-seen time", async () => {
+  it("connecting and disconnecting move a device's last-seen time", async () => {
     const lastSeen = async () => {
       const response = await fetch(`${server.http}/v1/users/${bob.userid}/devices`, { headers: admin });
       const { devices } = (await response.json()) as { devices: Array<{ station: string; lastseen: number }> };
@@ -49,7 +48,7 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     await waitFor(async () => (await lastSeen()) > atConnect, 5000, 'last seen at disconnect');
   });
 
-  it.skipIf(!kind)('a removed device is disconnected at once and cannot connect again', async () => {
+  it('a removed device is disconnected at once and cannot connect again', async () => {
     const tablet = new OzekiClient(server.http, newStation());
     await tablet.login(bob.apikey, 'browser');
     const device = await connectDevice(server, tablet.station);
@@ -72,7 +71,7 @@ describe.each(STORE_KINDS)('devices of a WebSocket user on $name', ({ kind }) =>
     expect(await refusedAgain).toEqual({ code: 4401, reason: 'unknown station: log in with chatlogin first' });
   });
 
-  it.skipIf(!kind)(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: one more login forgets and disconnects the one seen longest ago`, async () => {
+  it(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: one more login forgets and disconnects the one seen longest ago`, async () => {
     const dave = await addUser(server, 'Dave');
     const oldest = new OzekiClient(server.http, newStation());
     await oldest.login(dave.apikey, 'browser');

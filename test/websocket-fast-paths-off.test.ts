@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
@@ -13,7 +13,7 @@ vi.hoisted(() => {
 });
 
 // Only the sending path is under test here, so SQLite is enough.
-const sqlite = STORE_KINDS[0].kind!;
+const sqlite = SQLITE;
 
 describe('live push over WebSocket with HERALD_NO_FRAME_CACHE=1 and HERALD_NO_CORK=1', () => {
   let server: TestServer;

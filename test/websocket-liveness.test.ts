@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { SQLITE } from './helpers/stores.ts';
 import { addUser, metricsText, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { LiveServer } from '../src/channels/live/server.ts';
 import { WebSocketChannel } from '../src/channels/websocket.ts';
@@ -12,9 +12,6 @@ import { feedReader } from '../src/notify/feed.ts';
 // Long enough that a loaded machine answers a ping before the next one is due.
 const PING_MS = 300;
 
-// Only the channel's own timing is under test here, so SQLite is enough.
-const sqlite = STORE_KINDS[0].kind!;
-
 describe('WebSocket liveness', () => {
   let server: TestServer;
   let bob: TestUser;
@@ -23,7 +20,8 @@ describe('WebSocket liveness', () => {
   let url: string;
 
   beforeAll(async () => {
-    server = await startTestServer(sqlite);
+    // Only the channel's own timing is under test here, so SQLite is enough.
+    server = await startTestServer(SQLITE);
     bob = await addUser(server, 'Bob');
     // A second listener of the same node, with a ping interval short enough to test.
     extra = http.createServer();

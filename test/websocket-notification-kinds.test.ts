@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
 import type { NotificationFrame } from '../client/ws-receiver.ts';
 
-describe.each(STORE_KINDS)('what devices are told over WebSocket on $name', ({ kind }) => {
+describeEachStore('what devices are told over WebSocket', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
@@ -14,7 +14,6 @@ describe.each(STORE_KINDS)('what devices are told over WebSocket on $name', ({ k
   let alicePhone: RecordingReceiver;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob');
@@ -44,7 +43,7 @@ describe.each(STORE_KINDS)('what devices are told over WebSocket on $name', ({ k
     )) as NotificationFrame;
   }
 
-  it.skipIf(!kind)('a group message says who, how many and where, and the badge counts every unread message', async () => {
+  it('a group message says who, how many and where, and the badge counts every unread message', async () => {
     const group = await alice.client.createConversation([bob.userid, carol.userid], { displayname: 'Project X' });
     const groupId = (group.conversation as { id: string }).id;
     let next = nextNotification(bobDevice, 'the first group message');
@@ -58,7 +57,7 @@ describe.each(STORE_KINDS)('what devices are told over WebSocket on $name', ({ k
     expect(second.seq).toBe(first.seq + 1);
   });
 
-  it.skipIf(!kind)("a muted conversation still moves Bob's badge but its notification is silent", async () => {
+  it("a muted conversation still moves Bob's badge but its notification is silent", async () => {
     const direct = await bob.client.createConversation([alice.userid]);
     const directId = (direct.conversation as { id: string }).id;
     await bob.client.ok('chatconversation', { action: 'mute', conversationid: directId, instance: '' });
@@ -75,7 +74,7 @@ describe.each(STORE_KINDS)('what devices are told over WebSocket on $name', ({ k
     expect(muted.badge).toBe(previous.badge + 1);
   });
 
-  it.skipIf(!kind)("the sender's other devices get a silent sync, not an alert", async () => {
+  it("the sender's other devices get a silent sync, not an alert", async () => {
     const direct = await alice.client.createConversation([bob.userid]);
     const directId = (direct.conversation as { id: string }).id;
     const next = waitFor(
@@ -87,7 +86,7 @@ describe.each(STORE_KINDS)('what devices are told over WebSocket on $name', ({ k
     expect(await next).toMatchObject({ title: 'Message sent', silent: true, sender: alice.userid, conversationid: directId });
   });
 
-  it.skipIf(!kind)("Alice's availability reaches her friend Bob's devices and his change feed", async () => {
+  it("Alice's availability reaches her friend Bob's devices and his change feed", async () => {
     const since = ozekiTime(new Date(Date.now() - 1000));
     const next = waitFor(() => bobDevice.frames.find((f) => f.type === 'notification' && f.kind === 'availability'), 5000, 'availability');
     await alice.client.ok('chatavailability', { action: 'useraway' });

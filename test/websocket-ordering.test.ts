@@ -1,16 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice } from './helpers/websocket.ts';
 import { appendNotifications } from '../src/notify/feed.ts';
 import type { Notification } from '../src/model/notification.ts';
 
-describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kind }) => {
+describeEachStore('the order of live WebSocket frames', (kind) => {
   let server: TestServer;
   let bob: TestUser;
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     bob = await addUser(server, 'Bob');
   });
@@ -27,7 +26,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
     );
   }
 
-  it.skipIf(!kind)('notifications that reach the server out of order still reach the device in sequence order', async () => {
+  it('notifications that reach the server out of order still reach the device in sequence order', async () => {
     const device = await connectDevice(server, bob.client.station);
     const committed = await commitQuietly(5);
     await server.app.parts.notifier.publish([...committed].reverse());
@@ -36,7 +35,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
     device.receiver.close();
   });
 
-  it.skipIf(!kind)('a notification whose live hand-over was lost is read from the feed, so the device sees no gap', async () => {
+  it('a notification whose live hand-over was lost is read from the feed, so the device sees no gap', async () => {
     const device = await connectDevice(server, bob.client.station);
     const committed = await commitQuietly(3);
     // Only the last one is handed over live (as when a bus message between nodes is lost).
@@ -46,7 +45,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
     device.receiver.close();
   });
 
-  it.skipIf(!kind)('notifications committed while a long replay runs follow it, each exactly once', async () => {
+  it('notifications committed while a long replay runs follow it, each exactly once', async () => {
     const backlog = await commitQuietly(1200);
     const since = backlog[0].seq - 1;
     // The moment the connection is registered (before the feed is read), new notifications
@@ -76,7 +75,7 @@ describe.each(STORE_KINDS)('the order of live WebSocket frames on $name', ({ kin
     device.receiver.close();
   });
 
-  it.skipIf(!kind)('notifications handed over twice reach the device once', async () => {
+  it('notifications handed over twice reach the device once', async () => {
     const device = await connectDevice(server, bob.client.station);
     const committed = await commitQuietly(2);
     await server.app.parts.notifier.publish(committed);

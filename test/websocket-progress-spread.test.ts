@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 
@@ -11,7 +11,7 @@ import { OzekiClient } from '../client/ozeki.ts';
  */
 const DEVICES = 20;
 
-describe.each(STORE_KINDS)('WebSocket delivery progress on $name', ({ kind }) => {
+describeEachStore('WebSocket delivery progress', (kind) => {
   let server: TestServer;
   let bob: TestUser;
   const stations: string[] = [];
@@ -19,7 +19,6 @@ describe.each(STORE_KINDS)('WebSocket delivery progress on $name', ({ kind }) =>
   const frames = new Map<string, number>();
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     bob = await addUser(server, 'Bob');
     for (let i = 0; i < DEVICES; i++) {
@@ -47,7 +46,7 @@ describe.each(STORE_KINDS)('WebSocket delivery progress on $name', ({ kind }) =>
     await server?.stop();
   });
 
-  it.skipIf(!kind)('is written for every device within about 2 s, a share of them at a time', async () => {
+  it('is written for every device within about 2 s, a share of them at a time', async () => {
     const db = server.app.parts.store.db;
     const [notification] = await server.app.parts.notifier.transact((_trx, emit) =>
       emit([{ userId: bob.userid, type: 'message', conversationId: 'c1', senderId: null, title: '1 message from Alice', unread: 1 }]),
@@ -60,7 +59,11 @@ describe.each(STORE_KINDS)('WebSocket delivery progress on $name', ({ kind }) =>
     const recordedAt = new Map<string, number>();
     await waitFor(
       async () => {
-        const rows = await db.selectFrom('devices').select(['station', 'delivered_seq', 'acked_seq']).where('user_id', '=', bob.userid).execute();
+        const rows = await db
+          .selectFrom('devices')
+          .select(['station', 'delivered_seq', 'acked_seq'])
+          .where('user_id', '=', bob.userid)
+          .execute();
         const now = Date.now();
         for (const row of rows) {
           expect(row.acked_seq).toBe(0);

@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_KINDS } from './helpers/stores.ts';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { describeEachStore } from './helpers/stores.ts';
 import { addUser, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import type { NotificationFrame } from '../client/ws-receiver.ts';
@@ -23,7 +23,7 @@ function expectConsecutive(frames: Array<{ seq: number }>, first: number, last: 
   expect(seqs).toEqual(Array.from({ length: last - first + 1 }, (_, i) => first + i));
 }
 
-describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
+describeEachStore('resuming a WebSocket', (kind) => {
   let server: TestServer;
   let alice: TestUser;
   let bob: TestUser;
@@ -31,7 +31,6 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
   const open: RecordingReceiver[] = [];
 
   beforeAll(async () => {
-    if (!kind) return;
     server = await startTestServer(kind);
     alice = await addUser(server, 'Alice');
     bob = await addUser(server, 'Bob');
@@ -48,7 +47,7 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
     return (await feedHead(server.app.parts.store.db, bob.userid)).lastSeq;
   }
 
-  it.skipIf(!kind)('a device that was away gets exactly the 50 messages it missed, in order, then live ones', async () => {
+  it('a device that was away gets exactly the 50 messages it missed, in order, then live ones', async () => {
     const before = await connectDevice(server, bob.client.station);
     open.push(before);
     await sendMessages(alice, conversationId, 'first', 1);
@@ -88,7 +87,7 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
     return { device, counter };
   }
 
-  it.skipIf(!kind)('a burst of 1,000 messages during reconnects arrives complete, ordered and without duplicates', async () => {
+  it('a burst of 1,000 messages during reconnects arrives complete, ordered and without duplicates', async () => {
     const startSeq = await lastSeqOfBob();
     const { device, counter } = await deviceCutDuringBurst();
     await sendMessages(alice, conversationId, 'burst', 1000, 8);
@@ -100,7 +99,7 @@ describe.each(STORE_KINDS)('resuming a WebSocket on $name', ({ kind }) => {
     expect(new Set(device.frames.map((f) => f.id)).size).toBe(1000);
   });
 
-  it.skipIf(!kind)('1,000 notifications committed in quick transactions during reconnects arrive complete, ordered and once', async () => {
+  it('1,000 notifications committed in quick transactions during reconnects arrive complete, ordered and once', async () => {
     const startSeq = await lastSeqOfBob();
     const { device, counter } = await deviceCutDuringBurst();
     const { notifier } = server.app.parts;

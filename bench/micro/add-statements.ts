@@ -60,7 +60,9 @@ for (let i = 0; i < MESSAGES; i++) {
   }
 }
 const total = Number(process.hrtime.bigint() - started) / MESSAGES / 1000;
-console.log(`${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)${GROUP ? `, ${(total / GROUP).toFixed(2)} µs per recipient` : ''}`);
+console.log(
+  `${MESSAGES} messages, ${total.toFixed(1)} µs each in all (one at a time)${GROUP ? `, ${(total / GROUP).toFixed(2)} µs per recipient` : ''}`,
+);
 printStatementTimes(MESSAGES, 'msg');
 await store.close();
 fs.rmSync(dir, { recursive: true, force: true });

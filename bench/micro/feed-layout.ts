@@ -38,7 +38,9 @@ const layouts: Record<string, { ddl: string[]; id: (now: number) => string }> = 
     id: () => null as unknown as string,
   },
   'no id column, user key as a short integer in the index (Herald since migration 0008)': {
-    ddl: [`CREATE TABLE notifications (id varchar(64), ${COLUMNS.replace('user_id varchar(64)', 'user_id integer')}, UNIQUE (user_id, seq))`],
+    ddl: [
+      `CREATE TABLE notifications (id varchar(64), ${COLUMNS.replace('user_id varchar(64)', 'user_id integer')}, UNIQUE (user_id, seq))`,
+    ],
     id: () => null as unknown as string,
   },
   'user_id text kept in the row, unindexed id kept, UNIQUE (user_key integer, seq)': {
@@ -68,7 +70,9 @@ function run(name: string, layout: { ddl: string[]; id: (now: number) => string 
   for (const statement of layout.ddl) db.exec(statement);
   const keyed = name.includes('user_key');
   const insert = db.prepare(
-    keyed ? 'INSERT INTO notifications (id, user_key, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)' : 'INSERT INTO notifications (id, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+    keyed
+      ? 'INSERT INTO notifications (id, user_key, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)'
+      : 'INSERT INTO notifications (id, user_id, seq, type, conversation_id, sender_id, title, body, badge, silent, data, status, status_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
   );
   const seqs = new Map(userIds.map((u) => [u, 0]));
   const write = (messages: number) => {
@@ -78,8 +82,22 @@ function run(name: string, layout: { ddl: string[]; id: (now: number) => string 
         const seq = seqs.get(user)! + 1;
         seqs.set(user, seq);
         const key = name.includes('short integer') ? [userIndex.get(user)] : keyed ? [userIndex.get(user), user] : [user];
-        insert.run(layout.id(now), ...key, seq, 'message', '0f1e2d3c4b5a69788796a5b4c3d2e1f0', '5d41402abc4b2a76b9719d911017c592',
-          `${seq} messages from Bench 0 in Bench group`, '', seq, 0, `{"messageid":"m-${m}","unread":${seq}}`, null, null, now);
+        insert.run(
+          layout.id(now),
+          ...key,
+          seq,
+          'message',
+          '0f1e2d3c4b5a69788796a5b4c3d2e1f0',
+          '5d41402abc4b2a76b9719d911017c592',
+          `${seq} messages from Bench 0 in Bench group`,
+          '',
+          seq,
+          0,
+          `{"messageid":"m-${m}","unread":${seq}}`,
+          null,
+          null,
+          now,
+        );
       }
     }
   };

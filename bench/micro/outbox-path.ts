@@ -62,7 +62,14 @@ const outbox = await startOutbox({
 notifier.onCommitted(() => outbox.kick());
 
 const drafts = (i: number): NotificationDraft[] =>
-  userIds.map((userId) => ({ userId, type: 'message', conversationId: 'c1', senderId: null, title: `${i} messages from Alice`, unread: 1 }));
+  userIds.map((userId) => ({
+    userId,
+    type: 'message',
+    conversationId: 'c1',
+    senderId: null,
+    title: `${i} messages from Alice`,
+    unread: 1,
+  }));
 
 async function run(label: string) {
   clearStatementTimes();
@@ -76,7 +83,9 @@ async function run(label: string) {
   await new Promise((resolve) => setTimeout(resolve, 200));
   const used = process.cpuUsage(cpu);
   const wall = Number(process.hrtime.bigint() - started) / 1e6;
-  console.log(`${label}: ${total} pushes, ${((used.user + used.system) / total).toFixed(1)} µs CPU per push (process), ${wall.toFixed(0)} ms`);
+  console.log(
+    `${label}: ${total} pushes, ${((used.user + used.system) / total).toFixed(1)} µs CPU per push (process), ${wall.toFixed(0)} ms`,
+  );
   printStatementTimes(total, 'push', 10);
 }
 

@@ -36,19 +36,23 @@ async function bareFloor(kind: 'http' | 'fastify'): Promise<number> {
   child.send('cpu');
   const before = (await next()).cpu;
   let sent = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (sent < REQUESTS) {
-      sent++;
-      await get();
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (sent < REQUESTS) {
+        sent++;
+        await get();
+      }
+    }),
+  );
   child.send('cpu');
   const after = (await next()).cpu;
   child.send('exit');
   return (after - before) / REQUESTS;
 }
 for (const kind of ['http', 'fastify'] as const) {
-  console.log(`${(await bareFloor(kind)).toFixed(0).padStart(5)} µs server CPU per request  bare ${kind === 'http' ? 'node:http' : 'Fastify'} GET /healthz`);
+  console.log(
+    `${(await bareFloor(kind)).toFixed(0).padStart(5)} µs server CPU per request  bare ${kind === 'http' ? 'node:http' : 'Fastify'} GET /healthz`,
+  );
 }
 
 const herald = await HeraldProcess.start();

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { ConversationsTable, Database, ParticipantsTable } from '../store/schema.ts';
 import { Statement } from '../store/statement.ts';

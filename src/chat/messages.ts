@@ -1,10 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
-import type { ConversationsTable, Database, ParticipantsTable } from '../store/schema.ts';
+import type { Database } from '../store/schema.ts';
 import { Statement } from '../store/statement.ts';
 import type { Notifier } from '../notify/notifier.ts';
 import type { NotificationDraft } from '../model/notification.ts';
-import { badRequest, forbidden, notFound } from '../errors.ts';
 import { requireParticipant } from './conversations.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;

@@ -1,13 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
-import type { ConversationsTable, Database, ParticipantsTable } from '../store/schema.ts';
-import { Statement } from '../store/statement.ts';
 import type { Notifier } from '../notify/notifier.ts';
-import type { NotificationDraft } from '../model/notification.ts';
-import { badRequest, forbidden, notFound } from '../errors.ts';
 import { requireParticipant, markConversationRead } from './conversations.ts';
-
-type Db = Kysely<Database> | Transaction<Database>;
 
 export type ReportType = 'viewed' | 'delivered';
 

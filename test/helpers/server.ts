@@ -23,11 +23,7 @@ export interface TestServer {
 }
 
 /** Starts a whole node on loopback with ephemeral ports and a temporary data directory. */
-export async function startTestServer(
-  kind: StoreKind,
-  env: Record<string, string> = {},
-  options: StartOptions = {},
-): Promise<TestServer> {
+export async function startTestServer(kind: StoreKind, env: Record<string, string> = {}, options: StartOptions = {}): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-test-'));
   const config = loadConfig({
     HERALD_DATA_DIR: dataDir,

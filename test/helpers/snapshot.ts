@@ -4,9 +4,39 @@ import { feedHead } from '../../src/notify/feed.ts';
 /** Row counts and counters that a refused call must leave exactly as they were. */
 export async function snapshot(store: Store) {
   const db = store.db;
-  const count = async (table: 'users' | 'devices' | 'friendships' | 'blocks' | 'conversations' | 'participants' | 'messages' | 'reports' | 'notifications' | 'deliveries') =>
-    Number((await db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
-  const tables = ['users', 'devices', 'friendships', 'blocks', 'conversations', 'participants', 'messages', 'reports', 'notifications', 'deliveries'] as const;
+  const count = async (
+    table:
+      | 'users'
+      | 'devices'
+      | 'friendships'
+      | 'blocks'
+      | 'conversations'
+      | 'participants'
+      | 'messages'
+      | 'reports'
+      | 'notifications'
+      | 'deliveries',
+  ) =>
+    Number(
+      (
+        await db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+  const tables = [
+    'users',
+    'devices',
+    'friendships',
+    'blocks',
+    'conversations',
+    'participants',
+    'messages',
+    'reports',
+    'notifications',
+    'deliveries',
+  ] as const;
   const counts: Record<string, number> = {};
   for (const table of tables) counts[table] = await count(table);
   const users = [];

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { describe } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.ts';
 
 export const TEST_DATABASE_URL = process.env.HERALD_TEST_DATABASE_URL;
@@ -11,48 +12,73 @@ export interface StoreKind {
   open(): Promise<Store>;
 }
 
-const sqlite: StoreKind = { name: 'sqlite', open: () => openStore({ sqliteFile: ':memory:' }) };
+/** SQLite in memory: every test file can have it. */
+export const SQLITE: StoreKind = { name: 'sqlite', open: () => openStore({ sqliteFile: ':memory:' }) };
 
 /**
  * A PostgreSQL store in a schema of its own, dropped again when the store closes, so test
- * files can run side by side against one database.
+ * files can run side by side against one database. Undefined when HERALD_TEST_DATABASE_URL
+ * is unset.
  */
-const postgres: StoreKind = {
-  name: 'postgres',
-  async open() {
-    const schema = `t_${randomBytes(6).toString('hex')}`;
-    const store = await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 5 });
-    return {
-      ...store,
-      async close() {
-        await store.close();
-        const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-        await client.end();
+export const POSTGRES: StoreKind | undefined = TEST_DATABASE_URL
+  ? {
+      name: 'postgres',
+      async open() {
+        const schema = `t_${randomBytes(6).toString('hex')}`;
+        const store = await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 5 });
+        return {
+          ...store,
+          async close() {
+            await store.close();
+            const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+            await client.connect();
+            await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+            await client.end();
+          },
+        };
       },
-    };
-  },
+    }
+  : undefined;
+
+const POSTGRES_UNSET = 'HERALD_TEST_DATABASE_URL is unset';
+
+// Handed to the blocks registered as skipped: they are collected but never run.
+const absentPostgres: StoreKind = {
+  name: 'postgres',
+  open: () => Promise.reject(new Error(`${POSTGRES_UNSET}: no PostgreSQL store`)),
 };
 
-let announced = false;
+let warned = false;
 
-/** SQLite always; PostgreSQL when HERALD_TEST_DATABASE_URL is set (said once otherwise). */
-export function storeKinds(): StoreKind[] {
-  if (TEST_DATABASE_URL) return [sqlite, postgres];
-  if (!announced) {
-    announced = true;
-    console.warn('HERALD_TEST_DATABASE_URL is unset: PostgreSQL store tests are skipped');
+/** A PostgreSQL block that cannot run: listed as skipped, with the reason, never passed. */
+function skipPostgres(title: string, body: () => void): void {
+  if (!warned) {
+    warned = true;
+    console.warn(`${POSTGRES_UNSET}: the PostgreSQL cases of this file are skipped`);
   }
-  return [sqlite];
+  describe.skip(`${title} (skipped: ${POSTGRES_UNSET})`, body);
 }
 
-if (!TEST_DATABASE_URL) {
-  console.warn('HERALD_TEST_DATABASE_URL is unset: the PostgreSQL cases of this file are skipped');
+function titleOn(title: string, name: StoreKind['name']): string {
+  return title.includes('$name') ? title.replaceAll('$name', name) : `${title} on ${name}`;
 }
 
-/** For describe.each: every store kind, with PostgreSQL marked skipped when unset. */
-export const STORE_KINDS: Array<{ name: string; kind: StoreKind | undefined }> = [
-  { name: 'sqlite', kind: sqlite },
-  { name: 'postgres', kind: TEST_DATABASE_URL ? postgres : undefined },
-];
+/**
+ * Runs the block once per store kind: on SQLite always, on PostgreSQL when
+ * HERALD_TEST_DATABASE_URL is set and as a skipped block saying so otherwise. The title gets
+ * ` on sqlite` / ` on postgres` appended, or the name in place of `$name` if it has one.
+ */
+export function describeEachStore(title: string, body: (kind: StoreKind) => void): void {
+  describe(titleOn(title, 'sqlite'), () => body(SQLITE));
+  if (POSTGRES) describe(titleOn(title, 'postgres'), () => body(POSTGRES));
+  else skipPostgres(titleOn(title, 'postgres'), () => body(absentPostgres));
+}
+
+/**
+ * A block that needs PostgreSQL itself (it reaches the database at TEST_DATABASE_URL on its
+ * own): run when HERALD_TEST_DATABASE_URL is set, listed as skipped saying why otherwise.
+ */
+export function describeOnPostgres(title: string, body: () => void): void {
+  if (TEST_DATABASE_URL) describe(titleOn(title, 'postgres'), body);
+  else skipPostgres(titleOn(title, 'postgres'), body);
+}

@@ -1,12 +1,5 @@
 import dgram from 'node:dgram';
-import {
-  CounterClock,
-  encodeDatagram,
-  helloPayload,
-  openDatagram,
-  secretBytes,
-  type Datagram,
-} from '../../src/channels/udp-protocol.ts';
+import { CounterClock, encodeDatagram, helloPayload, openDatagram, secretBytes, type Datagram } from '../../src/channels/udp-protocol.ts';
 import { UdpReceiver, type UdpFrame, type UdpReceiverOptions } from '../../client/udp-receiver.ts';
 import type { TestServer, TestUser } from './server.ts';
 import { metricsText, waitFor } from './server.ts';
@@ -83,7 +76,12 @@ export async function proveAddress(
   const answers = raw.received.length;
   raw.socket.send(encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload() }), port, '127.0.0.1');
   const challenge = openDatagram(key, await waitFor(() => raw.received[answers], 5000, 'the challenge'));
-  const echo = encodeDatagram(key, { type: 'hello', station, counter: clock.next(), payload: helloPayload(challenge.payload.cookie as string) });
+  const echo = encodeDatagram(key, {
+    type: 'hello',
+    station,
+    counter: clock.next(),
+    payload: helloPayload(challenge.payload.cookie as string),
+  });
   raw.socket.send(echo, port, '127.0.0.1');
   const welcome = openDatagram(key, await waitFor(() => raw.received[answers + 1], 5000, 'the welcome'));
   return { echo, challenge, welcome };

@@ -37,7 +37,13 @@ class MemoryStorage {
  */
 export function installBrowserGlobals(webSocketClass: unknown): void {
   Object.assign(globalThis, {
-    window: { crypto: globalThis.crypto, btoa: globalThis.btoa, atob: globalThis.atob, WebSocket: webSocketClass, location: { origin: 'http://localhost' } },
+    window: {
+      crypto: globalThis.crypto,
+      btoa: globalThis.btoa,
+      atob: globalThis.atob,
+      WebSocket: webSocketClass,
+      location: { origin: 'http://localhost' },
+    },
     WebSocket: webSocketClass,
     localStorage: new MemoryStorage(),
     IDBRequest: InertIDBRequest,
@@ -68,7 +74,7 @@ function varint(value: bigint): number[] {
 
 function stringField(field: number, value: string): number[] {
   const bytes = [...Buffer.from(value, 'utf8')];
-  return [...varint(BigInt(field << 3 | 2)), ...varint(BigInt(bytes.length)), ...bytes];
+  return [...varint(BigInt((field << 3) | 2)), ...varint(BigInt(bytes.length)), ...bytes];
 }
 
 /** `pb.ConnectCommand` as the SDK fills it: nodeId = 1, userId = 2, uint64 timestamp = 3, msgSign = 4. */
@@ -76,7 +82,7 @@ export function connectCommandBytes(c: { nodeId: string; userId: string; timesta
   return Uint8Array.from([
     ...stringField(1, c.nodeId),
     ...stringField(2, c.userId),
-    ...varint(BigInt(3 << 3 | 0)),
+    ...varint(BigInt((3 << 3) | 0)),
     ...varint(BigInt(c.timestamp)),
     ...stringField(4, c.msgSign),
   ]);
@@ -84,7 +90,7 @@ export function connectCommandBytes(c: { nodeId: string; userId: string; timesta
 
 /** `pb.WebsocketPingCommand` as the SDK sends it: only `uint64 timestamp = 3`. */
 export function pingBytes(timestamp: number): Uint8Array {
-  return Uint8Array.from([...varint(BigInt(3 << 3 | 0)), ...varint(BigInt(timestamp))]);
+  return Uint8Array.from([...varint(BigInt((3 << 3) | 0)), ...varint(BigInt(timestamp))]);
 }
 
 export type FieldValue = bigint | Buffer;
@@ -118,7 +124,20 @@ export function decodeFields(bytes: Uint8Array): Array<{ field: number; value: F
 
 /** A MessageItem of a NotificationListResp, by its field names in Web3MQ's message.proto. */
 export function decodeMessageItem(bytes: Buffer) {
-  const names = ['', 'messageId', 'version', 'payload', 'payloadType', 'comeFrom', 'fromSign', 'contentTopic', 'cipherSuite', 'timestamp', 'read', 'readTimestamp'];
+  const names = [
+    '',
+    'messageId',
+    'version',
+    'payload',
+    'payloadType',
+    'comeFrom',
+    'fromSign',
+    'contentTopic',
+    'cipherSuite',
+    'timestamp',
+    'read',
+    'readTimestamp',
+  ];
   const item: Record<string, unknown> = {};
   for (const { field, value } of decodeFields(bytes)) {
     const name = names[field] ?? `field${field}`;

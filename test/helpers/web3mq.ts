@@ -1,4 +1,12 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as edSign, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign as edSign,
+  type KeyObject,
+} from 'node:crypto';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import type { Store } from '../../src/store/db.ts';
@@ -70,7 +78,13 @@ export interface Reply {
   body: { code: number; msg: string; data?: any };
 }
 
-async function call(base: string, method: 'GET' | 'POST', path: string, payload: Record<string, unknown>, headers: Record<string, string>): Promise<Reply> {
+async function call(
+  base: string,
+  method: 'GET' | 'POST',
+  path: string,
+  payload: Record<string, unknown>,
+  headers: Record<string, string>,
+): Promise<Reply> {
   let url = `${base}${path}`;
   const init: RequestInit = { method, headers: { ...headers } };
   if (method === 'GET') {
@@ -188,10 +202,22 @@ export class RawWeb3mqUser {
 /** Everything a refused Web3MQ call must leave as it was. */
 export async function web3mqSnapshot(store: Store) {
   const db = store.db;
-  const all = async (table: any, order: string) => db.selectFrom(table).selectAll().orderBy(order as any).execute();
+  const all = async (table: any, order: string) =>
+    db
+      .selectFrom(table)
+      .selectAll()
+      .orderBy(order as any)
+      .execute();
   return {
-    users: await Promise.all((await db.selectFrom('users').select('id').orderBy('id').execute()).map(async ({ id }) => ({ id, ...(await feedHead(db, id)) }))),
-    notifications: await db.selectFrom('notifications').select(['user_key', 'seq', 'status', 'status_at']).orderBy('user_key').orderBy('seq').execute(),
+    users: await Promise.all(
+      (await db.selectFrom('users').select('id').orderBy('id').execute()).map(async ({ id }) => ({ id, ...(await feedHead(db, id)) })),
+    ),
+    notifications: await db
+      .selectFrom('notifications')
+      .select(['user_key', 'seq', 'status', 'status_at'])
+      .orderBy('user_key')
+      .orderBy('seq')
+      .execute(),
     friendships: await all('friendships', 'user_id'),
     accounts: await all('web3mq_accounts', 'user_id'),
     loginKeys: await all('web3mq_login_keys', 'pubkey'),

@@ -52,7 +52,16 @@ mock.events.on('stats-request', (stream: http2.ServerHttp2Stream) => {
 });
 
 process.stdout.write(
-  JSON.stringify({ url: mock.url, port: mock.port, caFile, keyFile, keyId: mock.keyId, teamId: mock.teamId, topic: mock.topic, publicKeyPem: mock.publicKeyPem }) + '\n',
+  JSON.stringify({
+    url: mock.url,
+    port: mock.port,
+    caFile,
+    keyFile,
+    keyId: mock.keyId,
+    teamId: mock.teamId,
+    topic: mock.topic,
+    publicKeyPem: mock.publicKeyPem,
+  }) + '\n',
 );
 
 const stop = async () => {

@@ -17,7 +17,17 @@ const TOKEN_MAX_AGE_S = 3600;
 // APNs: the provider token may change at most every 20 minutes on a connection.
 const TOKEN_MIN_REFRESH_S = 20 * 60;
 const MAX_PAYLOAD_BYTES = 4096;
-const PUSH_TYPES = new Set(['alert', 'background', 'location', 'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', 'pushtotalk']);
+const PUSH_TYPES = new Set([
+  'alert',
+  'background',
+  'location',
+  'voip',
+  'complication',
+  'fileprovider',
+  'mdm',
+  'liveactivity',
+  'pushtotalk',
+]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEVICE_TOKEN = /^[0-9a-f]{64}$/i;
 
@@ -182,7 +192,12 @@ export async function startApnsMock(options: ApnsMockOptions = {}): Promise<Apns
     },
   };
 
-  function answer(stream: http2.ServerHttp2Stream, status: number, body?: Record<string, unknown>, headers: http2.OutgoingHttpHeaders = {}) {
+  function answer(
+    stream: http2.ServerHttp2Stream,
+    status: number,
+    body?: Record<string, unknown>,
+    headers: http2.OutgoingHttpHeaders = {},
+  ) {
     if (stream.closed || stream.destroyed) return;
     mock.answers.set(status, (mock.answers.get(status) ?? 0) + 1);
     const apnsId = (stream as unknown as { apnsId: string }).apnsId;

@@ -82,7 +82,16 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
     keyType: 'ec',
     curve: 'P-256',
     notAfterDate: new Date(Date.now() + 24 * 3600 * 1000),
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] }],
+    extensions: [
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
   });
 
   const accessTokens = new Map<string, number>();
@@ -128,9 +137,16 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
     const [status, rpcStatus] = ERROR_STATUS[errorCode];
     const details: unknown[] = [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode }];
     if (extra.field) {
-      details.push({ '@type': 'type.googleapis.com/google.rpc.BadRequest', fieldViolations: [{ field: extra.field, description: message }] });
+      details.push({
+        '@type': 'type.googleapis.com/google.rpc.BadRequest',
+        fieldViolations: [{ field: extra.field, description: message }],
+      });
     }
-    reply(status, { error: { code: status, message, status: rpcStatus, details } }, extra.retryAfter !== undefined ? { 'retry-after': String(extra.retryAfter) } : {});
+    reply(
+      status,
+      { error: { code: status, message, status: rpcStatus, details } },
+      extra.retryAfter !== undefined ? { 'retry-after': String(extra.retryAfter) } : {},
+    );
   }
 
   async function tokenEndpoint(body: string, reply: Reply) {
@@ -149,7 +165,8 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
       if (protectedHeader.kid !== undefined && protectedHeader.kid !== mock.serviceAccount.private_key_id) throw new Error('unknown kid');
       if (payload.scope !== MESSAGING_SCOPE) throw new Error('scope');
       // Google OAuth: exp at most one hour after iat.
-      if (typeof payload.iat !== 'number' || typeof payload.exp !== 'number' || payload.exp - payload.iat > 3600) throw new Error('lifetime');
+      if (typeof payload.iat !== 'number' || typeof payload.exp !== 'number' || payload.exp - payload.iat > 3600)
+        throw new Error('lifetime');
     } catch (error) {
       return reply(400, { error: 'invalid_grant', error_description: `Invalid JWT Signature or claims: ${(error as Error).message}` });
     }
@@ -176,12 +193,16 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
     }
     const token = message.token;
     if (typeof token !== 'string' || token === '') {
-      return fcmError(reply, 'INVALID_ARGUMENT', 'The registration token is not a valid FCM registration token', { field: 'message.token' });
+      return fcmError(reply, 'INVALID_ARGUMENT', 'The registration token is not a valid FCM registration token', {
+        field: 'message.token',
+      });
     }
     if (message.data !== undefined) {
       for (const [key, value] of Object.entries(message.data as Record<string, unknown>)) {
         if (typeof value !== 'string') {
-          return fcmError(reply, 'INVALID_ARGUMENT', `Invalid value at 'message.data[${key}].value' (TYPE_STRING)`, { field: `message.data[${key}].value` });
+          return fcmError(reply, 'INVALID_ARGUMENT', `Invalid value at 'message.data[${key}].value' (TYPE_STRING)`, {
+            field: `message.data[${key}].value`,
+          });
         }
       }
     }

@@ -155,7 +155,10 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     }
   }
 
-  async function handle(request: import('node:http').IncomingMessage, body: Buffer): Promise<{ status: number; text: string; headers?: Record<string, string> }> {
+  async function handle(
+    request: import('node:http').IncomingMessage,
+    body: Buffer,
+  ): Promise<{ status: number; text: string; headers?: Record<string, string> }> {
     const url = new URL(request.url ?? '/', mock.origin);
     if (request.method !== 'POST' || !url.pathname.startsWith('/push/')) return { status: 404, text: 'not a push endpoint' };
     const endpoint = `${mock.origin}${url.pathname}`;
@@ -163,11 +166,14 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     if (!subscription) return { status: 404, text: 'no such subscription' };
     // RFC 8030 §5.2: TTL is required.
     const ttlHeader = request.headers.ttl;
-    if (typeof ttlHeader !== 'string' || !/^\d{1,10}$/.test(ttlHeader)) return { status: 400, text: 'TTL header missing or not a number of seconds' };
+    if (typeof ttlHeader !== 'string' || !/^\d{1,10}$/.test(ttlHeader))
+      return { status: 400, text: 'TTL header missing or not a number of seconds' };
     const urgency = request.headers.urgency as string | undefined;
-    if (urgency !== undefined && !URGENCIES.includes(urgency)) return { status: 400, text: `Urgency must be one of ${URGENCIES.join(', ')}` };
+    if (urgency !== undefined && !URGENCIES.includes(urgency))
+      return { status: 400, text: `Urgency must be one of ${URGENCIES.join(', ')}` };
     const topic = request.headers.topic as string | undefined;
-    if (topic !== undefined && !/^[A-Za-z0-9_-]{1,32}$/.test(topic)) return { status: 400, text: 'Topic must be at most 32 base64url characters' };
+    if (topic !== undefined && !/^[A-Za-z0-9_-]{1,32}$/.test(topic))
+      return { status: 400, text: 'Topic must be at most 32 base64url characters' };
     const vapid = await verifyVapid(request.headers.authorization);
     if (typeof vapid === 'string') return { status: 401, text: vapid };
     if (subscription.applicationServerKey && subscription.applicationServerKey !== vapid.k) {
@@ -200,7 +206,8 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     request.on('end', () => {
       void handle(request, Buffer.concat(chunks)).then((answer) => {
         mock.answers.set(answer.status, (mock.answers.get(answer.status) ?? 0) + 1);
-        if (answer.status !== 201) events.emit('refused', { endpoint: `${mock.origin}${request.url}`, status: answer.status, at: Date.now() });
+        if (answer.status !== 201)
+          events.emit('refused', { endpoint: `${mock.origin}${request.url}`, status: answer.status, at: Date.now() });
         response.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
         response.end(answer.text);
       });

@@ -1,0 +1,99 @@
+// ESLint for every source folder: the recommended JavaScript and TypeScript rules, no import
+// cycles, and the layering of src/ (a folder imports only the folders below it).
+import path from 'node:path';
+import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
+import { createNodeResolver, importX } from 'eslint-plugin-import-x';
+import globals from 'globals';
+import tseslint from 'typescript-eslint';
+
+const root = import.meta.dirname;
+const src = (...parts) => path.join(root, 'src', ...parts);
+
+// Files at the bottom of src/ that every layer may import; they import no folder of src/.
+const LEAVES = ['errors.ts', 'config.ts', 'metrics.ts', 'tls.ts'];
+const LEAF_GLOB = src(`{${LEAVES.join(',')}}`);
+
+// What each folder of src/ may import besides itself and the leaves, bottom up.
+const LAYERS = {
+  model: [],
+  store: ['model'],
+  cluster: ['model'],
+  notify: ['store', 'cluster', 'model'],
+  chat: ['notify', 'store', 'cluster', 'model'],
+  channels: ['chat', 'notify', 'store', 'cluster', 'model'],
+};
+const BELOW_API = ['channels', 'chat', 'notify', 'store', 'cluster', 'model'];
+// Each API surface may use api/http.ts, never another surface.
+for (const surface of ['api/ozeki', 'api/rest', 'api/web3mq']) LAYERS[surface] = ['api/http.ts', ...BELOW_API];
+LAYERS['api/http.ts'] = BELOW_API;
+
+const layerZones = Object.entries(LAYERS).map(([part, allowed]) => ({
+  target: `./src/${part}`,
+  from: './src',
+  except: [part, ...allowed, ...LEAVES],
+  message: `Layering: src/${part} imports only ${[...allowed.map((a) => `src/${a}`), 'the leaf files'].join(', ')}.`,
+}));
+
+const compositionZone = {
+  // Only cli.ts may import app.ts; nothing under src/ imports cli.ts.
+  target: [`${src('*', '**')}`, `${src('!(cli).ts')}`, `${src('*.{js,mjs,cjs}')}`],
+  from: [src('app.ts'), src('cli.ts')],
+  message: 'Only src/cli.ts imports src/app.ts, and nothing imports src/cli.ts: they compose a node.',
+};
+
+const leafZone = {
+  target: LEAF_GLOB,
+  from: [src('**')],
+  except: [LEAF_GLOB],
+  message: `The leaf files (${LEAVES.join(', ')}) import nothing from src/ but each other.`,
+};
+
+export default defineConfig(
+  { ignores: ['node_modules/', 'dist/', 'data/', '.bench-tmp/'] },
+  js.configs.recommended,
+  tseslint.configs.recommended,
+  {
+    languageOptions: {
+      ecmaVersion: 'latest',
+      sourceType: 'module',
+      globals: { ...globals.node },
+    },
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/extensions': ['.ts', '.js', '.mjs', '.cjs'],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.mjs', '.cjs', '.json', '.node'] })],
+    },
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+    rules: {
+      // A cycle of type-only imports is not reported (it is gone at run time); the layer zones
+      // below count type imports too.
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      // Cases that share one answer are listed under each other, with comments between them.
+      'no-fallthrough': ['error', { allowEmptyCase: true }],
+      '@typescript-eslint/no-explicit-any': ['error', { ignoreRestArgs: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { args: 'after-used', argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
+      ],
+    },
+  },
+  {
+    files: ['src/**'],
+    rules: {
+      'import-x/no-restricted-paths': ['error', { basePath: root, zones: [...layerZones, compositionZone, leafZone] }],
+    },
+  },
+  {
+    // Migrations see the tables as they were at each step (Kysely<any>, as Kysely advises);
+    // tests and benchmarks read raw rows and protocol bodies.
+    files: ['src/store/migrations*.ts', 'test/**', 'bench/**'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+);
