@@ -72,9 +72,7 @@ export interface StartOptions {
 }
 
 export async function openConfiguredStore(config: Config): Promise<Store> {
-  return openStore(
-    config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqliteFile: path.join(config.dataDir, 'herald.db') },
-  );
+  return openStore(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqliteFile: path.join(config.dataDir, 'herald.db') });
 }
 
 /** The admin token: configured, or generated once into the data directory and printed then. */
@@ -142,7 +140,9 @@ async function openPushChannels(config: Config, vapid: VapidKeys, log: Logger): 
     const why = unconfiguredReason(config, provider);
     if (!why) channels.push(await openPushChannel(config, provider, vapid, log, { threads: true }));
     else {
-      log.warn(`${why}: ${provider === 'apns' ? 'iOS and Mac' : 'Android'} devices get no push; their pushes wait in the outbox until it is configured or they expire`);
+      log.warn(
+        `${why}: ${provider === 'apns' ? 'iOS and Mac' : 'Android'} devices get no push; their pushes wait in the outbox until it is configured or they expire`,
+      );
     }
   }
   channels.push(await openPushChannel(config, 'webpush', vapid, log));

@@ -105,9 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const apnsTopic = optional(env, 'HERALD_APNS_TOPIC');
   const apnsParts = [apnsKeyFile, apnsKeyId, apnsTeamId, apnsTopic];
   if (apnsParts.some(Boolean) && !apnsParts.every(Boolean)) {
-    throw new ConfigError(
-      'APNs needs all of HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC',
-    );
+    throw new ConfigError('APNs needs all of HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC');
   }
   const apnsUrl =
     optional(env, 'HERALD_APNS_URL') ??
@@ -161,9 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apnsKeyFile && apnsKeyId && apnsTeamId && apnsTopic
         ? { keyFile: apnsKeyFile, keyId: apnsKeyId, teamId: apnsTeamId, topic: apnsTopic, url: apnsUrl, threads: apnsThreads }
         : undefined,
-    fcm: fcmAccount
-      ? { serviceAccountFile: fcmAccount, url: optional(env, 'HERALD_FCM_URL') ?? 'https://fcm.googleapis.com' }
-      : undefined,
+    fcm: fcmAccount ? { serviceAccountFile: fcmAccount, url: optional(env, 'HERALD_FCM_URL') ?? 'https://fcm.googleapis.com' } : undefined,
     vapid: { subject: vapidSubject, keyFile: optional(env, 'HERALD_VAPID_KEY_FILE'), allowPrivateEndpoints: allowPrivate === '1' },
     caFile: optional(env, 'HERALD_CA_FILE'),
     logLevel: optional(env, 'HERALD_LOG_LEVEL') ?? 'info',

@@ -41,9 +41,7 @@ export const DatagramType = {
 } as const;
 export type DatagramTypeName = keyof typeof DatagramType;
 
-const TYPE_NAMES = new Map<number, DatagramTypeName>(
-  Object.entries(DatagramType).map(([name, code]) => [code, name as DatagramTypeName]),
-);
+const TYPE_NAMES = new Map<number, DatagramTypeName>(Object.entries(DatagramType).map(([name, code]) => [code, name as DatagramTypeName]));
 export const CLIENT_TYPES: ReadonlySet<DatagramTypeName> = new Set(['hello', 'ack', 'resume']);
 export const SERVER_TYPES: ReadonlySet<DatagramTypeName> = new Set(['welcome', 'push', 'challenge']);
 
@@ -75,15 +73,7 @@ export interface Datagram {
 
 /** Why an incoming datagram was refused; also the `reason` label of the drop metric. */
 export type RefusalReason =
-  | 'oversized'
-  | 'malformed'
-  | 'wrong_direction'
-  | 'unknown_station'
-  | 'bad_mac'
-  | 'replayed'
-  | 'stale'
-  | 'unbound'
-  | 'unpadded';
+  'oversized' | 'malformed' | 'wrong_direction' | 'unknown_station' | 'bad_mac' | 'replayed' | 'stale' | 'unbound' | 'unpadded';
 
 export class DatagramRefused extends Error {
   constructor(readonly reason: RefusalReason) {
@@ -249,12 +239,7 @@ export class ReturnRoutability {
     fixed.write(station, 0, 16, 'hex');
     fixed.writeUInt16BE(port, 16);
     fixed.writeBigInt64BE(BigInt(slot), 18);
-    return createHmac('sha256', this.key)
-      .update(COOKIE_LABEL)
-      .update(fixed)
-      .update(address)
-      .digest()
-      .subarray(0, COOKIE_BYTES);
+    return createHmac('sha256', this.key).update(COOKIE_LABEL).update(fixed).update(address).digest().subarray(0, COOKIE_BYTES);
   }
 }
 

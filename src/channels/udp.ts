@@ -315,7 +315,12 @@ export class UdpChannel {
    */
   private challenge(state: StationState, hello: Buffer, source: RemoteInfo): void {
     const cookie = this.cookies.issue(state.station, source.address, source.port);
-    const bytes = encodeDatagram(state.secret, { type: 'challenge', station: state.station, counter: this.clock.next(), payload: { cookie } });
+    const bytes = encodeDatagram(state.secret, {
+      type: 'challenge',
+      station: state.station,
+      counter: this.clock.next(),
+      payload: { cookie },
+    });
     if (bytes.length > hello.length) throw new DatagramRefused('unpadded');
     this.socket.send(bytes, source.port, source.address);
   }

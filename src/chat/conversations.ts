@@ -256,21 +256,10 @@ export async function markConversationRead(
     .where('conversation_id', '=', conversationId)
     .where('user_id', '=', userId)
     .execute();
-  await emit(
-    [{ userId, type: 'clean', conversationId, title: 'Read', silent: true, data: { read: unread }, unread: -unread }],
-    { now },
-  );
+  await emit([{ userId, type: 'clean', conversationId, title: 'Read', silent: true, data: { read: unread }, unread: -unread }], { now });
 }
 
-export type PropertyAction =
-  | 'favorite'
-  | 'unfavorite'
-  | 'mute'
-  | 'unmute'
-  | 'hide'
-  | 'unhide'
-  | 'setlistitembackgroundcolor'
-  | 'clear';
+export type PropertyAction = 'favorite' | 'unfavorite' | 'mute' | 'unmute' | 'hide' | 'unhide' | 'setlistitembackgroundcolor' | 'clear';
 
 /** The per-user list properties of a conversation; each change is a list change for that user. */
 export async function setConversationProperty(

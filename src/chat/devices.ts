@@ -109,7 +109,9 @@ export function checkRegistration(reg: DeviceRegistration): PushRegistration | u
   if (!hasToken) return { provider: null, token: null, keys: null };
   const provider = pushProviderFor(reg.platform);
   if (!provider) {
-    throw badRequest(`platform ${reg.platform} takes no push token${reg.platform === 'browser' ? '; a browser sends its pushsubscription' : ''}`);
+    throw badRequest(
+      `platform ${reg.platform} takes no push token${reg.platform === 'browser' ? '; a browser sends its pushsubscription' : ''}`,
+    );
   }
   if (typeof reg.pushToken !== 'string' || reg.pushToken.length > 4096) {
     throw badRequest('pushtoken must be a string of at most 4096 characters');
@@ -158,12 +160,7 @@ export async function registerDevice(db: Db, station: string, userId: string, re
 }
 
 export async function listDevices(db: Db, userId: string) {
-  const rows = await db
-    .selectFrom('devices')
-    .selectAll()
-    .where('user_id', '=', userId)
-    .orderBy('created_at')
-    .execute();
+  const rows = await db.selectFrom('devices').selectAll().where('user_id', '=', userId).orderBy('created_at').execute();
   return rows.map(describeDevice);
 }
 
@@ -195,7 +192,12 @@ export const MAX_DEVICES_PER_USER = 100;
  * A client that makes up a new station at every login would otherwise grow the device list,
  * and every fan-out to that user, without bound. Says which stations it removed.
  */
-export async function forgetDevicesBeyondLimit(db: Db, bus: Pick<Bus, 'publishDisconnect'>, userId: string, keep: string): Promise<string[]> {
+export async function forgetDevicesBeyondLimit(
+  db: Db,
+  bus: Pick<Bus, 'publishDisconnect'>,
+  userId: string,
+  keep: string,
+): Promise<string[]> {
   const devices = await db
     .selectFrom('devices')
     .select(['station'])
@@ -215,7 +217,13 @@ export async function forgetDevicesBeyondLimit(db: Db, bus: Pick<Bus, 'publishDi
  * Removes devices of a user and ends their live connections on every node (WebSocket, UDP,
  * Web3MQ, and the stations nodes remember); says how many there were.
  */
-async function forgetDevices(db: Db, bus: Pick<Bus, 'publishDisconnect'>, userId: string, stations: string[], reason: string): Promise<number> {
+async function forgetDevices(
+  db: Db,
+  bus: Pick<Bus, 'publishDisconnect'>,
+  userId: string,
+  stations: string[],
+  reason: string,
+): Promise<number> {
   const result = await db.deleteFrom('devices').where('user_id', '=', userId).where('station', 'in', stations).executeTakeFirst();
   for (const station of stations) await bus.publishDisconnect({ userId, station, reason });
   return Number(result.numDeletedRows);

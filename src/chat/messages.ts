@@ -143,6 +143,8 @@ export async function downloadConversation(db: Db, userId: string, conversationI
     .select(['seq', 'id', 'type', 'created', 'valid_until', 'data', 'sender_id'])
     .where('conversation_id', '=', conversationId)
     .where('seq', '>', participant.cleared_before_seq)
+    // Kysely types the subquery's column as nullable; the IS NOT NULL above rules that out.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     .where('sender_id', 'not in', blocked as any);
   if (firstSeq !== undefined) messages = messages.where('seq', '>', firstSeq);
   else if (window.firstMessageDate) messages = messages.where('created', '>=', window.firstMessageDate);
@@ -152,14 +154,22 @@ export async function downloadConversation(db: Db, userId: string, conversationI
 
   const firstReportSeq = await seqOf(db, 'reports', conversationId, window.firstReportId);
   const lastReportSeq = await seqOf(db, 'reports', conversationId, window.lastReportId);
-  let reports = db.selectFrom('reports').select(['seq', 'id', 'type', 'created', 'user_id', 'body']).where('conversation_id', '=', conversationId);
+  let reports = db
+    .selectFrom('reports')
+    .select(['seq', 'id', 'type', 'created', 'user_id', 'body'])
+    .where('conversation_id', '=', conversationId);
   if (firstReportSeq !== undefined) reports = reports.where('seq', '>', firstReportSeq);
   else if (window.firstReportDate) reports = reports.where('created', '>=', window.firstReportDate);
   if (lastReportSeq !== undefined) reports = reports.where('seq', '<=', lastReportSeq);
   else if (window.lastReportDate) reports = reports.where('created', '<=', window.lastReportDate);
   const reportRows = await reports.orderBy('seq').limit(limit).execute();
 
-  await db.updateTable('participants').set({ last_access_at: Date.now() }).where('conversation_id', '=', conversationId).where('user_id', '=', userId).execute();
+  await db
+    .updateTable('participants')
+    .set({ last_access_at: Date.now() })
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', userId)
+    .execute();
 
   return {
     messages: messageRows.map((m) => ({

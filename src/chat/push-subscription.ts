@@ -42,7 +42,7 @@ function isP256Point(point: Buffer): boolean {
  * keys.auth; expirationTime is accepted and ignored) and returns the parts Herald keeps.
  */
 export function checkPushSubscription(value: unknown): WebPushSubscription {
-  const shape = 'pushsubscription must be the browser\'s PushSubscription.toJSON(): {endpoint, keys: {p256dh, auth}}';
+  const shape = "pushsubscription must be the browser's PushSubscription.toJSON(): {endpoint, keys: {p256dh, auth}}";
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest(shape);
   const { endpoint, keys } = value as { endpoint?: unknown; keys?: unknown };
   if (typeof endpoint !== 'string' || endpoint === '') throw badRequest(`${shape}; endpoint is missing`);
@@ -80,12 +80,27 @@ export function checkPushSubscription(value: unknown): WebPushSubscription {
 const INTERNAL_ADDRESSES = (() => {
   const list = new net.BlockList();
   for (const [prefix, bits] of [
-    ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-    ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3],
-  ] as const) list.addSubnet(prefix, bits, 'ipv4');
+    ['0.0.0.0', 8],
+    ['10.0.0.0', 8],
+    ['100.64.0.0', 10],
+    ['127.0.0.0', 8],
+    ['169.254.0.0', 16],
+    ['172.16.0.0', 12],
+    ['192.0.0.0', 24],
+    ['192.168.0.0', 16],
+    ['198.18.0.0', 15],
+    ['224.0.0.0', 3],
+  ] as const)
+    list.addSubnet(prefix, bits, 'ipv4');
   for (const [prefix, bits] of [
-    ['::', 127], ['64:ff9b::', 96], ['2002::', 16], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8],
-  ] as const) list.addSubnet(prefix, bits, 'ipv6');
+    ['::', 127],
+    ['64:ff9b::', 96],
+    ['2002::', 16],
+    ['fc00::', 7],
+    ['fe80::', 10],
+    ['ff00::', 8],
+  ] as const)
+    list.addSubnet(prefix, bits, 'ipv6');
   return list;
 })();
 

@@ -40,4 +40,3 @@ export async function addReport(notifier: Notifier, userId: string, conversation
     return { id };
   });
 }
-

@@ -45,18 +45,20 @@ export async function createUser(db: Db, input: NewUser): Promise<{ userid: stri
 }
 
 export async function listUsers(db: Db) {
-  return db
-    .selectFrom('users')
-    .select(['id as userid', 'email', 'name', 'nick', 'availability', 'created_at'])
-    // The badge of each user's newest notification is their unread total.
-    .select(
-      sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
-        'unread',
-      ),
-    )
-    .orderBy('created_at')
-    .orderBy('id')
-    .execute();
+  return (
+    db
+      .selectFrom('users')
+      .select(['id as userid', 'email', 'name', 'nick', 'availability', 'created_at'])
+      // The badge of each user's newest notification is their unread total.
+      .select(
+        sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
+          'unread',
+        ),
+      )
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute()
+  );
 }
 
 export async function getUser(db: Db, userId: string): Promise<User | undefined> {

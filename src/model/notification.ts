@@ -149,7 +149,9 @@ export function frameText(n: Notification): string {
 export function notificationId(userKey: number, seq: number): string {
   const key = userKey.toString(16).padStart(12, '0');
   const low = (seq % 0x1000000000000).toString(16).padStart(12, '0');
-  const high = Math.floor(seq / 0x1000000000000).toString(16).padStart(3, '0');
+  const high = Math.floor(seq / 0x1000000000000)
+    .toString(16)
+    .padStart(3, '0');
   return `${key.slice(0, 8)}-${key.slice(8)}-8000-8${high}-${low}`;
 }
 

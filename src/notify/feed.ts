@@ -34,11 +34,7 @@ interface Claim {
  * carry the badge that row's badge moves to. Push-token devices get their outbox rows in the
  * same transaction, so a committed notification is never without its pushes.
  */
-export async function appendNotifications(
-  trx: Db,
-  drafts: NotificationDraft[],
-  options: AppendOptions,
-): Promise<Notification[]> {
+export async function appendNotifications(trx: Db, drafts: NotificationDraft[], options: AppendOptions): Promise<Notification[]> {
   if (drafts.length === 0) return [];
   const now = options.now ?? Date.now();
   const bulk = options.bulk;

@@ -146,7 +146,11 @@ export class Notifier {
       this.store.bulk.settled?.(trx, true);
     } catch (error) {
       if (trx) this.store.bulk.settled?.(trx, false);
-      if (trx && !trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute().catch(() => {});
+      if (trx && !trx.isCommitted && !trx.isRolledBack)
+        await trx
+          .rollback()
+          .execute()
+          .catch(() => {});
       // The whole transaction is gone: every unit either retries or fails with the error.
       for (const unit of batch) {
         unit.produced = [];

@@ -232,7 +232,13 @@ class Dispatcher implements Outbox {
     for (const d of await this.deliveries.pushDevices(stations)) devices.set(d.station, d);
     for (const row of rows) {
       const device = devices.get(row.station);
-      if (device && device.user_id === row.user_id && device.push_provider === row.provider && device.push_token && device.push_disabled_at !== null) {
+      if (
+        device &&
+        device.user_id === row.user_id &&
+        device.push_provider === row.provider &&
+        device.push_token &&
+        device.push_disabled_at !== null
+      ) {
         this.finish(row, 'dead', `push is disabled for the device: ${device.push_disabled_reason ?? ''}`.trim());
       } else {
         this.finish(row, 'dead', 'the device no longer has this push registration');
@@ -343,11 +349,14 @@ class Dispatcher implements Outbox {
     if (this.wakeTimer && at >= this.wakeAt) return;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeAt = at;
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined;
-      this.wakeAt = Infinity;
-      this.kick();
-    }, Math.max(0, at - Date.now()));
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.wakeAt = Infinity;
+        this.kick();
+      },
+      Math.max(0, at - Date.now()),
+    );
   }
 
   /** Keeps the lease of rows still in flight, so a slow provider does not get them sent twice. */
@@ -369,9 +378,9 @@ class Dispatcher implements Outbox {
     const owners = await this.deliveries.leaseOwners();
     const host = os.hostname().slice(0, 40);
     const gone = owners.filter((owner) => {
-        const [ownerHost, pid] = owner.split('/');
-        return ownerHost === host && Number(pid) !== process.pid && !processRuns(Number(pid));
-      });
+      const [ownerHost, pid] = owner.split('/');
+      return ownerHost === host && Number(pid) !== process.pid && !processRuns(Number(pid));
+    });
     if (gone.length === 0) return;
     const released = await this.deliveries.releaseLeases(gone, Date.now());
     this.log.info({ rows: released }, 'took over pushes claimed by a process that stopped');

@@ -28,7 +28,9 @@ export async function sendTestPush(parts: TestPushParts, station: string): Promi
   const device = await parts.deviceOf(station);
   if (!device) throw notFound(`no device with station ${station}`);
   if (!device.push_provider || !device.push_token) {
-    throw badRequest(`device ${station} (${device.platform}) has no push token; register one with chatdevice/register or PUT /v1/users/<id>/devices/<station>`);
+    throw badRequest(
+      `device ${station} (${device.platform}) has no push token; register one with chatdevice/register or PUT /v1/users/<id>/devices/<station>`,
+    );
   }
   const badge = await parts.badgeOf(device.user_id);
   const channel = await parts.openChannel(device.push_provider);

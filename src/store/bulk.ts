@@ -18,7 +18,6 @@ export interface FeedHead {
   badge: number;
 }
 
-
 /**
  * The statements of the hot path whose size grows with the audience of a message, written
  * per database: where many users' feeds stand, and appending many feed rows and outbox rows.

@@ -273,7 +273,13 @@ class TransactionMarks implements OutcomeMarks {
     await disablePush(trx, station, token, reason, this.now);
     await trx
       .updateTable('deliveries')
-      .set({ state: 'dead', lease_until: null, lease_owner: null, last_error: `push disabled: ${reason}`.slice(0, 400), updated_at: this.now })
+      .set({
+        state: 'dead',
+        lease_until: null,
+        lease_owner: null,
+        last_error: `push disabled: ${reason}`.slice(0, 400),
+        updated_at: this.now,
+      })
       .where('station', '=', station)
       .where('state', '=', 'pending')
       .execute();

@@ -71,9 +71,7 @@ const initial: HeraldMigration = ({ serial, time, dialect }) => ({
 
     await db.schema
       .createTable('participants')
-      .addColumn('conversation_id', 'varchar(64)', (c) =>
-        c.notNull().references('conversations.id').onDelete('cascade'),
-      )
+      .addColumn('conversation_id', 'varchar(64)', (c) => c.notNull().references('conversations.id').onDelete('cascade'))
       .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('users.id').onDelete('cascade'))
       .addColumn('is_muted', 'integer', (c) => c.notNull().defaultTo(0))
       .addColumn('is_favorite', 'integer', (c) => c.notNull().defaultTo(0))
@@ -88,13 +86,12 @@ const initial: HeraldMigration = ({ serial, time, dialect }) => ({
     await db.schema.createIndex('participants_user').on('participants').column('user_id').execute();
 
     const messages = db.schema.createTable('messages');
-    await (dialect === 'sqlite'
-      ? messages.addColumn('seq', serial, (c) => c.primaryKey().autoIncrement())
-      : messages.addColumn('seq', serial, (c) => c.primaryKey())
+    await (
+      dialect === 'sqlite'
+        ? messages.addColumn('seq', serial, (c) => c.primaryKey().autoIncrement())
+        : messages.addColumn('seq', serial, (c) => c.primaryKey())
     )
-      .addColumn('conversation_id', 'varchar(64)', (c) =>
-        c.notNull().references('conversations.id').onDelete('cascade'),
-      )
+      .addColumn('conversation_id', 'varchar(64)', (c) => c.notNull().references('conversations.id').onDelete('cascade'))
       .addColumn('id', 'varchar(200)', (c) => c.notNull())
       .addColumn('sender_id', 'varchar(64)', (c) => c.notNull())
       .addColumn('type', 'varchar(64)', (c) => c.notNull())
@@ -106,13 +103,12 @@ const initial: HeraldMigration = ({ serial, time, dialect }) => ({
       .execute();
 
     const reports = db.schema.createTable('reports');
-    await (dialect === 'sqlite'
-      ? reports.addColumn('seq', serial, (c) => c.primaryKey().autoIncrement())
-      : reports.addColumn('seq', serial, (c) => c.primaryKey())
+    await (
+      dialect === 'sqlite'
+        ? reports.addColumn('seq', serial, (c) => c.primaryKey().autoIncrement())
+        : reports.addColumn('seq', serial, (c) => c.primaryKey())
     )
-      .addColumn('conversation_id', 'varchar(64)', (c) =>
-        c.notNull().references('conversations.id').onDelete('cascade'),
-      )
+      .addColumn('conversation_id', 'varchar(64)', (c) => c.notNull().references('conversations.id').onDelete('cascade'))
       .addColumn('id', 'varchar(200)', (c) => c.notNull())
       .addColumn('user_id', 'varchar(64)', (c) => c.notNull())
       .addColumn('type', 'varchar(32)', (c) => c.notNull())
@@ -145,13 +141,12 @@ const initial: HeraldMigration = ({ serial, time, dialect }) => ({
       .execute();
 
     const deliveries = db.schema.createTable('deliveries');
-    await (dialect === 'sqlite'
-      ? deliveries.addColumn('id', serial, (c) => c.primaryKey().autoIncrement())
-      : deliveries.addColumn('id', serial, (c) => c.primaryKey())
+    await (
+      dialect === 'sqlite'
+        ? deliveries.addColumn('id', serial, (c) => c.primaryKey().autoIncrement())
+        : deliveries.addColumn('id', serial, (c) => c.primaryKey())
     )
-      .addColumn('notification_id', 'varchar(64)', (c) =>
-        c.notNull().references('notifications.id').onDelete('cascade'),
-      )
+      .addColumn('notification_id', 'varchar(64)', (c) => c.notNull().references('notifications.id').onDelete('cascade'))
       .addColumn('user_id', 'varchar(64)', (c) => c.notNull())
       .addColumn('station', 'varchar(64)', (c) => c.notNull())
       .addColumn('provider', 'varchar(16)', (c) => c.notNull())
@@ -165,11 +160,7 @@ const initial: HeraldMigration = ({ serial, time, dialect }) => ({
       .addColumn('created_at', time, (c) => c.notNull())
       .addColumn('updated_at', time, (c) => c.notNull())
       .execute();
-    await db.schema
-      .createIndex('deliveries_due')
-      .on('deliveries')
-      .columns(['state', 'next_attempt_at'])
-      .execute();
+    await db.schema.createIndex('deliveries_due').on('deliveries').columns(['state', 'next_attempt_at']).execute();
   },
 });
 

@@ -10,7 +10,15 @@ import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../.
 import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
 import { Fields } from './fields.ts';
 import { userByApiKey, type User } from '../../chat/users.ts';
-import { bindStation, checkStation, describeDevice, forgetDevicesBeyondLimit, isPlatform, registerDevice, PLATFORMS } from '../../chat/devices.ts';
+import {
+  bindStation,
+  checkStation,
+  describeDevice,
+  forgetDevicesBeyondLimit,
+  isPlatform,
+  registerDevice,
+  PLATFORMS,
+} from '../../chat/devices.ts';
 import { listFriends } from '../../chat/friends.ts';
 import { changesSince } from '../../chat/changes.ts';
 import { setAvailability } from '../../chat/availability.ts';
@@ -211,7 +219,8 @@ const apis: Record<string, Record<string, Handler>> = {
     async register({ parts, user, station, fields }) {
       const platform = fields.nonEmpty('platform', 16);
       if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
-      const pushToken = fields.body.pushtoken === undefined ? undefined : fields.body.pushtoken === null ? null : fields.string('pushtoken', 4096);
+      const pushToken =
+        fields.body.pushtoken === undefined ? undefined : fields.body.pushtoken === null ? null : fields.string('pushtoken', 4096);
       const device = await registerDevice(parts.db, station, user.id, {
         platform,
         pushToken,
@@ -272,7 +281,9 @@ function loginResponse(parts: OzekiParts, user: User, udpSecret: string | null) 
 function checkSignature(request: FastifyRequest, apikey: string) {
   const signature = request.headers['ozeki-signature'];
   if (signature === undefined || signature === '') return;
-  const expected = createHmac('sha256', apikey).update(request.rawBody ?? '').digest('hex');
+  const expected = createHmac('sha256', apikey)
+    .update(request.rawBody ?? '')
+    .digest('hex');
   if (typeof signature !== 'string' || !sameSecret(signature.toLowerCase(), expected)) {
     throw unauthorized('Ozeki-Signature does not match the request body');
   }

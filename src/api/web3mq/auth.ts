@@ -74,12 +74,7 @@ export async function authenticateSigned(
   const key = await db
     .selectFrom('web3mq_login_keys')
     .innerJoin('web3mq_accounts', 'web3mq_accounts.user_id', 'web3mq_login_keys.user_id')
-    .select([
-      'web3mq_login_keys.user_id',
-      'web3mq_login_keys.expires_at',
-      'web3mq_accounts.did_type',
-      'web3mq_accounts.did_value',
-    ])
+    .select(['web3mq_login_keys.user_id', 'web3mq_login_keys.expires_at', 'web3mq_accounts.did_type', 'web3mq_accounts.did_value'])
     .where('web3mq_login_keys.pubkey', '=', pubkey)
     .executeTakeFirst();
   if (!key) {

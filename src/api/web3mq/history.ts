@@ -96,8 +96,7 @@ export async function readHistory(db: Db, q: HistoryQuery) {
     .where('user_key', '=', userKeyOf(q.userId))
     .where('type', 'in', q.noticeType ? [q.noticeType] : [...NOTICE_TYPES]);
   if (q.topic !== undefined) {
-    filtered =
-      q.topic === q.userId ? filtered.where('conversation_id', 'is', null) : filtered.where('conversation_id', '=', q.topic);
+    filtered = q.topic === q.userId ? filtered.where('conversation_id', 'is', null) : filtered.where('conversation_id', '=', q.topic);
   }
   const [{ total }] = await filtered.select((eb) => eb.fn.countAll<number>().as('total')).execute();
   const rows = await filtered
@@ -152,11 +151,7 @@ export async function changeStatus(
       .set({ status, status_at: now })
       .where('user_key', '=', user.key)
       .where('seq', 'in', seqs)
-      .where((eb) =>
-        status === 'read'
-          ? eb.or([eb('status', 'is', null), eb('status', '!=', 'read')])
-          : eb('status', 'is', null),
-      )
+      .where((eb) => (status === 'read' ? eb.or([eb('status', 'is', null), eb('status', '!=', 'read')]) : eb('status', 'is', null)))
       .executeTakeFirst();
     const changed = Number(result.numUpdatedRows);
     if (status === 'read' && changed > 0) {

@@ -85,7 +85,11 @@ export async function register(db: Db, guard: ReplayGuard, fields: Fields, now =
   const id = userid(fields);
   const didType = requiredText(fields, 'did_type', { max: 32 });
   if (didType !== 'eth') throw badRequest(`did_type ${JSON.stringify(didType)} is not supported: only eth wallets can register`);
-  const didValue = requiredText(fields, 'did_value', { max: 42, pattern: ETH_ADDRESS, patternName: 'an Ethereum address (0x and 40 hex digits)' });
+  const didValue = requiredText(fields, 'did_value', {
+    max: 42,
+    pattern: ETH_ADDRESS,
+    patternName: 'an Ethereum address (0x and 40 hex digits)',
+  });
   const didSignature = requiredText(fields, 'did_signature', { max: 200 });
   const signatureContent = requiredText(fields, 'signature_content', { max: 4000 });
   const pubkeyType = requiredText(fields, 'pubkey_type', { max: 16 });
@@ -110,41 +114,52 @@ export async function register(db: Db, guard: ReplayGuard, fields: Fields, now =
   await spendSignature(guard, `register:${nonce}`, id, time.ms, 'write', now);
 
   const canonical = canonicalDidValue(didType, didValue);
-  return refuseDuplicates(() => db.transaction().execute(async (trx) => {
-    if (await trx.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst()) {
-      throw conflict(`userid ${id} is already registered`);
-    }
-    const byDid = await trx
-      .selectFrom('web3mq_accounts')
-      .select('user_id')
-      .where('did_type', '=', didType)
-      .where('did_value', '=', canonical)
-      .executeTakeFirst();
-    if (byDid) throw conflict(`${didType}:${canonical} is already registered as ${byDid.user_id}`);
-    if (await trx.selectFrom('web3mq_accounts').select('user_id').where('main_pubkey', '=', pubkeyValue).executeTakeFirst()) {
-      throw conflict('pubkey_value is already the main key of another user');
-    }
-    const name = nickname?.trim() || canonical;
-    await trx
-      .insertInto('users')
-      .values({
-        id,
-        // Herald users need a unique e-mail address; a Web3MQ user has none.
-        email: `${id}@web3mq.invalid`,
-        name,
-        nick: name,
-        apikey: newApiKey(),
-        availability: 'offline',
-        availability_changed_at: 0,
-        created_at: now,
-      })
-      .execute();
-    await trx
-      .insertInto('web3mq_accounts')
-      .values({ user_id: id, did_type: didType, did_value: canonical, main_pubkey: pubkeyValue, pubkey_type: 'ed25519', created_at: now })
-      .execute();
-    return { userid: id, did_type: didType, did_value: canonical, main_pubkey: pubkeyValue, pubkey_type: 'ed25519' };
-  }), 'this userid, did or main key was registered at the same moment');
+  return refuseDuplicates(
+    () =>
+      db.transaction().execute(async (trx) => {
+        if (await trx.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst()) {
+          throw conflict(`userid ${id} is already registered`);
+        }
+        const byDid = await trx
+          .selectFrom('web3mq_accounts')
+          .select('user_id')
+          .where('did_type', '=', didType)
+          .where('did_value', '=', canonical)
+          .executeTakeFirst();
+        if (byDid) throw conflict(`${didType}:${canonical} is already registered as ${byDid.user_id}`);
+        if (await trx.selectFrom('web3mq_accounts').select('user_id').where('main_pubkey', '=', pubkeyValue).executeTakeFirst()) {
+          throw conflict('pubkey_value is already the main key of another user');
+        }
+        const name = nickname?.trim() || canonical;
+        await trx
+          .insertInto('users')
+          .values({
+            id,
+            // Herald users need a unique e-mail address; a Web3MQ user has none.
+            email: `${id}@web3mq.invalid`,
+            name,
+            nick: name,
+            apikey: newApiKey(),
+            availability: 'offline',
+            availability_changed_at: 0,
+            created_at: now,
+          })
+          .execute();
+        await trx
+          .insertInto('web3mq_accounts')
+          .values({
+            user_id: id,
+            did_type: didType,
+            did_value: canonical,
+            main_pubkey: pubkeyValue,
+            pubkey_type: 'ed25519',
+            created_at: now,
+          })
+          .execute();
+        return { userid: id, did_type: didType, did_value: canonical, main_pubkey: pubkeyValue, pubkey_type: 'ed25519' };
+      }),
+    'this userid, did or main key was registered at the same moment',
+  );
 }
 
 export interface LoginResult {
@@ -190,32 +205,36 @@ export async function login(db: Db, guard: ReplayGuard, fields: Fields, now = Da
   // A replayed login would bring back a key retired by MAX_LOGIN_KEYS_PER_USER.
   await spendSignature(guard, ed25519SignatureKey(loginSignature), id, time.ms, 'write', now);
 
-  await refuseDuplicates(() => db.transaction().execute(async (trx) => {
-    const existing = await trx.selectFrom('web3mq_login_keys').select('user_id').where('pubkey', '=', pubkeyValue).executeTakeFirst();
-    if (existing && existing.user_id !== id) throw conflict('pubkey_value is already the key of another user');
-    if (await trx.selectFrom('web3mq_accounts').select('user_id').where('main_pubkey', '=', pubkeyValue).executeTakeFirst()) {
-      throw conflict('pubkey_value is already a main key');
-    }
-    // Expired keys of this user are of no further use.
-    await trx.deleteFrom('web3mq_login_keys').where('user_id', '=', id).where('expires_at', '<=', now).execute();
-    if (existing) {
-      await trx.updateTable('web3mq_login_keys').set({ expires_at: expiry.ms }).where('pubkey', '=', pubkeyValue).execute();
-    } else {
-      const held = await trx
-        .selectFrom('web3mq_login_keys')
-        .select('pubkey')
-        .where('user_id', '=', id)
-        .orderBy('created_at', 'asc')
-        .orderBy('pubkey', 'asc')
-        .execute();
-      const retired = held.slice(0, Math.max(0, held.length - (MAX_LOGIN_KEYS_PER_USER - 1))).map((key) => key.pubkey);
-      if (retired.length > 0) await trx.deleteFrom('web3mq_login_keys').where('pubkey', 'in', retired).execute();
-      await trx
-        .insertInto('web3mq_login_keys')
-        .values({ pubkey: pubkeyValue, user_id: id, expires_at: expiry.ms, created_at: now })
-        .execute();
-    }
-  }), 'pubkey_value was installed by another login at the same moment');
+  await refuseDuplicates(
+    () =>
+      db.transaction().execute(async (trx) => {
+        const existing = await trx.selectFrom('web3mq_login_keys').select('user_id').where('pubkey', '=', pubkeyValue).executeTakeFirst();
+        if (existing && existing.user_id !== id) throw conflict('pubkey_value is already the key of another user');
+        if (await trx.selectFrom('web3mq_accounts').select('user_id').where('main_pubkey', '=', pubkeyValue).executeTakeFirst()) {
+          throw conflict('pubkey_value is already a main key');
+        }
+        // Expired keys of this user are of no further use.
+        await trx.deleteFrom('web3mq_login_keys').where('user_id', '=', id).where('expires_at', '<=', now).execute();
+        if (existing) {
+          await trx.updateTable('web3mq_login_keys').set({ expires_at: expiry.ms }).where('pubkey', '=', pubkeyValue).execute();
+        } else {
+          const held = await trx
+            .selectFrom('web3mq_login_keys')
+            .select('pubkey')
+            .where('user_id', '=', id)
+            .orderBy('created_at', 'asc')
+            .orderBy('pubkey', 'asc')
+            .execute();
+          const retired = held.slice(0, Math.max(0, held.length - (MAX_LOGIN_KEYS_PER_USER - 1))).map((key) => key.pubkey);
+          if (retired.length > 0) await trx.deleteFrom('web3mq_login_keys').where('pubkey', 'in', retired).execute();
+          await trx
+            .insertInto('web3mq_login_keys')
+            .values({ pubkey: pubkeyValue, user_id: id, expires_at: expiry.ms, created_at: now })
+            .execute();
+        }
+      }),
+    'pubkey_value was installed by another login at the same moment',
+  );
   return { userid: id, pubkey_value: pubkeyValue, pubkey_expired_timestamp: expiry.ms };
 }
 
@@ -226,7 +245,8 @@ export async function login(db: Db, guard: ReplayGuard, fields: Fields, now = Da
  */
 export async function attachMainKey(db: Db, userId: string, fields: Fields, now = Date.now()): Promise<AccountInfo> {
   const pubkey = requiredText(fields, 'pubkey', ED25519_RULE);
-  const didType = text(fields, 'did_type', { max: 32, optional: true, pattern: DID_TYPE, patternName: 'a did type such as eth' }) ?? 'herald';
+  const didType =
+    text(fields, 'did_type', { max: 32, optional: true, pattern: DID_TYPE, patternName: 'a did type such as eth' }) ?? 'herald';
   const rawDidValue = text(fields, 'did_value', { max: 200, optional: true }) ?? userId;
   if (didType === 'eth' && !ETH_ADDRESS.test(rawDidValue)) throw badRequest('did_value must be an Ethereum address for did_type eth');
   const didValue = canonicalDidValue(didType, rawDidValue);

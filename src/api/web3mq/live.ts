@@ -187,7 +187,10 @@ export class Web3mqLiveEndpoint implements LiveEndpoint<LiveFrame, Signer, Web3m
     if (userId === '' || userId.length > 200) throw new Refusal(CLOSE.badRequest, 'the ConnectReq must name a userId');
     if (msgSign === '') throw new Refusal(CLOSE.unauthenticated, 'the ConnectReq has no msgSign');
     if (!isFresh(command.timestamp, now)) {
-      throw new Refusal(CLOSE.unauthenticated, `timestamp is more than ${TIMESTAMP_WINDOW_MS / 60_000} minutes away from the server's time`);
+      throw new Refusal(
+        CLOSE.unauthenticated,
+        `timestamp is more than ${TIMESTAMP_WINDOW_MS / 60_000} minutes away from the server's time`,
+      );
     }
     const signed = command.nodeId + userId + String(command.timestamp);
     const keys = await this.keys.unexpired(userId, now, MAX_KEYS_TRIED);
@@ -199,7 +202,8 @@ export class Web3mqLiveEndpoint implements LiveEndpoint<LiveFrame, Signer, Web3m
     if (signer) {
       const refusal = await this.replayGuard.claimEverywhere(ed25519SignatureKey(msgSign), userId, command.timestamp, 'write', now);
       if (refusal) {
-        const reason = refusal.refused === 'replayed' ? 'this ConnectReq was already used; sign a new one with a new timestamp' : refusal.reason;
+        const reason =
+          refusal.refused === 'replayed' ? 'this ConnectReq was already used; sign a new one with a new timestamp' : refusal.reason;
         throw new Refusal(SPEND_CLOSE[refusal.refused], reason);
       }
       return { userId, station: `web3mq:${signer.pubkey}`, expiresAt: signer.expiresAt };

@@ -17,14 +17,7 @@ import {
   readHistory,
   type NotificationStatus,
 } from './history.ts';
-import {
-  agreeFriendRequest,
-  createTopic,
-  inviteToGroup,
-  publishTopicMessage,
-  sendFriendRequest,
-  subscribeTopic,
-} from './sources.ts';
+import { agreeFriendRequest, createTopic, inviteToGroup, publishTopicMessage, sendFriendRequest, subscribeTopic } from './sources.ts';
 
 const ID_RULE = { max: 100, pattern: /^[\x21-\x7e]+$/, patternName: 'an id of printable characters' };
 

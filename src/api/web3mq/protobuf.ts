@@ -161,12 +161,7 @@ export function decodeConnectCommand(body: Buffer): ConnectCommand {
 }
 
 export function encodeConnectCommand(command: ConnectCommand): Buffer {
-  return new Writer()
-    .string(1, command.nodeId)
-    .string(2, command.userId)
-    .uint(3, command.timestamp)
-    .string(4, command.msgSign)
-    .finish();
+  return new Writer().string(1, command.nodeId).string(2, command.userId).uint(3, command.timestamp).string(4, command.msgSign).finish();
 }
 
 /** `pb.WebsocketPongCommand`: only its `uint64 timestamp = 3` is filled in. */

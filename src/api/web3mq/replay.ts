@@ -27,9 +27,7 @@ const SWEEP_SLOT_MS = 10_000;
 export type SignatureUse = 'read' | 'write';
 
 export type ClaimRefusal =
-  | { refused: 'replayed'; reason: string }
-  | { refused: 'user over limit'; reason: string }
-  | { refused: 'node over limit'; reason: string };
+  { refused: 'replayed'; reason: string } | { refused: 'user over limit'; reason: string } | { refused: 'node over limit'; reason: string };
 
 interface Remembered {
   userId: string;

@@ -27,55 +27,48 @@ async function requireUser(trx: Trx, userId: string, what: string): Promise<void
 }
 
 async function areFriends(trx: Trx, a: string, b: string): Promise<boolean> {
-  const row = await trx
-    .selectFrom('friendships')
-    .select('user_id')
-    .where('user_id', '=', a)
-    .where('friend_id', '=', b)
-    .executeTakeFirst();
+  const row = await trx.selectFrom('friendships').select('user_id').where('user_id', '=', a).where('friend_id', '=', b).executeTakeFirst();
   return row !== undefined;
 }
 
 /** POST /api/contacts/add_friends/: a friend request, told to its target. */
-export async function sendFriendRequest(
-  notifier: Notifier,
-  requesterId: string,
-  targetId: string,
-  content: string,
-  fromSign: string,
-) {
+export async function sendFriendRequest(notifier: Notifier, requesterId: string, targetId: string, content: string, fromSign: string) {
   if (requesterId === targetId) throw badRequest('target_userid is yourself');
   const duplicate = `a friend request to ${targetId} is already pending`;
-  return refuseDuplicates(() => notifier.transact(async (trx, emit) => {
-    await requireUser(trx, targetId, 'target_userid');
-    if (await areFriends(trx, requesterId, targetId)) throw conflict(`${targetId} is already your friend`);
-    const pending = await trx
-      .selectFrom('web3mq_friend_requests')
-      .select('created_at')
-      .where('requester_id', '=', requesterId)
-      .where('target_id', '=', targetId)
-      .executeTakeFirst();
-    if (pending) throw conflict(duplicate);
-    const now = Date.now();
-    await trx
-      .insertInto('web3mq_friend_requests')
-      .values({ requester_id: requesterId, target_id: targetId, content, created_at: now })
-      .execute();
-    const name = await displayName(trx, requesterId);
-    await emit(
-      [
-        web3mqDraft({
-          to: targetId,
-          type: 'system.friend_request',
-          from: requesterId,
-          title: `Friend request from ${name}`,
-          content,
-          fromSign,
-        }),
-      ],
-      { now },
-    );
-  }), duplicate);
+  return refuseDuplicates(
+    () =>
+      notifier.transact(async (trx, emit) => {
+        await requireUser(trx, targetId, 'target_userid');
+        if (await areFriends(trx, requesterId, targetId)) throw conflict(`${targetId} is already your friend`);
+        const pending = await trx
+          .selectFrom('web3mq_friend_requests')
+          .select('created_at')
+          .where('requester_id', '=', requesterId)
+          .where('target_id', '=', targetId)
+          .executeTakeFirst();
+        if (pending) throw conflict(duplicate);
+        const now = Date.now();
+        await trx
+          .insertInto('web3mq_friend_requests')
+          .values({ requester_id: requesterId, target_id: targetId, content, created_at: now })
+          .execute();
+        const name = await displayName(trx, requesterId);
+        await emit(
+          [
+            web3mqDraft({
+              to: targetId,
+              type: 'system.friend_request',
+              from: requesterId,
+              title: `Friend request from ${name}`,
+              content,
+              fromSign,
+            }),
+          ],
+          { now },
+        );
+      }),
+    duplicate,
+  );
 }
 
 /**
@@ -91,25 +84,19 @@ export async function agreeFriendRequest(notifier: Notifier, userId: string, req
       .executeTakeFirst();
     if (Number(deleted.numDeletedRows) === 0) throw notFound(`no pending friend request from ${requesterId}`);
     // A crossed request the other way is answered by the same agreement.
-    await trx
-      .deleteFrom('web3mq_friend_requests')
-      .where('requester_id', '=', userId)
-      .where('target_id', '=', requesterId)
-      .execute();
+    await trx.deleteFrom('web3mq_friend_requests').where('requester_id', '=', userId).where('target_id', '=', requesterId).execute();
     await addFriendship(trx, userId, requesterId);
     const name = await displayName(trx, userId);
-    await emit(
-      [
-        web3mqDraft({
-          to: requesterId,
-          type: 'system.agree_friend_request',
-          from: userId,
-          title: `${name} accepted your friend request`,
-          content: `${name} accepted your friend request`,
-          fromSign,
-        }),
-      ],
-    );
+    await emit([
+      web3mqDraft({
+        to: requesterId,
+        type: 'system.agree_friend_request',
+        from: userId,
+        title: `${name} accepted your friend request`,
+        content: `${name} accepted your friend request`,
+        fromSign,
+      }),
+    ]);
   });
 }
 
@@ -118,54 +105,52 @@ export async function agreeFriendRequest(notifier: Notifier, userId: string, req
  * The first invitation to an unknown group id founds it with the inviter as its first
  * member; after that only members may invite.
  */
-export async function inviteToGroup(
-  notifier: Notifier,
-  inviterId: string,
-  groupId: string,
-  memberIds: string[],
-  fromSign: string,
-) {
+export async function inviteToGroup(notifier: Notifier, inviterId: string, groupId: string, memberIds: string[], fromSign: string) {
   if (memberIds.includes(inviterId)) throw badRequest('members must not include yourself');
-  return refuseDuplicates(() => notifier.transact(async (trx, emit) => {
-    for (const member of memberIds) await requireUser(trx, member, 'member');
-    const members = await trx.selectFrom('web3mq_group_members').select('user_id').where('group_id', '=', groupId).execute();
-    const current = new Set(members.map((m) => m.user_id));
-    const now = Date.now();
-    if (current.size > 0 && !current.has(inviterId)) throw forbidden(`you are not a member of group ${groupId}`);
-    if (current.size === 0) {
-      await trx.insertInto('web3mq_group_members').values({ group_id: groupId, user_id: inviterId, invited_by: null, created_at: now }).execute();
-    }
-    const invited = memberIds.filter((id) => !current.has(id));
-    if (invited.length === 0) return { invited };
-    await trx
-      .insertInto('web3mq_group_members')
-      .values(invited.map((id) => ({ group_id: groupId, user_id: id, invited_by: inviterId, created_at: now })))
-      .execute();
-    const name = await displayName(trx, inviterId);
-    await emit(
-      invited.map((to) =>
-        web3mqDraft({
-          to,
-          type: 'system.group_invitation',
-          from: inviterId,
-          title: `${name} invited you to a group`,
-          content: groupId,
-          fromSign,
-        }),
-      ),
-      { now },
-    );
-    return { invited };
-  }), `group ${groupId} was changed by another invitation at the same moment; try again`);
+  return refuseDuplicates(
+    () =>
+      notifier.transact(async (trx, emit) => {
+        for (const member of memberIds) await requireUser(trx, member, 'member');
+        const members = await trx.selectFrom('web3mq_group_members').select('user_id').where('group_id', '=', groupId).execute();
+        const current = new Set(members.map((m) => m.user_id));
+        const now = Date.now();
+        if (current.size > 0 && !current.has(inviterId)) throw forbidden(`you are not a member of group ${groupId}`);
+        if (current.size === 0) {
+          await trx
+            .insertInto('web3mq_group_members')
+            .values({ group_id: groupId, user_id: inviterId, invited_by: null, created_at: now })
+            .execute();
+        }
+        const invited = memberIds.filter((id) => !current.has(id));
+        if (invited.length === 0) return { invited };
+        await trx
+          .insertInto('web3mq_group_members')
+          .values(invited.map((id) => ({ group_id: groupId, user_id: id, invited_by: inviterId, created_at: now })))
+          .execute();
+        const name = await displayName(trx, inviterId);
+        await emit(
+          invited.map((to) =>
+            web3mqDraft({
+              to,
+              type: 'system.group_invitation',
+              from: inviterId,
+              title: `${name} invited you to a group`,
+              content: groupId,
+              fromSign,
+            }),
+          ),
+          { now },
+        );
+        return { invited };
+      }),
+    `group ${groupId} was changed by another invitation at the same moment; try again`,
+  );
 }
 
 /** POST /api/create_topic/: a topic owned by its creator, who alone publishes to it. */
 export async function createTopic(notifier: Notifier, ownerId: string, name: string) {
   const topicId = `topic:${sha3_224Hex(ownerId + name + Date.now() + randomBytes(16).toString('hex'))}`;
-  await notifier.store.db
-    .insertInto('web3mq_topics')
-    .values({ id: topicId, owner_id: ownerId, name, created_at: Date.now() })
-    .execute();
+  await notifier.store.db.insertInto('web3mq_topics').values({ id: topicId, owner_id: ownerId, name, created_at: Date.now() }).execute();
   return { topicid: topicId, topic_name: name };
 }
 
@@ -203,9 +188,7 @@ export async function publishTopicMessage(
       .execute();
     const now = Date.now();
     await emit(
-      subscribers.map((s) =>
-        web3mqDraft({ to: s.user_id, type: 'subscription', from: publisherId, topicId, title, content, fromSign }),
-      ),
+      subscribers.map((s) => web3mqDraft({ to: s.user_id, type: 'subscription', from: publisherId, topicId, title, content, fromSign })),
       { now },
     );
     return { recipients: subscribers.length };

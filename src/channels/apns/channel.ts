@@ -92,7 +92,7 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
     try {
       keyPem = fs.readFileSync(apns.keyFile, 'utf8');
     } catch (error) {
-      throw new Error(`HERALD_APNS_KEY_FILE ${apns.keyFile} cannot be read: ${(error as Error).message}`);
+      throw new Error(`HERALD_APNS_KEY_FILE ${apns.keyFile} cannot be read: ${(error as Error).message}`, { cause: error });
     }
     const channel = new ApnsChannel({
       keyPem,
@@ -107,7 +107,7 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
       // Surface an unusable key at start rather than on the first push.
       await channel.token.key;
     } catch (error) {
-      throw new Error(`HERALD_APNS_KEY_FILE ${apns.keyFile} is not a PKCS#8 P-256 key: ${(error as Error).message}`);
+      throw new Error(`HERALD_APNS_KEY_FILE ${apns.keyFile} is not a PKCS#8 P-256 key: ${(error as Error).message}`, { cause: error });
     }
     return channel;
   }

@@ -43,6 +43,8 @@ export class PushRequest {
     readonly push: PreparedPush,
     readonly context: unknown,
     /** Called once, with the outcome and `context`. */
+    // The context's type is the sender's own (PushChannel.send is generic over it).
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     readonly done: (outcome: SendOutcome, context: any) => void,
   ) {}
 

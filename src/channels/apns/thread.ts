@@ -22,8 +22,7 @@ import { pushThreadResourceLimits } from './thread-heap.ts';
 /** Main thread → worker. */
 export type ToThread =
   /** pushes: [push number, index into notifications, device token] triples, flat. */
-  | { type: 'send'; notifications: Notification[]; pushes: Array<number | string> }
-  | { type: 'close' };
+  { type: 'send'; notifications: Notification[]; pushes: Array<number | string> } | { type: 'close' };
 
 /** Worker → main thread. */
 export type FromThread =
@@ -38,6 +37,8 @@ export interface ThreadData {
 
 interface Waiting {
   context: unknown;
+  // The context's type is the sender's own (PushChannel.send is generic over it).
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   done: (outcome: SendOutcome, context: any) => void;
   /** The thread it was handed to (its index), or -1 while it waits in the batch. */
   thread: number;

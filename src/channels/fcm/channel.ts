@@ -44,7 +44,7 @@ export class FcmChannel implements PushChannel {
     try {
       text = fs.readFileSync(fcm.serviceAccountFile, 'utf8');
     } catch (error) {
-      throw new Error(`HERALD_FCM_SERVICE_ACCOUNT ${fcm.serviceAccountFile} cannot be read: ${(error as Error).message}`);
+      throw new Error(`HERALD_FCM_SERVICE_ACCOUNT ${fcm.serviceAccountFile} cannot be read: ${(error as Error).message}`, { cause: error });
     }
     const account = parseServiceAccount(text, `HERALD_FCM_SERVICE_ACCOUNT ${fcm.serviceAccountFile}`);
     const channel = new FcmChannel({
@@ -56,7 +56,9 @@ export class FcmChannel implements PushChannel {
     try {
       await channel.accessTokens.key;
     } catch (error) {
-      throw new Error(`the private_key of ${fcm.serviceAccountFile} is not a PKCS#8 RSA key: ${(error as Error).message}`);
+      throw new Error(`the private_key of ${fcm.serviceAccountFile} is not a PKCS#8 RSA key: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     return channel;
   }

@@ -22,7 +22,7 @@ export function parseServiceAccount(text: string, source = 'the service account'
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${source} is not JSON: ${(error as Error).message}`);
+    throw new Error(`${source} is not JSON: ${(error as Error).message}`, { cause: error });
   }
   const account = value as Partial<ServiceAccount>;
   for (const field of ['project_id', 'private_key', 'client_email', 'token_uri'] as const) {

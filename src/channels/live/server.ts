@@ -192,7 +192,7 @@ export class LiveServer {
     this.metrics = parts.metrics;
     this.log = parts.log;
     this.pingIntervalMs = parts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
-    const server = this;
+    const ended = (live: LiveSocket) => this.ended(live);
     const sockets = this.sockets;
     const log = this.log;
     this.onUpgrade = (request, socket, head) => this.upgrade(request, socket, head);
@@ -205,7 +205,7 @@ export class LiveServer {
     };
     this.onClose = function () {
       const live = sockets.get(this);
-      if (live) server.ended(live);
+      if (live) ended(live);
     };
     this.onError = function (error) {
       log.debug({ err: error }, 'live socket error');

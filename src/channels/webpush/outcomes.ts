@@ -10,6 +10,7 @@ export function webPushOutcome(status: number, body: string, retryAfter?: string
   if (status === 413) return { kind: 'failed', reason: `payload too large (${said})` };
   if (status === 429 || status >= 500) return { kind: 'retry', reason: said, afterMs: parseRetryAfter(retryAfter) };
   // 400 malformed request, 401 bad VAPID token, 403 the subscription belongs to another key.
-  if (status === 401 || status === 403) return { kind: 'failed', reason: `the push service refused Herald's VAPID authorization (${said})` };
+  if (status === 401 || status === 403)
+    return { kind: 'failed', reason: `the push service refused Herald's VAPID authorization (${said})` };
   return { kind: 'failed', reason: said };
 }

@@ -33,7 +33,7 @@ export function loadVapidKeys(config: Config): VapidKeys {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || config.vapid.keyFile) {
-      throw new Error(`${source} cannot be read: ${(error as Error).message}`);
+      throw new Error(`${source} cannot be read: ${(error as Error).message}`, { cause: error });
     }
   }
   if (text === undefined) {
@@ -52,7 +52,7 @@ export function loadVapidKeys(config: Config): VapidKeys {
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${source} is not JSON: ${(error as Error).message}`);
+    throw new Error(`${source} is not JSON: ${(error as Error).message}`, { cause: error });
   }
   return checkVapidKeys(parsed, source);
 }
@@ -69,7 +69,7 @@ function checkVapidKeys(value: unknown, source: string): VapidKeys {
   try {
     ecdh.setPrivateKey(privateKey);
   } catch (error) {
-    throw new Error(`${source}: privateKey is not a P-256 private key: ${(error as Error).message}`);
+    throw new Error(`${source}: privateKey is not a P-256 private key: ${(error as Error).message}`, { cause: error });
   }
   if (!ecdh.getPublicKey().equals(publicKey)) throw new Error(`${source}: publicKey does not belong to privateKey`);
   return { publicKey: publicKey.toString('base64url'), privateKey: privateKey.toString('base64url') };
