@@ -71,13 +71,20 @@ describe('the push fast paths, each turned off by its switch', () => {
       const after = await pushToThreeDevices(uncached);
       for (const { n, outcomes, received } of [before, after]) {
         expect(outcomes).toEqual(Array(3).fill({ kind: 'delivered', detail: `200 apns-id ${n.id}` }));
-        for (const push of received) expect(push).toMatchObject({ apnsId: n.id, pushType: 'alert', priority: 10, payload: { aps: { badge: 2 } } });
+        for (const push of received)
+          expect(push).toMatchObject({ apnsId: n.id, pushType: 'alert', priority: 10, payload: { aps: { badge: 2 } } });
       }
       // Prepared once, the devices share one outcome object; prepared per device, each has its own.
       expect(before.outcomes[1]).toBe(before.outcomes[0]);
       expect(after.outcomes[1]).not.toBe(after.outcomes[0]);
       // The same push but for the notification's id (and its expiry, a moment later).
-      const content = ({ topic, pushType, priority, collapseId, payload: { id: _id, ...payload } }: ApnsPushRecord) => ({ topic, pushType, priority, collapseId, payload });
+      const content = ({ topic, pushType, priority, collapseId, payload: { id: _id, ...payload } }: ApnsPushRecord) => ({
+        topic,
+        pushType,
+        priority,
+        collapseId,
+        payload,
+      });
       expect(after.received.map(content)).toEqual(before.received.map(content));
     } finally {
       await cached.close();
@@ -119,7 +126,8 @@ describe('the push fast paths, each turned off by its switch', () => {
     // ES256 signatures differ each time; the token says the same.
     expect(first).not.toBe(second);
     expect(first).toMatch(/^vapid t=[\w-]+\.[\w-]+\.[\w-]+, k=[\w-]+$/);
-    const claims = (header: string) => JSON.parse(Buffer.from(header.split('.')[1], 'base64url').toString('utf8')) as Record<string, unknown>;
+    const claims = (header: string) =>
+      JSON.parse(Buffer.from(header.split('.')[1], 'base64url').toString('utf8')) as Record<string, unknown>;
     expect(claims(second)).toEqual(claims(first));
   });
 });

@@ -95,7 +95,9 @@ async function postToApns(apns: ApnsMock, token: string, payload: string): Promi
       const body: Buffer[] = [];
       stream.on('response', (headers) => (status = Number(headers[':status'])));
       stream.on('data', (chunk: Buffer) => body.push(chunk));
-      stream.on('end', () => resolve({ status, ...(body.length > 0 ? (JSON.parse(Buffer.concat(body).toString('utf8')) as { reason?: string }) : {}) }));
+      stream.on('end', () =>
+        resolve({ status, ...(body.length > 0 ? (JSON.parse(Buffer.concat(body).toString('utf8')) as { reason?: string }) : {}) }),
+      );
       stream.on('error', reject);
       stream.end(payload);
     });
