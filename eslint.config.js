@@ -27,6 +27,7 @@ const BELOW_API = ['channels', 'chat', 'notify', 'store', 'cluster', 'model'];
 // Each API surface may use api/http.ts, never another surface.
 for (const surface of ['api/ozeki', 'api/rest', 'api/web3mq']) LAYERS[surface] = ['api/http.ts', ...BELOW_API];
 LAYERS['api/http.ts'] = BELOW_API;
+LAYERS['api/operations.ts'] = ['api/http.ts', ...BELOW_API];
 
 const layerZones = Object.entries(LAYERS).map(([part, allowed]) => ({
   target: `./src/${part}`,
