@@ -9,7 +9,7 @@ import { notificationId, type Notification } from '../src/model/notification.ts'
 import { waitFor } from './helpers/server.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
-/**
+/*
  * APNs pushes sent from worker threads (HERALD_APNS_THREADS): every push handed over is
  * answered once, also when a thread stops or the channel closes with pushes unanswered.
  */

@@ -11,7 +11,7 @@ import type { Notification } from '../src/model/notification.ts';
 import type { ApnsPushRecord } from './mocks/apns.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
-/**
+/*
  * Each push-side performance trick has an environment switch that turns it off (README,
  * "Mobile push": "Turning the fast paths off"); with it off, the pushes are the same.
  */

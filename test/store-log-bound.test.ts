@@ -8,7 +8,7 @@ import { Notifier } from '../src/notify/notifier.ts';
 import { createUser } from '../src/chat/users.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
 
-/**
+/*
  * SQLite's write-ahead log starts over only when a write begins with all of it copied into
  * the database, which a steady stream of writes never allows on its own: Herald keeps it
  * to a bound (256 MB by default, 1 MB here), and no notification is lost doing so.

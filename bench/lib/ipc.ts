@@ -2,7 +2,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/**
+/*
  * Every load generator, baseline server and test double runs in a process of its own, so
  * none of them shares the measured server's event loop. Parent and child talk over the
  * fork IPC channel with small request/reply messages.

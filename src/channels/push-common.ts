@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Notification } from '../model/notification.ts';
 import { PUSH_TIME_TO_LIVE_MS } from '../notify/feed.ts';
 
-/**
+/*
  * What every push provider's payload shares, built from the stored notification at send
  * time. Message contents are encrypted by the clients, so a push says who and how many,
  * never what. Each provider's own payload sits in its folder (apns/, fcm/, webpush/).

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-/**
+/*
  * Herald's UDP push protocol: the datagram layout, its MAC and the replay window, shared
  * by the server (channels/udp.ts) and the desktop client (client/udp-receiver.ts).
  * The README ("UDP push for desktop clients") describes the same thing byte by byte for

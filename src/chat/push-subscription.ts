@@ -2,7 +2,7 @@ import net from 'node:net';
 import { createECDH } from 'node:crypto';
 import { badRequest } from '../errors.ts';
 
-/**
+/*
  * A browser's Web Push subscription as a device registers it: its shape is checked here,
  * before anything is written; the Web Push channel only sends to what passed.
  */

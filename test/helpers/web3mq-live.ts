@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 
-/**
+/*
  * Test-side pieces for Web3MQ's live socket: the browser globals the official SDK touches,
  * with a real WebSocket, and a raw client that speaks the frames byte by byte. The protobuf
  * here is written independently of the server's, so one cannot hide a mistake of the other.

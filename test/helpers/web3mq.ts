@@ -12,7 +12,7 @@ import { keccak_256 } from '@noble/hashes/sha3.js';
 import type { Store } from '../../src/store/db.ts';
 import { feedHead } from '../../src/notify/feed.ts';
 
-/** Test-side Web3MQ: an Ethereum wallet, ed25519 keys, and a client that signs its calls. */
+/* Test-side Web3MQ: an Ethereum wallet, ed25519 keys, and a client that signs its calls. */
 
 export function sha3_224(text: string): string {
   return createHash('sha3-224').update(text, 'utf8').digest('hex');

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { decodeProtectedHeader, importSPKI, jwtVerify, type CryptoKey } from 'jose';
 import { generate } from 'selfsigned';
 
-/**
+/*
  * A test double of the APNs provider API (HTTP/2 over TLS, token auth) that answers the
  * way Apple documents: it verifies the ES256 provider token against its key, the required
  * headers and the 4 KB payload limit, knows good, unregistered and bad device tokens, and

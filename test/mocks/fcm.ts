@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { importSPKI, jwtVerify, type CryptoKey } from 'jose';
 import { generate } from 'selfsigned';
 
-/**
+/*
  * A test double of Firebase Cloud Messaging HTTP v1 and of Google's OAuth token endpoint.
  * The token endpoint verifies the RS256 JWT-bearer assertion against the test service
  * account's public key; messages:send checks the bearer access token, the message shape

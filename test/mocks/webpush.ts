@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { generate } from 'selfsigned';
 
-/**
+/*
  * A test double of a Web Push service (RFC 8030) over HTTPS on loopback. It checks what a
  * real push service checks: TTL, Content-Encoding aes128gcm and the RFC 8188 header of the
  * body, Urgency and Topic when sent, and the VAPID Authorization (RFC 8292: an ES256 JWT

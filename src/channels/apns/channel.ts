@@ -13,7 +13,7 @@ import { streamOptions } from './stream-options.ts';
 import { ApnsConnection, IDLE_PING_MS, type ConnectionOwner } from './connection.ts';
 import { ConnectionLost, PushRequest, type PushStream, type RequestOwner } from './push-request.ts';
 
-/**
+/*
  * Apple Push Notification service over its HTTP/2 provider API with token (JWT) auth:
  * one long-lived connection, as many streams in flight as the peer allows.
  */
@@ -246,11 +246,11 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
       return;
     }
     const push = request.push;
-    request.done(answer.status === 200 && answer.apnsId === push.apnsId ? push.delivered : apnsOutcome(answer), request.context);
+    request.done(answer.status === 200 && answer.apnsId === push.apnsId ? push.delivered : apnsOutcome(answer), request.context as never);
   }
 
   private settle(request: PushRequest, error: Error): void {
-    request.done({ kind: 'retry', reason: `APNs connection: ${error.message}` }, request.context);
+    request.done({ kind: 'retry', reason: `APNs connection: ${error.message}` }, request.context as never);
   }
 
   private failQueued(error: Error): void {

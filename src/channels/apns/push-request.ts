@@ -42,10 +42,11 @@ export class PushRequest {
     readonly path: string,
     readonly push: PreparedPush,
     readonly context: unknown,
-    /** Called once, with the outcome and `context`. */
-    // The context's type is the sender's own (PushChannel.send is generic over it).
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    readonly done: (outcome: SendOutcome, context: any) => void,
+    /**
+     * Called once, with the outcome and `context`. The context's type is the sender's own
+     * (PushChannel.send is generic over it), so it is handed back `as never`.
+     */
+    readonly done: (outcome: SendOutcome, context: never) => void,
   ) {}
 
   /** Puts the push on `stream` and listens for its answer. */

@@ -5,7 +5,7 @@ import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { installLeanAsyncBind } from './lean-async-bind.ts';
 import { ApnsChannel } from './channel.ts';
 
-/** The worker side of a ThreadedApnsChannel: an ApnsChannel, fed in batches. */
+/* The worker side of a ThreadedApnsChannel: an ApnsChannel, fed in batches. */
 
 // Before any HTTP/2 request: see lean-async-bind.ts.
 installLeanAsyncBind();

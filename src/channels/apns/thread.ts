@@ -5,7 +5,7 @@ import type { Notification } from '../../model/notification.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
 import { pushThreadResourceLimits } from './thread-heap.ts';
 
-/**
+/*
  * The APNs channel run in worker threads of its own. Its HTTP/2 work (TLS, framing, one
  * stream object per push) is about three quarters of the CPU time a push costs Herald; in a
  * thread of its own it runs beside the feed and outbox writes, on another core, and keeps
@@ -37,9 +37,8 @@ export interface ThreadData {
 
 interface Waiting {
   context: unknown;
-  // The context's type is the sender's own (PushChannel.send is generic over it).
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  done: (outcome: SendOutcome, context: any) => void;
+  /** The context's type is the sender's own (PushChannel.send is generic over it), so it is handed back `as never`. */
+  done: (outcome: SendOutcome, context: never) => void;
   /** The thread it was handed to (its index), or -1 while it waits in the batch. */
   thread: number;
 }
@@ -166,7 +165,7 @@ export class ThreadedApnsChannel implements PushChannel {
     const waiting = this.waiting.get(number);
     if (!waiting) return;
     this.waiting.delete(number);
-    waiting.done(outcome, waiting.context);
+    waiting.done(outcome, waiting.context as never);
   }
 
   /** Pushes handed to a thread (any thread when unset) and not yet answered get a retry. */

@@ -9,7 +9,7 @@ import { fcmOutcome, readFcmAnswer, type FcmAnswer } from './outcomes.ts';
 import { AccessTokens, parseServiceAccount, type ServiceAccount } from './service-account.ts';
 import { httpsPost } from './https-post.ts';
 
-/**
+/*
  * Firebase Cloud Messaging HTTP v1: an OAuth access token from the service account (RS256
  * JWT grant to the account's token_uri), then one POST per message.
  */

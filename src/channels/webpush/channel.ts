@@ -12,7 +12,7 @@ import { webPushOutcome } from './outcomes.ts';
 import { InternalEndpointError, publicOnlyLookup } from './public-endpoints.ts';
 import { VapidAuthorization } from './vapid-authorization.ts';
 
-/**
+/*
  * Web Push for browsers whose tab is closed: RFC 8030 (the push request and its headers),
  * RFC 8291 (aes128gcm payload encryption to the subscription's keys) and RFC 8292 (VAPID).
  *
