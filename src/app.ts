@@ -19,6 +19,7 @@ import { startOutbox } from './notify/outbox.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
 import { checkStation, deviceDirectory, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
+import { blocks, changes, conversations, devices, friends, users } from './chat/services.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
@@ -290,6 +291,10 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   const vapid = loadVapidKeys(config);
   const stationUsers = new StationUsers(store.db, bus);
   const replayGuard = new ReplayGuard(spentSignatures);
+  // The chat layer, bound to this node's database, notifier and bus, as the APIs use it.
+  const chatUsers = users(store.db);
+  const chatDevices = devices(store.db, bus);
+  const chatFriends = friends(store.db, notifier);
 
   const apis = [
     operationsApi({
@@ -298,9 +303,12 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       adminToken: config.adminToken,
     }),
     ozekiApi({
-      db: store.db,
-      notifier,
-      bus,
+      users: chatUsers,
+      devices: chatDevices,
+      friends: chatFriends,
+      blocks: blocks(store.db),
+      changes: changes(store.db),
+      conversations: conversations(store.db, notifier),
       stationUsers,
       endpoints,
       vapidPublicKey: vapid.publicKey,
@@ -308,8 +316,9 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       log,
     }),
     restApi({
-      db: store.db,
-      bus,
+      users: chatUsers,
+      devices: chatDevices,
+      friends: chatFriends,
       adminToken: config.adminToken,
       vapidPublicKey: vapid.publicKey,
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
@@ -332,11 +341,11 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
 
   // The live channels: /ws and Web3MQ's /messages on one live-socket server, and UDP.
   const feed = feedReader(store.db);
-  const devices = deviceDirectory(store.db);
+  const liveDevices = deviceDirectory(store.db);
   const live = new LiveServer([http.server, https.server], { hub, metrics, log });
-  live.register(new WebSocketChannel({ feed, devices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
+  live.register(new WebSocketChannel({ feed, devices: liveDevices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
   live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard, metrics, log }));
-  const udp = new UdpChannel({ config, feed, devices, hub, bus, metrics, log });
+  const udp = new UdpChannel({ config, feed, devices: liveDevices, hub, bus, metrics, log });
   await udp.listen();
   endpoints.udp = `udp://${host}:${udp.port}`;
   const outbox = options.withoutOutbox

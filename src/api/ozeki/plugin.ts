@@ -1,43 +1,24 @@
 import { createHmac } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import type { Bus } from '../../cluster/bus.ts';
-import type { Notifier } from '../../notify/notifier.ts';
-import type { Database } from '../../store/schema.ts';
 import type { StationUsers } from '../../chat/station-users.ts';
+import type { Blocks, Changes, Conversations, Devices, Friends, Users } from '../../chat/services.ts';
+import type { User } from '../../chat/users.ts';
+import { checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
+import { MAX_PARTICIPANTS, type PropertyAction } from '../../chat/conversations.ts';
+import { MAX_DOWNLOAD, type IncomingMessage } from '../../chat/messages.ts';
 import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
 import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
 import { Fields } from './fields.ts';
-import { userByApiKey, type User } from '../../chat/users.ts';
-import {
-  bindStation,
-  checkStation,
-  describeDevice,
-  forgetDevicesBeyondLimit,
-  isPlatform,
-  registerDevice,
-  PLATFORMS,
-} from '../../chat/devices.ts';
-import { listFriends } from '../../chat/friends.ts';
-import { changesSince } from '../../chat/changes.ts';
-import { setAvailability } from '../../chat/availability.ts';
-import { block, blocklist, unblock } from '../../chat/blocks.ts';
-import {
-  createConversation,
-  listConversations,
-  setConversationProperty,
-  MAX_PARTICIPANTS,
-  type PropertyAction,
-} from '../../chat/conversations.ts';
-import { addMessage, downloadConversation, MAX_DOWNLOAD, type IncomingMessage } from '../../chat/messages.ts';
-import { addReport } from '../../chat/reports.ts';
 
 /** What the Ozeki API works with: built once per node in app.ts. */
 export interface OzekiParts {
-  db: Kysely<Database>;
-  notifier: Notifier;
-  bus: Pick<Bus, 'publishDisconnect'>;
+  users: Pick<Users, 'byApiKey'>;
+  devices: Pick<Devices, 'bind' | 'register' | 'forgetBeyondLimit'>;
+  friends: Pick<Friends, 'list' | 'setAvailability'>;
+  blocks: Blocks;
+  changes: Changes;
+  conversations: Conversations;
   /** Station → user, remembered for the calls after login. */
   stationUsers: Pick<StationUsers, 'get'>;
   /** Where this node is reached: the login answer names its listeners. */
@@ -101,11 +82,11 @@ function parseMessage(fields: Fields): IncomingMessage {
 
 const conversationActions: Record<string, Handler> = {
   async list({ parts, user }) {
-    return { conversations: await listConversations(parts.db, user.id) };
+    return { conversations: await parts.conversations.list(user.id) };
   },
   async create({ parts, user, fields }) {
     const participantIds = fields.stringArray('participantids', MAX_PARTICIPANTS, 64);
-    const conversation = await createConversation(parts.notifier, user.id, {
+    const conversation = await parts.conversations.create(user.id, {
       participantIds,
       displayName: fields.optionalString('displayname', 200),
       instance: fields.optionalString('instance', 200),
@@ -116,11 +97,11 @@ const conversationActions: Record<string, Handler> = {
   async add({ parts, user, fields }) {
     const id = conversationId(fields);
     const message = parseMessage(fields);
-    const result = await addMessage(parts.notifier, { id: user.id, name: user.name }, id, message);
+    const result = await parts.conversations.addMessage({ id: user.id, name: user.name }, id, message);
     return { message: result.message };
   },
   async download({ parts, user, fields }) {
-    return downloadConversation(parts.db, user.id, conversationId(fields), {
+    return parts.conversations.download(user.id, conversationId(fields), {
       firstMessageId: fields.optionalString('firstmessageid', 200),
       firstMessageDate: fields.optionalTime('firstmessagedate'),
       firstReportId: fields.optionalString('firstreportid', 200),
@@ -128,7 +109,7 @@ const conversationActions: Record<string, Handler> = {
     });
   },
   async downloadpartial({ parts, user, fields }) {
-    return downloadConversation(parts.db, user.id, conversationId(fields), {
+    return parts.conversations.download(user.id, conversationId(fields), {
       firstMessageId: fields.optionalString('firstmessageid', 200),
       firstMessageDate: fields.optionalTime('firstmessagedate'),
       firstReportId: fields.optionalString('firstreportid', 200),
@@ -150,14 +131,14 @@ for (const action of PROPERTY_ACTIONS) {
         : action === 'setlistitembackgroundcolor'
           ? fields.string('color', 32)
           : undefined;
-    return { conversation: await setConversationProperty(parts.notifier, user.id, id, action, value) };
+    return { conversation: await parts.conversations.setProperty(user.id, id, action, value) };
   };
 }
 
 async function report({ parts, user, fields, action }: Call) {
   const id = conversationId(fields);
   const messageIds = fields.optionalStringArray('messageids', 10_000) ?? [];
-  const stored = await addReport(parts.notifier, user.id, id, {
+  const stored = await parts.conversations.addReport(user.id, id, {
     type: action as 'viewed' | 'delivered',
     id: fields.optionalString('reportid', 200),
     created: fields.optionalTime('lastmessagedate') ?? new Date().toISOString().slice(0, 19).replace('T', ' '),
@@ -183,7 +164,7 @@ const apis: Record<string, Record<string, Handler>> = {
   chatavailability: {},
   chatfriends: {
     async list({ parts, user }) {
-      const friends = await listFriends(parts.db, user.id);
+      const friends = await parts.friends.list(user.id);
       return {
         friends: Object.fromEntries(friends.map((f) => [f.id, f.name])),
         availabilities: friends.map((f) => ({
@@ -197,22 +178,22 @@ const apis: Record<string, Record<string, Handler>> = {
   },
   chatnotification: {
     async download({ parts, user, fields }) {
-      return changesSince(parts.db, user.id, fields.time('timestamp'));
+      return parts.changes.since(user.id, fields.time('timestamp'));
     },
   },
   chatreports: { viewed: report, delivered: report },
   chatconversation: conversationActions,
   chatblocklist: {
     async blocklist({ parts, user }) {
-      return blocklist(parts.db, user.id);
+      return parts.blocks.list(user.id);
     },
     async block({ parts, user, fields }) {
-      await block(parts.db, user.id, blockTarget(fields));
-      return blocklist(parts.db, user.id);
+      await parts.blocks.block(user.id, blockTarget(fields));
+      return parts.blocks.list(user.id);
     },
     async unblock({ parts, user, fields }) {
-      await unblock(parts.db, user.id, blockTarget(fields));
-      return blocklist(parts.db, user.id);
+      await parts.blocks.unblock(user.id, blockTarget(fields));
+      return parts.blocks.list(user.id);
     },
   },
   chatdevice: {
@@ -221,7 +202,7 @@ const apis: Record<string, Record<string, Handler>> = {
       if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
       const pushToken =
         fields.body.pushtoken === undefined ? undefined : fields.body.pushtoken === null ? null : fields.string('pushtoken', 4096);
-      const device = await registerDevice(parts.db, station, user.id, {
+      const device = await parts.devices.register(station, user.id, {
         platform,
         pushToken,
         pushSubscription: pushSubscriptionField(fields.body.pushsubscription),
@@ -305,15 +286,15 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
   if (api === 'chatlogin') {
     if (action !== 'login') throw badRequest(`unknown action "${action}" for chatlogin`);
     const apikey = fields.nonEmpty('apikey', 200);
-    const user = await userByApiKey(parts.db, apikey);
+    const user = await parts.users.byApiKey(apikey);
     if (!user) throw unauthorized('the apikey is not valid');
     checkSignature(request, apikey);
     const platformField = fields.optionalString('platform', 16);
     if (platformField !== undefined && !isPlatform(platformField)) {
       throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
     }
-    const device = await bindStation(parts.db, station, user.id, platformField);
-    await forgetDevicesBeyondLimit(parts.db, parts.bus, user.id, station);
+    const device = await parts.devices.bind(station, user.id, platformField);
+    await parts.devices.forgetBeyondLimit(user.id, station);
     return loginResponse(parts, user, device.udp_secret);
   }
 
@@ -329,7 +310,7 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
   if (api === 'chatavailability') {
     const state = AVAILABILITY.exec(action);
     if (!state) throw badRequest(`unknown action "${action}" for chatavailability (useravailable, useraway, userbusy…)`);
-    await setAvailability(parts.notifier, user.id, state[1]);
+    await parts.friends.setAvailability(user.id, state[1]);
     return {};
   }
   // Own keys only: an inherited member (constructor, toString…) is not an action.

@@ -1,30 +1,15 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import type { Bus } from '../../cluster/bus.ts';
-import type { Database } from '../../store/schema.ts';
 import { errorStatus, sameSecret } from '../http.ts';
 import { badRequest, forbidden, unauthorized } from '../../errors.ts';
-import { createUser, listUsers, resolveUser } from '../../chat/users.ts';
-import { addFriendship } from '../../chat/friends.ts';
-import {
-  bindStation,
-  checkRegistration,
-  checkStation,
-  describeDevice,
-  deviceOf,
-  forgetDevicesBeyondLimit,
-  isPlatform,
-  listDevices,
-  PLATFORMS,
-  registerDevice,
-  removeDevice,
-} from '../../chat/devices.ts';
+import type { Devices, Friends, Users } from '../../chat/services.ts';
+import { checkRegistration, checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
-  db: Kysely<Database>;
-  bus: Pick<Bus, 'publishDisconnect'>;
+  users: Pick<Users, 'create' | 'list' | 'resolve'>;
+  devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
+  friends: Pick<Friends, 'add'>;
   /** The root credential. */
   adminToken: string;
   vapidPublicKey: string;
@@ -44,7 +29,7 @@ export async function restCaller(parts: RestParts, request: FastifyRequest): Pro
   }
   const station = request.headers['ozeki-station'];
   if (typeof station === 'string' && station !== '') {
-    const device = await deviceOf(parts.db, station.toLowerCase());
+    const device = await parts.devices.deviceOf(station.toLowerCase());
     if (!device) throw unauthorized('unknown station; log in first');
     return { kind: 'user', userId: device.user_id, station: device.station };
   }
@@ -88,12 +73,12 @@ export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
 export function restApi(parts: RestParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => sendError(reply, error, parts.log));
-    const db = parts.db;
+    const { users, devices } = parts;
 
     app.post('/users', async (request, reply) => {
       await requireAdmin(parts, request);
       const b = body(request);
-      const created = await createUser(db, {
+      const created = await users.create({
         email: text(b, 'email')!,
         name: text(b, 'name')!,
         nick: text(b, 'nick', false),
@@ -103,29 +88,29 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
 
     app.get('/users', async (request) => {
       await requireAdmin(parts, request);
-      return { users: await listUsers(db) };
+      return { users: await users.list() };
     });
 
     app.post('/friends', async (request, reply) => {
       await requireAdmin(parts, request);
       const b = body(request);
-      const a = await resolveUser(db, text(b, 'a')!);
-      const c = await resolveUser(db, text(b, 'b')!);
-      await addFriendship(db, a.id, c.id);
+      const a = await users.resolve(text(b, 'a')!);
+      const c = await users.resolve(text(b, 'b')!);
+      await parts.friends.add(a.id, c.id);
       return reply.status(201).send({ a: a.id, b: c.id });
     });
 
     // Gives an existing user (an Ozeki user, say) a Web3MQ main key, so they can log in there too.
     app.post<{ Params: { id: string } }>('/users/:id/web3mq-keys', async (request, reply) => {
       await requireAdmin(parts, request);
-      const user = await resolveUser(db, request.params.id);
+      const user = await users.resolve(request.params.id);
       return reply.status(201).send(await parts.attachWeb3mqKey(user.id, body(request)));
     });
 
     app.get<{ Params: { id: string } }>('/users/:id/devices', async (request) => {
       await requireSelfOrAdmin(parts, request, request.params.id);
-      const user = await resolveUser(db, request.params.id);
-      return { devices: await listDevices(db, user.id) };
+      const user = await users.resolve(request.params.id);
+      return { devices: await devices.list(user.id) };
     });
 
     // Registers a device's platform and push token (pushtoken null or "" removes it). The admin
@@ -141,14 +126,14 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
         throw badRequest('pushtoken must be a string of at most 4096 characters, or null to remove it');
       }
       const station = checkStation(request.params.station);
-      const user = await resolveUser(db, request.params.id);
+      const user = await users.resolve(request.params.id);
       const registration = { platform, pushToken: pushtoken as string | null | undefined, pushSubscription: b.pushsubscription };
       checkRegistration(registration);
       if (caller.kind === 'admin') {
-        await bindStation(db, station, user.id, platform);
-        await forgetDevicesBeyondLimit(db, parts.bus, user.id, station);
+        await devices.bind(station, user.id, platform);
+        await devices.forgetBeyondLimit(user.id, station);
       }
-      const device = await registerDevice(db, station, user.id, registration);
+      const device = await devices.register(station, user.id, registration);
       return { device: describeDevice(device) };
     });
 
@@ -159,7 +144,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       await requireSelfOrAdmin(parts, request, request.params.id);
       const station = request.params.station.toLowerCase();
       // Its live connections end on every node, not only on the one that took the call.
-      await removeDevice(db, parts.bus, request.params.id, station);
+      await devices.remove(request.params.id, station);
       return reply.status(204).send();
     });
   };

@@ -1,0 +1,92 @@
+import type { Kysely } from 'kysely';
+import type { Bus } from '../cluster/bus.ts';
+import type { Notifier } from '../notify/notifier.ts';
+import type { Database } from '../store/schema.ts';
+import { setAvailability } from './availability.ts';
+import { block, blocklist, unblock, type BlockTarget } from './blocks.ts';
+import { changesSince } from './changes.ts';
+import { createConversation, listConversations, setConversationProperty } from './conversations.ts';
+import {
+  bindStation,
+  deviceOf,
+  forgetDevicesBeyondLimit,
+  listDevices,
+  registerDevice,
+  removeDevice,
+  type DeviceRegistration,
+  type Platform,
+} from './devices.ts';
+import { addFriendship, listFriends } from './friends.ts';
+import { addMessage, downloadConversation } from './messages.ts';
+import { addReport } from './reports.ts';
+import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from './users.ts';
+
+/*
+ * The chat layer as the API surfaces see it: each concern bound once, in app.ts, to the
+ * node's database, notifier and bus. A surface asks for the few methods it calls (a Pick of
+ * these), never for the database itself.
+ */
+
+export function users(db: Kysely<Database>) {
+  return {
+    create: (input: NewUser) => createUser(db, input),
+    list: () => listUsers(db),
+    /** By e-mail address or user id; a 404 when there is none. */
+    resolve: (emailOrId: string) => resolveUser(db, emailOrId),
+    byApiKey: (apikey: string) => userByApiKey(db, apikey),
+  };
+}
+export type Users = ReturnType<typeof users>;
+
+export function devices(db: Kysely<Database>, bus: Pick<Bus, 'publishDisconnect'>) {
+  return {
+    deviceOf: (station: string) => deviceOf(db, station),
+    list: (userId: string) => listDevices(db, userId),
+    bind: (station: string, userId: string, platform?: Platform) => bindStation(db, station, userId, platform),
+    register: (station: string, userId: string, registration: DeviceRegistration) => registerDevice(db, station, userId, registration),
+    /** Forgets the user's oldest devices past the limit, except `keep`; their live connections end on every node. */
+    forgetBeyondLimit: (userId: string, keep: string) => forgetDevicesBeyondLimit(db, bus, userId, keep),
+    remove: (userId: string, station: string) => removeDevice(db, bus, userId, station),
+  };
+}
+export type Devices = ReturnType<typeof devices>;
+
+export function friends(db: Kysely<Database>, notifier: Notifier) {
+  return {
+    list: (userId: string) => listFriends(db, userId),
+    add: (a: string, b: string) => addFriendship(db, a, b),
+    /** Tells the user's friends their new availability. */
+    setAvailability: (userId: string, availability: string) => setAvailability(notifier, userId, availability),
+  };
+}
+export type Friends = ReturnType<typeof friends>;
+
+export function blocks(db: Kysely<Database>) {
+  return {
+    list: (userId: string) => blocklist(db, userId),
+    block: (userId: string, target: BlockTarget) => block(db, userId, target),
+    unblock: (userId: string, target: BlockTarget) => unblock(db, userId, target),
+  };
+}
+export type Blocks = ReturnType<typeof blocks>;
+
+/** Conversations, their messages and reports: reads from the database, writes through the notifier. */
+export function conversations(db: Kysely<Database>, notifier: Notifier) {
+  return {
+    list: (userId: string) => listConversations(db, userId),
+    create: (callerId: string, input: Parameters<typeof createConversation>[2]) => createConversation(notifier, callerId, input),
+    setProperty: (...args: DropFirst<Parameters<typeof setConversationProperty>>) => setConversationProperty(notifier, ...args),
+    addMessage: (...args: DropFirst<Parameters<typeof addMessage>>) => addMessage(notifier, ...args),
+    download: (...args: DropFirst<Parameters<typeof downloadConversation>>) => downloadConversation(db, ...args),
+    addReport: (...args: DropFirst<Parameters<typeof addReport>>) => addReport(notifier, ...args),
+  };
+}
+export type Conversations = ReturnType<typeof conversations>;
+
+/** The Ozeki change feed: what changed for a user (friends, conversation list) after a time. */
+export function changes(db: Kysely<Database>) {
+  return { since: (userId: string, since: number) => changesSince(db, userId, since) };
+}
+export type Changes = ReturnType<typeof changes>;
+
+type DropFirst<T extends unknown[]> = T extends [unknown, ...infer Rest] ? Rest : never;
