@@ -30,6 +30,7 @@ import { ReplayGuard } from './api/web3mq/replay.ts';
 import { Web3mqLiveEndpoint } from './api/web3mq/live.ts';
 import { loginKeys } from './api/web3mq/login-keys.ts';
 import { attachMainKey } from './api/web3mq/keys.ts';
+import { web3mqServices } from './api/web3mq/services.ts';
 import { LiveServer } from './channels/live/server.ts';
 import { WebSocketChannel } from './channels/websocket.ts';
 import { UdpChannel } from './channels/udp.ts';
@@ -324,7 +325,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
       log,
     }),
-    web3mqApi({ db: store.db, notifier, replayGuard, log }),
+    web3mqApi({ web3mq: web3mqServices(store.db, replayGuard), notifier, log }),
   ];
   const tls = await loadTls(config);
   const http = buildHttp({ config, log, metrics, apis });

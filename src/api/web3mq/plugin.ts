@@ -1,22 +1,11 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Notifier } from '../../notify/notifier.ts';
-import type { Database } from '../../store/schema.ts';
 import { HeraldError, badRequest } from '../../errors.ts';
-import { authenticateSigned, type Web3mqCaller } from './auth.ts';
+import type { Web3mqCaller } from './auth.ts';
 import { type Fields, bodyOf, boundedInteger, requiredText, stringList, text, timestamp, userid } from './fields.ts';
-import { login, register, userInfo } from './keys.ts';
-import type { ReplayGuard } from './replay.ts';
-import {
-  MAX_PAGE,
-  MAX_PAGE_SIZE,
-  MAX_STATUS_MESSAGES,
-  changeStatus,
-  isNoticeType,
-  readHistory,
-  type NotificationStatus,
-} from './history.ts';
+import type { Web3mqServices } from './services.ts';
+import { MAX_PAGE, MAX_PAGE_SIZE, MAX_STATUS_MESSAGES, changeStatus, isNoticeType, type NotificationStatus } from './history.ts';
 import { agreeFriendRequest, createTopic, inviteToGroup, publishTopicMessage, sendFriendRequest, subscribeTopic } from './sources.ts';
 
 const ID_RULE = { max: 100, pattern: /^[\x21-\x7e]+$/, patternName: 'an id of printable characters' };
@@ -38,10 +27,10 @@ function sendWeb3mqError(reply: FastifyReply, error: unknown, log: Logger) {
 
 /** What the Web3MQ API works with: built once per node in app.ts. */
 export interface Web3mqParts {
-  db: Kysely<Database>;
+  /** Accounts, signed calls (spending from the replay guard /messages shares) and history. */
+  web3mq: Web3mqServices;
+  /** The calls that cause notifications write through it (sources.ts). */
   notifier: Notifier;
-  /** Spent signatures, shared with the live socket at /messages. */
-  replayGuard: ReplayGuard;
   log: Logger;
 }
 
@@ -55,7 +44,7 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
     app.setNotFoundHandler((request, reply) =>
       reply.status(404).send({ code: 404, msg: `no Web3MQ endpoint ${request.method} ${request.url.split('?')[0]}` }),
     );
-    const { db, notifier, replayGuard } = parts;
+    const { web3mq, notifier } = parts;
 
     /** Checks a signed POST body: its userid, timestamp and web3mq_signature over `signed(userid)`. */
     const signedBody = async (
@@ -65,7 +54,7 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
     ): Promise<Web3mqCaller & { signature: string }> => {
       const id = userid(fields);
       const time = timestamp(fields);
-      const caller = await authenticateSigned(db, replayGuard, request, {
+      const caller = await web3mq.authenticate(request, {
         userid: id,
         timestamp: time,
         signature: fields.web3mq_signature,
@@ -75,11 +64,11 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
       return { ...caller, signature: fields.web3mq_signature as string };
     };
 
-    app.post('/get_user_info/', async (request) => ok(await userInfo(db, bodyOf(request.body))));
+    app.post('/get_user_info/', async (request) => ok(await web3mq.userInfo(bodyOf(request.body))));
 
-    app.post('/user_register_v2/', async (request) => ok(await register(db, replayGuard, bodyOf(request.body))));
+    app.post('/user_register_v2/', async (request) => ok(await web3mq.register(bodyOf(request.body))));
 
-    app.post('/user_login_v2/', async (request) => ok(await login(db, replayGuard, bodyOf(request.body))));
+    app.post('/user_login_v2/', async (request) => ok(await web3mq.login(bodyOf(request.body))));
 
     app.get('/notification/history/', async (request) => {
       const query = (request.query ?? {}) as Fields;
@@ -99,14 +88,14 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
       const documented = id + (noticeType ?? topic ?? '') + time.text;
       const sdk = id + (topic ?? '') + (noticeType ?? '') + time.text;
       // Reading again with the same signature is allowed: see SignatureUse.
-      const caller = await authenticateSigned(db, replayGuard, request, {
+      const caller = await web3mq.authenticate(request, {
         userid: id,
         timestamp: time,
         signature: query.web3mq_signature,
         signedStrings: documented === sdk ? [documented] : [documented, sdk],
         use: 'read',
       });
-      return ok(await readHistory(db, { userId: caller.userId, topic, noticeType, page, size }));
+      return ok(await web3mq.readHistory({ userId: caller.userId, topic, noticeType, page, size }));
     });
 
     app.post('/notification/status/', async (request) => {
