@@ -17,7 +17,7 @@ import { Notifier } from './notify/notifier.ts';
 import { feedHead, feedReader } from './notify/feed.ts';
 import { startOutbox } from './notify/outbox.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
-import { checkStation, deviceDirectory, deviceOf } from './chat/devices.ts';
+import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
 import { blocks, changes, conversations, devices, friends, users } from './chat/services.ts';
 import { loadTls } from './tls.ts';
@@ -92,16 +92,16 @@ function adminToken(config: Config, log: Logger): string {
  * The push channels: which provider is on, and how it sends, is decided here and nowhere else.
  */
 
-function configurationHint(provider: PushProvider): string {
-  if (provider === 'apns') return 'set HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC';
-  if (provider === 'fcm') return 'set HERALD_FCM_SERVICE_ACCOUNT';
-  return 'configure its channel';
-}
+/** What an operator sets to turn a provider on. */
+const CONFIGURATION_HINTS = {
+  apns: 'set HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC',
+  fcm: 'set HERALD_FCM_SERVICE_ACCOUNT',
+} as const;
 
 /** Why a provider cannot be used, or undefined when it is configured. */
 export function unconfiguredReason(config: Config, provider: string): string | undefined {
-  if (provider === 'apns' && !config.apns) return `APNs is not configured (${configurationHint('apns')})`;
-  if (provider === 'fcm' && !config.fcm) return `FCM is not configured (${configurationHint('fcm')})`;
+  if (provider === 'apns' && !config.apns) return `APNs is not configured (${CONFIGURATION_HINTS.apns})`;
+  if (provider === 'fcm' && !config.fcm) return `FCM is not configured (${CONFIGURATION_HINTS.fcm})`;
   // Web Push needs no account: its VAPID key pair is generated when none is configured.
   if (provider !== 'apns' && provider !== 'fcm' && provider !== 'webpush') return `no push channel for provider ${provider}`;
   return undefined;
@@ -342,19 +342,19 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
 
   // The live channels: /ws and Web3MQ's /messages on one live-socket server, and UDP.
   const feed = feedReader(store.db);
-  const liveDevices = deviceDirectory(store.db);
   const live = new LiveServer([http.server, https.server], { hub, metrics, log });
-  live.register(new WebSocketChannel({ feed, devices: liveDevices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
+  live.register(new WebSocketChannel({ feed, devices: chatDevices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
   live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard, metrics, log }));
-  const udp = new UdpChannel({ config, feed, devices: liveDevices, hub, bus, metrics, log });
+  const udp = new UdpChannel({ config, feed, devices: chatDevices, hub, bus, metrics, log });
   await udp.listen();
   endpoints.udp = `udp://${host}:${udp.port}`;
+  const outboxLog = log.child({ part: 'outbox' });
   const outbox = options.withoutOutbox
     ? undefined
     : await startOutbox({
         deliveries: new SqlDeliveryStore(store.db, store.dialect),
-        channels: await openPushChannels(config, vapid, log.child({ part: 'outbox' })),
-        log: log.child({ part: 'outbox' }),
+        channels: await openPushChannels(config, vapid, outboxLog),
+        log: outboxLog,
         pushes: metrics.pushes,
       });
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push

@@ -6,7 +6,7 @@ import { SQLITE } from './helpers/stores.ts';
 import { addUser, metricsText, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { LiveServer } from '../src/channels/live/server.ts';
 import { WebSocketChannel } from '../src/channels/websocket.ts';
-import { deviceDirectory } from '../src/chat/devices.ts';
+import { devices } from '../src/chat/services.ts';
 import { feedReader } from '../src/notify/feed.ts';
 
 // Long enough that a loaded machine answers a ping before the next one is due.
@@ -25,10 +25,10 @@ describe('WebSocket liveness', () => {
     bob = await addUser(server, 'Bob');
     // A second listener of the same node, with a ping interval short enough to test.
     extra = http.createServer();
-    const { hub, metrics, log, store } = server.app.parts;
+    const { hub, metrics, log, store, bus } = server.app.parts;
     live = new LiveServer([extra], { hub, metrics, log, pingIntervalMs: PING_MS });
     const feed = feedReader(store.db);
-    live.register(new WebSocketChannel({ feed, devices: deviceDirectory(store.db), metrics, log, pingIntervalMs: live.pingIntervalMs }));
+    live.register(new WebSocketChannel({ feed, devices: devices(store.db, bus), metrics, log, pingIntervalMs: live.pingIntervalMs }));
     await new Promise<void>((resolve) => extra.listen(0, '127.0.0.1', resolve));
     url = `ws://127.0.0.1:${(extra.address() as AddressInfo).port}/ws?station=${bob.client.station}`;
   });

@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import type { RemoteInfo } from 'node:dgram';
 import type { Logger } from 'pino';
-import type { DeviceDirectory } from '../chat/devices.ts';
+import type { Devices } from '../chat/services.ts';
 import type { Bus } from '../cluster/bus.ts';
 import type { Config } from '../config.ts';
 import type { Metrics } from '../metrics.ts';
@@ -50,7 +50,7 @@ const COOKIE_SLOT_MIN_MS = 60_000;
 export interface UdpChannelParts {
   config: Pick<Config, 'host' | 'udpPort' | 'udpKeepAliveMs' | 'udpEndpointTimeoutMs'>;
   feed: FeedReader;
-  devices: Pick<DeviceDirectory, 'deviceOf' | 'recordAck'>;
+  devices: Pick<Devices, 'deviceOf' | 'recordAck'>;
   hub: Pick<Hub, 'add' | 'remove'>;
   /** Devices removed on any node: their endpoints and cached secrets go at once. */
   bus: Pick<Bus, 'onDisconnect'>;

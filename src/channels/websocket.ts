@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
-import { checkStation, type DeviceDirectory, type LiveProgress } from '../chat/devices.ts';
+import { checkStation, type LiveProgress } from '../chat/devices.ts';
+import type { Devices } from '../chat/services.ts';
 import type { Metrics } from '../metrics.ts';
 import { frameText, type Notification } from '../model/notification.ts';
 import type { FeedReader } from '../notify/feed.ts';
@@ -45,7 +46,7 @@ interface WsIdentity {
 /** What the WebSocket channel is built from. */
 export interface WebSocketChannelParts {
   feed: FeedReader;
-  devices: Pick<DeviceDirectory, 'deviceOf' | 'recordLiveProgress'>;
+  devices: Pick<Devices, 'deviceOf' | 'recordLiveProgress'>;
   metrics: Pick<Metrics, 'framesSent'>;
   log: Logger;
   /** The live server's ping interval, told to clients in the hello. */

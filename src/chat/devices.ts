@@ -294,21 +294,3 @@ export async function recordLiveProgress(db: Db, progress: LiveProgress[]): Prom
     await RECORD_PROGRESS.all(db, [JSON.stringify(entries.slice(start, start + PROGRESS_CHUNK))]);
   }
 }
-
-/** What the live channels ask of the devices table. */
-export interface DeviceDirectory {
-  /** The device of a station: its user, its UDP secret and what it acknowledged; undefined when none. */
-  deviceOf(station: string): Promise<Pick<DevicesTable, 'user_id' | 'udp_secret' | 'acked_seq'> | undefined>;
-  /** See recordLiveProgress. */
-  recordLiveProgress(progress: LiveProgress[]): Promise<void>;
-  /** See recordAck. */
-  recordAck(station: string, seq: number): Promise<void>;
-}
-
-export function deviceDirectory(db: Db): DeviceDirectory {
-  return {
-    deviceOf: (station) => deviceOf(db, station),
-    recordLiveProgress: (progress) => recordLiveProgress(db, progress),
-    recordAck: (station, seq) => recordAck(db, station, seq),
-  };
-}

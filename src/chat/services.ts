@@ -11,9 +11,12 @@ import {
   deviceOf,
   forgetDevicesBeyondLimit,
   listDevices,
+  recordAck,
+  recordLiveProgress,
   registerDevice,
   removeDevice,
   type DeviceRegistration,
+  type LiveProgress,
   type Platform,
 } from './devices.ts';
 import { addFriendship, listFriends } from './friends.ts';
@@ -47,6 +50,9 @@ export function devices(db: Kysely<Database>, bus: Pick<Bus, 'publishDisconnect'
     /** Forgets the user's oldest devices past the limit, except `keep`; their live connections end on every node. */
     forgetBeyondLimit: (userId: string, keep: string) => forgetDevicesBeyondLimit(db, bus, userId, keep),
     remove: (userId: string, station: string) => removeDevice(db, bus, userId, station),
+    /** What live channels learned of many devices (acknowledged and delivered sequences), written in batches. */
+    recordLiveProgress: (progress: LiveProgress[]) => recordLiveProgress(db, progress),
+    recordAck: (station: string, seq: number) => recordAck(db, station, seq),
   };
 }
 export type Devices = ReturnType<typeof devices>;

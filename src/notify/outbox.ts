@@ -48,6 +48,9 @@ export function retryDelayMs(attempts: number, retryAfterMs?: number, random: ()
   return Math.floor(ceiling / 2 + (random() * ceiling) / 2);
 }
 
+/** A claimed row once its push went out: it carries the token, the push's context being the row itself. */
+type SentRow = ClaimedDelivery & { token: string };
+
 const OUTCOME_KINDS: ReadonlyArray<SendOutcome['kind']> = ['delivered', 'retry', 'dead', 'failed'];
 
 interface PendingOutcomes {
@@ -218,12 +221,13 @@ class Dispatcher implements Outbox {
 
   private send(row: ClaimedDelivery, notification: Notification, target: PushTarget): void {
     this.inFlight++;
-    row.token = target.token;
-    this.channels.get(row.provider)!.send(target, notification, row, this.onAnswer);
+    const sent = row as SentRow;
+    sent.token = target.token;
+    this.channels.get(row.provider)!.send(target, notification, sent, this.onAnswer);
   }
 
   /** send's callback, one for every push: the row is the push's context. */
-  private readonly onAnswer = (outcome: SendOutcome, row: ClaimedDelivery): void => this.answered(row, row.token!, outcome);
+  private readonly onAnswer = (outcome: SendOutcome, row: SentRow): void => this.answered(row, row.token, outcome);
 
   /** Rows whose device cannot take a push (any more): each is dead, with the reason read from the device. */
   private async closeUnusable(rows: ClaimedDelivery[]): Promise<void> {

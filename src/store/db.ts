@@ -9,8 +9,6 @@ import { postgresBulkWriter, sqliteBulkWriter, type BulkWriter } from './bulk.ts
 import { registerSqliteConnection } from './statement.ts';
 import { LOG_BOUND_BYTES, startCheckpointer } from './checkpointer.ts';
 
-export type { Dialect };
-
 export interface Store {
   db: Kysely<Database>;
   dialect: Dialect;

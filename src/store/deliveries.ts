@@ -57,8 +57,6 @@ export interface ClaimedDelivery {
    * SQLite gives the JSON text, PostgreSQL the parsed array.
    */
   device: string | UsableDevice | null;
-  /** Set when the push goes out through a channel's sendWith: the device token it went to. */
-  token?: string;
 }
 
 export type UsableDevice = [platform: string, token: string, keys: string | null];

@@ -113,9 +113,14 @@ export class ApnsChannel implements PushChannel, ConnectionOwner, RequestOwner {
   }
 
   send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    this.sendToToken(target.token, notification, context, done);
+  }
+
+  /** send() for a caller that knows only the device token (the push thread): APNs needs nothing else. */
+  sendToToken<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
     const prepared = this.pushes.get(notification);
     if ('kind' in prepared) return done(prepared, context);
-    this.enqueue(new PushRequest(this, `/3/device/${target.token}`, prepared, context, done));
+    this.enqueue(new PushRequest(this, `/3/device/${token}`, prepared, context, done));
   }
 
   private enqueue(request: PushRequest): void {

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { PushTarget, SendOutcome } from '../../model/channel.ts';
+import type { SendOutcome } from '../../model/channel.ts';
 import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { installLeanAsyncBind } from './lean-async-bind.ts';
 import { ApnsChannel } from './channel.ts';
@@ -73,8 +73,7 @@ port.on('message', (message: ToThread) => {
     const number = pushes[i] as number;
     const notification = notifications[pushes[i + 1] as number];
     // An APNs push needs only the device token; the thread is not told the rest of the device.
-    const target: PushTarget = { station: '', userId: notification.userId, platform: '', provider: 'apns', token: pushes[i + 2] as string };
-    channel.send(target, notification, number, answered);
+    channel.sendToToken(pushes[i + 2] as string, notification, number, answered);
   }
 });
 post({ type: 'ready' });
