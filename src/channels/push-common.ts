@@ -25,7 +25,12 @@ export function pushKindOf(n: Notification): PushKind {
 
 /** The moment after which the push is no longer worth delivering. */
 export function pushExpiresAt(n: Notification): number {
-  return n.createdAt + PUSH_TIME_TO_LIVE_MS;
+  return n.createdAt + (n.push?.ttl === undefined ? PUSH_TIME_TO_LIVE_MS : n.push.ttl * 1000);
+}
+
+/** True when the sender let the provider deliver an alert when it suits the device's battery. */
+export function isNormalPriority(n: Notification): boolean {
+  return n.push?.priority === 'normal';
 }
 
 /**

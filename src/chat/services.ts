@@ -22,6 +22,7 @@ import {
 import { addFriendship, listFriends } from './friends.ts';
 import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
+import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
 import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from './users.ts';
 
 /*
@@ -88,6 +89,16 @@ export function conversations(db: Kysely<Database>, notifier: Notifier) {
   };
 }
 export type Conversations = ReturnType<typeof conversations>;
+
+/** The gateway API's notifications: sent by other backends, paged and read like chat's own. */
+export function gateway(db: Kysely<Database>, notifier: Notifier) {
+  return {
+    send: (send: GatewaySend, idempotent?: IdempotentCall) => sendNotifications(notifier, send, idempotent),
+    page: (userId: string, after: number, limit: number) => feedPage(db, userId, after, limit),
+    read: (userId: string, mark: ReadMark) => markRead(notifier, userId, mark),
+  };
+}
+export type Gateway = ReturnType<typeof gateway>;
 
 /** The Ozeki change feed: what changed for a user (friends, conversation list) after a time. */
 export function changes(db: Kysely<Database>) {

@@ -8,7 +8,20 @@ export type NotificationType =
   | 'system.agree_friend_request'
   | 'system.group_invitation'
   | 'subscription'
-  | 'test';
+  | 'test'
+  /** A kind of another backend's, sent through the gateway API: namespaced, like `app.invoice`. */
+  | CustomKind;
+
+/** A kind named by another backend: at least two dot-separated parts (see isCustomKind). */
+export type CustomKind = `${string}.${string}`;
+
+/** How a push may be delivered: its time to live and its priority (absent: Herald's defaults). */
+export interface PushOptions {
+  /** Seconds the push is worth delivering; the default is a day. */
+  ttl?: number;
+  /** `normal` lets the provider save the device's battery; `high` (the default for alerts) delivers at once. */
+  priority?: 'high' | 'normal';
+}
 
 /** One entry of a user's durable feed, as stored and as handed to every channel. */
 export interface Notification {
@@ -28,6 +41,8 @@ export interface Notification {
   silent: boolean;
   data: Record<string, unknown>;
   createdAt: number;
+  /** Set only when the sender asked for other than the defaults (the gateway API). */
+  push?: PushOptions;
 }
 
 /** A notification before it has an id, a sequence number and a badge. */
@@ -42,6 +57,9 @@ export interface NotificationDraft {
   data?: Record<string, unknown>;
   /** How much this notification moves the recipient's unread total (0 when unset). */
   unread?: number;
+  /** Sets the recipient's badge to this number instead of moving it by `unread`. */
+  badge?: number;
+  push?: PushOptions;
 }
 
 /** Types that reach push-token devices (APNs, FCM, Web Push) through the outbox. */
@@ -54,6 +72,19 @@ export const PUSHED_TYPES: ReadonlySet<NotificationType> = new Set([
   'subscription',
   'test',
 ]);
+
+/** Built-in types that begin like a namespace (`system.…`) are Herald's, not a backend's. */
+const CUSTOM_KIND = /^(?!system\.)[a-z][a-z0-9_-]{0,31}(\.[a-z0-9][a-z0-9_-]{0,31}){1,3}$/;
+
+/** True for a backend's own namespaced kind (`app.invoice`), never for one of Herald's types. */
+export function isCustomKind(value: string): value is CustomKind {
+  return value.length <= 64 && CUSTOM_KIND.test(value);
+}
+
+/** True when notifications of this type reach push-token devices through the outbox. */
+export function isPushedType(type: NotificationType): boolean {
+  return PUSHED_TYPES.has(type) || isCustomKind(type);
+}
 
 /**
  * The JSON frame of a notification on the live channels (WebSocket, UDP). `clean` is

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
-import { notificationId, PUSHED_TYPES } from '../model/notification.ts';
+import { isPushedType, notificationId } from '../model/notification.ts';
 import { rowToNotification } from '../store/rows.ts';
 import type { BulkWriter } from '../store/bulk.ts';
 
@@ -26,6 +26,8 @@ interface Claim {
   nextSeq: number;
   badge: number;
   key: number;
+  /** The badge a draft set outright (the last one wins); `unread` then moves it no further. */
+  setBadge?: number;
 }
 
 /**
@@ -47,11 +49,12 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
       claims.set(draft.userId, claim);
     }
     claim.unread += draft.unread ?? 0;
+    if (draft.badge !== undefined) claim.setBadge = draft.badge;
   }
   for (const head of await bulk.feedHeads(trx, [...claims.keys()])) {
     const claim = claims.get(head.id)!;
     claim.nextSeq = head.seq + 1;
-    claim.badge = Math.max(0, head.badge + claim.unread);
+    claim.badge = claim.setBadge ?? Math.max(0, head.badge + claim.unread);
     claim.key = head.key;
   }
 
@@ -75,6 +78,7 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
       silent: draft.silent ?? false,
       data: draft.data ?? {},
       createdAt: now,
+      ...(draft.push && { push: draft.push }),
     });
   }
 
@@ -87,9 +91,19 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
 
 /** One outbox row per push-token device of each recipient; says how many it wrote. */
 async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notification[], now: number): Promise<number> {
-  const pushed = notifications.filter((n) => PUSHED_TYPES.has(n.type));
+  const pushed = notifications.filter((n) => isPushedType(n.type));
   if (pushed.length === 0) return 0;
-  return bulk.queuePushes(trx, pushed, now, now + PUSH_TIME_TO_LIVE_MS);
+  // A time to live of the sender's own: the drafts of one call share it, so this is one group.
+  const byExpiry = new Map<number, Notification[]>();
+  for (const n of pushed) {
+    const expiresAt = n.push?.ttl === undefined ? now + PUSH_TIME_TO_LIVE_MS : now + n.push.ttl * 1000;
+    const group = byExpiry.get(expiresAt);
+    if (group) group.push(n);
+    else byExpiry.set(expiresAt, [n]);
+  }
+  let queued = 0;
+  for (const [expiresAt, group] of byExpiry) queued += await bulk.queuePushes(trx, group, now, expiresAt);
+  return queued;
 }
 
 /** Where a user's feed stands: its last sequence number and the badge (0 and 0 while it is empty). */

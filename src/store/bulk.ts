@@ -64,6 +64,7 @@ const NOTIFICATION_COLUMNS = [
   'status',
   'status_at',
   'created_at',
+  'push_options',
 ] as const;
 
 /** Feed heads a SQLite store remembers at most; beyond that it starts over. */
@@ -194,6 +195,7 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
           null,
           null,
           n.createdAt,
+          n.push ? JSON.stringify(n.push) : null,
         );
       }
     },
@@ -239,7 +241,7 @@ export const postgresBulkWriter: BulkWriter = {
         ${column('type')}::varchar[], ${column('conversation_id')}::varchar[], ${column('sender_id')}::varchar[],
         ${column('title')}::varchar[], ${column('body')}::text[], ${column('badge')}::integer[],
         ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
-        ${column('status_at')}::bigint[], ${column('created_at')}::bigint[])`.execute(trx);
+        ${column('status_at')}::bigint[], ${column('created_at')}::bigint[], ${column('push_options')}::text[])`.execute(trx);
   },
   async queuePushes(trx, notifications, now, expiresAt) {
     const result = await sql<{ queued: number }>`

@@ -1,5 +1,5 @@
 import type { NotificationsTable } from './schema.ts';
-import { dataText, notificationId, type Notification } from '../model/notification.ts';
+import { dataText, notificationId, type Notification, type PushOptions } from '../model/notification.ts';
 
 /** The feed row of a notification that was just made: neither delivered nor read yet. */
 export function notificationToRow(n: Notification, userKey: number): NotificationsTable {
@@ -17,6 +17,7 @@ export function notificationToRow(n: Notification, userKey: number): Notificatio
     status: null,
     status_at: null,
     created_at: n.createdAt,
+    push_options: n.push ? JSON.stringify(n.push) : null,
   };
 }
 
@@ -35,5 +36,6 @@ export function rowToNotification(row: NotificationsTable, userId: string): Noti
     silent: row.silent === 1,
     data: JSON.parse(row.data) as Record<string, unknown>,
     createdAt: row.created_at,
+    ...(row.push_options !== null && row.push_options !== undefined && { push: JSON.parse(row.push_options) as PushOptions }),
   };
 }

@@ -108,6 +108,26 @@ export interface ReportsTable {
  * A user's feed. A row is found by its user's key and sequence number; its id is made from
  * the two (see notificationId in src/notify/model.ts).
  */
+/** The unread count of a thread another backend sends into through the gateway API. */
+export interface ThreadUnreadTable {
+  user_id: string;
+  /** The sender's conversation id; '' for notifications without one. */
+  thread_id: string;
+  unread: number;
+}
+
+/** The answer to a gateway call made with an `Idempotency-Key`, kept for at least a day. */
+export interface IdempotencyKeysTable {
+  /** Who made the call: `admin` or a token's id. */
+  caller: string;
+  key: string;
+  /** SHA-256 of the request body: the same key with another body is refused. */
+  request_hash: string;
+  /** The JSON answer; null while the first call is still being written. */
+  answer: string | null;
+  created_at: number;
+}
+
 export interface NotificationsTable {
   /** `users.key` of the recipient. */
   user_key: number;
@@ -125,6 +145,8 @@ export interface NotificationsTable {
   status: string | null;
   status_at: number | null;
   created_at: number;
+  /** The sender's push options (time to live, priority) as JSON text; null for the defaults. */
+  push_options: string | null;
 }
 
 export interface DeliveriesTable {
@@ -200,6 +222,8 @@ export interface Database {
   messages: MessagesTable;
   reports: ReportsTable;
   notifications: NotificationsTable;
+  thread_unread: ThreadUnreadTable;
+  idempotency_keys: IdempotencyKeysTable;
   deliveries: DeliveriesTable;
   web3mq_accounts: Web3mqAccountsTable;
   web3mq_login_keys: Web3mqLoginKeysTable;

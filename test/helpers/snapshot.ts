@@ -15,7 +15,9 @@ export async function snapshot(store: Store) {
       | 'messages'
       | 'reports'
       | 'notifications'
-      | 'deliveries',
+      | 'deliveries'
+      | 'thread_unread'
+      | 'idempotency_keys',
   ) =>
     Number(
       (
@@ -36,6 +38,8 @@ export async function snapshot(store: Store) {
     'reports',
     'notifications',
     'deliveries',
+    'thread_unread',
+    'idempotency_keys',
   ] as const;
   const counts: Record<string, number> = {};
   for (const table of tables) counts[table] = await count(table);

@@ -2,7 +2,9 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { errorStatus, sameSecret } from '../http.ts';
 import { badRequest, forbidden, unauthorized } from '../../errors.ts';
-import type { Devices, Friends, Users } from '../../chat/services.ts';
+import type { Devices, Friends, Gateway, Users } from '../../chat/services.ts';
+import { userIdOf } from '../../chat/ids.ts';
+import { notificationRoutes } from './notifications.ts';
 import { checkRegistration, checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
 
 /** What the native API works with: built once per node in app.ts. */
@@ -10,6 +12,7 @@ export interface RestParts {
   users: Pick<Users, 'create' | 'list' | 'resolve'>;
   devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
   friends: Pick<Friends, 'add'>;
+  gateway: Gateway;
   /** The root credential. */
   adminToken: string;
   vapidPublicKey: string;
@@ -135,6 +138,18 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       }
       const device = await devices.register(station, user.id, registration);
       return { device: describeDevice(device) };
+    });
+
+    notificationRoutes(app, {
+      gateway: parts.gateway,
+      users,
+      async authorizeSend(request) {
+        await requireAdmin(parts, request);
+        return { caller: 'admin' };
+      },
+      async authorizeFeed(request, user) {
+        await requireSelfOrAdmin(parts, request, user.includes('@') ? userIdOf(user) : user.toLowerCase());
+      },
     });
 
     // Public: a browser needs it (as applicationServerKey) before anyone has logged in.

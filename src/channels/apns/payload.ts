@@ -1,6 +1,6 @@
 import type { SendOutcome } from '../../model/channel.ts';
 import type { Notification } from '../../model/notification.ts';
-import { collapseKeyOf, heraldFields, pushExpiresAt, pushKindOf } from '../push-common.ts';
+import { collapseKeyOf, heraldFields, isNormalPriority, pushExpiresAt, pushKindOf } from '../push-common.ts';
 
 export interface ApnsPush {
   pushType: 'alert' | 'background';
@@ -25,9 +25,9 @@ export function apnsPush(n: Notification): ApnsPush {
   const payload = JSON.stringify({ aps, ...heraldFields(n) });
   return {
     // APNs: a badge-only push is an alert push without an alert; a background push must
-    // have priority 5.
+    // have priority 5, and so does an alert its sender let wait for the device's convenience.
     pushType: kind === 'background' ? 'background' : 'alert',
-    priority: kind === 'alert' ? 10 : 5,
+    priority: kind === 'alert' && !isNormalPriority(n) ? 10 : 5,
     expiration: Math.floor(pushExpiresAt(n) / 1000),
     collapseId: kind === 'alert' ? collapseKeyOf(n.conversationId) : undefined,
     payload,

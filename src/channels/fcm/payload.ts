@@ -1,5 +1,5 @@
 import type { Notification } from '../../model/notification.ts';
-import { collapseKeyOf, heraldFields, pushExpiresAt, pushKindOf } from '../push-common.ts';
+import { collapseKeyOf, heraldFields, isNormalPriority, pushExpiresAt, pushKindOf } from '../push-common.ts';
 
 /** The FCM HTTP v1 `message` for a notification and a registration token. */
 export function fcmMessage(n: Notification, token: string, now = Date.now()): Record<string, unknown> {
@@ -7,7 +7,7 @@ export function fcmMessage(n: Notification, token: string, now = Date.now()): Re
   const ttlSeconds = Math.max(0, Math.floor((pushExpiresAt(n) - now) / 1000));
   const collapseKey = collapseKeyOf(n.conversationId);
   const android: Record<string, unknown> = {
-    priority: kind === 'background' ? 'normal' : 'high',
+    priority: kind === 'background' || isNormalPriority(n) ? 'normal' : 'high',
     ttl: `${ttlSeconds}s`,
   };
   if (collapseKey) android.collapse_key = collapseKey;

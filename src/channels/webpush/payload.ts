@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Notification } from '../../model/notification.ts';
-import { pushExpiresAt, pushKindOf } from '../push-common.ts';
+import { isNormalPriority, pushExpiresAt, pushKindOf } from '../push-common.ts';
 
 /**
  * The Topic for a conversation: the first 24 bytes of its SHA-256, base64url (32 characters,
@@ -41,7 +41,7 @@ export function webPushRequest(n: Notification, now = Date.now()): WebPushReques
   const kind = pushKindOf(n);
   return {
     ttl: Math.max(0, Math.floor((pushExpiresAt(n) - now) / 1000)),
-    urgency: kind === 'alert' ? 'high' : kind === 'badge' ? 'normal' : 'low',
+    urgency: kind === 'alert' ? (isNormalPriority(n) ? 'normal' : 'high') : kind === 'badge' ? 'normal' : 'low',
     topic: topicOf(n.conversationId),
     payload: JSON.stringify(webPushPayload(n)),
   };

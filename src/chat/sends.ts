@@ -1,0 +1,308 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Database } from '../store/schema.ts';
+import type { Emit, Notifier } from '../notify/notifier.ts';
+import { feedHead, readFeed, userKeyOf } from '../notify/feed.ts';
+import type { CustomKind, Notification, NotificationDraft, PushOptions } from '../model/notification.ts';
+import { badRequest, HeraldError } from '../errors.ts';
+import { userIdOf } from './ids.ts';
+
+/*
+ * Notifications born in another backend (the gateway API, `POST /v1/notifications`): they
+ * go through the same feed, badge, outbox and channels as chat messages. A sender's
+ * `conversationid` is a thread of its own: Herald counts its unread notifications per
+ * recipient, so reading the thread takes exactly those off the badge.
+ */
+
+export const MAX_RECIPIENTS = 10_000;
+/** Rows per statement when the thread counters of a large audience move. */
+const CHUNK = 500;
+/** Answers to `Idempotency-Key` calls are kept this long at least (and pruned a little later). */
+export const IDEMPOTENCY_KEEP_MS = 24 * 60 * 60 * 1000;
+
+export interface GatewaySend {
+  /** User ids or e-mail addresses, as the sender gave them. */
+  to: string[];
+  title: string;
+  body?: string;
+  data?: Record<string, unknown>;
+  /** `message` (the default) or a namespaced kind of the sender's (`app.invoice`). */
+  kind?: 'message' | CustomKind;
+  conversationId?: string;
+  silent?: boolean;
+  /** `increment` (the default) counts the notification as unread, `keep` does not, a number sets the badge. */
+  badge?: 'increment' | 'keep' | number;
+  push?: PushOptions;
+}
+
+export interface SentTo {
+  /** The recipient as the sender named them. */
+  to: string;
+  userid: string;
+  id: string;
+  seq: number;
+}
+
+export interface SendAnswer {
+  notifications: SentTo[];
+  /** Recipients Herald does not know, as the sender named them; nothing was sent to them. */
+  unknown: string[];
+}
+
+/** Who made a call with an `Idempotency-Key`, the key, and the digest of the request it came with. */
+export interface IdempotentCall {
+  caller: string;
+  key: string;
+  requestHash: string;
+}
+
+/** The user id a recipient names: an e-mail address stands for the user it identifies. */
+function recipientId(to: string): string {
+  return to.includes('@') ? userIdOf(to) : to.trim().toLowerCase();
+}
+
+/**
+ * Sends one notification to each recipient. With an idempotency key the answer is written
+ * in the same transaction as the notifications, so a retried call (even one racing the
+ * first on another node) returns the first answer and creates nothing.
+ */
+export async function sendNotifications(
+  notifier: Notifier,
+  send: GatewaySend,
+  idempotent?: IdempotentCall,
+): Promise<{ answer: SendAnswer; replayed: boolean }> {
+  return notifier.transact(async (trx, emit) => {
+    const now = Date.now();
+    if (idempotent) {
+      const earlier = await claimKey(trx, idempotent, now);
+      if (earlier) return { answer: earlier, replayed: true };
+    }
+
+    const named = new Map<string, string>();
+    for (const to of send.to) {
+      const id = recipientId(to);
+      if (!named.has(id)) named.set(id, to);
+    }
+    const badge = send.badge ?? 'increment';
+    const unread = badge === 'increment' ? 1 : 0;
+    const data = send.data ?? {};
+    const drafts: NotificationDraft[] = [...named.keys()].map((userId) => ({
+      userId,
+      type: send.kind ?? 'message',
+      conversationId: send.conversationId ?? null,
+      title: send.title,
+      body: send.body ?? '',
+      silent: send.silent ?? false,
+      data,
+      unread,
+      ...(typeof badge === 'number' && { badge }),
+      ...(send.push && { push: send.push }),
+    }));
+    const produced = await emit(drafts, { now });
+    if (unread > 0) await countUnread(trx, produced, send.conversationId ?? '');
+
+    const answer: SendAnswer = { notifications: [], unknown: [] };
+    const reached = new Set<string>();
+    for (const n of produced) {
+      reached.add(n.userId);
+      answer.notifications.push({ to: named.get(n.userId)!, userid: n.userId, id: n.id, seq: n.seq });
+    }
+    for (const [userId, to] of named) if (!reached.has(userId)) answer.unknown.push(to);
+
+    if (idempotent) {
+      await trx
+        .updateTable('idempotency_keys')
+        .set({ answer: JSON.stringify(answer) })
+        .where('caller', '=', idempotent.caller)
+        .where('key', '=', idempotent.key)
+        .execute();
+    }
+    return { answer, replayed: false };
+  });
+}
+
+/**
+ * Takes the key for this call, or gives the answer of the call that took it first. On
+ * PostgreSQL a concurrent first call holds the key's row until it commits, so the insert
+ * waits for it and then sees its answer.
+ */
+async function claimKey(trx: Transaction<Database>, call: IdempotentCall, now: number): Promise<SendAnswer | undefined> {
+  // Old answers go a little at a time, by the calls that make new ones.
+  await trx
+    .deleteFrom('idempotency_keys')
+    .where('created_at', '<', now - 2 * IDEMPOTENCY_KEEP_MS)
+    .where(({ eb, selectFrom }) =>
+      eb(
+        'key',
+        'in',
+        selectFrom('idempotency_keys')
+          .select('key')
+          .where('created_at', '<', now - 2 * IDEMPOTENCY_KEEP_MS)
+          .limit(100),
+      ),
+    )
+    .execute();
+  const taken = await trx
+    .insertInto('idempotency_keys')
+    .values({ caller: call.caller, key: call.key, request_hash: call.requestHash, answer: null, created_at: now })
+    .onConflict((oc) => oc.columns(['caller', 'key']).doNothing())
+    .returning('key')
+    .executeTakeFirst();
+  if (taken) return undefined;
+  const earlier = await trx
+    .selectFrom('idempotency_keys')
+    .select(['request_hash', 'answer'])
+    .where('caller', '=', call.caller)
+    .where('key', '=', call.key)
+    .executeTakeFirstOrThrow();
+  if (earlier.request_hash !== call.requestHash) {
+    throw new HeraldError(422, 'this Idempotency-Key was used with another request; use a new key for a new request');
+  }
+  if (earlier.answer === null) throw new HeraldError(409, 'a call with this Idempotency-Key is still in progress; retry shortly');
+  return JSON.parse(earlier.answer) as SendAnswer;
+}
+
+/** One more unread notification in the thread, for each recipient reached. */
+async function countUnread(trx: Transaction<Database>, produced: Notification[], threadId: string): Promise<void> {
+  for (let i = 0; i < produced.length; i += CHUNK) {
+    const rows = produced.slice(i, i + CHUNK).map((n) => ({ user_id: n.userId, thread_id: threadId, unread: 1 }));
+    await trx
+      .insertInto('thread_unread')
+      .values(rows)
+      .onConflict((oc) => oc.columns(['user_id', 'thread_id']).doUpdateSet({ unread: sql`thread_unread.unread + 1` }))
+      .execute();
+  }
+}
+
+export interface FeedPage {
+  notifications: Notification[];
+  /** The `after` of the next page; null when this page reached the newest notification. */
+  next: number | null;
+  /** The newest sequence number of the feed and the badge it stands at. */
+  head: { seq: number; badge: number };
+}
+
+/** A page of a user's feed, oldest first, after `after`. */
+export async function feedPage(db: Kysely<Database>, userId: string, after: number, limit: number): Promise<FeedPage> {
+  const [notifications, head] = await Promise.all([readFeed(db, userId, after, limit), feedHead(db, userId)]);
+  const last = notifications.at(-1)?.seq;
+  return {
+    notifications,
+    next: last !== undefined && last < head.lastSeq ? last : null,
+    head: { seq: head.lastSeq, badge: head.badge },
+  };
+}
+
+/** What the user has read: everything up to a sequence number, or one conversation. */
+export type ReadMark = { upto: number } | { conversationId: string };
+
+export interface ReadAnswer {
+  /** The badge after reading. */
+  badge: number;
+  /** How many unread notifications reading took off the badge. */
+  read: number;
+  /** The clean notification that told the user's devices; null when nothing was unread. */
+  seq: number | null;
+}
+
+/** Types that never count as unread, so they do not keep a conversation unread after `upto`. */
+const UNCOUNTED = ['clean', 'availability', 'conversationlist'];
+
+/**
+ * Marks notifications read and, when that changed the badge, sends the clean notification
+ * with the new badge to all of the user's devices. `{ conversationId }` reads one
+ * conversation (one of Herald's, or a thread of the gateway's); `{ upto }` reads every
+ * conversation whose newest unread notification is at or before that sequence number.
+ */
+export async function markRead(notifier: Notifier, userId: string, mark: ReadMark): Promise<ReadAnswer> {
+  return notifier.transact(async (trx, emit) => {
+    const now = Date.now();
+    const head = await feedHead(trx, userId);
+    if ('upto' in mark && mark.upto > head.lastSeq) {
+      throw badRequest(`upto: ${mark.upto} is past the newest notification of the feed (${head.lastSeq})`);
+    }
+    const unread = 'upto' in mark ? await unreadUpTo(trx, userId, mark.upto) : await unreadIn(trx, userId, mark.conversationId);
+    const total = unread.threads.reduce((sum, t) => sum + t.unread, 0) + unread.conversations.reduce((sum, c) => sum + c.unread, 0);
+    if (total === 0) return { badge: head.badge, read: 0, seq: null };
+    await zero(trx, userId, unread, now);
+    const [clean] = await tellRead(emit, userId, total, mark, now);
+    return { badge: clean?.badge ?? head.badge, read: total, seq: clean?.seq ?? null };
+  });
+}
+
+interface Unread {
+  threads: Array<{ id: string; unread: number }>;
+  conversations: Array<{ id: string; unread: number }>;
+}
+
+async function unreadIn(trx: Transaction<Database>, userId: string, conversationId: string): Promise<Unread> {
+  const [threads, conversations] = await Promise.all([
+    trx
+      .selectFrom('thread_unread')
+      .select(['thread_id as id', 'unread'])
+      .where('user_id', '=', userId)
+      .where('thread_id', '=', conversationId)
+      .where('unread', '>', 0)
+      .execute(),
+    trx
+      .selectFrom('participants')
+      .select(['conversation_id as id', 'unread_count as unread'])
+      .where('user_id', '=', userId)
+      .where('conversation_id', '=', conversationId)
+      .where('unread_count', '>', 0)
+      .execute(),
+  ]);
+  return { threads, conversations };
+}
+
+async function unreadUpTo(trx: Transaction<Database>, userId: string, upto: number): Promise<Unread> {
+  const [threads, conversations, later] = await Promise.all([
+    trx.selectFrom('thread_unread').select(['thread_id as id', 'unread']).where('user_id', '=', userId).where('unread', '>', 0).execute(),
+    trx
+      .selectFrom('participants')
+      .select(['conversation_id as id', 'unread_count as unread'])
+      .where('user_id', '=', userId)
+      .where('unread_count', '>', 0)
+      .execute(),
+    // Conversations with something newer than `upto` stay unread: only the user's feed past it is read.
+    trx
+      .selectFrom('notifications')
+      .select('conversation_id')
+      .distinct()
+      .where('user_key', '=', userKeyOf(userId))
+      .where('seq', '>', upto)
+      .where('type', 'not in', UNCOUNTED)
+      .execute(),
+  ]);
+  const newer = new Set(later.map((row) => row.conversation_id ?? ''));
+  return {
+    threads: threads.filter((t) => !newer.has(t.id)),
+    conversations: conversations.filter((c) => !newer.has(c.id)),
+  };
+}
+
+async function zero(trx: Transaction<Database>, userId: string, unread: Unread, now: number): Promise<void> {
+  const threads = unread.threads.map((t) => t.id);
+  const conversations = unread.conversations.map((c) => c.id);
+  for (let i = 0; i < threads.length; i += CHUNK) {
+    await trx
+      .updateTable('thread_unread')
+      .set({ unread: 0 })
+      .where('user_id', '=', userId)
+      .where('thread_id', 'in', threads.slice(i, i + CHUNK))
+      .execute();
+  }
+  for (let i = 0; i < conversations.length; i += CHUNK) {
+    await trx
+      .updateTable('participants')
+      .set({ unread_count: 0, last_access_at: now })
+      .where('user_id', '=', userId)
+      .where('conversation_id', 'in', conversations.slice(i, i + CHUNK))
+      .execute();
+  }
+}
+
+function tellRead(emit: Emit, userId: string, total: number, mark: ReadMark, now: number) {
+  const conversationId = 'conversationId' in mark ? mark.conversationId : null;
+  const data = 'upto' in mark ? { read: total, upto: mark.upto } : { read: total };
+  return emit([{ userId, type: 'clean', conversationId, title: 'Read', silent: true, data, unread: -total }], { now });
+}
