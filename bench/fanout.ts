@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { benchConfig, loopbackSources } from './lib/config.ts';
 import { Fleet, waitForCount } from './lib/fleet.ts';
-import { HeraldProcess } from './lib/herald.ts';
+import { BENCH_ADMIN_TOKEN, HeraldProcess } from './lib/herald.ts';
 import { BENCH_DIR, Child, sleep } from './lib/ipc.ts';
 import { median } from './lib/stats.ts';
 import type { Target } from './clients/sender.ts';
@@ -27,6 +27,8 @@ export interface FanoutResult {
   devices: number;
   messages: number;
   herald: FanoutSide;
+  /** The same devices of the same Herald, reached through the gateway API (`POST /v1/notifications`). */
+  gateway: FanoutSide;
   ws: FanoutSide;
   socketio: FanoutSide;
   profile?: string;
@@ -35,12 +37,17 @@ export interface FanoutResult {
 interface Prepared {
   herald?: HeraldProcess;
   target: Target;
+  /** The gateway API's request to the same recipients (Herald only). */
+  gatewayTarget?: Target;
   fleet: Fleet;
   sender: Child;
   live(): Promise<number>;
   cpu(): Promise<number>;
   stop(): Promise<void>;
 }
+
+const SIDES = ['herald', 'gateway', 'ws', 'socketio'] as const;
+type Side = (typeof SIDES)[number];
 
 /** One burst of `count` messages; returns deliveries per second and the mean frame size. */
 async function burst(p: Prepared, count: number, label: string) {
@@ -89,6 +96,13 @@ async function prepareHerald(devices: number, sources: string[], nodeFlags: stri
     return {
       herald,
       target: { kind: 'ozeki', baseUrl: herald.endpoints.http, station: senderUser.stations[0], conversationId: created.conversation.id },
+      gatewayTarget: {
+        kind: 'gateway',
+        baseUrl: herald.endpoints.http,
+        token: BENCH_ADMIN_TOKEN,
+        to: recipients.map((u) => u.userid),
+        conversationId: created.conversation.id,
+      },
       fleet,
       sender,
       live: () => herald.liveConnections(),
@@ -140,11 +154,20 @@ export async function runFanout(log: (line: string) => void): Promise<FanoutResu
   const nodeFlags: string[] = [];
 
   log(`fan-out: ${devices} devices × ${messages} messages, ${runs} runs each, interleaved`);
-  const prepared: Partial<Record<'herald' | 'ws' | 'socketio', Prepared>> = {};
+  const prepared: Partial<Record<Side, Prepared>> = {};
   try {
     prepared.herald = await prepareHerald(devices, sources, nodeFlags);
     // Herald's own frame size sets the baselines' frame size.
     const { frameBytes } = await warmUp(prepared.herald, messages, 'Herald');
+    // The gateway API: the same node and devices, a sender of its own.
+    const gatewaySender = new Child('fanout-gateway-sender', 'clients/sender.ts');
+    prepared.gateway = {
+      ...prepared.herald,
+      target: prepared.herald.gatewayTarget!,
+      sender: gatewaySender,
+      stop: () => gatewaySender.stop(),
+    };
+    await warmUp(prepared.gateway, messages, 'Herald send API');
     prepared.ws = await prepareBaseline('ws', devices, sources, frameBytes);
     await warmUp(prepared.ws, messages, 'ws');
     prepared.socketio = await prepareBaseline('socketio', devices, sources, frameBytes);
@@ -163,29 +186,32 @@ export async function runFanout(log: (line: string) => void): Promise<FanoutResu
       await prepared.herald.herald!.child.request('profileStop', { file: profile });
       log(`  CPU profile of Herald's fan-out: ${path.relative(process.cwd(), profile)}`);
     }
-    const sides = { herald: [] as number[], ws: [] as number[], socketio: [] as number[] };
-    const cpu = { herald: [] as number[], ws: [] as number[], socketio: [] as number[] };
-    const bytes = { herald: frameBytes, ws: 0, socketio: 0 };
+    const sides = { herald: [] as number[], gateway: [] as number[], ws: [] as number[], socketio: [] as number[] };
+    const cpu = { herald: [] as number[], gateway: [] as number[], ws: [] as number[], socketio: [] as number[] };
+    const bytes = { herald: frameBytes, gateway: 0, ws: 0, socketio: 0 };
     for (let run = 0; run < runs; run++) {
-      for (const kind of ['herald', 'ws', 'socketio'] as const) {
+      for (const kind of SIDES) {
         const result = await burst(prepared[kind]!, messages, kind);
         sides[kind].push(result.rate);
         cpu[kind].push(result.cpuPerDelivery);
         bytes[kind] = result.frameBytes;
       }
       log(
-        `  run ${run + 1}: Herald ${Math.round(sides.herald[run])}, ws ${Math.round(sides.ws[run])}, socket.io ${Math.round(sides.socketio[run])} deliveries/s`,
+        `  run ${run + 1}: Herald ${Math.round(sides.herald[run])}, send API ${Math.round(sides.gateway[run])}, ws ${Math.round(sides.ws[run])}, socket.io ${Math.round(sides.socketio[run])} deliveries/s`,
       );
     }
-    const side = (kind: 'herald' | 'ws' | 'socketio'): FanoutSide => ({
+    const side = (kind: Side): FanoutSide => ({
       rates: sides[kind],
       median: median(sides[kind]),
       frameBytes: bytes[kind],
       cpuPerDelivery: cpu[kind],
       cpuMedian: median(cpu[kind]),
     });
-    return { devices, messages, herald: side('herald'), ws: side('ws'), socketio: side('socketio'), profile };
+    return { devices, messages, herald: side('herald'), gateway: side('gateway'), ws: side('ws'), socketio: side('socketio'), profile };
   } finally {
+    // The gateway side shares Herald's node and fleet: its own sender stops first.
+    await prepared.gateway?.stop();
+    delete prepared.gateway;
     await Promise.allSettled(Object.values(prepared).map((p) => p.stop()));
   }
 }

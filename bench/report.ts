@@ -72,6 +72,15 @@ function rows(r: Report): Row[] {
       target: fanoutTarget,
       result: atLeast(vsWs, 0.7),
     });
+    const vsAdd = f.gateway.median / f.herald.median;
+    out.push({
+      scenario: `send API → ${formatInt(f.devices)} WebSocket devices: POST /v1/notifications to all of them × ${f.messages}, deliveries/s`,
+      herald: formatInt(f.gateway.median),
+      baselines: `Ozeki add ${formatInt(f.herald.median)}`,
+      ratios: `${x(vsAdd)} Ozeki add; ${x(f.gateway.median / f.ws.median)} ws`,
+      target: '≥ 0.90× Ozeki add',
+      result: atLeast(vsAdd, 0.9),
+    });
     out.push({
       scenario: 'fan-out: server CPU time per delivery (user + system; less disturbed by a busy machine)',
       herald: `${f.herald.cpuMedian.toFixed(1)} µs`,
@@ -170,8 +179,8 @@ function runDetails(r: Report): string[] {
   if (r.fanout.state === 'done') {
     const f = r.fanout.value;
     lines.push(
-      `- fan-out runs (deliveries/s): Herald ${list(f.herald.rates, formatInt)}; ws ${list(f.ws.rates, formatInt)}; socket.io ${list(f.socketio.rates, formatInt)}`,
-      `- fan-out server CPU per delivery (µs): Herald ${list(f.herald.cpuPerDelivery, (v) => v.toFixed(1))}; ws ${list(f.ws.cpuPerDelivery, (v) => v.toFixed(1))}; socket.io ${list(f.socketio.cpuPerDelivery, (v) => v.toFixed(1))}`,
+      `- fan-out runs (deliveries/s): Herald ${list(f.herald.rates, formatInt)}; send API ${list(f.gateway.rates, formatInt)}; ws ${list(f.ws.rates, formatInt)}; socket.io ${list(f.socketio.rates, formatInt)}`,
+      `- fan-out server CPU per delivery (µs): Herald ${list(f.herald.cpuPerDelivery, (v) => v.toFixed(1))}; send API ${list(f.gateway.cpuPerDelivery, (v) => v.toFixed(1))}; ws ${list(f.ws.cpuPerDelivery, (v) => v.toFixed(1))}; socket.io ${list(f.socketio.cpuPerDelivery, (v) => v.toFixed(1))}`,
     );
   }
   if (r.latency.state === 'done') {
@@ -222,7 +231,7 @@ export function renderReport(r: Report) {
     r.fanout,
     () => {
       const f = (r.fanout as { value: FanoutResult }).value;
-      return `${formatInt(f.herald.median)}/s = ${x(f.herald.median / f.ws.median)} ws, ${x(f.herald.median / f.socketio.median)} socket.io`;
+      return `${formatInt(f.herald.median)}/s = ${x(f.herald.median / f.ws.median)} ws, ${x(f.herald.median / f.socketio.median)} socket.io; send API ${x(f.gateway.median / f.herald.median)} add`;
     },
   )}; latency ${short(r.latency, () => {
     const l = (r.latency as { value: LatencyResult }).value;

@@ -33,10 +33,14 @@ function ozekiTime(ms = Date.now()): string {
 const DATA = Buffer.alloc(96, 7).toString('base64');
 
 export interface Target {
-  kind: 'ozeki' | 'plain';
+  /** ozeki: a chat message (`chatconversation/add`); gateway: `POST /v1/notifications`; plain: a baseline's /send. */
+  kind: 'ozeki' | 'gateway' | 'plain';
   baseUrl: string;
   station?: string;
   conversationId?: string;
+  /** gateway: the bearer token and the recipients' user ids. */
+  token?: string;
+  to?: string[];
 }
 
 let target: Target | undefined;
@@ -44,6 +48,14 @@ let counter = 0;
 
 function requestFor(t: Target, messageId: string): { url: string; body: string; headers: Record<string, string> } {
   if (t.kind === 'plain') return { url: `${t.baseUrl}/send`, body: JSON.stringify({ id: messageId }), headers: {} };
+  if (t.kind === 'gateway') {
+    // Idempotent by the message id, as the Ozeki add is.
+    return {
+      url: `${t.baseUrl}/v1/notifications`,
+      headers: { authorization: `Bearer ${t.token}`, 'idempotency-key': messageId },
+      body: JSON.stringify({ to: t.to, title: 'Message from the bench', conversationid: t.conversationId, data: { messageid: messageId } }),
+    };
+  }
   return {
     url: `${t.baseUrl}/?srv=chatserver&api=chatconversation`,
     headers: { 'ozeki-station': t.station! },
@@ -96,7 +108,7 @@ serveParent({
             if (error.code === 'ECONNRESET') return post(url, body, headers);
             throw error;
           });
-          if (answer.status !== 200) {
+          if (answer.status !== 200 && answer.status !== 202) {
             failures++;
             lastError = `${answer.status} ${answer.body.slice(0, 200)}`;
           }
