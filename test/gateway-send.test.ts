@@ -4,7 +4,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { OzekiClient } from '../client/ozeki.ts';
-import { ADMIN_TOKEN, addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
+import {
+  ADMIN_TOKEN,
+  addUser,
+  metricsText,
+  newStation,
+  startTestServer,
+  waitFor,
+  type TestServer,
+  type TestUser,
+} from './helpers/server.ts';
 import { addPushDevice } from './helpers/push.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { snapshot } from './helpers/snapshot.ts';
@@ -130,6 +139,10 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
     await send({ to: [carol.userid], title: 'marker' });
     expect(doubles.apns.pushesTo(iphone)).toHaveLength(1);
     expect(live.frames.filter((f) => f.id === sent.id)).toHaveLength(1);
+    // A backend's kinds share one metric label: each label value is a series kept for good.
+    const metrics = await metricsText(server);
+    expect(metrics).toMatch(/herald_notifications_created_total\{type="custom"\} [1-9]/);
+    expect(metrics).not.toMatch(/app\.invoice/);
   });
 
   it('pages the feed oldest first, then reading the thread resets the badge on every device', async () => {
