@@ -25,6 +25,8 @@ interface Claim {
   /** The next sequence number to hand out; 0 while the recipient is not known to exist. */
   nextSeq: number;
   badge: number;
+  /** The badge a draft sets outright (the last such draft of the recipient in the batch). */
+  setBadge?: number;
   key: number;
 }
 
@@ -47,11 +49,12 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
       claims.set(draft.userId, claim);
     }
     claim.unread += draft.unread ?? 0;
+    if (draft.badge !== undefined) claim.setBadge = draft.badge;
   }
   for (const head of await bulk.feedHeads(trx, [...claims.keys()])) {
     const claim = claims.get(head.id)!;
     claim.nextSeq = head.seq + 1;
-    claim.badge = Math.max(0, head.badge + claim.unread);
+    claim.badge = claim.setBadge ?? Math.max(0, head.badge + claim.unread);
     claim.key = head.key;
   }
 
