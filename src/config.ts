@@ -173,7 +173,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const apps = matrixApps(env);
   for (const [appId, provider] of apps) {
     const missing =
-      provider === 'apns' && !apnsKeyFile ? 'APNs is not configured' : provider === 'fcm' && !fcmAccount ? 'FCM is not configured' : undefined;
+      provider === 'apns' && !apnsKeyFile
+        ? 'APNs is not configured'
+        : provider === 'fcm' && !fcmAccount
+          ? 'FCM is not configured'
+          : undefined;
     if (missing) throw new ConfigError(`HERALD_MATRIX_APPS pushes ${appId} through ${provider}, but ${missing}`);
   }
 

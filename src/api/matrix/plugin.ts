@@ -147,16 +147,18 @@ function sendMatrixError(reply: FastifyReply, error: unknown, log: Logger) {
   return reply.status(status).send({ errcode: status === 404 ? 'M_UNRECOGNIZED' : 'M_UNKNOWN', error: message });
 }
 
-const NOT_CONFIGURED = new MatrixError(404, 'M_UNRECOGNIZED', 'this Herald is not configured as a Matrix push gateway (HERALD_MATRIX_APPS)');
+const NOT_CONFIGURED = new MatrixError(
+  404,
+  'M_UNRECOGNIZED',
+  'this Herald is not configured as a Matrix push gateway (HERALD_MATRIX_APPS)',
+);
 
 /** The Matrix push gateway at /_matrix/push/v1. */
 export function matrixApi(parts: MatrixParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => sendMatrixError(reply, error, parts.log));
     // The spec: an unknown endpoint is 404 M_UNRECOGNIZED, a known one with another method 405.
-    app.setNotFoundHandler((_request, reply) =>
-      reply.status(404).send({ errcode: 'M_UNRECOGNIZED', error: 'unrecognized request' }),
-    );
+    app.setNotFoundHandler((_request, reply) => reply.status(404).send({ errcode: 'M_UNRECOGNIZED', error: 'unrecognized request' }));
     app.route({
       method: ['GET', 'PUT', 'DELETE', 'PATCH'],
       url: '/notify',
