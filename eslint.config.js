@@ -25,7 +25,7 @@ const LAYERS = {
 };
 const BELOW_API = ['channels', 'chat', 'notify', 'store', 'cluster', 'model'];
 // Each API surface may use api/http.ts, never another surface.
-for (const surface of ['api/ozeki', 'api/rest', 'api/web3mq']) LAYERS[surface] = ['api/http.ts', ...BELOW_API];
+for (const surface of ['api/ozeki', 'api/rest', 'api/web3mq', 'api/matrix']) LAYERS[surface] = ['api/http.ts', ...BELOW_API];
 LAYERS['api/http.ts'] = BELOW_API;
 LAYERS['api/operations.ts'] = ['api/http.ts', ...BELOW_API];
 

@@ -21,11 +21,13 @@ import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
 import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
 import { blocks, changes, conversations, devices, friends, gateway, users } from './chat/services.ts';
+import { matrixGateway } from './chat/matrix-pushers.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi } from './api/rest/plugin.ts';
+import { matrixApi } from './api/matrix/plugin.ts';
 import { web3mqApi } from './api/web3mq/plugin.ts';
 import { ReplayGuard } from './api/web3mq/replay.ts';
 import { Web3mqLiveEndpoint } from './api/web3mq/live.ts';
@@ -219,7 +221,7 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
 
   app.addHook('onResponse', async (request, reply) => {
     const url = request.url;
-    const api = url.startsWith('/api/') ? 'web3mq' : url.startsWith('/v1') ? 'rest' : 'ozeki';
+    const api = url.startsWith('/api/') ? 'web3mq' : url.startsWith('/v1') ? 'rest' : url.startsWith('/_matrix/') ? 'matrix' : 'ozeki';
     const query = request.query as Record<string, unknown> | undefined;
     // Only known api names become labels: each label value is a series kept for good, so a
     // caller inventing names would otherwise grow the registry without bound.
@@ -228,11 +230,12 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
     metrics.httpDuration.observe({ api, route }, reply.elapsedTime / 1000);
   });
 
-  const [operations, ozeki, rest, web3mq] = parts.apis;
+  const [operations, ozeki, rest, web3mq, matrix] = parts.apis;
   app.register(operations);
   app.register(ozeki);
   app.register(rest, { prefix: '/v1' });
   app.register(web3mq, { prefix: '/api' });
+  app.register(matrix, { prefix: '/_matrix/push/v1' });
   return app;
 }
 
@@ -329,6 +332,10 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       log,
     }),
     web3mqApi({ web3mq: web3mqServices(store.db, replayGuard), notifier, log }),
+    matrixApi({
+      gateway: matrixGateway(notifier, { apps: config.matrixApps, allowPrivateEndpoints: config.vapid.allowPrivateEndpoints }),
+      log,
+    }),
   ];
   const tls = await loadTls(config);
   const http = buildHttp({ config, log, metrics, apis });

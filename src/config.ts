@@ -50,6 +50,11 @@ export interface Config {
      */
     allowPrivateEndpoints: boolean;
   };
+  /**
+   * The Matrix push gateway (HERALD_MATRIX_APPS): which provider each Matrix app id is pushed
+   * through. Empty when unset: the gateway then answers 404 M_UNRECOGNIZED.
+   */
+  matrixApps: Map<string, MatrixProvider>;
   caFile?: string;
   logLevel: string;
   /** Largest accepted request body, in bytes. */
@@ -59,6 +64,34 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+export const MATRIX_PROVIDERS = ['apns', 'fcm', 'webpush'] as const;
+export type MatrixProvider = (typeof MATRIX_PROVIDERS)[number];
+
+/** A Matrix app id (reverse DNS by convention; the pusher API allows at most 64 characters). */
+const MATRIX_APP_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** HERALD_MATRIX_APPS: `app_id=provider` pairs separated by commas. */
+function matrixApps(env: NodeJS.ProcessEnv): Map<string, MatrixProvider> {
+  const name = 'HERALD_MATRIX_APPS';
+  const apps = new Map<string, MatrixProvider>();
+  const raw = optional(env, name);
+  if (raw === undefined) return apps;
+  for (const entry of raw.split(',')) {
+    const pair = entry.trim();
+    if (pair === '') continue;
+    const [appId, provider, ...rest] = pair.split('=').map((part) => part.trim());
+    if (provider === undefined || rest.length > 0 || !MATRIX_APP_ID.test(appId)) {
+      throw new ConfigError(`${name} must be a comma-separated list of app_id=provider (e.g. im.example.ios=apns), got "${pair}"`);
+    }
+    if (!(MATRIX_PROVIDERS as readonly string[]).includes(provider)) {
+      throw new ConfigError(`${name}: the provider of ${appId} must be one of ${MATRIX_PROVIDERS.join(', ')}, got "${provider}"`);
+    }
+    if (apps.has(appId)) throw new ConfigError(`${name} names ${appId} twice`);
+    apps.set(appId, provider as MatrixProvider);
+  }
+  return apps;
+}
 
 function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
@@ -137,6 +170,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('HERALD_BODY_LIMIT must be a whole number of bytes, at least 1024');
   }
 
+  const apps = matrixApps(env);
+  for (const [appId, provider] of apps) {
+    const missing =
+      provider === 'apns' && !apnsKeyFile
+        ? 'APNs is not configured'
+        : provider === 'fcm' && !fcmAccount
+          ? 'FCM is not configured'
+          : undefined;
+    if (missing) throw new ConfigError(`HERALD_MATRIX_APPS pushes ${appId} through ${provider}, but ${missing}`);
+  }
+
   const udpKeepAliveMs = milliseconds(env, 'HERALD_UDP_KEEPALIVE_MS', 25_000);
   const udpEndpointTimeoutMs = milliseconds(env, 'HERALD_UDP_ENDPOINT_TIMEOUT_MS', 3 * udpKeepAliveMs);
 
@@ -161,6 +205,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : undefined,
     fcm: fcmAccount ? { serviceAccountFile: fcmAccount, url: optional(env, 'HERALD_FCM_URL') ?? 'https://fcm.googleapis.com' } : undefined,
     vapid: { subject: vapidSubject, keyFile: optional(env, 'HERALD_VAPID_KEY_FILE'), allowPrivateEndpoints: allowPrivate === '1' },
+    matrixApps: apps,
     caFile: optional(env, 'HERALD_CA_FILE'),
     logLevel: optional(env, 'HERALD_LOG_LEVEL') ?? 'info',
     bodyLimit,

@@ -93,7 +93,7 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
       body: 'Due on Friday',
       kind: 'app.invoice',
       conversationid: 'invoices',
-      data: { invoice: 42 },
+      data: { invoice: 42, push: { invoice: '42' } },
     };
     const first = await send(request, { 'idempotency-key': 'invoice-42' });
     expect(first.status).toBe(202);
@@ -111,7 +111,7 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
       body: 'Due on Friday',
       badge: 1,
     });
-    expect(frame).toMatchObject({ conversationid: 'invoices', data: { invoice: 42 }, seq: sent.seq });
+    expect(frame).toMatchObject({ conversationid: 'invoices', data: { invoice: 42, push: { invoice: '42' } }, seq: sent.seq });
     await waitFor(() => doubles.apns.pushesTo(iphone).length === 1 && pushService.messagesTo(endpoint).length === 1, 5000, 'the pushes');
     const [apns] = doubles.apns.pushesTo(iphone);
     expect(apns.payload.aps).toEqual({
@@ -120,7 +120,9 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
       sound: 'default',
       'thread-id': 'invoices',
     });
-    expect(apns.payload).toMatchObject({ id: sent.id, type: 'app.invoice' });
+    // data.push rides on every push; the rest of data only on the feed and the frames.
+    expect(apns.payload).toMatchObject({ id: sent.id, type: 'app.invoice', invoice: '42' });
+    expect(apns.payload).not.toHaveProperty('data');
     const [webpush] = pushService.messagesTo(endpoint);
     expect(browser.decrypt(webpush.body)).toMatchObject({ type: 'app.invoice', title: 'Invoice 42 from Acme', badge: 1, id: sent.id });
 
@@ -232,6 +234,8 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
       [{ to: [bob.userid], title: 'x', body: 'y'.repeat(501) }, /body/],
       [{ to: [bob.userid], title: 'x', data: { blob: 'z'.repeat(5000) } }, /data/],
       [{ to: [bob.userid], title: 'x', data: [1] }, /data/],
+      [{ to: [bob.userid], title: 'x', data: { push: { n: 1 } } }, /data\.push/],
+      [{ to: [bob.userid], title: 'x', data: { push: { n: 'y'.repeat(600) } } }, /data\.push/],
       [{ to: [bob.userid], title: 'x', kind: 'system.friend_request' }, /kind/],
       [{ to: [bob.userid], title: 'x', kind: 'Invoice' }, /kind/],
       [{ to: [bob.userid], title: 'x', badge: 'up' }, /badge/],

@@ -43,9 +43,25 @@ export function collapseKeyOf(conversationId: string | null): string | undefined
   return createHash('sha256').update(conversationId).digest('hex');
 }
 
-/** The keys Herald puts beside `aps` (APNs) or into `data` (FCM), so apps can deduplicate. */
+/**
+ * The keys a notification's source asks its pushes to carry (`data.push`, string values
+ * only): a Matrix event's room and event ids, which the app needs to fetch the event.
+ */
+export function sourceFields(n: Notification): Record<string, string> {
+  const push = n.data.push;
+  if (!push || typeof push !== 'object') return {};
+  const fields: Record<string, string> = {};
+  for (const [key, value] of Object.entries(push)) if (typeof value === 'string') fields[key] = value;
+  return fields;
+}
+
+/**
+ * The keys Herald puts beside `aps` (APNs) or into `data` (FCM), so apps can deduplicate,
+ * after those of the notification's source (Herald's own win a clash).
+ */
 export function heraldFields(n: Notification): Record<string, string> {
   const fields: Record<string, string> = {
+    ...sourceFields(n),
     id: n.id,
     type: n.type,
     seq: String(n.seq),

@@ -57,7 +57,10 @@ export interface NotificationDraft {
   data?: Record<string, unknown>;
   /** How much this notification moves the recipient's unread total (0 when unset). */
   unread?: number;
-  /** Sets the recipient's badge to this number instead of moving it by `unread`. */
+  /**
+   * Sets the recipient's badge to this number instead of moving it by `unread`: for a source
+   * that keeps the count itself (a Matrix homeserver sends its own unread total, a backend its badge).
+   */
   badge?: number;
   push?: PushOptions;
 }

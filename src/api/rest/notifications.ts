@@ -21,8 +21,10 @@ declare module 'fastify' {
 export const LIMITS = {
   title: 200,
   body: 500,
-  /** Bytes of the JSON text of `data`; it reaches the feed and the live channels, not the pushes. */
+  /** Bytes of the JSON text of `data`; it reaches the feed and the live channels. */
   data: 4096,
+  /** Bytes of the JSON text of `data.push`, the string keys every push carries too. */
+  dataPush: 512,
   conversationid: 200,
   /** Seconds: FCM keeps a message four weeks at most. */
   ttl: 28 * 24 * 60 * 60,
@@ -137,8 +139,14 @@ function checkSend(body: SendBody): void {
   if (body.kind !== undefined && body.kind !== 'message' && !isCustomKind(body.kind)) {
     throw badRequest('kind: must be "message" or a namespaced kind of your own such as "app.invoice" (lower case, not "system.…")');
   }
-  if (body.data !== undefined && Buffer.byteLength(JSON.stringify(body.data)) > LIMITS.data) {
-    throw badRequest(`data: must be at most ${LIMITS.data} bytes of JSON`);
+  if (body.data === undefined) return;
+  if (Buffer.byteLength(JSON.stringify(body.data)) > LIMITS.data) throw badRequest(`data: must be at most ${LIMITS.data} bytes of JSON`);
+  const push = (body.data as Record<string, unknown>).push;
+  if (push === undefined) return;
+  const strings =
+    push !== null && typeof push === 'object' && !Array.isArray(push) && Object.values(push).every((v) => typeof v === 'string');
+  if (!strings || Buffer.byteLength(JSON.stringify(push)) > LIMITS.dataPush) {
+    throw badRequest(`data.push: must be an object of string values, at most ${LIMITS.dataPush} bytes of JSON (every push carries it)`);
   }
 }
 

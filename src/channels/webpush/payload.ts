@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Notification } from '../../model/notification.ts';
-import { isNormalPriority, pushExpiresAt, pushKindOf } from '../push-common.ts';
+import { isNormalPriority, pushExpiresAt, pushKindOf, sourceFields } from '../push-common.ts';
 
 /**
  * The Topic for a conversation: the first 24 bytes of its SHA-256, base64url (32 characters,
@@ -13,8 +13,9 @@ export function topicOf(conversationId: string | null): string | undefined {
 
 /** The JSON the service worker receives in its `push` event (event.data.json()). */
 export function webPushPayload(n: Notification): Record<string, unknown> {
-  if (n.type === 'clean') return { type: 'clean', badge: n.badge, conversationid: n.conversationId };
+  if (n.type === 'clean') return { ...sourceFields(n), type: 'clean', badge: n.badge, conversationid: n.conversationId };
   return {
+    ...sourceFields(n),
     type: n.type,
     title: n.title,
     body: n.body,
