@@ -23,6 +23,8 @@ import { blocks, changes, conversations, devices, friends, users } from './chat/
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
+import { Cors } from './api/cors.ts';
+import { RouteTable, unmatchedRequestHandler } from './api/unmatched.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi } from './api/rest/plugin.ts';
 import { web3mqApi } from './api/web3mq/plugin.ts';
@@ -226,6 +228,13 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
     metrics.httpRequests.inc({ api, route, status: String(reply.statusCode) });
     metrics.httpDuration.observe({ api, route }, reply.elapsedTime / 1000);
   });
+
+  // Before any route: the table sees every route, and CORS headers reach every answer.
+  const routes = new RouteTable();
+  app.addHook('onRoute', routes.onRoute);
+  const cors = new Cors(config.corsOrigins);
+  app.addHook('onRequest', cors.onRequest);
+  app.setNotFoundHandler(unmatchedRequestHandler(routes, cors));
 
   const [operations, ozeki, rest, web3mq] = parts.apis;
   app.register(operations);
