@@ -18,7 +18,7 @@ describe('an unknown path is 404 and a wrong method 405, each in the error shape
 
   it('the Ozeki Chat API answers status ERROR with an errormessage', async () => {
     const get = await ask('GET', '/?srv=chatserver&api=chatfriends');
-    expect(get).toEqual({ status: 405, allow: 'POST, OPTIONS', body: { status: 'ERROR', errormessage: expect.stringMatching(/POST/) } });
+    expect(get).toEqual({ status: 405, allow: 'OPTIONS, POST', body: { status: 'ERROR', errormessage: expect.stringMatching(/POST/) } });
     expect((await ask('PUT', '/ozeki/index.php')).body).toEqual({ status: 'ERROR', errormessage: expect.any(String) });
     expect(await ask('POST', '/ozeki/other.php')).toEqual({
       status: 404,

@@ -47,6 +47,11 @@ export class Cors {
     this.origins = new Set(origins.filter((origin) => origin !== '*'));
   }
 
+  /** False when no origin is configured: then no answer carries a CORS header. */
+  get enabled(): boolean {
+    return this.anyOrigin || this.origins.size > 0;
+  }
+
   /** The origin to name in Access-Control-Allow-Origin, or undefined when the answer gets no CORS headers. */
   private allowedOrigin(request: FastifyRequest): string | undefined {
     const origin = request.headers.origin;
@@ -59,7 +64,6 @@ export class Cors {
    * can read why it was refused. The answer depends on Origin, so caches are told (Vary).
    */
   readonly onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!this.anyOrigin && this.origins.size === 0) return;
     if (!isBrowserApiPath(pathOf(request))) return;
     reply.header('vary', 'Origin');
     const origin = this.allowedOrigin(request);

@@ -71,7 +71,7 @@ export function unmatchedRequestHandler(routes: RouteTable, cors: Cors) {
     if (methods.length === 0) {
       return reply.status(404).send(api.body(404, `no ${api.name} endpoint ${request.method} ${shown}`));
     }
-    const allow = [...methods, 'OPTIONS'].join(', ');
+    const allow = [...new Set([...methods, 'OPTIONS'])].sort().join(', ');
     reply.header('allow', allow);
     if (request.method === 'OPTIONS') {
       cors.preflight(request, reply, methods);
