@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SQLITE } from './helpers/stores.ts';
 import { addUser, startTestServer, type TestServer } from './helpers/server.ts';
+import { snapshot } from './helpers/snapshot.ts';
 
 describe('an unknown path is 404 and a wrong method 405, each in the error shape of its API', () => {
   let server: TestServer;
@@ -37,7 +38,8 @@ describe('an unknown path is 404 and a wrong method 405, each in the error shape
     expect(wrong).toEqual({ status: 405, allow: 'GET, HEAD, OPTIONS', body: { code: 405, msg: expect.stringMatching(/GET/) } });
   });
 
-  it('/v1 and every other path answer {"error"}', async () => {
+  it('/v1 and every other path answer {"error"}, and a refused method changes nothing', async () => {
+    const before = await snapshot(server.app.parts.store);
     expect(await ask('GET', '/v1/nothing-here')).toEqual({
       status: 404,
       allow: null,
@@ -48,6 +50,7 @@ describe('an unknown path is 404 and a wrong method 405, each in the error shape
     expect((await ask('DELETE', '/v1/users')).allow).toBe('GET, HEAD, OPTIONS, POST');
     expect(await ask('GET', '/favicon.ico')).toEqual({ status: 404, allow: null, body: { error: 'no Herald endpoint GET /favicon.ico' } });
     expect(await ask('POST', '/healthz')).toEqual({ status: 405, allow: 'GET, HEAD, OPTIONS', body: { error: expect.any(String) } });
+    expect((await snapshot(server.app.parts.store)).counts).toEqual(before.counts);
   });
 
   it('the Matrix push gateway answers errcode M_UNRECOGNIZED', async () => {

@@ -1,13 +1,13 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQLITE } from './helpers/stores.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { restApi, sendError, type RestParts } from '../src/api/rest/plugin.ts';
 import { openApiPath } from '../src/api/rest/openapi.ts';
+import { validatorCompiler } from '../src/api/rest/schemas.ts';
 
 type Operation = {
   summary?: string;
@@ -97,12 +97,18 @@ describe('what a new /v1 route gets from the shared pieces', () => {
   const app: FastifyInstance = Fastify();
 
   beforeAll(async () => {
-    app.setValidatorCompiler(TypeBoxValidatorCompiler);
+    app.setValidatorCompiler(validatorCompiler);
     app.setErrorHandler((error, _request, reply) => sendError(reply, error, pino({ level: 'silent' })));
     app.get(
       '/feed',
       {
-        schema: { querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000 }), since: Type.Optional(Type.Integer()) }) },
+        schema: {
+          querystring: Type.Object({
+            limit: Type.Integer({ minimum: 1, maximum: 1000 }),
+            since: Type.Optional(Type.Integer()),
+            order: Type.Optional(Type.Enum(['oldest', 'newest'], { default: 'oldest' })),
+          }),
+        },
       },
       async (request) => ({ query: request.query }),
     );
@@ -119,9 +125,12 @@ describe('what a new /v1 route gets from the shared pieces', () => {
   });
   afterAll(async () => app.close());
 
-  it('a querystring is converted from text; a body is not', async () => {
+  it('a querystring is converted from text and takes its defaults; a body is taken as sent', async () => {
     const read = await app.inject({ method: 'GET', url: '/feed?limit=20&since=7' });
-    expect(read.json()).toEqual({ query: { limit: 20, since: 7 } });
+    expect(read.json()).toEqual({ query: { limit: 20, since: 7, order: 'oldest' } });
+    expect((await app.inject({ method: 'GET', url: '/feed?limit=1&order=newest' })).json()).toEqual({
+      query: { limit: 1, order: 'newest' },
+    });
     const outOfRange = await app.inject({ method: 'GET', url: '/feed?limit=0' });
     expect(outOfRange.statusCode).toBe(400);
     expect(outOfRange.json()).toEqual({ error: 'query parameter limit must be a whole number from 1 to 1000' });

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { errorStatus, sameSecret } from '../http.ts';
 import { forbidden, unauthorized } from '../../errors.ts';
 import type { Devices, Friends, Users } from '../../chat/services.ts';
 import { checkRegistration, checkStation, describeDevice, PLATFORMS } from '../../chat/devices.ts';
 import { collectRoutes, openApiDocument } from './openapi.ts';
-import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessage } from './schemas.ts';
+import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessage, validatorCompiler } from './schemas.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
@@ -133,8 +133,7 @@ const Web3mqAccount = Type.Object({
 export function restApi(parts: RestParts): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
-    // Bodies are validated as sent (a number in a string is refused); path and query text is converted.
-    app.setValidatorCompiler(TypeBoxValidatorCompiler);
+    app.setValidatorCompiler(validatorCompiler);
     app.setErrorHandler((error, _request, reply) => sendError(reply, error, parts.log));
     const documented = collectRoutes(app);
     const { users, devices } = parts;
