@@ -27,6 +27,9 @@ const BELOW_API = ['channels', 'chat', 'notify', 'store', 'cluster', 'model'];
 // Each API surface may use api/http.ts, never another surface.
 for (const surface of ['api/ozeki', 'api/rest', 'api/web3mq', 'api/matrix']) LAYERS[surface] = ['api/http.ts', ...BELOW_API];
 LAYERS['api/http.ts'] = BELOW_API;
+// Around the surfaces, for the whole server: CORS, and the answer to a request no route takes.
+LAYERS['api/cors.ts'] = BELOW_API;
+LAYERS['api/unmatched.ts'] = ['api/cors.ts', ...BELOW_API];
 LAYERS['api/operations.ts'] = ['api/http.ts', ...BELOW_API];
 
 const layerZones = Object.entries(LAYERS).map(([part, allowed]) => ({

@@ -25,6 +25,8 @@ import { matrixGateway } from './chat/matrix-pushers.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
+import { Cors } from './api/cors.ts';
+import { RouteTable, unmatchedRequestHandler } from './api/unmatched.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi } from './api/rest/plugin.ts';
 import { matrixApi } from './api/matrix/plugin.ts';
@@ -229,6 +231,14 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
     metrics.httpRequests.inc({ api, route, status: String(reply.statusCode) });
     metrics.httpDuration.observe({ api, route }, reply.elapsedTime / 1000);
   });
+
+  // Before any route: the table sees every route, and CORS headers reach every answer.
+  const routes = new RouteTable();
+  app.addHook('onRoute', routes.onRoute);
+  const cors = new Cors(config.corsOrigins);
+  // Unconfigured, CORS costs the hot path nothing.
+  if (cors.enabled) app.addHook('onRequest', cors.onRequest);
+  app.setNotFoundHandler(unmatchedRequestHandler(routes, cors));
 
   const [operations, ozeki, rest, web3mq, matrix] = parts.apis;
   app.register(operations);

@@ -61,6 +61,11 @@ export interface Config {
   bodyLimit: number;
   /** Longest an HTTP request may take to arrive, headers and body; slower ones get 408. */
   requestTimeoutMs: number;
+  /**
+   * Web pages that may call the HTTP APIs from a browser (HERALD_CORS_ORIGINS): origins such
+   * as `https://chat.example.org`, or `*` for any. Empty: no CORS headers at all.
+   */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -112,6 +117,28 @@ function milliseconds(env: NodeJS.ProcessEnv, name: string, fallback: number): n
     throw new ConfigError(`${name} must be a whole number of milliseconds between 50 and 3600000, got "${raw}"`);
   }
   return value;
+}
+
+/** `https://chat.example.org, http://localhost:8080` or `*`, each checked to be an origin and nothing more. */
+function origins(env: NodeJS.ProcessEnv, name: string): string[] {
+  const entries = (optional(env, name) ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  return entries.map((entry) => {
+    if (entry === '*') return entry;
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    // A browser sends its Origin without path or trailing slash, lower-cased: compare it so.
+    if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.origin !== entry.toLowerCase().replace(/\/$/, '')) {
+      throw new ConfigError(`${name} must be a comma-separated list of origins such as https://chat.example.org (or *), got "${entry}"`);
+    }
+    return url.origin;
+  });
 }
 
 function optional(env: NodeJS.ProcessEnv, name: string): string | undefined {
@@ -210,5 +237,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: optional(env, 'HERALD_LOG_LEVEL') ?? 'info',
     bodyLimit,
     requestTimeoutMs: milliseconds(env, 'HERALD_REQUEST_TIMEOUT_MS', 60_000),
+    corsOrigins: origins(env, 'HERALD_CORS_ORIGINS'),
   };
 }

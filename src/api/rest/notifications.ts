@@ -5,18 +5,12 @@ import { badRequest } from '../../errors.ts';
 import type { Gateway, Users } from '../../chat/services.ts';
 import { MAX_RECIPIENTS } from '../../chat/sends.ts';
 import { isCustomKind, toFrame, type CustomKind } from '../../model/notification.ts';
+import { ErrorShape, SECURITY } from './schemas.ts';
 
 /*
  * The push gateway for other backends: send notifications, page a user's feed, mark it read.
  * Limits keep every push within what the providers take (APNs and Web Push: 4 KB).
  */
-
-declare module 'fastify' {
-  interface FastifySchema {
-    summary?: string;
-    tags?: string[];
-  }
-}
 
 export const LIMITS = {
   title: 200,
@@ -35,13 +29,14 @@ export const LIMITS = {
 export interface NotificationRouteParts {
   gateway: Gateway;
   users: Pick<Users, 'resolve'>;
-  /** Refuses a caller who may not send through the gateway (the admin, or a token with notifications:send). */
+  /**
+   * Refuses a caller who may not send through the gateway (the admin, or a token with
+   * notifications:send); says who it is, for the idempotency keys.
+   */
   authorizeSend(request: FastifyRequest): Promise<{ caller: string }>;
   /** Refuses a caller who may not see (`read`) or mark (`mark`) this user's feed. */
   authorizeFeed(request: FastifyRequest, userId: string, access: 'read' | 'mark'): Promise<void>;
 }
-
-const ErrorBody = Type.Object({ error: Type.String() });
 
 const SendBody = Type.Object(
   {
@@ -152,19 +147,33 @@ function checkSend(body: SendBody): void {
 
 export function notificationRoutes(app: FastifyInstance, parts: NotificationRouteParts): void {
   const { gateway, users } = parts;
+  // Who may call is settled before the request is validated: a stranger learns nothing from a 400.
+  const senders = new WeakMap<FastifyRequest, string>();
+  const mayRead = (request: FastifyRequest) => parts.authorizeFeed(request, (request.params as { id: string }).id, 'read');
+  const mayMark = (request: FastifyRequest) => parts.authorizeFeed(request, (request.params as { id: string }).id, 'mark');
 
   app.post<{ Body: SendBody }>(
     '/notifications',
     {
+      preValidation: async (request) => void senders.set(request, (await parts.authorizeSend(request)).caller),
       schema: {
         summary: 'Send a notification to users, on every device of theirs',
         tags: ['notifications'],
+        security: SECURITY.admin,
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(
+            Type.String({
+              maxLength: LIMITS.idempotencyKey,
+              description: 'A retry with the same key and body answers the first answer and creates nothing',
+            }),
+          ),
+        }),
         body: SendBody,
-        response: { 200: SendAnswer, 202: SendAnswer, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 422: ErrorBody },
+        response: { 200: SendAnswer, 202: SendAnswer, 400: ErrorShape, 401: ErrorShape, 403: ErrorShape, 422: ErrorShape },
       },
     },
     async (request, reply) => {
-      const { caller } = await parts.authorizeSend(request);
+      const caller = senders.get(request)!;
       const body = request.body;
       checkSend(body);
       const key = idempotencyKey(request);
@@ -199,16 +208,17 @@ export function notificationRoutes(app: FastifyInstance, parts: NotificationRout
   app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof FeedQuery> }>(
     '/users/:id/notifications',
     {
+      preValidation: mayRead,
       schema: {
         summary: "Page a user's feed, oldest first",
+        security: SECURITY.selfOrAdmin,
         tags: ['notifications'],
         params: UserParams,
         querystring: FeedQuery,
-        response: { 200: FeedAnswer, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+        response: { 200: FeedAnswer, 400: ErrorShape, 401: ErrorShape, 403: ErrorShape, 404: ErrorShape },
       },
     },
     async (request) => {
-      await parts.authorizeFeed(request, request.params.id, 'read');
       const user = await users.resolve(request.params.id);
       const page = await gateway.page(user.id, request.query.after ?? 0, request.query.limit ?? 100);
       return { notifications: page.notifications.map(toFrame), next: page.next, head: page.head };
@@ -218,16 +228,17 @@ export function notificationRoutes(app: FastifyInstance, parts: NotificationRout
   app.post<{ Params: Static<typeof UserParams>; Body: Static<typeof ReadBody> }>(
     '/users/:id/notifications/read',
     {
+      preValidation: mayMark,
       schema: {
         summary: 'Mark notifications read; the clean push with the new badge goes to every device',
+        security: SECURITY.selfOrAdmin,
         tags: ['notifications'],
         params: UserParams,
         body: ReadBody,
-        response: { 200: ReadAnswer, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+        response: { 200: ReadAnswer, 400: ErrorShape, 401: ErrorShape, 403: ErrorShape, 404: ErrorShape },
       },
     },
     async (request) => {
-      await parts.authorizeFeed(request, request.params.id, 'mark');
       const { upto, conversationid } = request.body;
       if ((upto === undefined) === (conversationid === undefined)) throw badRequest('give exactly one of upto and conversationid');
       const user = await users.resolve(request.params.id);

@@ -1,11 +1,15 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { type Static, Type } from 'typebox';
 import { errorStatus, sameSecret } from '../http.ts';
-import { badRequest, forbidden, unauthorized } from '../../errors.ts';
+import { forbidden, unauthorized } from '../../errors.ts';
 import type { Devices, Friends, Gateway, Users } from '../../chat/services.ts';
 import { userIdOf } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
-import { checkRegistration, checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
+import { checkRegistration, checkStation, describeDevice, PLATFORMS } from '../../chat/devices.ts';
+import { collectRoutes, openApiDocument } from './openapi.ts';
+import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessage, validatorCompiler } from './schemas.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
@@ -51,94 +55,253 @@ export async function requireSelfOrAdmin(parts: RestParts, request: FastifyReque
   return caller;
 }
 
-function body(request: FastifyRequest): Record<string, unknown> {
-  const value = request.body;
-  if (value === undefined || value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw badRequest('the body must be a JSON object');
-  }
-  return value as Record<string, unknown>;
-}
-
-function text(value: Record<string, unknown>, name: string, required = true): string | undefined {
-  const v = value[name];
-  if (v === undefined && !required) return undefined;
-  if (typeof v !== 'string' || v === '') throw badRequest(`${name} must be a non-empty string`);
-  return v;
-}
-
 export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
+  if (isValidationError(error)) {
+    return reply
+      .status(400)
+      .send({ error: validationMessage(error.validation, error.validationContext, reply.request.routeOptions.schema) });
+  }
   const status = errorStatus(error);
   if (status >= 500) log.error({ err: error }, 'request failed');
   return reply.status(status).send({ error: status >= 500 ? 'internal error' : (error as Error).message });
 }
 
+/*
+ * The shapes of the answers. Fastify writes each answer through its response schema, so a
+ * field missing here would be missing on the wire: these list every field the handlers return.
+ */
+
+const UserId = Type.String({ description: 'an e-mail address or a user id (the MD5 of the address)', minLength: 1 });
+const Station = Type.String({ description: "the device's Ozeki-Station: 32 hexadecimal characters", minLength: 1 });
+const UserParams = Type.Object({ id: UserId });
+const DeviceParams = Type.Object({ id: UserId, station: Station });
+
+const Device = Type.Object({
+  station: Type.String(),
+  platform: Type.String(),
+  push: Type.Union([
+    Type.Object({
+      provider: Type.String({ description: 'apns, fcm or webpush' }),
+      enabled: Type.Boolean({ description: 'false once the provider refused the token' }),
+      disabledat: Type.Union([Type.Integer(), Type.Null()], { description: 'unix milliseconds' }),
+      disabledreason: Type.Union([Type.String(), Type.Null()]),
+    }),
+    Type.Null(),
+  ]),
+  ackedseq: Type.Integer({ description: 'the newest notification the device acknowledged' }),
+  deliveredseq: Type.Integer({ description: 'the newest notification handed to the device' }),
+  lastseen: Type.Integer({ description: 'unix milliseconds' }),
+  created: Type.Integer({ description: 'unix milliseconds' }),
+});
+
+const NewUser = Type.Object({
+  email: NonEmptyString({ description: 'the e-mail address; the user id is its MD5' }),
+  name: NonEmptyString({ maxLength: 200 }),
+  nick: Type.Optional(NonEmptyString({ maxLength: 100 })),
+});
+
+const DeviceRegistration = Type.Object({
+  platform: Type.Enum([...PLATFORMS]),
+  pushtoken: Type.Optional(
+    Type.Union([Type.String({ maxLength: 4096 }), Type.Null()], {
+      description: 'APNs or FCM token of an ios, mac or android device; null or "" removes it',
+    }),
+  ),
+  // Checked by the same rules as Ozeki's chatdevice/register (chat/push-subscription.ts), so
+  // both APIs refuse a subscription in the same words; the schema only describes it.
+  pushsubscription: Type.Optional(
+    Type.Unknown({
+      description:
+        "a browser's PushSubscription.toJSON(): {endpoint, keys: {p256dh, auth}}, or that object as JSON text (platform browser only); null removes it",
+      examples: [{ endpoint: 'https://push.example.net/send/abc', keys: { p256dh: 'BOr…(base64url)', auth: 'k3b…(base64url)' } }],
+    }),
+  ),
+});
+
+const Web3mqKey = Type.Object({
+  pubkey: Type.String({ description: 'the ed25519 main key: 64 lowercase hexadecimal characters' }),
+  did_type: Type.Optional(Type.String({ description: 'herald (the default) or eth' })),
+  did_value: Type.Optional(Type.String({ description: 'the DID value; for herald the user id, for eth an address' })),
+});
+
+const Web3mqAccount = Type.Object({
+  userid: Type.String(),
+  did_type: Type.String(),
+  did_value: Type.String(),
+  main_pubkey: Type.String(),
+  pubkey_type: Type.String(),
+});
+
 /** Herald's native API: administration, and the push gateway for other chat backends. */
 export function restApi(parts: RestParts): FastifyPluginAsync {
-  return async (app) => {
+  return async (plugin) => {
+    const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
+    app.setValidatorCompiler(validatorCompiler);
     app.setErrorHandler((error, _request, reply) => sendError(reply, error, parts.log));
+    const documented = collectRoutes(app);
     const { users, devices } = parts;
 
-    app.post('/users', async (request, reply) => {
-      await requireAdmin(parts, request);
-      const b = body(request);
-      const created = await users.create({
-        email: text(b, 'email')!,
-        name: text(b, 'name')!,
-        nick: text(b, 'nick', false),
-      });
-      return reply.status(201).send(created);
-    });
+    // Who may call is settled before the request is validated: a stranger learns nothing from a 400.
+    const callers = new WeakMap<FastifyRequest, RestCaller>();
+    const adminOnly = async (request: FastifyRequest) => requireAdmin(parts, request);
+    const selfOrAdmin = async (request: FastifyRequest) => {
+      const { id } = request.params as { id: string };
+      callers.set(request, await requireSelfOrAdmin(parts, request, id));
+    };
 
-    app.get('/users', async (request) => {
-      await requireAdmin(parts, request);
-      return { users: await users.list() };
-    });
+    let openApiText: string | undefined;
+    app.get(
+      '/openapi.json',
+      {
+        schema: {
+          summary: 'This document: every /v1 call, its parameters and answers (OpenAPI 3.1)',
+          tags: ['meta'],
+          security: SECURITY.public,
+          response: { 200: Type.Unknown({ description: 'an OpenAPI 3.1 document' }) },
+        },
+      },
+      async (_request, reply) => {
+        // Every route is registered before the first request, so the document is made once.
+        openApiText ??= JSON.stringify(openApiDocument(documented, { title: 'Herald native API', version: '1' }));
+        return reply.type('application/json; charset=utf-8').send(openApiText);
+      },
+    );
 
-    app.post('/friends', async (request, reply) => {
-      await requireAdmin(parts, request);
-      const b = body(request);
-      const a = await users.resolve(text(b, 'a')!);
-      const c = await users.resolve(text(b, 'b')!);
-      await parts.friends.add(a.id, c.id);
-      return reply.status(201).send({ a: a.id, b: c.id });
-    });
+    app.post(
+      '/users',
+      {
+        preValidation: adminOnly,
+        schema: {
+          summary: 'Create a user',
+          tags: ['users'],
+          security: SECURITY.admin,
+          body: NewUser,
+          response: { 201: Type.Object({ userid: Type.String(), apikey: Type.String({ description: "the user's Ozeki API key" }) }) },
+        },
+      },
+      async (request, reply) => {
+        const { email, name, nick } = request.body;
+        return reply.status(201).send(await users.create({ email, name, nick }));
+      },
+    );
+
+    app.get(
+      '/users',
+      {
+        preValidation: adminOnly,
+        schema: {
+          summary: 'List the users',
+          tags: ['users'],
+          security: SECURITY.admin,
+          response: {
+            200: Type.Object({
+              users: Type.Array(
+                Type.Object({
+                  userid: Type.String(),
+                  email: Type.String(),
+                  name: Type.String(),
+                  nick: Type.String(),
+                  availability: Type.String(),
+                  unread: Type.Integer({ description: 'the badge: unread notifications in all conversations' }),
+                  created_at: Type.Integer({ description: 'unix milliseconds' }),
+                }),
+              ),
+            }),
+          },
+        },
+      },
+      async () => ({ users: await users.list() }),
+    );
+
+    app.post(
+      '/friends',
+      {
+        preValidation: adminOnly,
+        schema: {
+          summary: 'Make two users friends of each other',
+          tags: ['users'],
+          security: SECURITY.admin,
+          body: Type.Object({ a: UserId, b: UserId }),
+          response: { 201: Type.Object({ a: Type.String({ description: 'user id' }), b: Type.String({ description: 'user id' }) }) },
+        },
+      },
+      async (request, reply) => {
+        const a = await users.resolve(request.body.a);
+        const b = await users.resolve(request.body.b);
+        await parts.friends.add(a.id, b.id);
+        return reply.status(201).send({ a: a.id, b: b.id });
+      },
+    );
 
     // Gives an existing user (an Ozeki user, say) a Web3MQ main key, so they can log in there too.
-    app.post<{ Params: { id: string } }>('/users/:id/web3mq-keys', async (request, reply) => {
-      await requireAdmin(parts, request);
-      const user = await users.resolve(request.params.id);
-      return reply.status(201).send(await parts.attachWeb3mqKey(user.id, body(request)));
-    });
+    app.post(
+      '/users/:id/web3mq-keys',
+      {
+        preValidation: adminOnly,
+        schema: {
+          summary: 'Give a user a Web3MQ main key',
+          tags: ['users', 'web3mq'],
+          security: SECURITY.admin,
+          params: UserParams,
+          body: Web3mqKey,
+          response: { 201: Web3mqAccount },
+        },
+      },
+      async (request, reply) => {
+        const user = await users.resolve(request.params.id);
+        return reply.status(201).send((await parts.attachWeb3mqKey(user.id, request.body)) as Static<typeof Web3mqAccount>);
+      },
+    );
 
-    app.get<{ Params: { id: string } }>('/users/:id/devices', async (request) => {
-      await requireSelfOrAdmin(parts, request, request.params.id);
-      const user = await users.resolve(request.params.id);
-      return { devices: await devices.list(user.id) };
-    });
+    app.get(
+      '/users/:id/devices',
+      {
+        preValidation: selfOrAdmin,
+        schema: {
+          summary: "List a user's devices",
+          tags: ['devices'],
+          security: SECURITY.selfOrAdmin,
+          params: UserParams,
+          response: { 200: Type.Object({ devices: Type.Array(Device) }) },
+        },
+      },
+      async (request) => {
+        const user = await users.resolve(request.params.id);
+        return { devices: await devices.list(user.id) };
+      },
+    );
 
     // Registers a device's platform and push token (pushtoken null or "" removes it). The admin
     // (a backend using Herald as its push gateway) may create the device; a user only
     // updates a station they have logged in with.
-    app.put<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request) => {
-      const caller = await requireSelfOrAdmin(parts, request, request.params.id);
-      const b = body(request);
-      const platform = b.platform;
-      if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
-      const pushtoken = b.pushtoken;
-      if (pushtoken !== undefined && pushtoken !== null && (typeof pushtoken !== 'string' || pushtoken.length > 4096)) {
-        throw badRequest('pushtoken must be a string of at most 4096 characters, or null to remove it');
-      }
-      const station = checkStation(request.params.station);
-      const user = await users.resolve(request.params.id);
-      const registration = { platform, pushToken: pushtoken as string | null | undefined, pushSubscription: b.pushsubscription };
-      checkRegistration(registration);
-      if (caller.kind === 'admin') {
-        await devices.bind(station, user.id, platform);
-        await devices.forgetBeyondLimit(user.id, station);
-      }
-      const device = await devices.register(station, user.id, registration);
-      return { device: describeDevice(device) };
-    });
+    app.put(
+      '/users/:id/devices/:station',
+      {
+        preValidation: selfOrAdmin,
+        schema: {
+          summary: "Register a device's platform and push token or Web Push subscription",
+          tags: ['devices'],
+          security: SECURITY.selfOrAdmin,
+          params: DeviceParams,
+          body: DeviceRegistration,
+          response: { 200: Type.Object({ device: Device }) },
+        },
+      },
+      async (request) => {
+        const caller = callers.get(request)!;
+        const { platform, pushtoken, pushsubscription } = request.body;
+        const station = checkStation(request.params.station);
+        const user = await users.resolve(request.params.id);
+        const registration = { platform, pushToken: pushtoken, pushSubscription: pushsubscription };
+        checkRegistration(registration);
+        if (caller.kind === 'admin') {
+          await devices.bind(station, user.id, platform);
+          await devices.forgetBeyondLimit(user.id, station);
+        }
+        const device = await devices.register(station, user.id, registration);
+        return { device: describeDevice(device) };
+      },
+    );
 
     notificationRoutes(app, {
       gateway: parts.gateway,
@@ -153,14 +316,37 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     });
 
     // Public: a browser needs it (as applicationServerKey) before anyone has logged in.
-    app.get('/webpush/vapid-public-key', async () => ({ publickey: parts.vapidPublicKey }));
+    app.get(
+      '/webpush/vapid-public-key',
+      {
+        schema: {
+          summary: 'The VAPID public key, for pushManager.subscribe',
+          tags: ['webpush'],
+          security: SECURITY.public,
+          response: { 200: Type.Object({ publickey: Type.String({ description: 'base64url, the applicationServerKey' }) }) },
+        },
+      },
+      async () => ({ publickey: parts.vapidPublicKey }),
+    );
 
-    app.delete<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request, reply) => {
-      await requireSelfOrAdmin(parts, request, request.params.id);
-      const station = request.params.station.toLowerCase();
-      // Its live connections end on every node, not only on the one that took the call.
-      await devices.remove(request.params.id, station);
-      return reply.status(204).send();
-    });
+    app.delete(
+      '/users/:id/devices/:station',
+      {
+        preValidation: selfOrAdmin,
+        schema: {
+          summary: 'Forget a device; its live connections are closed',
+          tags: ['devices'],
+          security: SECURITY.selfOrAdmin,
+          params: DeviceParams,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        const station = request.params.station.toLowerCase();
+        // Its live connections end on every node, not only on the one that took the call.
+        await devices.remove(request.params.id, station);
+        return reply.status(204).send(null);
+      },
+    );
   };
 }

@@ -41,9 +41,6 @@ export interface Web3mqParts {
 export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => sendWeb3mqError(reply, error, parts.log));
-    app.setNotFoundHandler((request, reply) =>
-      reply.status(404).send({ code: 404, msg: `no Web3MQ endpoint ${request.method} ${request.url.split('?')[0]}` }),
-    );
     const { web3mq, notifier } = parts;
 
     /** Checks a signed POST body: its userid, timestamp and web3mq_signature over `signed(userid)`. */
