@@ -19,7 +19,7 @@ import { startOutbox } from './notify/outbox.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
 import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
-import { blocks, changes, conversations, devices, friends, users } from './chat/services.ts';
+import { apiTokens, blocks, changes, conversations, devices, friends, users } from './chat/services.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
@@ -320,6 +320,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       users: chatUsers,
       devices: chatDevices,
       friends: chatFriends,
+      apiTokens: apiTokens(store.db),
       adminToken: config.adminToken,
       vapidPublicKey: vapid.publicKey,
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),

@@ -2,6 +2,7 @@ import { Kysely, sql } from 'kysely';
 import type { HeraldMigration, MigrationContext } from './migration.ts';
 import type { Dialect } from './schema.ts';
 import { web3mqMigration } from './migrations-web3mq.ts';
+import { apiTokensMigration } from './migrations-api-tokens.ts';
 
 const initial: HeraldMigration = ({ serial, time, dialect }) => ({
   async up(db: Kysely<any>) {
@@ -299,6 +300,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0006_push_device_lookups', pushDeviceLookups],
   ['0007_pending_deliveries_only', pendingDeliveriesOnly],
   ['0008_feed_by_user_key', feedByUserKey],
+  ['0008_api_tokens', apiTokensMigration],
 ];
 
 /** Where applied migrations are recorded, in the store's own schema. */

@@ -1,51 +1,25 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { errorStatus, sameSecret } from '../http.ts';
-import { badRequest, forbidden, unauthorized } from '../../errors.ts';
-import type { Devices, Friends, Users } from '../../chat/services.ts';
+import { errorStatus } from '../http.ts';
+import { badRequest } from '../../errors.ts';
+import type { ApiTokens, Devices, Friends, Users } from '../../chat/services.ts';
 import { checkRegistration, checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
+import { requireScope } from './auth.ts';
+import { tokenRoutes } from './tokens.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
   users: Pick<Users, 'create' | 'list' | 'resolve'>;
   devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
   friends: Pick<Friends, 'add'>;
+  /** Scoped tokens: managed through /v1/tokens, checked on every call that carries one. */
+  apiTokens: Pick<ApiTokens, 'create' | 'list' | 'revoke' | 'authenticate'>;
   /** The root credential. */
   adminToken: string;
   vapidPublicKey: string;
   /** Gives an existing user a Web3MQ main key (the Web3MQ API's own checks and answer). */
   attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
   log: Logger;
-}
-
-/** Who is calling the native API: the admin (bearer token) or a user (by a station of theirs). */
-export type RestCaller = { kind: 'admin' } | { kind: 'user'; userId: string; station: string };
-
-export async function restCaller(parts: RestParts, request: FastifyRequest): Promise<RestCaller> {
-  const auth = request.headers.authorization;
-  if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
-    if (sameSecret(auth.slice(7).trim(), parts.adminToken)) return { kind: 'admin' };
-    throw unauthorized('the bearer token is not the admin token');
-  }
-  const station = request.headers['ozeki-station'];
-  if (typeof station === 'string' && station !== '') {
-    const device = await parts.devices.deviceOf(station.toLowerCase());
-    if (!device) throw unauthorized('unknown station; log in first');
-    return { kind: 'user', userId: device.user_id, station: device.station };
-  }
-  throw unauthorized('send Authorization: Bearer <admin token> or the Ozeki-Station header of a logged-in device');
-}
-
-export async function requireAdmin(parts: RestParts, request: FastifyRequest): Promise<void> {
-  const caller = await restCaller(parts, request);
-  if (caller.kind !== 'admin') throw forbidden('this call needs the admin token');
-}
-
-/** A user may act on their own account; the admin on any. */
-export async function requireSelfOrAdmin(parts: RestParts, request: FastifyRequest, userId: string): Promise<RestCaller> {
-  const caller = await restCaller(parts, request);
-  if (caller.kind === 'user' && caller.userId !== userId) throw forbidden('you may only see your own account');
-  return caller;
 }
 
 function body(request: FastifyRequest): Record<string, unknown> {
@@ -74,9 +48,10 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => sendError(reply, error, parts.log));
     const { users, devices } = parts;
+    app.register(tokenRoutes(parts));
 
     app.post('/users', async (request, reply) => {
-      await requireAdmin(parts, request);
+      await requireScope(parts, request, 'users:write');
       const b = body(request);
       const created = await users.create({
         email: text(b, 'email')!,
@@ -87,12 +62,12 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     });
 
     app.get('/users', async (request) => {
-      await requireAdmin(parts, request);
+      await requireScope(parts, request, 'users:read');
       return { users: await users.list() };
     });
 
     app.post('/friends', async (request, reply) => {
-      await requireAdmin(parts, request);
+      await requireScope(parts, request, 'users:write');
       const b = body(request);
       const a = await users.resolve(text(b, 'a')!);
       const c = await users.resolve(text(b, 'b')!);
@@ -102,22 +77,22 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
 
     // Gives an existing user (an Ozeki user, say) a Web3MQ main key, so they can log in there too.
     app.post<{ Params: { id: string } }>('/users/:id/web3mq-keys', async (request, reply) => {
-      await requireAdmin(parts, request);
+      await requireScope(parts, request, 'users:write');
       const user = await users.resolve(request.params.id);
       return reply.status(201).send(await parts.attachWeb3mqKey(user.id, body(request)));
     });
 
     app.get<{ Params: { id: string } }>('/users/:id/devices', async (request) => {
-      await requireSelfOrAdmin(parts, request, request.params.id);
+      await requireScope(parts, request, 'users:read', { selfUserId: request.params.id });
       const user = await users.resolve(request.params.id);
       return { devices: await devices.list(user.id) };
     });
 
     // Registers a device's platform and push token (pushtoken null or "" removes it). The admin
-    // (a backend using Herald as its push gateway) may create the device; a user only
-    // updates a station they have logged in with.
+    // or a devices:write token (a backend using Herald as its push gateway) may create the
+    // device; a user only updates a station they have logged in with.
     app.put<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request) => {
-      const caller = await requireSelfOrAdmin(parts, request, request.params.id);
+      const caller = await requireScope(parts, request, 'devices:write', { selfUserId: request.params.id });
       const b = body(request);
       const platform = b.platform;
       if (!isPlatform(platform)) throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
@@ -129,7 +104,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       const user = await users.resolve(request.params.id);
       const registration = { platform, pushToken: pushtoken as string | null | undefined, pushSubscription: b.pushsubscription };
       checkRegistration(registration);
-      if (caller.kind === 'admin') {
+      if (caller.kind !== 'user') {
         await devices.bind(station, user.id, platform);
         await devices.forgetBeyondLimit(user.id, station);
       }
@@ -141,7 +116,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.get('/webpush/vapid-public-key', async () => ({ publickey: parts.vapidPublicKey }));
 
     app.delete<{ Params: { id: string; station: string } }>('/users/:id/devices/:station', async (request, reply) => {
-      await requireSelfOrAdmin(parts, request, request.params.id);
+      await requireScope(parts, request, 'devices:write', { selfUserId: request.params.id });
       const station = request.params.station.toLowerCase();
       // Its live connections end on every node, not only on the one that took the call.
       await devices.remove(request.params.id, station);
