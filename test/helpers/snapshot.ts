@@ -15,7 +15,8 @@ export async function snapshot(store: Store) {
       | 'messages'
       | 'reports'
       | 'notifications'
-      | 'deliveries',
+      | 'deliveries'
+      | 'api_tokens',
   ) =>
     Number(
       (
@@ -36,6 +37,7 @@ export async function snapshot(store: Store) {
     'reports',
     'notifications',
     'deliveries',
+    'api_tokens',
   ] as const;
   const counts: Record<string, number> = {};
   for (const table of tables) counts[table] = await count(table);
