@@ -56,34 +56,33 @@ describe('herald token: scoped API tokens from the command line', () => {
     const refused = await users(token.token);
     expect(refused.status).toBe(401);
     expect(((await refused.json()) as { error: string }).error).toMatch(/revoked/);
+    // Three runs of the command line, each starting Node and TypeScript anew.
+  }, 60_000);
+
+  // One case each: every one starts the command line anew.
+  it.each<[string, string[], RegExp]>([
+    ['an unknown scope', ['--name', 'x', '--scope', 'users:delete'], /unknown scope "users:delete"/],
+    ['a missing name', ['--scope', 'users:read'], /--name/],
+    ['no scope', ['--name', 'x'], /--scope/],
+    ['a duration it cannot read', ['--name', 'x', '--scope', 'users:read', '--expires-in', 'soon'], /--expires-in/],
+    ['an expiry that is not in the future', ['--name', 'x', '--scope', 'users:read', '--expires-in', '0'], /expiresin/],
+  ])('token create with %s exits with code 2 and one line, storing nothing', async (_case, args, message) => {
+    const result = await runCli(['token', 'create', ...args], env);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await store.db.selectFrom('api_tokens').select('name').where('name', '=', 'x').execute()).toEqual([]);
   });
 
-  it('usage errors exit with code 2 and one line, storing nothing', async () => {
-    const cases: Array<[string[], RegExp]> = [
-      [['token', 'create', '--name', 'x', '--scope', 'users:delete'], /unknown scope "users:delete"/],
-      [['token', 'create', '--scope', 'users:read'], /--name/],
-      [['token', 'create', '--name', 'x'], /--scope/],
-      [['token', 'create', '--name', 'x', '--scope', 'users:read', '--expires-in', 'soon'], /--expires-in/],
-      [['token', 'create', '--name', 'x', '--scope', 'users:read', '--expires-in', '0'], /expiresin/],
-    ];
-    for (const [args, message] of cases) {
-      const result = await runCli(args, env);
-      expect(result.code, args.join(' ')).toBe(2);
-      expect(result.stderr, args.join(' ')).toMatch(message);
-      expect(result.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
-    }
-    expect(await store.db.selectFrom('api_tokens').select('name').where('name', '=', 'x').execute()).toEqual([]);
-
+  it('token revoke of an unknown id exits with code 1 naming it', async () => {
     const unknown = await runCli(['token', 'revoke', 'nothing-here'], env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/no such token: nothing-here/);
   });
 
-  it('--help of each token command shows examples', async () => {
-    for (const command of ['create', 'list', 'revoke']) {
-      const help = await runCli(['token', command, '--help'], env);
-      expect(help.code).toBe(0);
-      expect(help.stdout).toMatch(new RegExp(`Examples:\\n  \\$ herald token ${command}`));
-    }
+  it.each(['create', 'list', 'revoke'])('token %s --help shows examples', async (command) => {
+    const help = await runCli(['token', command, '--help'], env);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(new RegExp(`Examples:\\n  \\$ herald token ${command}`));
   });
 });
