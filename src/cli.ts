@@ -121,7 +121,9 @@ function durationSeconds(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const match = /^(\d+)([smhd]?)$/.exec(text.trim());
   if (!match) throw new UsageError(`--expires-in must be seconds or a number with s, m, h or d (90d), not ${JSON.stringify(text)}`);
-  return Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  const seconds = Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  if (seconds < 1) throw new UsageError('--expires-in must be at least one second: an expiry in the future');
+  return seconds;
 }
 
 program

@@ -65,7 +65,11 @@ describe('herald token: scoped API tokens from the command line', () => {
     ['a missing name', ['--scope', 'users:read'], /--name/],
     ['no scope', ['--name', 'x'], /--scope/],
     ['a duration it cannot read', ['--name', 'x', '--scope', 'users:read', '--expires-in', 'soon'], /--expires-in/],
-    ['an expiry that is not in the future', ['--name', 'x', '--scope', 'users:read', '--expires-in', '0'], /expiresin/],
+    [
+      'an expiry that is not in the future',
+      ['--name', 'x', '--scope', 'users:read', '--expires-in', '0d'],
+      /--expires-in must be at least one second/,
+    ],
   ])('token create with %s exits with code 2 and one line, storing nothing', async (_case, args, message) => {
     const result = await runCli(['token', 'create', ...args], env);
     expect(result.code).toBe(2);
