@@ -20,7 +20,7 @@ import { startOutbox } from './notify/outbox.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
 import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
-import { blocks, changes, conversations, devices, friends, gateway, users } from './chat/services.ts';
+import { apiTokens, blocks, changes, conversations, devices, friends, gateway, users } from './chat/services.ts';
 import { matrixGateway } from './chat/matrix-pushers.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
@@ -336,6 +336,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       devices: chatDevices,
       friends: chatFriends,
       gateway: gateway(store.db, notifier),
+      apiTokens: apiTokens(store.db),
       adminToken: config.adminToken,
       vapidPublicKey: vapid.publicKey,
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),

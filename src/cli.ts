@@ -3,6 +3,7 @@ import { loadConfig, ConfigError } from './config.ts';
 import { openConfiguredStore, startApp, testPush } from './app.ts';
 import { createUser, listUsers, resolveUser } from './chat/users.ts';
 import { addFriendship } from './chat/friends.ts';
+import { checkNewApiToken, createApiToken, listApiTokens, revokeApiToken, SCOPES } from './chat/api-tokens.ts';
 import { HeraldError } from './errors.ts';
 import type { Store } from './store/db.ts';
 
@@ -16,6 +17,11 @@ async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
 }
 
 const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + '\n');
+
+/** A command given wrongly (exit code 2), told in one line rather than with the whole help. */
+class UsageError extends Error {}
+
+const examples = (...lines: string[]) => `\nExamples:\n${lines.map((line) => `  $ ${line}`).join('\n')}\n`;
 
 const program = new Command('herald').description('Herald, the notification server for chat').showHelpAfterError();
 program.exitOverride();
@@ -69,6 +75,56 @@ program
       }),
     );
   });
+
+const token = program.command('token').description('manage the scoped API tokens of the native API (/v1)');
+token
+  .command('create')
+  .description('make a token; prints {"id","name","scopes","token","created","expires"}, the only time the token is shown')
+  .option('--name <name>', 'who holds the token, e.g. billing-backend (1 to 100 characters)')
+  .option('--scope <scope>', `a scope to grant, repeatable: ${SCOPES.join(', ')}`, (scope: string, all: string[]) => [...all, scope], [])
+  .option('--expires-in <duration>', 'how long until it stops working: seconds, or a number with s, m, h or d (90d); default never')
+  .addHelpText(
+    'after',
+    examples(
+      'herald token create --name billing-backend --scope notifications:send',
+      'herald token create --name directory --scope users:read --scope users:write --expires-in 90d',
+    ),
+  )
+  .action(async (options: { name?: string; scope: string[]; expiresIn?: string }) => {
+    if (options.name === undefined) throw new UsageError('give the token a --name');
+    if (options.scope.length === 0) throw new UsageError(`give at least one --scope: ${SCOPES.join(', ')}`);
+    const request = { name: options.name, scopes: options.scope, expiresIn: durationSeconds(options.expiresIn) };
+    try {
+      checkNewApiToken(request);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    print(await withStore((store) => createApiToken(store.db, request)));
+  });
+token
+  .command('list')
+  .description('list the tokens, revoked ones too, one JSON line each (never the tokens themselves)')
+  .addHelpText('after', examples('herald token list'))
+  .action(async () => {
+    for (const row of await withStore((store) => listApiTokens(store.db))) print(row);
+  });
+token
+  .command('revoke <id>')
+  .description('revoke a token: every node refuses it from now on; prints the token as listed')
+  .addHelpText('after', examples('herald token revoke 3f0c9a2e6b1d4c5f8a7e6d5c4b3a2910'))
+  .action(async (id: string) => {
+    print(await withStore((store) => revokeApiToken(store.db, id)));
+  });
+
+/** `--expires-in`: whole seconds, or a number of seconds, minutes, hours or days (`90d`). */
+function durationSeconds(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!match) throw new UsageError(`--expires-in must be seconds or a number with s, m, h or d (90d), not ${JSON.stringify(text)}`);
+  const seconds = Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  if (seconds < 1) throw new UsageError('--expires-in must be at least one second: an expiry in the future');
+  return seconds;
+}
 
 program
   .command('push')
@@ -145,6 +201,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) process.exit(error.exitCode);
+  if (error instanceof UsageError) {
+    process.stderr.write(`herald: ${error.message}\n`);
+    process.exit(2);
+  }
   if (error instanceof HeraldError || error instanceof ConfigError) {
     process.stderr.write(`herald: ${error.message}\n`);
     process.exit(1);

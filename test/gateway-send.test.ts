@@ -40,11 +40,23 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
   const browser = new TestBrowser();
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 
+  /** The backend's credential: a token that may send and read feeds, nothing else. */
+  let backend: Record<string, string>;
+  let reader: Record<string, string>;
   const send = (body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${server.http}/v1/notifications`, { method: 'POST', headers: { ...admin, ...headers }, body: JSON.stringify(body) });
-  const feed = async (user: string, query = '', headers: Record<string, string> = admin) =>
+    fetch(`${server.http}/v1/notifications`, { method: 'POST', headers: { ...backend, ...headers }, body: JSON.stringify(body) });
+  const makeToken = async (scopes: string[]) => {
+    const response = await fetch(`${server.http}/v1/tokens`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ name: 'billing', scopes }),
+    });
+    expect(response.status).toBe(201);
+    return { authorization: `Bearer ${((await response.json()) as { token: string }).token}`, 'content-type': 'application/json' };
+  };
+  const feed = async (user: string, query = '', headers: Record<string, string> = backend) =>
     fetch(`${server.http}/v1/users/${encodeURIComponent(user)}/notifications${query}`, { headers });
-  const read = (user: string, body: unknown, headers: Record<string, string> = admin) =>
+  const read = (user: string, body: unknown, headers: Record<string, string> = backend) =>
     fetch(`${server.http}/v1/users/${encodeURIComponent(user)}/notifications/read`, {
       method: 'POST',
       headers,
@@ -71,6 +83,8 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
     bob = await addUser(server, 'Bob', 'windows');
     carol = await addUser(server, 'Carol', 'windows');
     live = await connectDevice(server, bob.client.station);
+    backend = await makeToken(['notifications:send', 'feed:read']);
+    reader = await makeToken(['feed:read']);
     await addPushDevice(server, bob, 'ios', iphone);
     // Bob's browser: a station of his with a Web Push subscription.
     const tab = { client: new OzekiClient(server.http, newStation()) };
@@ -253,6 +267,12 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
       body: JSON.stringify({ to: [bob.userid], title: 'x' }),
     });
     expect(noToken.status).toBe(401);
+    // A token without the scope, or a user's station, may not send.
+    const unscoped = await send({ to: [bob.userid], title: 'x' }, reader);
+    expect(unscoped.status).toBe(403);
+    expect(((await unscoped.json()) as { error: string }).error).toMatch(/notifications:send/);
+    expect((await read(bob.userid, { upto: 1 }, reader)).status).toBe(403);
+    expect((await send({ to: [bob.userid], title: 'x' }, { authorization: '', 'ozeki-station': bob.client.station })).status).toBe(403);
     // A user may read their own feed, and nobody else's.
     expect((await feed(bob.userid, '', { 'ozeki-station': bob.client.station })).status).toBe(200);
     expect((await feed(carol.userid, '', { 'ozeki-station': bob.client.station })).status).toBe(403);
@@ -262,5 +282,20 @@ describeEachStore('the gateway API: another backend sends through Herald', (kind
     expect((await read(bob.userid, { upto: 1, conversationid: 'x' })).status).toBe(400);
     expect((await feed('nobody@example.org')).status).toBe(404);
     expect(await snapshot(server.app.parts.store)).toEqual(before);
+  });
+
+  it('refuses a revoked token at once', async () => {
+    const listed = (await (await fetch(`${server.http}/v1/tokens`, { headers: admin })).json()) as {
+      tokens: Array<{ id: string; name: string }>;
+    };
+    for (const token of listed.tokens) {
+      const revoked = await fetch(`${server.http}/v1/tokens/${token.id}`, {
+        method: 'DELETE',
+        headers: { authorization: admin.authorization },
+      });
+      expect(revoked.status).toBe(204);
+    }
+    expect((await send({ to: [bob.userid], title: 'x' })).status).toBe(401);
+    expect((await feed(bob.userid)).status).toBe(401);
   });
 });

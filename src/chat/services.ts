@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Bus } from '../cluster/bus.ts';
 import type { Notifier } from '../notify/notifier.ts';
 import type { Database } from '../store/schema.ts';
+import { authenticateApiToken, createApiToken, listApiTokens, revokeApiToken, type NewApiToken } from './api-tokens.ts';
 import { setAvailability } from './availability.ts';
 import { block, blocklist, unblock, type BlockTarget } from './blocks.ts';
 import { changesSince } from './changes.ts';
@@ -105,5 +106,17 @@ export function changes(db: Kysely<Database>) {
   return { since: (userId: string, since: number) => changesSince(db, userId, since) };
 }
 export type Changes = ReturnType<typeof changes>;
+
+/** Scoped tokens of the native API: made, listed and revoked by the admin, checked on every call. */
+export function apiTokens(db: Kysely<Database>) {
+  return {
+    create: (input: NewApiToken) => createApiToken(db, input),
+    list: () => listApiTokens(db),
+    /** A 404 for an unknown id; from now on every node refuses the token. */
+    revoke: (id: string) => revokeApiToken(db, id),
+    authenticate: (token: string) => authenticateApiToken(db, token),
+  };
+}
+export type ApiTokens = ReturnType<typeof apiTokens>;
 
 type DropFirst<T extends unknown[]> = T extends [unknown, ...infer Rest] ? Rest : never;

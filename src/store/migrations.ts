@@ -3,6 +3,7 @@ import type { HeraldMigration, MigrationContext } from './migration.ts';
 import type { Dialect } from './schema.ts';
 import { web3mqMigration } from './migrations-web3mq.ts';
 import { gatewayMigration } from './migrations-gateway.ts';
+import { apiTokensMigration } from './migrations-api-tokens.ts';
 
 const initial: HeraldMigration = ({ serial, time, dialect }) => ({
   async up(db: Kysely<any>) {
@@ -300,6 +301,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0006_push_device_lookups', pushDeviceLookups],
   ['0007_pending_deliveries_only', pendingDeliveriesOnly],
   ['0008_feed_by_user_key', feedByUserKey],
+  ['0009_api_tokens', apiTokensMigration],
   ['0010_gateway_sends', gatewayMigration],
 ];
 

@@ -212,6 +212,21 @@ export interface Web3mqSubscriptionsTable {
   created_at: number;
 }
 
+/** A scoped token of the native API; the token itself is never stored, only its SHA-256. */
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  /** Lowercase hex SHA-256 of the whole token text (`hrld_…`). */
+  token_hash: string;
+  /** The granted scopes, separated by single spaces. */
+  scopes: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  /** Written at most once a minute per token, so a busy caller does not write on every call. */
+  last_used_at: number | null;
+}
+
 export interface Database {
   users: UsersTable;
   devices: DevicesTable;
@@ -231,4 +246,5 @@ export interface Database {
   web3mq_group_members: Web3mqGroupMembersTable;
   web3mq_topics: Web3mqTopicsTable;
   web3mq_subscriptions: Web3mqSubscriptionsTable;
+  api_tokens: ApiTokensTable;
 }

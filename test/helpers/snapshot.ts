@@ -17,7 +17,8 @@ export async function snapshot(store: Store) {
       | 'notifications'
       | 'deliveries'
       | 'thread_unread'
-      | 'idempotency_keys',
+      | 'idempotency_keys'
+      | 'api_tokens',
   ) =>
     Number(
       (
@@ -40,6 +41,7 @@ export async function snapshot(store: Store) {
     'deliveries',
     'thread_unread',
     'idempotency_keys',
+    'api_tokens',
   ] as const;
   const counts: Record<string, number> = {};
   for (const table of tables) counts[table] = await count(table);

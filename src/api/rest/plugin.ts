@@ -2,14 +2,15 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
-import { errorStatus, sameSecret } from '../http.ts';
-import { forbidden, unauthorized } from '../../errors.ts';
-import type { Devices, Friends, Gateway, Users } from '../../chat/services.ts';
+import { errorStatus } from '../http.ts';
+import type { ApiTokens, Devices, Friends, Gateway, Users } from '../../chat/services.ts';
 import { userIdOf } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
 import { checkRegistration, checkStation, describeDevice, PLATFORMS } from '../../chat/devices.ts';
 import { collectRoutes, openApiDocument } from './openapi.ts';
 import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessage, validatorCompiler } from './schemas.ts';
+import { requireScope, type RestCaller, type Scope } from './auth.ts';
+import { tokenRoutes } from './tokens.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
@@ -17,42 +18,14 @@ export interface RestParts {
   devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
   friends: Pick<Friends, 'add'>;
   gateway: Gateway;
+  /** Scoped tokens: managed through /v1/tokens, checked on every call that carries one. */
+  apiTokens: Pick<ApiTokens, 'create' | 'list' | 'revoke' | 'authenticate'>;
   /** The root credential. */
   adminToken: string;
   vapidPublicKey: string;
   /** Gives an existing user a Web3MQ main key (the Web3MQ API's own checks and answer). */
   attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
   log: Logger;
-}
-
-/** Who is calling the native API: the admin (bearer token) or a user (by a station of theirs). */
-export type RestCaller = { kind: 'admin' } | { kind: 'user'; userId: string; station: string };
-
-export async function restCaller(parts: RestParts, request: FastifyRequest): Promise<RestCaller> {
-  const auth = request.headers.authorization;
-  if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
-    if (sameSecret(auth.slice(7).trim(), parts.adminToken)) return { kind: 'admin' };
-    throw unauthorized('the bearer token is not the admin token');
-  }
-  const station = request.headers['ozeki-station'];
-  if (typeof station === 'string' && station !== '') {
-    const device = await parts.devices.deviceOf(station.toLowerCase());
-    if (!device) throw unauthorized('unknown station; log in first');
-    return { kind: 'user', userId: device.user_id, station: device.station };
-  }
-  throw unauthorized('send Authorization: Bearer <admin token> or the Ozeki-Station header of a logged-in device');
-}
-
-export async function requireAdmin(parts: RestParts, request: FastifyRequest): Promise<void> {
-  const caller = await restCaller(parts, request);
-  if (caller.kind !== 'admin') throw forbidden('this call needs the admin token');
-}
-
-/** A user may act on their own account; the admin on any. */
-export async function requireSelfOrAdmin(parts: RestParts, request: FastifyRequest, userId: string): Promise<RestCaller> {
-  const caller = await restCaller(parts, request);
-  if (caller.kind === 'user' && caller.userId !== userId) throw forbidden('you may only see your own account');
-  return caller;
 }
 
 export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
@@ -64,6 +37,12 @@ export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
   const status = errorStatus(error);
   if (status >= 500) log.error({ err: error }, 'request failed');
   return reply.status(status).send({ error: status >= 500 ? 'internal error' : (error as Error).message });
+}
+
+/** The user id the path's `:id` names (an e-mail address stands for its user). */
+function pathUser(request: FastifyRequest): string {
+  const { id } = request.params as { id: string };
+  return id.includes('@') ? userIdOf(id) : id.toLowerCase();
 }
 
 /*
@@ -143,11 +122,16 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
 
     // Who may call is settled before the request is validated: a stranger learns nothing from a 400.
     const callers = new WeakMap<FastifyRequest, RestCaller>();
-    const adminOnly = async (request: FastifyRequest) => requireAdmin(parts, request);
-    const selfOrAdmin = async (request: FastifyRequest) => {
-      const { id } = request.params as { id: string };
-      callers.set(request, await requireSelfOrAdmin(parts, request, id));
+    /** The admin, or a token with `scope`. */
+    const needs = (scope: Scope) => async (request: FastifyRequest) => {
+      callers.set(request, await requireScope(parts, request, scope));
     };
+    /** The admin, a token with `scope`, or the user of the path's `:id` through a station of theirs. */
+    const needsOrSelf = (scope: Scope) => async (request: FastifyRequest) => {
+      callers.set(request, await requireScope(parts, request, scope, { selfUserId: pathUser(request) }));
+    };
+
+    app.register(tokenRoutes(parts));
 
     let openApiText: string | undefined;
     app.get(
@@ -170,7 +154,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.post(
       '/users',
       {
-        preValidation: adminOnly,
+        preValidation: needs('users:write'),
         schema: {
           summary: 'Create a user',
           tags: ['users'],
@@ -188,7 +172,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.get(
       '/users',
       {
-        preValidation: adminOnly,
+        preValidation: needs('users:read'),
         schema: {
           summary: 'List the users',
           tags: ['users'],
@@ -216,7 +200,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.post(
       '/friends',
       {
-        preValidation: adminOnly,
+        preValidation: needs('users:write'),
         schema: {
           summary: 'Make two users friends of each other',
           tags: ['users'],
@@ -237,7 +221,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.post(
       '/users/:id/web3mq-keys',
       {
-        preValidation: adminOnly,
+        preValidation: needs('users:write'),
         schema: {
           summary: 'Give a user a Web3MQ main key',
           tags: ['users', 'web3mq'],
@@ -256,7 +240,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.get(
       '/users/:id/devices',
       {
-        preValidation: selfOrAdmin,
+        preValidation: needsOrSelf('users:read'),
         schema: {
           summary: "List a user's devices",
           tags: ['devices'],
@@ -277,7 +261,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.put(
       '/users/:id/devices/:station',
       {
-        preValidation: selfOrAdmin,
+        preValidation: needsOrSelf('devices:write'),
         schema: {
           summary: "Register a device's platform and push token or Web Push subscription",
           tags: ['devices'],
@@ -294,7 +278,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
         const user = await users.resolve(request.params.id);
         const registration = { platform, pushToken: pushtoken, pushSubscription: pushsubscription };
         checkRegistration(registration);
-        if (caller.kind === 'admin') {
+        if (caller.kind !== 'user') {
           await devices.bind(station, user.id, platform);
           await devices.forgetBeyondLimit(user.id, station);
         }
@@ -307,11 +291,11 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       gateway: parts.gateway,
       users,
       async authorizeSend(request) {
-        await requireAdmin(parts, request);
-        return { caller: 'admin' };
+        const caller = await requireScope(parts, request, 'notifications:send');
+        return { caller: caller.kind === 'token' ? `token:${caller.tokenId}` : 'admin' };
       },
-      async authorizeFeed(request, user) {
-        await requireSelfOrAdmin(parts, request, user.includes('@') ? userIdOf(user) : user.toLowerCase());
+      async authorizeFeed(request, _user, access) {
+        await requireScope(parts, request, access === 'read' ? 'feed:read' : 'notifications:send', { selfUserId: pathUser(request) });
       },
     });
 
@@ -332,7 +316,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
     app.delete(
       '/users/:id/devices/:station',
       {
-        preValidation: selfOrAdmin,
+        preValidation: needsOrSelf('devices:write'),
         schema: {
           summary: 'Forget a device; its live connections are closed',
           tags: ['devices'],
