@@ -1,9 +1,17 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Emit, Notifier } from '../notify/notifier.ts';
 import { feedHead, readFeed, userKeyOf } from '../notify/feed.ts';
-import type { CustomKind, Notification, NotificationDraft, PushOptions } from '../model/notification.ts';
+import {
+  notificationId,
+  parseNotificationId,
+  type CustomKind,
+  type Notification,
+  type NotificationDraft,
+  type PushOptions,
+} from '../model/notification.ts';
 import { badRequest, HeraldError } from '../errors.ts';
+import { dialectOf, listParameter, Statement } from '../store/statement.ts';
 import { userIdOf } from './ids.ts';
 
 /*
@@ -70,18 +78,19 @@ export async function sendNotifications(
   send: GatewaySend,
   idempotent?: IdempotentCall,
 ): Promise<{ answer: SendAnswer; replayed: boolean }> {
+  // The recipients as the sender named them, each user once: a retried call names them alike.
+  const named = new Map<string, string>();
+  for (const to of send.to) {
+    const id = recipientId(to);
+    if (!named.has(id)) named.set(id, to);
+  }
   return notifier.transact(async (trx, emit) => {
     const now = Date.now();
     if (idempotent) {
       const earlier = await claimKey(trx, idempotent, now);
-      if (earlier) return { answer: earlier, replayed: true };
+      if (earlier) return { answer: answerOf(named, earlier), replayed: true };
     }
 
-    const named = new Map<string, string>();
-    for (const to of send.to) {
-      const id = recipientId(to);
-      if (!named.has(id)) named.set(id, to);
-    }
     const badge = send.badge ?? 'increment';
     const unread = badge === 'increment' ? 1 : 0;
     const data = send.data ?? {};
@@ -100,24 +109,42 @@ export async function sendNotifications(
     const produced = await emit(drafts, { now });
     if (unread > 0) await countUnread(trx, produced, send.conversationId ?? '');
 
-    const answer: SendAnswer = { notifications: [], unknown: [] };
-    const reached = new Set<string>();
+    const places = new Map<string, Place>();
     for (const n of produced) {
-      reached.add(n.userId);
-      answer.notifications.push({ to: named.get(n.userId)!, userid: n.userId, id: n.id, seq: n.seq });
+      const place = parseNotificationId(n.id)!;
+      places.set(n.userId, [place.userKey, place.seq]);
     }
-    for (const [userId, to] of named) if (!reached.has(userId)) answer.unknown.push(to);
-
+    const reached: Reached = [...named.keys()].map((userId) => places.get(userId) ?? 0);
     if (idempotent) {
       await trx
         .updateTable('idempotency_keys')
-        .set({ answer: JSON.stringify(answer) })
+        .set({ answer: JSON.stringify(reached) })
         .where('caller', '=', idempotent.caller)
         .where('key', '=', idempotent.key)
         .execute();
     }
-    return { answer, replayed: false };
+    return { answer: answerOf(named, reached), replayed: false };
   });
+}
+
+/** Where a recipient's notification went in their feed: [user key, seq]; 0 for an unknown recipient. */
+type Place = [userKey: number, seq: number];
+type Reached = Array<Place | 0>;
+
+/**
+ * The answer of a call from its recipients and where each notification went. Only the places
+ * are kept for a retry (a few bytes a recipient, not the answer's hundred): the retry's
+ * recipients are the first call's, since its body is the same.
+ */
+function answerOf(named: Map<string, string>, reached: Reached): SendAnswer {
+  const answer: SendAnswer = { notifications: [], unknown: [] };
+  let i = 0;
+  for (const [userid, to] of named) {
+    const place = reached[i++];
+    if (place === 0 || place === undefined) answer.unknown.push(to);
+    else answer.notifications.push({ to, userid, id: notificationId(place[0], place[1]), seq: place[1] });
+  }
+  return answer;
 }
 
 /**
@@ -125,7 +152,7 @@ export async function sendNotifications(
  * PostgreSQL a concurrent first call holds the key's row until it commits, so the insert
  * waits for it and then sees its answer.
  */
-async function claimKey(trx: Transaction<Database>, call: IdempotentCall, now: number): Promise<SendAnswer | undefined> {
+async function claimKey(trx: Transaction<Database>, call: IdempotentCall, now: number): Promise<Reached | undefined> {
   // Old answers go a little at a time, by the calls that make new ones.
   await trx
     .deleteFrom('idempotency_keys')
@@ -158,19 +185,27 @@ async function claimKey(trx: Transaction<Database>, call: IdempotentCall, now: n
     throw new HeraldError(422, 'this Idempotency-Key was used with another request; use a new key for a new request');
   }
   if (earlier.answer === null) throw new HeraldError(409, 'a call with this Idempotency-Key is still in progress; retry shortly');
-  return JSON.parse(earlier.answer) as SendAnswer;
+  return JSON.parse(earlier.answer) as Reached;
 }
 
-/** One more unread notification in the thread, for each recipient reached. */
+/**
+ * One more unread notification in the thread for each recipient: one statement whatever the
+ * audience, the recipients as one list parameter (SQLite needs the WHERE to read the upsert).
+ */
+const COUNT_UNREAD = new Statement({
+  sqlite: `INSERT INTO thread_unread (user_id, thread_id, unread) SELECT value, ?, 1 FROM json_each(?) WHERE true
+           ON CONFLICT (user_id, thread_id) DO UPDATE SET unread = thread_unread.unread + 1`,
+  postgres: `INSERT INTO thread_unread (user_id, thread_id, unread) SELECT unnest(?::varchar[]), ?, 1
+             ON CONFLICT (user_id, thread_id) DO UPDATE SET unread = thread_unread.unread + 1`,
+});
+
 async function countUnread(trx: Transaction<Database>, produced: Notification[], threadId: string): Promise<void> {
-  for (let i = 0; i < produced.length; i += CHUNK) {
-    const rows = produced.slice(i, i + CHUNK).map((n) => ({ user_id: n.userId, thread_id: threadId, unread: 1 }));
-    await trx
-      .insertInto('thread_unread')
-      .values(rows)
-      .onConflict((oc) => oc.columns(['user_id', 'thread_id']).doUpdateSet({ unread: sql`thread_unread.unread + 1` }))
-      .execute();
-  }
+  const users = listParameter(
+    trx,
+    produced.map((n) => n.userId),
+  );
+  // The parameters' order differs with the statements' (SQLite's thread first).
+  await COUNT_UNREAD.all(trx, dialectOf(trx) === 'sqlite' ? [threadId, users] : [users, threadId]);
 }
 
 export interface FeedPage {

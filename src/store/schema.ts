@@ -123,7 +123,7 @@ export interface IdempotencyKeysTable {
   key: string;
   /** SHA-256 of the request body: the same key with another body is refused. */
   request_hash: string;
-  /** The JSON answer; null while the first call is still being written. */
+  /** Where each recipient's notification went, JSON [[user key, seq] or 0, …] in the request's order; null while being written. */
   answer: string | null;
   created_at: number;
 }
