@@ -93,37 +93,36 @@ export async function sendNotifications(
 
     const badge = send.badge ?? 'increment';
     const unread = badge === 'increment' ? 1 : 0;
+    const setBadge = typeof badge === 'number' ? badge : undefined;
+    const type = send.kind ?? 'message';
+    const conversationId = send.conversationId ?? null;
+    const body = send.body ?? '';
+    const silent = send.silent ?? false;
     const data = send.data ?? {};
-    const drafts: NotificationDraft[] = [...named.keys()].map((userId) => ({
-      userId,
-      type: send.kind ?? 'message',
-      conversationId: send.conversationId ?? null,
-      title: send.title,
-      body: send.body ?? '',
-      silent: send.silent ?? false,
-      data,
-      unread,
-      ...(typeof badge === 'number' && { badge }),
-      ...(send.push && { push: send.push }),
-    }));
+    // Written out in full: a group send makes thousands of these.
+    const drafts: NotificationDraft[] = [];
+    for (const userId of named.keys()) {
+      drafts.push({ userId, type, conversationId, title: send.title, body, silent, data, unread, badge: setBadge, push: send.push });
+    }
     const produced = await emit(drafts, { now });
     if (unread > 0) await countUnread(trx, produced, send.conversationId ?? '');
 
-    const places = new Map<string, Place>();
+    const answer: SendAnswer = { notifications: [], unknown: [] };
+    const reached = new Set<string>();
     for (const n of produced) {
-      const place = parseNotificationId(n.id)!;
-      places.set(n.userId, [place.userKey, place.seq]);
+      reached.add(n.userId);
+      answer.notifications.push({ to: named.get(n.userId)!, userid: n.userId, id: n.id, seq: n.seq });
     }
-    const reached: Reached = [...named.keys()].map((userId) => places.get(userId) ?? 0);
+    for (const [userId, to] of named) if (!reached.has(userId)) answer.unknown.push(to);
     if (idempotent) {
       await trx
         .updateTable('idempotency_keys')
-        .set({ answer: JSON.stringify(reached) })
+        .set({ answer: JSON.stringify(placesOf(named, produced)) })
         .where('caller', '=', idempotent.caller)
         .where('key', '=', idempotent.key)
         .execute();
     }
-    return { answer: answerOf(named, reached), replayed: false };
+    return { answer, replayed: false };
   });
 }
 
@@ -131,8 +130,18 @@ export async function sendNotifications(
 type Place = [userKey: number, seq: number];
 type Reached = Array<Place | 0>;
 
+/** Where each named recipient's notification went, in the request's order. */
+function placesOf(named: Map<string, string>, produced: Notification[]): Reached {
+  const places = new Map<string, Place>();
+  for (const n of produced) {
+    const place = parseNotificationId(n.id)!;
+    places.set(n.userId, [place.userKey, place.seq]);
+  }
+  return [...named.keys()].map((userId) => places.get(userId) ?? 0);
+}
+
 /**
- * The answer of a call from its recipients and where each notification went. Only the places
+ * The answer of a retried call from its recipients and where each notification went. Only the places
  * are kept for a retry (a few bytes a recipient, not the answer's hundred): the retry's
  * recipients are the first call's, since its body is the same.
  */

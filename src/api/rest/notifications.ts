@@ -201,7 +201,9 @@ export function notificationRoutes(app: FastifyInstance, parts: NotificationRout
         idempotent,
       );
       if (replayed) reply.header('idempotent-replayed', 'true');
-      return reply.status(202).send(answer);
+      // Already plain JSON of strings and numbers: V8's stringify writes thousands of entries
+      // faster than the schema's serializer, which checks every character of every id.
+      return reply.status(202).type('application/json; charset=utf-8').send(JSON.stringify(answer));
     },
   );
 
