@@ -169,8 +169,8 @@ export interface RateLimitsConfig {
 /** Defaults a normal client never meets; the bench's 1,000 calls/s through one station pass. */
 export const RATE_LIMIT_DEFAULTS: Record<RateLimitKind, string> = {
   ip: '6000/2s',
-  station: '2000/2s',
-  user: '4000/2s',
+  station: '3000/2s',
+  user: '6000/2s',
   login: '200/60s',
   send: '2000/2s',
   live: '5000/10s',

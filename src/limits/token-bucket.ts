@@ -44,7 +44,8 @@ export class TokenBuckets {
       bucket.tokens -= needed;
       return 0;
     }
-    return Math.ceil((needed - bucket.tokens) / this.perMs);
+    // Rounded up, less a hair of floating-point error (0.998 tokens at 2/s is 1 ms, not 2).
+    return Math.max(1, Math.ceil((needed - bucket.tokens) / this.perMs - 1e-6));
   }
 
   /**
