@@ -8,7 +8,7 @@ import { ozekiTime } from '../client/ozeki.ts';
 const STATION_BURST = 100;
 const STATION_PER_SECOND = 100;
 const FLOOD = 2000;
-const FLOOD_CONCURRENCY = 32;
+const FLOOD_CONCURRENCY = 8;
 const BOB_CALLS_AT_LEAST = 100;
 
 interface Answer {
