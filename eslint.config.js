@@ -19,11 +19,13 @@ const LAYERS = {
   model: [],
   store: ['model'],
   cluster: ['model'],
+  // Rate limits: token buckets per address, station, user and caller (leaves only).
+  limits: [],
   notify: ['store', 'cluster', 'model'],
   chat: ['notify', 'store', 'cluster', 'model'],
-  channels: ['chat', 'notify', 'store', 'cluster', 'model'],
+  channels: ['chat', 'notify', 'store', 'cluster', 'model', 'limits'],
 };
-const BELOW_API = ['channels', 'chat', 'notify', 'store', 'cluster', 'model'];
+const BELOW_API = ['channels', 'chat', 'notify', 'store', 'cluster', 'model', 'limits'];
 // Each API surface may use api/http.ts, never another surface.
 for (const surface of ['api/ozeki', 'api/rest', 'api/web3mq', 'api/matrix']) LAYERS[surface] = ['api/http.ts', ...BELOW_API];
 LAYERS['api/http.ts'] = BELOW_API;
@@ -31,6 +33,8 @@ LAYERS['api/http.ts'] = BELOW_API;
 LAYERS['api/cors.ts'] = BELOW_API;
 LAYERS['api/unmatched.ts'] = ['api/cors.ts', ...BELOW_API];
 LAYERS['api/operations.ts'] = ['api/http.ts', ...BELOW_API];
+// 429s in each API's error shape, for the whole server.
+LAYERS['api/rate-limited.ts'] = ['api/cors.ts', 'api/unmatched.ts', ...BELOW_API];
 
 const layerZones = Object.entries(LAYERS).map(([part, allowed]) => ({
   target: `./src/${part}`,

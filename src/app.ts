@@ -27,6 +27,8 @@ import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
 import { Cors } from './api/cors.ts';
 import { RouteTable, unmatchedRequestHandler } from './api/unmatched.ts';
+import { limitByAddress, retryAfterHeader } from './api/rate-limited.ts';
+import { RateLimiter } from './limits/limiter.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi } from './api/rest/plugin.ts';
 import { matrixApi } from './api/matrix/plugin.ts';
@@ -181,6 +183,7 @@ interface HttpParts {
   config: Config;
   log: Logger;
   metrics: Metrics;
+  limiter: RateLimiter;
   apis: FastifyPluginAsync[];
 }
 
@@ -238,6 +241,9 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
   const cors = new Cors(config.corsOrigins);
   // Unconfigured, CORS costs the hot path nothing.
   if (cors.enabled) app.addHook('onRequest', cors.onRequest);
+  // After CORS, so a browser can read the 429; before the body is read.
+  if (parts.limiter.limits('ip')) app.addHook('onRequest', limitByAddress(parts.limiter));
+  app.addHook('onError', retryAfterHeader);
   app.setNotFoundHandler(unmatchedRequestHandler(routes, cors));
 
   const [operations, ozeki, rest, web3mq, matrix] = parts.apis;
@@ -307,6 +313,8 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   const vapid = loadVapidKeys(config);
   const stationUsers = new StationUsers(store.db, bus);
   const replayGuard = new ReplayGuard(spentSignatures);
+  // Per node: each node counts only the calls it takes (README, "Rate limits").
+  const limiter = new RateLimiter(config.rateLimits, metrics);
   // The chat layer, bound to this node's database, notifier and bus, as the APIs use it.
   const chatUsers = users(store.db);
   const chatDevices = devices(store.db, bus);
@@ -329,6 +337,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       endpoints,
       vapidPublicKey: vapid.publicKey,
       bodyLimit: config.bodyLimit,
+      limits: limiter,
       log,
     }),
     restApi({
@@ -340,17 +349,18 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       adminToken: config.adminToken,
       vapidPublicKey: vapid.publicKey,
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
+      limits: limiter,
       log,
     }),
-    web3mqApi({ web3mq: web3mqServices(store.db, replayGuard), notifier, log }),
+    web3mqApi({ web3mq: web3mqServices(store.db, replayGuard), notifier, limits: limiter, log }),
     matrixApi({
       gateway: matrixGateway(notifier, { apps: config.matrixApps, allowPrivateEndpoints: config.vapid.allowPrivateEndpoints }),
       log,
     }),
   ];
   const tls = await loadTls(config);
-  const http = buildHttp({ config, log, metrics, apis });
-  const https = buildHttp({ config, log, metrics, apis }, tls);
+  const http = buildHttp({ config, log, metrics, limiter, apis });
+  const https = buildHttp({ config, log, metrics, limiter, apis }, tls);
   await http.listen({ host: config.host, port: config.httpPort });
   await https.listen({ host: config.host, port: config.httpsPort });
   const host = config.publicHost ?? urlHost(config.host);
@@ -363,10 +373,10 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
 
   // The live channels: /ws and Web3MQ's /messages on one live-socket server, and UDP.
   const feed = feedReader(store.db);
-  const live = new LiveServer([http.server, https.server], { hub, metrics, log });
+  const live = new LiveServer([http.server, https.server], { hub, metrics, log, limits: limiter });
   live.register(new WebSocketChannel({ feed, devices: chatDevices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
   live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard, metrics, log }));
-  const udp = new UdpChannel({ config, feed, devices: chatDevices, hub, bus, metrics, log });
+  const udp = new UdpChannel({ config, feed, devices: chatDevices, hub, bus, metrics, limits: limiter, log });
   await udp.listen();
   endpoints.udp = `udp://${host}:${udp.port}`;
   const outboxLog = log.child({ part: 'outbox' });

@@ -66,6 +66,8 @@ export interface Config {
    * as `https://chat.example.org`, or `*` for any. Empty: no CORS headers at all.
    */
   corsOrigins: string[];
+  /** Token buckets per address, station, user and caller (HERALD_RATE_LIMITS, HERALD_LIMIT_*). */
+  rateLimits: RateLimitsConfig;
 }
 
 export class ConfigError extends Error {}
@@ -139,6 +141,68 @@ function origins(env: NodeJS.ProcessEnv, name: string): string[] {
     }
     return url.origin;
   });
+}
+
+/*
+ * Rate limits: each kind is a token bucket per key, written `<count>/<period>` (`2000/2s`):
+ * bursts of up to `count`, refilled at `count` per `period`. `off` turns one kind off.
+ */
+
+/** What each kind limits, and its key; the label of herald_rate_limited_total. */
+export const RATE_LIMIT_KINDS = ['ip', 'station', 'user', 'login', 'send', 'live', 'live_station', 'udp'] as const;
+export type RateLimitKind = (typeof RATE_LIMIT_KINDS)[number];
+
+export interface Rate {
+  burst: number;
+  perSecond: number;
+}
+
+export interface RateLimitsConfig {
+  /** HERALD_RATE_LIMITS=0 turns every limit off. */
+  enabled: boolean;
+  /** Undefined: that kind is off. */
+  rates: Record<RateLimitKind, Rate | undefined>;
+  /** What a refused credential costs in the login bucket (a good one costs 1). */
+  loginFailureCost: number;
+}
+
+/** Defaults a normal client never meets; the bench's 1,000 calls/s through one station pass. */
+export const RATE_LIMIT_DEFAULTS: Record<RateLimitKind, string> = {
+  ip: '6000/2s',
+  station: '3000/2s',
+  user: '6000/2s',
+  login: '200/60s',
+  send: '2000/2s',
+  live: '5000/10s',
+  live_station: '30/60s',
+  udp: '1000/10s',
+};
+
+const PERIOD_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };
+
+function rate(env: NodeJS.ProcessEnv, kind: RateLimitKind): Rate | undefined {
+  const name = `HERALD_LIMIT_${kind.toUpperCase()}`;
+  const raw = (optional(env, name) ?? RATE_LIMIT_DEFAULTS[kind]).trim();
+  if (raw === 'off') return undefined;
+  const match = /^(\d{1,9})\/(\d{0,6})([smh])$/.exec(raw);
+  const burst = match ? Number(match[1]) : 0;
+  const seconds = match ? Number(match[2] || '1') * PERIOD_UNITS[match[3]] : 0;
+  if (burst < 1 || seconds < 1) {
+    throw new ConfigError(`${name} must be <count>/<period> such as 100/10s, 60/1m or 1000/s, or off; got "${raw}"`);
+  }
+  return { burst, perSecond: burst / seconds };
+}
+
+function rateLimits(env: NodeJS.ProcessEnv): RateLimitsConfig {
+  const switchRaw = optional(env, 'HERALD_RATE_LIMITS') ?? '1';
+  if (switchRaw !== '0' && switchRaw !== '1') throw new ConfigError(`HERALD_RATE_LIMITS must be 0 or 1, got "${switchRaw}"`);
+  const rates = Object.fromEntries(RATE_LIMIT_KINDS.map((kind) => [kind, rate(env, kind)])) as RateLimitsConfig['rates'];
+  const costRaw = optional(env, 'HERALD_LIMIT_LOGIN_FAILURE_COST') ?? '20';
+  const loginFailureCost = Number(costRaw);
+  if (!/^\d{1,6}$/.test(costRaw) || loginFailureCost < 1) {
+    throw new ConfigError(`HERALD_LIMIT_LOGIN_FAILURE_COST must be a whole number, at least 1, got "${costRaw}"`);
+  }
+  return { enabled: switchRaw === '1', rates, loginFailureCost };
 }
 
 function optional(env: NodeJS.ProcessEnv, name: string): string | undefined {
@@ -238,5 +302,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimit,
     requestTimeoutMs: milliseconds(env, 'HERALD_REQUEST_TIMEOUT_MS', 60_000),
     corsOrigins: origins(env, 'HERALD_CORS_ORIGINS'),
+    rateLimits: rateLimits(env),
   };
 }

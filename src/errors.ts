@@ -18,3 +18,17 @@ export const unauthorized = (message: string) => new HeraldError(401, message);
 export const forbidden = (message: string) => new HeraldError(403, message);
 export const notFound = (message: string) => new HeraldError(404, message);
 export const conflict = (message: string) => new HeraldError(409, message);
+
+/** 429: a rate limit refused the call; each API sends Retry-After (whole seconds) with it. */
+export class TooManyRequests extends HeraldError {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(429, message);
+  }
+
+  get retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.retryAfterMs / 1000));
+  }
+}

@@ -61,6 +61,12 @@ export function createMetrics(registry: Registry) {
       help: 'UDP endpoints forgotten after staying silent past HERALD_UDP_ENDPOINT_TIMEOUT_MS',
       registers: [registry],
     }),
+    rateLimited: new Counter({
+      name: 'herald_rate_limited_total',
+      help: 'Calls, handshakes and datagrams refused by a rate limit, by limit (HERALD_LIMIT_*)',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
     pushes: new Counter({
       name: 'herald_push_outcomes_total',
       help: 'Push attempts by provider and outcome',

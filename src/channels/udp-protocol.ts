@@ -73,7 +73,17 @@ export interface Datagram {
 
 /** Why an incoming datagram was refused; also the `reason` label of the drop metric. */
 export type RefusalReason =
-  'oversized' | 'malformed' | 'wrong_direction' | 'unknown_station' | 'bad_mac' | 'replayed' | 'stale' | 'unbound' | 'unpadded';
+  | 'oversized'
+  | 'malformed'
+  | 'wrong_direction'
+  | 'unknown_station'
+  | 'bad_mac'
+  | 'replayed'
+  | 'stale'
+  | 'unbound'
+  | 'unpadded'
+  /** Over HERALD_LIMIT_UDP: too many hellos from the source address. */
+  | 'rate_limited';
 
 export class DatagramRefused extends Error {
   constructor(readonly reason: RefusalReason) {

@@ -10,6 +10,7 @@ import type { Notification } from '../model/notification.ts';
 import { toFrame } from '../model/notification.ts';
 import type { FeedReader } from '../notify/feed.ts';
 import type { Hub } from '../notify/hub.ts';
+import type { RateLimiter } from '../limits/limiter.ts';
 import {
   CLIENT_TYPES,
   COUNTER_CLOCK_WINDOW_MS,
@@ -58,6 +59,8 @@ export interface UdpChannelParts {
     Metrics,
     'framesSent' | 'liveConnections' | 'udpDropped' | 'udpRetransmits' | 'udpGaveUp' | 'udpPending' | 'udpEndpointsForgotten'
   >;
+  /** Hellos per source address (each costs a MAC check and may draw a challenge). */
+  limits?: Pick<RateLimiter, 'take'>;
   log: Logger;
 }
 
@@ -134,6 +137,7 @@ export class UdpChannel {
   private readonly devices: UdpChannelParts['devices'];
   private readonly hub: UdpChannelParts['hub'];
   private readonly metrics: UdpChannelParts['metrics'];
+  private readonly limits: UdpChannelParts['limits'];
   private readonly socket: dgram.Socket;
   private readonly clock = new CounterClock();
   private readonly stations = new Map<string, StationState>();
@@ -152,6 +156,7 @@ export class UdpChannel {
     this.devices = parts.devices;
     this.hub = parts.hub;
     this.metrics = parts.metrics;
+    this.limits = parts.limits;
     this.log = parts.log;
     this.socket = dgram.createSocket({ type: this.config.host.includes(':') ? 'udp6' : 'udp4' });
     this.cookies = new ReturnRoutability(Math.max(COOKIE_SLOT_MIN_MS, 2 * this.config.udpKeepAliveMs));
@@ -207,7 +212,7 @@ export class UdpChannel {
   }
 
   private async receive(bytes: Buffer, source: RemoteInfo): Promise<void> {
-    const { state, datagram } = await this.verify(bytes);
+    const { state, datagram } = await this.verify(bytes, source);
     const payload = datagram.payload;
     if (datagram.type === 'hello') {
       await this.hello(state, payload, bytes, source);
@@ -229,9 +234,11 @@ export class UdpChannel {
   }
 
   /** Checks a datagram fully; throws DatagramRefused with the reason to count. */
-  private async verify(bytes: Buffer): Promise<{ state: StationState; datagram: Datagram }> {
+  private async verify(bytes: Buffer, source: RemoteInfo): Promise<{ state: StationState; datagram: Datagram }> {
     const header = peekHeader(bytes);
     if (!CLIENT_TYPES.has(header.type)) throw new DatagramRefused('wrong_direction');
+    // Before the station look-up and the MAC: a flood of hellos costs a map lookup each.
+    if (header.type === 'hello' && this.limits && this.limits.take('udp', source.address) > 0) throw new DatagramRefused('rate_limited');
     const state = await this.stationState(header.station);
     if (!state) throw new DatagramRefused('unknown_station');
     const datagram = openDatagram(state.secret, bytes);

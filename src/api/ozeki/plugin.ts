@@ -9,6 +9,7 @@ import { MAX_PARTICIPANTS, type PropertyAction } from '../../chat/conversations.
 import { MAX_DOWNLOAD, type IncomingMessage } from '../../chat/messages.ts';
 import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
 import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
+import type { CallLimits } from '../../limits/limiter.ts';
 import { Fields } from './fields.ts';
 
 /** What the Ozeki API works with: built once per node in app.ts. */
@@ -26,6 +27,8 @@ export interface OzekiParts {
   /** The browser's applicationServerKey for pushManager.subscribe(). */
   vapidPublicKey: string;
   bodyLimit: number;
+  /** Logins per address; calls per station and per user once the station is known. */
+  limits: CallLimits;
   log: Logger;
 }
 
@@ -259,13 +262,14 @@ function loginResponse(parts: OzekiParts, user: User, udpSecret: string | null) 
 }
 
 /** Ozeki-Signature, when present, is hex(HMAC-SHA256(apikey, raw body)). */
-function checkSignature(request: FastifyRequest, apikey: string) {
+function checkSignature(request: FastifyRequest, apikey: string, limits: CallLimits) {
   const signature = request.headers['ozeki-signature'];
   if (signature === undefined || signature === '') return;
   const expected = createHmac('sha256', apikey)
     .update(request.rawBody ?? '')
     .digest('hex');
   if (typeof signature !== 'string' || !sameSecret(signature.toLowerCase(), expected)) {
+    limits.credentialRefused(request.ip);
     throw unauthorized('Ozeki-Signature does not match the request body');
   }
 }
@@ -286,9 +290,13 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
   if (api === 'chatlogin') {
     if (action !== 'login') throw badRequest(`unknown action "${action}" for chatlogin`);
     const apikey = fields.nonEmpty('apikey', 200);
+    parts.limits.enforce('login', request.ip);
     const user = await parts.users.byApiKey(apikey);
-    if (!user) throw unauthorized('the apikey is not valid');
-    checkSignature(request, apikey);
+    if (!user) {
+      parts.limits.credentialRefused(request.ip);
+      throw unauthorized('the apikey is not valid');
+    }
+    checkSignature(request, apikey, parts.limits);
     const platformField = fields.optionalString('platform', 16);
     if (platformField !== undefined && !isPlatform(platformField)) {
       throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
@@ -304,7 +312,9 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
   if (typeof claimedUser === 'string' && claimedUser !== '' && claimedUser.toLowerCase() !== user.id) {
     throw forbidden('Ozeki-User does not match the user of this station');
   }
-  checkSignature(request, user.apikey);
+  parts.limits.enforce('station', station);
+  parts.limits.enforce('user', user.id);
+  checkSignature(request, user.apikey, parts.limits);
 
   const call: Call = { parts, request, fields, action, station, user };
   if (api === 'chatavailability') {

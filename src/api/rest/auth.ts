@@ -3,6 +3,7 @@ import { sameSecret } from '../http.ts';
 import { forbidden, unauthorized } from '../../errors.ts';
 import { API_TOKEN_PREFIX, SCOPES, type Scope } from '../../chat/api-tokens.ts';
 import type { ApiTokens, Devices } from '../../chat/services.ts';
+import type { CallLimits } from '../../limits/limiter.ts';
 
 /*
  * Who may call /v1. Three credentials:
@@ -19,6 +20,8 @@ export interface AuthParts {
   adminToken: string;
   devices: Pick<Devices, 'deviceOf'>;
   apiTokens: Pick<ApiTokens, 'authenticate'>;
+  /** Refused bearer tokens per address; calls per station and user for a station's calls. */
+  limits: CallLimits;
 }
 
 /** Who is calling the native API. */
@@ -40,16 +43,26 @@ export async function restCaller(parts: AuthParts, request: FastifyRequest): Pro
   const auth = request.headers.authorization;
   if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
     const bearer = auth.slice(7).trim();
+    parts.limits.beforeCredential(request.ip);
     if (sameSecret(bearer, parts.adminToken)) return { kind: 'admin' };
-    if (!bearer.startsWith(API_TOKEN_PREFIX)) throw unauthorized('the bearer token is neither the admin token nor an API token');
+    if (!bearer.startsWith(API_TOKEN_PREFIX)) {
+      parts.limits.credentialRefused(request.ip);
+      throw unauthorized('the bearer token is neither the admin token nor an API token');
+    }
     const token = await parts.apiTokens.authenticate(bearer);
-    if (!token.ok) throw unauthorized(TOKEN_REFUSALS[token.reason]);
+    if (!token.ok) {
+      // A guess, unlike an expired or revoked token, which only its holder can present.
+      if (token.reason === 'unknown') parts.limits.credentialRefused(request.ip);
+      throw unauthorized(TOKEN_REFUSALS[token.reason]);
+    }
     return { kind: 'token', tokenId: token.id, name: token.name, scopes: token.scopes };
   }
   const station = request.headers['ozeki-station'];
   if (typeof station === 'string' && station !== '') {
     const device = await parts.devices.deviceOf(station.toLowerCase());
     if (!device) throw unauthorized('unknown station; log in first');
+    parts.limits.enforce('station', device.station);
+    parts.limits.enforce('user', device.user_id);
     return { kind: 'user', userId: device.user_id, station: device.station };
   }
   throw unauthorized('send Authorization: Bearer <admin token or API token> or the Ozeki-Station header of a logged-in device');

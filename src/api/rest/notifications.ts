@@ -6,6 +6,7 @@ import type { Gateway, Users } from '../../chat/services.ts';
 import { MAX_RECIPIENTS } from '../../chat/sends.ts';
 import { isCustomKind, toFrame, type CustomKind } from '../../model/notification.ts';
 import { ErrorShape, SECURITY } from './schemas.ts';
+import { sendCost, type CallLimits } from '../../limits/limiter.ts';
 
 /*
  * The push gateway for other backends: send notifications, page a user's feed, mark it read.
@@ -36,6 +37,8 @@ export interface NotificationRouteParts {
   authorizeSend(request: FastifyRequest): Promise<{ caller: string }>;
   /** Refuses a caller who may not see (`read`) or mark (`mark`) this user's feed. */
   authorizeFeed(request: FastifyRequest, userId: string, access: 'read' | 'mark'): Promise<void>;
+  /** Sends per caller, costed by recipients (limits/limiter.ts, sendCost). */
+  limits: Pick<CallLimits, 'enforce'>;
 }
 
 const SendBody = Type.Object(
@@ -169,7 +172,7 @@ export function notificationRoutes(app: FastifyInstance, parts: NotificationRout
           ),
         }),
         body: SendBody,
-        response: { 200: SendAnswer, 202: SendAnswer, 400: ErrorShape, 401: ErrorShape, 403: ErrorShape, 422: ErrorShape },
+        response: { 200: SendAnswer, 202: SendAnswer, 400: ErrorShape, 401: ErrorShape, 403: ErrorShape, 422: ErrorShape, 429: ErrorShape },
       },
     },
     async (request, reply) => {
@@ -177,6 +180,8 @@ export function notificationRoutes(app: FastifyInstance, parts: NotificationRout
       const body = request.body;
       checkSend(body);
       const key = idempotencyKey(request);
+      // Only a well-formed send pays: a refused one costs the caller nothing but the address's token.
+      parts.limits.enforce('send', caller, sendCost(body.to.length));
       const idempotent = key
         ? {
             caller,

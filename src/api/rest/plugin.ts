@@ -11,6 +11,7 @@ import { collectRoutes, openApiDocument } from './openapi.ts';
 import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessage, validatorCompiler } from './schemas.ts';
 import { requireScope, type RestCaller, type Scope } from './auth.ts';
 import { tokenRoutes } from './tokens.ts';
+import type { CallLimits } from '../../limits/limiter.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
@@ -25,6 +26,8 @@ export interface RestParts {
   vapidPublicKey: string;
   /** Gives an existing user a Web3MQ main key (the Web3MQ API's own checks and answer). */
   attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
+  /** Refused credentials, station and user calls (auth.ts), and the gateway's sends per caller. */
+  limits: CallLimits;
   log: Logger;
 }
 
@@ -289,6 +292,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
 
     notificationRoutes(app, {
       gateway: parts.gateway,
+      limits: parts.limits,
       users,
       async authorizeSend(request) {
         const caller = await requireScope(parts, request, 'notifications:send');

@@ -21,6 +21,8 @@ export interface SignedCall {
   signedStrings: string[];
   /** A write spends its signature; a read may repeat it (see SignatureUse). */
   use: SignatureUse;
+  /** Refuses the key's owner before the signature is spent (a rate limit), by throwing. */
+  admit?(userId: string): void;
 }
 
 const CLAIM_STATUS = { replayed: 409, 'user over limit': 429, 'node over limit': 503 } as const;
@@ -98,6 +100,7 @@ export async function authenticateSigned(
     didkey.slice(0, separator) === key.did_type &&
     canonicalDidValue(key.did_type, didkey.slice(separator + 1)) === key.did_value;
   if (!sameDid) throw forbidden("didkey is not the key owner's did_type:did_value");
+  call.admit?.(key.user_id);
   await spendSignature(guard, ed25519SignatureKey(signature), key.user_id, call.timestamp.ms, call.use, now);
   return { userId: key.user_id, pubkey };
 }

@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Notifier } from '../../notify/notifier.ts';
 import { HeraldError, badRequest } from '../../errors.ts';
-import type { Web3mqCaller } from './auth.ts';
+import type { SignedCall, Web3mqCaller } from './auth.ts';
+import type { CallLimits } from '../../limits/limiter.ts';
 import { type Fields, bodyOf, boundedInteger, requiredText, stringList, text, timestamp, userid } from './fields.ts';
 import type { Web3mqServices } from './services.ts';
 import { MAX_PAGE, MAX_PAGE_SIZE, MAX_STATUS_MESSAGES, changeStatus, isNoticeType, type NotificationStatus } from './history.ts';
@@ -31,6 +32,8 @@ export interface Web3mqParts {
   web3mq: Web3mqServices;
   /** The calls that cause notifications write through it (sources.ts). */
   notifier: Notifier;
+  /** Logins and refused signatures per address; signed calls per user. */
+  limits: CallLimits;
   log: Logger;
 }
 
@@ -41,7 +44,29 @@ export interface Web3mqParts {
 export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => sendWeb3mqError(reply, error, parts.log));
-    const { web3mq, notifier } = parts;
+    const { web3mq, notifier, limits } = parts;
+
+    /** A refused key or signature (401) costs the address more in its login bucket. */
+    const chargingRefusals = async <T>(request: FastifyRequest, check: () => Promise<T>): Promise<T> => {
+      try {
+        return await check();
+      } catch (error) {
+        if (error instanceof HeraldError && error.httpStatus === 401) limits.credentialRefused(request.ip);
+        throw error;
+      }
+    };
+
+    /** A signed call: its user pays a token of their bucket before the signature is spent. */
+    const authenticate = (request: FastifyRequest, call: SignedCall) => {
+      limits.beforeCredential(request.ip);
+      return chargingRefusals(request, () => web3mq.authenticate(request, { ...call, admit: (userId) => limits.enforce('user', userId) }));
+    };
+
+    /** Registers and logins verify a wallet or main-key signature: each pays the address's login bucket. */
+    const loggingIn = <T>(request: FastifyRequest, run: () => Promise<T>): Promise<T> => {
+      limits.enforce('login', request.ip);
+      return chargingRefusals(request, run);
+    };
 
     /** Checks a signed POST body: its userid, timestamp and web3mq_signature over `signed(userid)`. */
     const signedBody = async (
@@ -51,7 +76,7 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
     ): Promise<Web3mqCaller & { signature: string }> => {
       const id = userid(fields);
       const time = timestamp(fields);
-      const caller = await web3mq.authenticate(request, {
+      const caller = await authenticate(request, {
         userid: id,
         timestamp: time,
         signature: fields.web3mq_signature,
@@ -63,9 +88,9 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
 
     app.post('/get_user_info/', async (request) => ok(await web3mq.userInfo(bodyOf(request.body))));
 
-    app.post('/user_register_v2/', async (request) => ok(await web3mq.register(bodyOf(request.body))));
+    app.post('/user_register_v2/', async (request) => ok(await loggingIn(request, () => web3mq.register(bodyOf(request.body)))));
 
-    app.post('/user_login_v2/', async (request) => ok(await web3mq.login(bodyOf(request.body))));
+    app.post('/user_login_v2/', async (request) => ok(await loggingIn(request, () => web3mq.login(bodyOf(request.body)))));
 
     app.get('/notification/history/', async (request) => {
       const query = (request.query ?? {}) as Fields;
@@ -85,7 +110,7 @@ export function web3mqApi(parts: Web3mqParts): FastifyPluginAsync {
       const documented = id + (noticeType ?? topic ?? '') + time.text;
       const sdk = id + (topic ?? '') + (noticeType ?? '') + time.text;
       // Reading again with the same signature is allowed: see SignatureUse.
-      const caller = await web3mq.authenticate(request, {
+      const caller = await authenticate(request, {
         userid: id,
         timestamp: time,
         signature: query.web3mq_signature,

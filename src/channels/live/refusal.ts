@@ -11,6 +11,7 @@ export const CLOSE = {
   badRequest: 4400,
   unauthenticated: 4401,
   forbidden: 4403,
+  /** Too many connections open, or opened too fast (a rate limit: the reason says when to retry). */
   tooManyConnections: 4429,
 } as const;
 

@@ -6,6 +6,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Metrics } from '../../metrics.ts';
 import type { LiveConnection } from '../../model/channel.ts';
 import type { Hub } from '../../notify/hub.ts';
+import { refusal as rateLimited, type RateLimiter } from '../../limits/limiter.ts';
 import { EndpointTally, type Limits } from './limits.ts';
 import { CLOSE, Refusal } from './refusal.ts';
 
@@ -85,6 +86,8 @@ export interface LiveServerParts {
   hub: Pick<Hub, 'add' | 'remove' | 'connectionsOf'>;
   metrics: Pick<Metrics, 'liveConnections'>;
   log: Logger;
+  /** Handshakes per source address and per station; one over a limit is closed with 4429. */
+  limits?: Pick<RateLimiter, 'take'>;
   /** How often sockets are pinged; one that missed the previous pong is terminated. */
   pingIntervalMs?: number;
 }
@@ -162,6 +165,7 @@ export class LiveServer {
   private readonly hub: LiveServerParts['hub'];
   private readonly metrics: LiveServerParts['metrics'];
   private readonly log: Logger;
+  private readonly limits: LiveServerParts['limits'];
   private readonly wss = new WebSocketServer({
     noServer: true,
     maxPayload: MAX_CLIENT_FRAME_BYTES,
@@ -191,6 +195,7 @@ export class LiveServer {
     this.hub = parts.hub;
     this.metrics = parts.metrics;
     this.log = parts.log;
+    this.limits = parts.limits;
     this.pingIntervalMs = parts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     const ended = (live: LiveSocket) => this.ended(live);
     const sockets = this.sockets;
@@ -251,6 +256,8 @@ export class LiveServer {
     socket.on('close', this.onClose);
     const timeout = endpoint.handshakeTimeout;
     if (timeout) live.deadline = setTimeout(refuseLate, timeout.ms, live, timeout.reason).unref();
+    // Before the endpoint's work (a database look-up, a signature check) is spent on it.
+    if (this.overLimit(live, 'live', request.socket.remoteAddress ?? '')) return;
 
     let who: Identity;
     try {
@@ -270,6 +277,7 @@ export class LiveServer {
       live.refuse(CLOSE.shuttingDown, 'server shutting down');
       return;
     }
+    if (this.overLimit(live, 'live_station', who.station)) return;
     const refusal = tally.refusal(who.userId, who.station);
     if (refusal) {
       live.refuse(refusal.code, refusal.message);
@@ -284,6 +292,15 @@ export class LiveServer {
     this.metrics.liveConnections.inc({ channel: connection.channel });
     if (endpoint.start) await endpoint.start(connection, who, live);
     else live.listen();
+  }
+
+  /** Closes the socket with 4429 when it is over the handshake limit of `kind`; says whether it did. */
+  private overLimit(live: LiveSocket, kind: 'live' | 'live_station', key: string): boolean {
+    const wait = this.limits?.take(kind, key) ?? 0;
+    if (wait === 0) return false;
+    clearTimeout(live.deadline);
+    live.refuse(CLOSE.tooManyConnections, rateLimited(kind, wait).message);
+    return true;
   }
 
   private ended(live: LiveSocket): void {
