@@ -41,13 +41,13 @@ function pathPattern(url: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
-interface ApiErrors {
+export interface ApiErrors {
   name: string;
   body(status: number, message: string): unknown;
 }
 
 /** Each API's own error shape (see each plugin's error handler), keyed on its paths. */
-function apiOf(path: string): ApiErrors {
+export function apiOf(path: string): ApiErrors {
   if (isOzekiPath(path)) return { name: 'Ozeki Chat API', body: (_status, message) => ({ status: 'ERROR', errormessage: message }) };
   if (path === '/api' || path.startsWith('/api/')) return { name: 'Web3MQ', body: (status, message) => ({ code: status, msg: message }) };
   // Matrix push gateway: an unknown endpoint and an unsupported method are both M_UNRECOGNIZED.
