@@ -60,9 +60,10 @@ export function drainOversizedBodies(bodyLimit: number) {
   return async (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload): Promise<RequestPayload> => {
     const declared = Number(request.headers['content-length']);
     if (declared > bodyLimit) {
+      // Beyond the bound the client is still sending when the answer goes; either way the
+      // connection closes after it, as for every refused body.
       if (declared <= bound) await discard(payload);
-      // Beyond the bound the client is still sending: the connection cannot be reused.
-      else reply.header('connection', 'close');
+      reply.header('connection', 'close');
       throw tooLarge();
     }
     if (request.headers['transfer-encoding'] === undefined) return payload;
