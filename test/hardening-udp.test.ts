@@ -35,9 +35,8 @@ describeEachStore('a silent UDP endpoint is forgotten when its timeout passes', 
     const seenBySilent: UdpFrame[] = [];
     silent.on('notification', (frame: UdpFrame) => seenBySilent.push(frame));
     try {
-      const helloAt = Date.now();
       await silent.start();
-      // The server heard the last proven hello between these two instants.
+      // The server heard the last proven hello before this instant.
       const welcomedAt = Date.now();
       const forgottenBefore = await metric(server, 'herald_udp_endpoints_forgotten_total');
       expect(hasUdpEndpoint(server, bob)).toBe(true);
