@@ -29,6 +29,8 @@ import { Cors } from './api/cors.ts';
 import { RouteTable, unmatchedRequestHandler } from './api/unmatched.ts';
 import { limitByAddress, retryAfterHeader } from './api/rate-limited.ts';
 import { RateLimiter } from './limits/limiter.ts';
+import { clientErrorHandler } from './api/client-errors.ts';
+import { drainOversizedBodies } from './api/body-limit.ts';
 import { isOzekiApi, ozekiApi } from './api/ozeki/plugin.ts';
 import { restApi } from './api/rest/plugin.ts';
 import { matrixApi } from './api/matrix/plugin.ts';
@@ -207,8 +209,13 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestTimeout,
-    ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
+    // Node's own answers (408, 414, 431, 400) in the error shape of the path's API.
+    clientErrorHandler: clientErrorHandler(requestTimeout),
+    // A TLS handshake gets as long as a request (Node's default is 120 s), so a connection
+    // that never finishes it does not hold a socket for longer than a slow request can.
+    ...(https ? { https: { ...https, ...timeouts, handshakeTimeout: requestTimeout } } : { http: timeouts }),
   }) as unknown as FastifyInstance;
+  app.addHook('preParsing', drainOversizedBodies(config.bodyLimit));
 
   // Keep the raw text of every body: Ozeki signatures are computed over it and message
   // data must come back byte for byte.

@@ -98,6 +98,8 @@ class UdpEndpoint implements LiveConnection {
   readonly station: string;
   /** When a hello with a valid cookie last came from this address. */
   lastHeardAt = Date.now();
+  /** Forgets the endpoint when its timeout has passed without a keep-alive. */
+  silence: NodeJS.Timeout | undefined = undefined;
   readonly pending = new Map<number, PendingPush>();
   resuming = false;
 
@@ -112,7 +114,7 @@ class UdpEndpoint implements LiveConnection {
   }
 
   deliver(notification: Notification, frame: string): void {
-    if (this.state.endpoint !== this) return;
+    if (this.state.endpoint !== this || this.udp.forgetIfSilent(this)) return;
     try {
       this.udp.push(this, notification.seq, frame, notification);
     } catch (error) {
@@ -144,11 +146,16 @@ export class UdpChannel {
   private readonly unknownStations = new Map<string, number>();
   private readonly lookups = new Map<string, Promise<StationState | undefined>>();
   private readonly cookies: ReturnRoutability;
-  private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
   // Timer callbacks bound once, given the push as an argument: a push costs no closure.
   private readonly onRetransmitDue = (pending: PendingPush) => this.transmit(pending);
   private readonly onGaveUp = (pending: PendingPush) => this.settle(pending.endpoint, pending.seq, false);
+  private readonly onSilent = (endpoint: UdpEndpoint) => {
+    if (this.forgetIfSilent(endpoint)) return;
+    // A keep-alive restarts the timer, so this is a timer a clock tick early: wait out the rest.
+    const rest = endpoint.lastHeardAt + this.config.udpEndpointTimeoutMs - Date.now();
+    endpoint.silence = setTimeout(this.onSilent, rest, endpoint).unref();
+  };
 
   constructor(parts: UdpChannelParts) {
     this.config = parts.config;
@@ -167,11 +174,8 @@ export class UdpChannel {
     this.socket.on('error', (error) => this.log.error({ err: error }, 'UDP socket error'));
   }
 
-  /** Binds HERALD_UDP_PORT and starts forgetting silent endpoints; resolves to the port bound. */
+  /** Binds HERALD_UDP_PORT; resolves to the port bound. */
   async listen(): Promise<number> {
-    // Forget endpoints that stopped sending keep-alives; check a few times per timeout.
-    const sweepEvery = Math.max(25, Math.min(Math.floor(this.config.udpEndpointTimeoutMs / 4), 5000));
-    this.sweeper = setInterval(() => this.forgetSilent(), sweepEvery).unref();
     await new Promise<void>((resolve, reject) => {
       this.socket.once('error', reject);
       this.socket.bind({ address: this.config.host, port: this.config.udpPort }, () => {
@@ -189,7 +193,6 @@ export class UdpChannel {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.sweeper);
     for (const state of this.stations.values()) {
       this.forget(state, 'closing');
       if (state.ackFlush) {
@@ -221,7 +224,7 @@ export class UdpChannel {
     const endpoint = state.endpoint;
     // Acks and resumes count only from the endpoint a proven hello bound: hello first. They
     // do not keep it alive; only keep-alives that echo a fresh cookie do.
-    if (!endpoint || endpoint.address !== source.address || endpoint.port !== source.port) {
+    if (!endpoint || endpoint.address !== source.address || endpoint.port !== source.port || this.forgetIfSilent(endpoint)) {
       throw new DatagramRefused('unbound');
     }
     if (datagram.type === 'ack') {
@@ -342,10 +345,12 @@ export class UdpChannel {
       existing.address = source.address;
       existing.port = source.port;
       existing.lastHeardAt = Date.now();
+      existing.silence?.refresh();
       return { endpoint: existing, isNew: moved };
     }
     const endpoint = new UdpEndpoint(this, state, source.address, source.port);
     state.endpoint = endpoint;
+    endpoint.silence = setTimeout(this.onSilent, this.config.udpEndpointTimeoutMs, endpoint).unref();
     this.hub.add(endpoint);
     this.metrics.liveConnections.inc({ channel: 'udp' });
     return { endpoint, isNew: true };
@@ -419,6 +424,7 @@ export class UdpChannel {
   private transmit(pending: PendingPush): void {
     const endpoint = pending.endpoint;
     if (endpoint.state.endpoint !== endpoint || endpoint.pending.get(pending.seq) !== pending) return;
+    if (this.forgetIfSilent(endpoint)) return;
     if (pending.attempt > 0) this.metrics.udpRetransmits.inc();
     this.send(endpoint.state, endpoint, DatagramType.push, pending.payload);
     this.metrics.framesSent.inc({ channel: 'udp' });
@@ -457,6 +463,7 @@ export class UdpChannel {
     const endpoint = state.endpoint;
     if (!endpoint) return;
     state.endpoint = undefined;
+    clearTimeout(endpoint.silence);
     this.hub.remove(endpoint);
     this.metrics.liveConnections.dec({ channel: 'udp' });
     for (const seq of [...endpoint.pending.keys()]) this.settle(endpoint, seq, true);
@@ -470,13 +477,16 @@ export class UdpChannel {
     this.stations.delete(station);
   }
 
-  private forgetSilent(): void {
-    const silentSince = Date.now() - this.config.udpEndpointTimeoutMs;
-    for (const state of this.stations.values()) {
-      if (state.endpoint && state.endpoint.lastHeardAt < silentSince) {
-        this.forget(state, 'silent');
-        this.metrics.udpEndpointsForgotten.inc();
-      }
+  /**
+   * Forgets the endpoint if its timeout has passed since the last keep-alive; true when it
+   * did. Its timer does this on time; a send checks too, as a busy event loop runs timers late.
+   */
+  forgetIfSilent(endpoint: UdpEndpoint): boolean {
+    if (Date.now() - endpoint.lastHeardAt < this.config.udpEndpointTimeoutMs) return false;
+    if (endpoint.state.endpoint === endpoint) {
+      this.forget(endpoint.state, 'silent');
+      this.metrics.udpEndpointsForgotten.inc();
     }
+    return true;
   }
 }

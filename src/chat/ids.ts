@@ -10,8 +10,11 @@ export function normaliseEmail(email: string): string {
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
+/** C0 and C1 control characters and DEL: never part of an address, and unsafe in logs. */
+const CONTROL = /\p{Cc}/u;
 export function isEmail(value: string): boolean {
-  return EMAIL.test(value.trim()) && value.length <= 320;
+  const address = value.trim();
+  return EMAIL.test(address) && !CONTROL.test(address) && value.length <= 320;
 }
 
 /**

@@ -51,11 +51,11 @@ export class Fields {
   optionalInteger(name: string, min: number, max: number): number | undefined {
     const value = this.body[name];
     if (value === undefined || value === null || value === '') return undefined;
-    const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    // A JSON number: "50" in quotes is text, as the README's types say.
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       throw badRequest(`${name} must be a whole number from ${min} to ${max}`);
     }
-    return n;
+    return value;
   }
 
   stringArray(name: string, maxItems: number, maxLength = 200): string[] {
@@ -66,9 +66,5 @@ export class Fields {
     }
     if (value.length > maxItems) throw badRequest(`${name} holds more than ${maxItems} items`);
     return value as string[];
-  }
-
-  optionalStringArray(name: string, maxItems: number): string[] | undefined {
-    return this.body[name] === undefined ? undefined : this.stringArray(name, maxItems);
   }
 }

@@ -6,6 +6,7 @@ import type { Blocks, Changes, Conversations, Devices, Friends, Users } from '..
 import type { User } from '../../chat/users.ts';
 import { checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
 import { MAX_PARTICIPANTS, type PropertyAction } from '../../chat/conversations.ts';
+import { AVAILABILITY_STATES, isAvailability } from '../../chat/availability.ts';
 import { MAX_DOWNLOAD, type IncomingMessage } from '../../chat/messages.ts';
 import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
 import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
@@ -63,15 +64,17 @@ function conversationId(fields: Fields): string {
 
 function parseMessage(fields: Fields): IncomingMessage {
   const raw = fields.body.message;
-  let value: unknown = raw;
-  if (typeof raw === 'string') {
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      throw badRequest('message must be a JSON string of {ID, Type, Created, ValidUntil, Data}');
-    }
+  if (raw === undefined || raw === null) throw badRequest('message is missing');
+  const shape = 'message must be a JSON string of {ID, Type, Created, ValidUntil, Data}';
+  // The wire carries the message as text (the README's "JSON string"), never as an object.
+  if (typeof raw !== 'string') throw badRequest(shape);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw badRequest(shape);
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('message is missing or not an object');
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest(shape);
   const m = Fields.of(value);
   const message = {
     ID: m.nonEmpty('ID', 200),
@@ -140,7 +143,7 @@ for (const action of PROPERTY_ACTIONS) {
 
 async function report({ parts, user, fields, action }: Call) {
   const id = conversationId(fields);
-  const messageIds = fields.optionalStringArray('messageids', 10_000) ?? [];
+  const messageIds = fields.stringArray('messageids', 10_000);
   const stored = await parts.conversations.addReport(user.id, id, {
     type: action as 'viewed' | 'delivered',
     id: fields.optionalString('reportid', 200),
@@ -232,7 +235,7 @@ function pushSubscriptionField(value: unknown): unknown {
 }
 
 /** Availability actions are "user" + the state: useravailable, useraway, userbusy… */
-const AVAILABILITY = /^user([a-z]{2,20})$/;
+const AVAILABILITY_ACTIONS = AVAILABILITY_STATES.map((state) => `user${state}`);
 
 function loginResponse(parts: OzekiParts, user: User, udpSecret: string | null) {
   const base = `${parts.endpoints.https}/?srv=chatserver&api=`;
@@ -276,7 +279,8 @@ function checkSignature(request: FastifyRequest, apikey: string, limits: CallLim
 
 async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Record<string, unknown>> {
   const query = request.query as Record<string, unknown>;
-  if (query.srv !== undefined && query.srv !== 'chatserver') throw notFound(`unknown srv "${String(query.srv)}"`);
+  if (query.srv === undefined || query.srv === '') throw badRequest('the query must name the srv (?srv=chatserver&api=…)');
+  if (query.srv !== 'chatserver') throw notFound(`unknown srv "${String(query.srv)}"`);
   const api = query.api;
   if (typeof api !== 'string' || api === '') throw badRequest('the query must name the api (?srv=chatserver&api=…)');
   if (!isOzekiApi(api)) throw notFound(`unknown api "${api}"`);
@@ -318,9 +322,9 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
 
   const call: Call = { parts, request, fields, action, station, user };
   if (api === 'chatavailability') {
-    const state = AVAILABILITY.exec(action);
-    if (!state) throw badRequest(`unknown action "${action}" for chatavailability (useravailable, useraway, userbusy…)`);
-    await parts.friends.setAvailability(user.id, state[1]);
+    const state = action.startsWith('user') ? action.slice(4) : '';
+    if (!isAvailability(state)) throw badRequest(`unknown action "${action}" for chatavailability (${AVAILABILITY_ACTIONS.join(', ')})`);
+    await parts.friends.setAvailability(user.id, state);
     return {};
   }
   // Own keys only: an inherited member (constructor, toString…) is not an action.
