@@ -7,7 +7,7 @@ import { SQLITE } from './helpers/stores.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { openStore, type Store } from '../src/store/db.ts';
 
-describe('herald token: scoped API tokens from the command line', () => {
+describe('herald token: scoped API tokens from the command line', { timeout: 90_000 }, () => {
   let dataDir: string;
   let env: Record<string, string>;
   let store: Store;

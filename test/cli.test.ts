@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
 
-describe('the herald command line', () => {
+// Each run starts Node and compiles the CLI: seconds apiece on a busy machine.
+describe('the herald command line', { timeout: 90_000 }, () => {
   let dataDir: string;
   let env: Record<string, string>;
 
