@@ -57,7 +57,7 @@ describe('herald token: scoped API tokens from the command line', { timeout: 90_
     expect(refused.status).toBe(401);
     expect(((await refused.json()) as { error: string }).error).toMatch(/revoked/);
     // Three runs of the command line, each starting Node and TypeScript anew.
-  }, 60_000);
+  }, 120_000);
 
   // One case each: every one starts the command line anew.
   it.each<[string, string[], RegExp]>([
