@@ -57,6 +57,8 @@ export interface NodeParts {
   hub: Hub;
   /** Reaches every node: committed notifications, and devices to disconnect. */
   bus: Bus;
+  /** This node's view of users' alert preferences. */
+  preferences: PreferenceView;
   log: Logger;
   registry: Registry;
   metrics: Metrics;
@@ -302,7 +304,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     preferenceView,
   );
   const endpoints: Endpoints = { http: '', https: '', ws: '', wss: '', udp: '' };
-  const parts: NodeParts = { config, store, notifier, hub, bus, log, registry, metrics, endpoints };
+  const parts: NodeParts = { config, store, notifier, hub, bus, preferences: preferenceView, log, registry, metrics, endpoints };
   bus.subscribe((notifications) => hub.dispatch(notifications));
   bus.onDisconnect(({ userId, station, reason }) => hub.disconnectStation(userId, station, reason));
   notifier.onCommitted((notifications) => {

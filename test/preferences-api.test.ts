@@ -237,7 +237,7 @@ describeEachStore('preferences over the Ozeki API and /v1', (kind) => {
     const document = (await (await fetch(`${server.http}/v1/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { requestBody?: unknown; responses: Record<string, unknown> }>>;
     };
-    const path = document.paths['/users/{id}/preferences'];
+    const path = document.paths['/v1/users/{id}/preferences'];
     expect(Object.keys(path).sort()).toEqual(['get', 'put']);
     expect(path.put.requestBody).toBeDefined();
     expect(path.get.responses['200']).toBeDefined();

@@ -41,6 +41,14 @@ describeEachStore('preferences on every channel and for every source', (kind) =>
   };
   const frameOf = (match: (frame: NotificationFrame) => boolean, what: string) =>
     waitFor(() => live!.frames.find((f): f is NotificationFrame => f.type === 'notification' && match(f)), 5000, what);
+  /** Every push queued so far has been answered. */
+  const settled = () =>
+    waitFor(
+      async () =>
+        (await server.app.parts.store.db.selectFrom('deliveries').select('id').where('state', '=', 'pending').execute()).length === 0,
+      5000,
+      'the outbox to be empty',
+    );
   /** The next push to each phone, after `seen` of them. */
   const nextPushes = async (seen: number, what: string) => {
     await waitFor(() => doubles.apns.pushesTo(iphone).length > seen && doubles.fcm.messagesTo(android).length > seen, 5000, what);
@@ -111,7 +119,9 @@ describeEachStore('preferences on every channel and for every source', (kind) =>
   });
 
   it('a device that alerts only for messages gets an invoice as a background push with the right badge', async () => {
+    await settled();
     const seen = doubles.apns.pushesTo(iphone).length;
+    expect(doubles.fcm.messagesTo(android).length).toBe(seen);
     await setPreferences({ devicealertkinds: { [bob.client.station]: ['message'] } });
     await gatewaySend({ title: 'Invoice 3 from Acme', kind: 'app.invoice' });
     const pushes = await nextPushes(seen, 'the pushes of the invoice');
@@ -136,6 +146,11 @@ describeEachStore('preferences on every channel and for every source', (kind) =>
     const onSecond = await connectDevice(second, otherDesk.station);
     try {
       await setPreferences({ dnduntil: Date.now() + HOUR }, server);
+      await waitFor(
+        () => second!.app.parts.preferences.silences(bob.userid, null, Date.now()) === 'dnd',
+        5000,
+        'the second node to learn of it',
+      );
       // Alice writes through the second node, whose view learned of the change over the bus.
       const aliceThere = new OzekiClient(second.http, newStation());
       await aliceThere.login(alice.apikey);

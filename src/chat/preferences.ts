@@ -122,6 +122,9 @@ export function checkConversationId(id: string, field: string): string {
   return id;
 }
 
+const tooManyMutes = () =>
+  badRequest(`conversationmutes: at most ${MAX_CONVERSATION_MUTES} conversations may be muted until a time at once`);
+
 export async function readPreferences(db: Kysely<Database>, userId: string, now = Date.now()): Promise<PreferencesState> {
   const row = await db.selectFrom('user_preferences').selectAll().where('user_id', '=', userId).executeTakeFirst();
   const mutes = await db
@@ -193,6 +196,7 @@ export async function changePreferences(
     }
 
     const mutes = Object.entries(change.conversationMutes ?? {});
+    if (mutes.length > MAX_CONVERSATION_MUTES) throw tooManyMutes();
     if (mutes.length > 0) {
       // What has run out goes first, so it does not count against the limit.
       await trx.deleteFrom('conversation_mutes').where('user_id', '=', userId).where('until', '<=', now).execute();
@@ -213,9 +217,7 @@ export async function changePreferences(
         .select((eb) => eb.fn.countAll<number>().as('count'))
         .where('user_id', '=', userId)
         .executeTakeFirstOrThrow();
-      if (Number(count) > MAX_CONVERSATION_MUTES) {
-        throw badRequest(`conversationmutes: at most ${MAX_CONVERSATION_MUTES} conversations may be muted until a time at once`);
-      }
+      if (Number(count) > MAX_CONVERSATION_MUTES) throw tooManyMutes();
     }
 
     const devices = Object.entries(change.alertKinds ?? {});
