@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { HeraldMigration } from './migration.ts';
 
 /**
@@ -28,8 +28,12 @@ export const preferencesMigration: HeraldMigration = ({ time }) => ({
       .addColumn('until', time, (c) => c.notNull())
       .addPrimaryKeyConstraint('conversation_mutes_pk', ['user_id', 'conversation_id'])
       .execute();
+    // Each node re-reads the mutes still running every minute.
+    await db.schema.createIndex('conversation_mutes_until').on('conversation_mutes').column('until').execute();
 
     // Null: every kind alerts (every device registered before this migration keeps alerting).
     await db.schema.alterTable('devices').addColumn('alert_kinds', 'text').execute();
+    // Only the few devices with a list, which each node re-reads every minute.
+    await sql`CREATE INDEX devices_alert_kinds ON devices (user_id, station) WHERE alert_kinds IS NOT NULL`.execute(db);
   },
 });
