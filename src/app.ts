@@ -17,10 +17,11 @@ import { Hub } from './notify/hub.ts';
 import { Notifier } from './notify/notifier.ts';
 import { feedHead, feedReader } from './notify/feed.ts';
 import { startOutbox } from './notify/outbox.ts';
+import { PreferenceView } from './notify/preferences.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
 import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
-import { apiTokens, blocks, changes, conversations, devices, friends, gateway, users } from './chat/services.ts';
+import { apiTokens, blocks, changes, conversations, devices, friends, gateway, preferences, users } from './chat/services.ts';
 import { matrixGateway } from './chat/matrix-pushers.ts';
 import { loadTls } from './tls.ts';
 import type { Endpoints } from './api/http.ts';
@@ -60,6 +61,8 @@ export interface NodeParts {
   hub: Hub;
   /** Reaches every node: committed notifications, and devices to disconnect. */
   bus: Bus;
+  /** This node's view of users' alert preferences. */
+  preferences: PreferenceView;
   log: Logger;
   registry: Registry;
   metrics: Metrics;
@@ -297,13 +300,24 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   }
 
   const hub = new Hub();
-  const notifier = new Notifier(store, bus, (error) =>
-    log.error({ err: error }, 'publishing committed notifications failed; devices get them on resume'),
-  );
   const registry = new Registry();
   const metrics = createMetrics(registry);
+  // Users' alert preferences, in memory for the hot path; every node re-reads a user who changed.
+  const preferenceView = await PreferenceView.load(store.db, {
+    onSilenced: (reason, count) => metrics.preferenceSilenced.inc({ reason }, count),
+  });
+  bus.onPreferences(
+    (userId) => void preferenceView.reloadUser(userId).catch((error) => log.warn({ err: error, userId }, 're-reading preferences failed')),
+  );
+  bus.onDisconnect(({ station }) => preferenceView.forgetStation(station));
+  const notifier = new Notifier(
+    store,
+    bus,
+    (error) => log.error({ err: error }, 'publishing committed notifications failed; devices get them on resume'),
+    preferenceView,
+  );
   const endpoints: Endpoints = { http: '', https: '', ws: '', wss: '', udp: '' };
-  const parts: NodeParts = { config, store, notifier, hub, bus, log, registry, metrics, endpoints };
+  const parts: NodeParts = { config, store, notifier, hub, bus, preferences: preferenceView, log, registry, metrics, endpoints };
   bus.subscribe((notifications) => hub.dispatch(notifications));
   bus.onDisconnect(({ userId, station, reason }) => hub.disconnectStation(userId, station, reason));
   notifier.onCommitted((notifications) => {
@@ -326,6 +340,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   const chatUsers = users(store.db);
   const chatDevices = devices(store.db, bus);
   const chatFriends = friends(store.db, notifier);
+  const chatPreferences = preferences(store.db, preferenceView, bus);
 
   const apis = [
     operationsApi({
@@ -340,6 +355,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       blocks: blocks(store.db),
       changes: changes(store.db),
       conversations: conversations(store.db, notifier),
+      preferences: chatPreferences,
       stationUsers,
       endpoints,
       vapidPublicKey: vapid.publicKey,
@@ -357,6 +373,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       vapidPublicKey: vapid.publicKey,
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
       limits: limiter,
+      preferences: chatPreferences,
       log,
     }),
     web3mqApi({ web3mq: web3mqServices(store.db, replayGuard), notifier, limits: limiter, log }),
@@ -394,6 +411,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
         channels: await openPushChannels(config, vapid, outboxLog),
         log: outboxLog,
         pushes: metrics.pushes,
+        alerts: preferenceView,
       });
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
   // devices costs no claim query (retries and other nodes' rows are found by its timer).
@@ -419,6 +437,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       await Promise.all([http.close(), https.close(), live.close()]);
       await udp.close();
       await outbox?.close();
+      preferenceView.close();
       await bus.close();
       if (!options.store) await store.close();
     },

@@ -67,6 +67,12 @@ export function createMetrics(registry: Registry) {
       labelNames: ['limit'] as const,
       registers: [registry],
     }),
+    preferenceSilenced: new Counter({
+      name: 'herald_notifications_silenced_total',
+      help: "Notifications made silent by their recipient's preferences, by reason (dnd, quiet_hours, conversation_mute)",
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     pushes: new Counter({
       name: 'herald_push_outcomes_total',
       help: 'Push attempts by provider and outcome',

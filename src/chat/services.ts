@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Bus } from '../cluster/bus.ts';
 import type { Notifier } from '../notify/notifier.ts';
 import type { Database } from '../store/schema.ts';
+import type { PreferenceView } from '../notify/preferences.ts';
 import { authenticateApiToken, createApiToken, listApiTokens, revokeApiToken, type NewApiToken } from './api-tokens.ts';
 import { setAvailability } from './availability.ts';
 import { block, blocklist, unblock, type BlockTarget } from './blocks.ts';
@@ -23,6 +24,7 @@ import {
 import { addFriendship, listFriends } from './friends.ts';
 import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
+import { changePreferences, readPreferences, type PreferencesChange } from './preferences.ts';
 import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
 import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from './users.ts';
 
@@ -118,5 +120,14 @@ export function apiTokens(db: Kysely<Database>) {
   };
 }
 export type ApiTokens = ReturnType<typeof apiTokens>;
+
+/** Users' alert preferences: read from the database; a change reaches every node's view. */
+export function preferences(db: Kysely<Database>, view: Pick<PreferenceView, 'reloadUser'>, bus: Pick<Bus, 'publishPreferences'>) {
+  return {
+    get: (userId: string) => readPreferences(db, userId),
+    change: (userId: string, change: PreferencesChange) => changePreferences(db, view, bus, userId, change),
+  };
+}
+export type Preferences = ReturnType<typeof preferences>;
 
 type DropFirst<T extends unknown[]> = T extends [unknown, ...infer Rest] ? Rest : never;

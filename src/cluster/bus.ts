@@ -12,6 +12,10 @@ export interface Bus {
   publishDisconnect(disconnect: Disconnect): Promise<void>;
   /** Called on every node for a disconnect published anywhere. */
   onDisconnect(handler: (disconnect: Disconnect) => void): void;
+  /** Tells every node that a user's alert preferences changed (they re-read them). */
+  publishPreferences(userId: string): Promise<void>;
+  /** Called on every node for a change of preferences published anywhere. */
+  onPreferences(handler: (userId: string) => void): void;
   close(): Promise<void>;
 }
 
@@ -25,6 +29,7 @@ export interface Disconnect {
 export class LocalBus implements Bus {
   private handlers: Array<(notifications: Notification[]) => void> = [];
   private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
+  private preferencesHandlers: Array<(userId: string) => void> = [];
 
   async publish(notifications: Notification[]): Promise<void> {
     for (const handler of this.handlers) handler(notifications);
@@ -42,8 +47,17 @@ export class LocalBus implements Bus {
     this.disconnectHandlers.push(handler);
   }
 
+  async publishPreferences(userId: string): Promise<void> {
+    for (const handler of this.preferencesHandlers) handler(userId);
+  }
+
+  onPreferences(handler: (userId: string) => void): void {
+    this.preferencesHandlers.push(handler);
+  }
+
   async close(): Promise<void> {
     this.handlers = [];
     this.disconnectHandlers = [];
+    this.preferencesHandlers = [];
   }
 }

@@ -5,6 +5,7 @@ import type { SpentSignatures } from './spent-signatures.ts';
 
 const CHANNEL = 'herald:notifications';
 const DISCONNECT_CHANNEL = 'herald:disconnect';
+const PREFERENCES_CHANNEL = 'herald:preferences';
 const SPENT_PREFIX = 'herald:spent:';
 
 /**
@@ -14,6 +15,7 @@ const SPENT_PREFIX = 'herald:spent:';
 export class RedisBus implements Bus, SpentSignatures {
   private handlers: Array<(notifications: Notification[]) => void> = [];
   private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
+  private preferencesHandlers: Array<(userId: string) => void> = [];
 
   private constructor(
     private readonly pub: Redis,
@@ -23,6 +25,11 @@ export class RedisBus implements Bus, SpentSignatures {
       if (channel.toString() === DISCONNECT_CHANNEL) {
         const disconnect = JSON.parse(message.toString('utf8')) as Disconnect;
         for (const handler of this.disconnectHandlers) handler(disconnect);
+        return;
+      }
+      if (channel.toString() === PREFERENCES_CHANNEL) {
+        const userId = message.toString('utf8');
+        for (const handler of this.preferencesHandlers) handler(userId);
         return;
       }
       const notifications = JSON.parse(message.toString('utf8')) as Notification[];
@@ -35,7 +42,7 @@ export class RedisBus implements Bus, SpentSignatures {
     const sub = new Redis(url, { lazyConnect: true });
     await pub.connect();
     await sub.connect();
-    await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL);
+    await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL, PREFERENCES_CHANNEL);
     return new RedisBus(pub, sub);
   }
 
@@ -55,6 +62,14 @@ export class RedisBus implements Bus, SpentSignatures {
     this.disconnectHandlers.push(handler);
   }
 
+  async publishPreferences(userId: string): Promise<void> {
+    await this.pub.publish(PREFERENCES_CHANNEL, userId);
+  }
+
+  onPreferences(handler: (userId: string) => void): void {
+    this.preferencesHandlers.push(handler);
+  }
+
   async spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<boolean> {
     const name = SPENT_PREFIX + key;
     if ((await this.pub.set(name, use, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK') return true;
@@ -65,6 +80,7 @@ export class RedisBus implements Bus, SpentSignatures {
   async close(): Promise<void> {
     this.handlers = [];
     this.disconnectHandlers = [];
+    this.preferencesHandlers = [];
     this.sub.disconnect();
     await this.pub.quit();
   }

@@ -4,6 +4,7 @@ import type { Notification, NotificationDraft } from '../model/notification.ts';
 import { isPushedType, notificationId } from '../model/notification.ts';
 import { rowToNotification } from '../store/rows.ts';
 import type { BulkWriter } from '../store/bulk.ts';
+import type { SilenceReason, Silencer } from './preferences.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -16,6 +17,8 @@ export interface AppendOptions {
   bulk: BulkWriter;
   /** Told how many outbox rows were written, when there were any. */
   onPushesQueued?: (count: number) => void;
+  /** Recipients' do-not-disturb, quiet hours and muted conversations: what may not alert now. */
+  silencer?: Silencer;
 }
 
 /** A recipient's share of a batch, and the sequence numbers and badge it is given. */
@@ -60,11 +63,21 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
 
   const notifications: Notification[] = [];
   const keys: number[] = [];
+  const silencer = options.silencer;
+  let silenced: Map<SilenceReason, number> | undefined;
   for (const draft of drafts) {
     const claim = claims.get(draft.userId)!;
     if (claim.nextSeq === 0) continue; // given nothing: the recipient no longer exists
     const seq = claim.nextSeq++;
     keys.push(claim.key);
+    let silent = draft.silent ?? false;
+    if (!silent && silencer !== undefined && draft.type !== 'clean') {
+      const reason = silencer.silences(draft.userId, draft.conversationId, now);
+      if (reason !== undefined) {
+        silent = true;
+        (silenced ??= new Map()).set(reason, (silenced.get(reason) ?? 0) + 1);
+      }
+    }
     notifications.push({
       id: notificationId(claim.key, seq),
       userId: draft.userId,
@@ -75,13 +88,14 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
       title: draft.title,
       body: draft.body ?? '',
       badge: claim.badge,
-      silent: draft.silent ?? false,
+      silent,
       data: draft.data ?? {},
       createdAt: now,
       ...(draft.push && { push: draft.push }),
     });
   }
 
+  if (silenced) for (const [reason, count] of silenced) silencer!.counted?.(reason, count);
   await bulk.insertNotifications(trx, notifications, keys);
 
   const pushesQueued = await enqueuePushes(trx, bulk, notifications, now);

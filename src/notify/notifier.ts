@@ -4,6 +4,7 @@ import type { Store } from '../store/db.ts';
 import type { Database } from '../store/schema.ts';
 import { appendNotifications, type AppendOptions } from './feed.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
+import type { Silencer } from './preferences.ts';
 
 export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
 
@@ -66,6 +67,8 @@ export class Notifier {
      * the call still succeeds: devices get them on resume, and pushes from the outbox.
      */
     private readonly onPublishError: (error: unknown) => void = () => {},
+    /** Users' alert preferences, applied to every notification as it is made. */
+    private readonly silencer?: Silencer,
   ) {}
 
   /** Called after every commit that produced notifications (the outbox dispatcher wakes on it). */
@@ -121,6 +124,7 @@ export class Notifier {
         const emit: Emit = async (drafts, options) => {
           const notifications = await appendNotifications(trx!, drafts, {
             bulk: this.store.bulk,
+            silencer: this.silencer,
             onPushesQueued: (count) => (unit.pushesQueued += count),
             ...options,
           });

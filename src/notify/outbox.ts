@@ -6,6 +6,7 @@ import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../mode
 import { notificationId, parseNotificationId, type Notification } from '../model/notification.ts';
 import type { ClaimedDelivery, DeliveryStore, FinalState, OutcomeMarks, PushDeviceRow, UsableDevice } from '../store/deliveries.ts';
 import { rowToNotification } from '../store/rows.ts';
+import type { DeviceAlerts } from './preferences.ts';
 
 /*
  * The push dispatcher over the durable outbox (the `deliveries` table). Rows are written
@@ -80,6 +81,8 @@ export interface OutboxParts {
   log: Logger;
   /** Provider answers by provider and outcome. */
   pushes: Pick<Counter<'provider' | 'outcome'>, 'inc'>;
+  /** The kinds each device alerts for; a kind it does not goes as a background push. */
+  alerts?: DeviceAlerts;
 }
 
 export async function startOutbox(parts: OutboxParts): Promise<Outbox> {
@@ -95,6 +98,7 @@ class Dispatcher implements Outbox {
   private readonly deliveries: DeliveryStore;
   private readonly log: Logger;
   private readonly pushes: OutboxParts['pushes'];
+  private readonly alerts: DeviceAlerts | undefined;
   private inFlight = 0;
   private pumping = false;
   private pumpAgain = false;
@@ -114,6 +118,7 @@ class Dispatcher implements Outbox {
     this.deliveries = parts.deliveries;
     this.log = parts.log;
     this.pushes = parts.pushes;
+    this.alerts = parts.alerts;
     this.channels = new Map(parts.channels.map((c) => [c.provider, c]));
     this.providers = [...this.channels.keys()];
   }
@@ -191,8 +196,10 @@ class Dispatcher implements Outbox {
     }
     const now = Date.now();
     let unusable: ClaimedDelivery[] | undefined;
+    // One silent copy per notification, shared (like the original) by the devices that take it.
+    let withheld: Map<string, Notification> | undefined;
     for (const row of rows) {
-      const notification = notifications.get(row.notification_id);
+      let notification = notifications.get(row.notification_id);
       if (!notification) {
         // The notification was deleted (its user was removed) while the row was claimed.
         this.finish(row, 'failed', 'the notification no longer exists');
@@ -207,6 +214,11 @@ class Dispatcher implements Outbox {
         continue;
       }
       const [platform, token, keys] = typeof row.device === 'string' ? (JSON.parse(row.device) as UsableDevice) : row.device;
+      if (!notification.silent && this.alerts && !this.alerts.alertsOn(row.user_id, row.station, notification.type)) {
+        const original = notification;
+        notification = (withheld ??= new Map()).get(original.id);
+        if (!notification) withheld.set(original.id, (notification = { ...original, silent: true }));
+      }
       this.send(row, notification, {
         station: row.station,
         userId: row.user_id,

@@ -32,6 +32,8 @@ export interface DevicesTable {
   push_keys: string | null;
   push_disabled_at: number | null;
   push_disabled_reason: string | null;
+  /** The kinds that alert on this device, as a JSON list; null: every kind alerts. */
+  alert_kinds: string | null;
   acked_seq: number;
   delivered_seq: number;
   last_seen_at: number;
@@ -227,6 +229,27 @@ export interface ApiTokensTable {
   last_used_at: number | null;
 }
 
+/** Do-not-disturb and quiet hours of a user who set either. */
+export interface UserPreferencesTable {
+  user_id: string;
+  dnd_until: number | null;
+  /** `HH:MM` in the user's zone; the end may be earlier than the start (past midnight). */
+  quiet_start: string | null;
+  quiet_end: string | null;
+  /** An IANA time zone, as Intl names it. */
+  quiet_zone: string | null;
+  /** The days a quiet period starts on: `mon,tue,…`. */
+  quiet_days: string | null;
+  updated_at: number;
+}
+
+/** A conversation (or gateway thread) a user muted until a time. */
+export interface ConversationMutesTable {
+  user_id: string;
+  conversation_id: string;
+  until: number;
+}
+
 export interface Database {
   users: UsersTable;
   devices: DevicesTable;
@@ -247,4 +270,6 @@ export interface Database {
   web3mq_topics: Web3mqTopicsTable;
   web3mq_subscriptions: Web3mqSubscriptionsTable;
   api_tokens: ApiTokensTable;
+  user_preferences: UserPreferencesTable;
+  conversation_mutes: ConversationMutesTable;
 }

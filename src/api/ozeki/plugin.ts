@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { StationUsers } from '../../chat/station-users.ts';
-import type { Blocks, Changes, Conversations, Devices, Friends, Users } from '../../chat/services.ts';
+import type { Blocks, Changes, Conversations, Devices, Friends, Preferences, Users } from '../../chat/services.ts';
 import type { User } from '../../chat/users.ts';
 import { checkStation, describeDevice, isPlatform, PLATFORMS } from '../../chat/devices.ts';
 import { MAX_PARTICIPANTS, type PropertyAction } from '../../chat/conversations.ts';
@@ -12,6 +12,7 @@ import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../.
 import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
 import type { CallLimits } from '../../limits/limiter.ts';
 import { Fields } from './fields.ts';
+import { getPreferences, setPreferences } from './preferences.ts';
 
 /** What the Ozeki API works with: built once per node in app.ts. */
 export interface OzekiParts {
@@ -21,6 +22,8 @@ export interface OzekiParts {
   blocks: Blocks;
   changes: Changes;
   conversations: Conversations;
+  /** Do-not-disturb, quiet hours, conversations muted until a time, the kinds a device alerts for. */
+  preferences: Preferences;
   /** Station → user, remembered for the calls after login. */
   stationUsers: Pick<StationUsers, 'get'>;
   /** Where this node is reached: the login answer names its listeners. */
@@ -202,6 +205,10 @@ const apis: Record<string, Record<string, Handler>> = {
       return parts.blocks.list(user.id);
     },
   },
+  chatpreferences: {
+    get: ({ parts, user, station }) => getPreferences(parts.preferences, user.id, station),
+    set: ({ parts, user, station, fields }) => setPreferences(parts.preferences, user.id, station, fields.body),
+  },
   chatdevice: {
     async register({ parts, user, station, fields }) {
       const platform = fields.nonEmpty('platform', 16);
@@ -257,6 +264,7 @@ function loginResponse(parts: OzekiParts, user: User, udpSecret: string | null) 
       notification: `${base}chatnotification`,
       reports: `${base}chatreports`,
       device: `${base}chatdevice`,
+      preferences: `${base}chatpreferences`,
     },
     udpsecret: udpSecret,
     // The browser's applicationServerKey for pushManager.subscribe().

@@ -3,9 +3,10 @@ import type { Logger } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { errorStatus } from '../http.ts';
-import type { ApiTokens, Devices, Friends, Gateway, Users } from '../../chat/services.ts';
+import type { ApiTokens, Devices, Friends, Gateway, Preferences, Users } from '../../chat/services.ts';
 import { userIdOf } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
+import { preferenceRoutes } from './preferences.ts';
 import { checkRegistration, checkStation, describeDevice, PLATFORMS } from '../../chat/devices.ts';
 import { collectRoutes, openApiDocument } from './openapi.ts';
 import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessage, validatorCompiler } from './schemas.ts';
@@ -28,6 +29,8 @@ export interface RestParts {
   attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
   /** Refused credentials, station and user calls (auth.ts), and the gateway's sends per caller. */
   limits: CallLimits;
+  /** Users' alert preferences (/users/:id/preferences). */
+  preferences: Preferences;
   log: Logger;
 }
 
@@ -301,6 +304,12 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       async authorizeFeed(request, _user, access) {
         await requireScope(parts, request, access === 'read' ? 'feed:read' : 'notifications:send', { selfUserId: pathUser(request) });
       },
+    });
+
+    preferenceRoutes(app, {
+      preferences: parts.preferences,
+      users,
+      authorize: (access) => needsOrSelf(access === 'read' ? 'users:read' : 'users:write'),
     });
 
     // Public: a browser needs it (as applicationServerKey) before anyone has logged in.
