@@ -7,14 +7,14 @@ import { describeEachStore } from './helpers/stores.ts';
 import { addUser, metricsText, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { ozekiTime } from '../client/ozeki.ts';
 
-/** The station limit of this file: bursts of 40 calls, then 20 a second. */
-const STATION_BURST = 40;
-const STATION_PER_SECOND = 20;
+/** The station limit of this file: bursts of 100 calls, then 50 a second. */
+const STATION_BURST = 100;
+const STATION_PER_SECOND = 50;
 const FLOOD = 2000;
 const FLOOD_CONCURRENCY = 8;
-const BOB_CALLS_AT_LEAST = 60;
-/** Bob's pace: about 17 calls a second, under the station limit of 20. */
-const BOB_PACE_MS = 60;
+const BOB_CALLS_AT_LEAST = 40;
+/** Bob's pace: 40 calls a second, under the station limit of 50. */
+const BOB_PACE_MS = 25;
 const FLOOD_CLIENT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'flood-client.mjs');
 
 interface Answer {
@@ -139,7 +139,7 @@ describeEachStore('a flood from one station is limited while other users are ser
 
   /**
    * Bob, another user on another station, calls one at a time while `going()` (and at least
-   * `least` times), paced as a normal client within his station's limit: one call per 60 ms.
+   * `least` times), paced as a normal client within his station's limit: one call per BOB_PACE_MS.
    */
   async function bobCalls(going: () => boolean, least: number) {
     const latencies: number[] = [];

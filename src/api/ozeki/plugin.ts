@@ -324,7 +324,6 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
   if (typeof claimedUser === 'string' && claimedUser !== '' && claimedUser.toLowerCase() !== user.id) {
     throw forbidden('Ozeki-User does not match the user of this station');
   }
-  parts.limits.enforce('station', station);
   parts.limits.enforce('user', user.id);
   checkSignature(request, user.apikey, parts.limits);
 
@@ -342,6 +341,9 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
 }
 
 /** The Ozeki Chat API at /, /index.php and /ozeki/index.php (`?srv=chatserver&api=…`). */
+/** What checkStation accepts, tested before the body is read. */
+const STATION = /^[0-9a-fA-F]{32}$/;
+
 export function ozekiApi(parts: OzekiParts): FastifyPluginAsync {
   return async (app) => {
     app.setErrorHandler((error, _request, reply) => {
@@ -356,6 +358,15 @@ export function ozekiApi(parts: OzekiParts): FastifyPluginAsync {
               ? `the request body is larger than ${parts.bodyLimit} bytes`
               : (error as Error).message;
       return reply.status(status).send({ status: 'ERROR', errormessage: message });
+    });
+    // A station's calls pay its bucket before their bodies are read: a flooding station is
+    // turned away for the cost of a map lookup, and the other stations keep the node's time.
+    // (Logins are limited per address instead: a station is not anyone's yet.)
+    app.addHook('onRequest', async (request) => {
+      const station = request.headers['ozeki-station'];
+      if (typeof station !== 'string' || !STATION.test(station)) return;
+      if ((request.query as { api?: unknown }).api === 'chatlogin') return;
+      parts.limits.enforce('station', station.toLowerCase());
     });
     for (const path of ['/', '/index.php', '/ozeki/index.php']) {
       app.post(path, async (request) => ({ status: 'OK', errormessage: '', ...(await handle(parts, request)) }));
