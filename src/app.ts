@@ -284,8 +284,11 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   }
 
   const hub = new Hub();
-  const notifier = new Notifier(store, bus, (error) =>
-    log.error({ err: error }, 'publishing committed notifications failed; devices get them on resume'),
+  const notifier = new Notifier(
+    store,
+    bus,
+    (error) => log.error({ err: error }, 'publishing committed notifications failed; devices get them on resume'),
+    { holdMs: config.pushHoldMs, activeWindowMs: config.activeWindowMs },
   );
   const registry = new Registry();
   const metrics = createMetrics(registry);
@@ -377,12 +380,14 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
         channels: await openPushChannels(config, vapid, outboxLog),
         log: outboxLog,
         pushes: metrics.pushes,
+        holds: metrics.pushHolds,
       });
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
   // devices costs no claim query (retries and other nodes' rows are found by its timer).
   if (outbox) {
-    notifier.onCommitted((_notifications, pushesQueued) => {
-      if (pushesQueued > 0) outbox.kick();
+    notifier.onCommitted((_notifications, pushesQueued, pushesHeld) => {
+      if (pushesHeld > 0) metrics.pushHolds.inc({ outcome: 'held' }, pushesHeld);
+      if (pushesQueued > pushesHeld) outbox.kick();
     });
   }
 

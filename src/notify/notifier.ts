@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { Bus } from '../cluster/bus.ts';
 import type { Store } from '../store/db.ts';
 import type { Database } from '../store/schema.ts';
-import { appendNotifications, type AppendOptions } from './feed.ts';
+import { appendNotifications, type AppendOptions, type PushHoldPolicy } from './feed.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
 
 export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
@@ -29,8 +29,9 @@ interface Unit {
   reject(error: unknown): void;
   attempts: number;
   produced: Notification[];
-  /** Outbox rows the unit wrote. */
+  /** Outbox rows the unit wrote, and how many of them are held. */
   pushesQueued: number;
+  pushesHeld: number;
   result?: unknown;
   error?: unknown;
 }
@@ -40,8 +41,8 @@ function isRetryable(error: unknown): boolean {
   return code !== undefined && RETRYABLE_PG_CODES.has(code);
 }
 
-/** What a commit published: its notifications, and how many push deliveries it queued. */
-export type CommittedListener = (notifications: Notification[], pushesQueued: number) => void;
+/** What a commit published: its notifications, how many push deliveries it queued, and how many of those are held. */
+export type CommittedListener = (notifications: Notification[], pushesQueued: number, pushesHeld: number) => void;
 
 /**
  * The one way state changes that notify someone are written: the change and its
@@ -66,6 +67,8 @@ export class Notifier {
      * the call still succeeds: devices get them on resume, and pushes from the outbox.
      */
     private readonly onPublishError: (error: unknown) => void = () => {},
+    /** Alerting pushes to a user who is in use wait this long (presence-aware hold); none when unset. */
+    private readonly pushHold?: PushHoldPolicy,
   ) {}
 
   /** Called after every commit that produced notifications (the outbox dispatcher wakes on it). */
@@ -82,6 +85,7 @@ export class Notifier {
         attempts: 0,
         produced: [],
         pushesQueued: 0,
+        pushesHeld: 0,
       });
       if (!this.draining) void this.drain();
     });
@@ -111,6 +115,7 @@ export class Notifier {
       unit.attempts++;
       unit.produced = [];
       unit.pushesQueued = 0;
+      unit.pushesHeld = 0;
       unit.error = undefined;
     }
     const single = batch.length === 1;
@@ -121,7 +126,11 @@ export class Notifier {
         const emit: Emit = async (drafts, options) => {
           const notifications = await appendNotifications(trx!, drafts, {
             bulk: this.store.bulk,
-            onPushesQueued: (count) => (unit.pushesQueued += count),
+            pushHold: this.pushHold,
+            onPushesQueued: (count, held) => {
+              unit.pushesQueued += count;
+              unit.pushesHeld += held;
+            },
             ...options,
           });
           unit.produced.push(...notifications);
@@ -160,12 +169,14 @@ export class Notifier {
 
     const published: Notification[] = [];
     let pushesQueued = 0;
+    let pushesHeld = 0;
     for (const unit of batch) {
       if (unit.error !== undefined) continue;
       published.push(...unit.produced);
       pushesQueued += unit.pushesQueued;
+      pushesHeld += unit.pushesHeld;
     }
-    if (published.length > 0) await this.publish(published, pushesQueued).catch(this.onPublishError);
+    if (published.length > 0) await this.publish(published, pushesQueued, pushesHeld).catch(this.onPublishError);
 
     for (const unit of batch) {
       if (unit.error === undefined) unit.resolve(unit.result);
@@ -175,8 +186,8 @@ export class Notifier {
   }
 
   /** Publishes already committed notifications (used by transact, and by tests and tools). */
-  async publish(notifications: Notification[], pushesQueued = 0): Promise<void> {
+  async publish(notifications: Notification[], pushesQueued = 0, pushesHeld = 0): Promise<void> {
     await this.bus.publish(notifications);
-    for (const listener of this.committedListeners) listener(notifications, pushesQueued);
+    for (const listener of this.committedListeners) listener(notifications, pushesQueued, pushesHeld);
   }
 }

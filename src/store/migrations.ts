@@ -4,6 +4,7 @@ import type { Dialect } from './schema.ts';
 import { web3mqMigration } from './migrations-web3mq.ts';
 import { gatewayMigration } from './migrations-gateway.ts';
 import { apiTokensMigration } from './migrations-api-tokens.ts';
+import { presenceHoldMigration } from './migrations-presence-hold.ts';
 
 const initial: HeraldMigration = ({ serial, time, dialect }) => ({
   async up(db: Kysely<any>) {
@@ -303,6 +304,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0008_feed_by_user_key', feedByUserKey],
   ['0009_api_tokens', apiTokensMigration],
   ['0010_gateway_sends', gatewayMigration],
+  ['0011_presence_hold', presenceHoldMigration],
 ];
 
 /** Where applied migrations are recorded, in the store's own schema. */
