@@ -301,19 +301,21 @@ export const postgresBulkWriter: BulkWriter = {
         SELECT count(*)::integer AS queued FROM queued`.execute(trx);
       return { queued: result.rows[0].queued, held: 0 };
     }
-    // Whether a recipient is in use is asked once per recipient (materialised), not per push device.
+    // The recipients in use, found in one scan of the index of devices with an activity
+    // (devices_active), then joined like a table: most recipients are in none of it.
+    const alerting = notifications.filter(alertsOnPush).map((n) => n.userId);
     const result = await sql<QueuedPushes>`
-      WITH target AS MATERIALIZED (
-        SELECT t.u, t.n, t.a AND EXISTS (
-          SELECT 1 FROM devices AS a WHERE a.user_id = t.u AND a.active_at IS NOT NULL AND a.active_at > ${hold.activeAfter}::bigint
-        ) AS held
-        FROM unnest(${users}::varchar[], ${ids}::varchar[], ${notifications.map(alertsOnPush)}::boolean[]) AS t(u, n, a)
+      WITH active AS (
+        SELECT DISTINCT a.user_id FROM devices AS a
+        WHERE a.user_id = ANY(${alerting}::varchar[]) AND a.active_at IS NOT NULL AND a.active_at > ${hold.activeAfter}::bigint
       ), queued AS (
         ${sql.raw(DELIVERY_INSERT)}
-        SELECT target.n, d.user_id, d.station, d.push_provider, CASE WHEN target.held THEN 'held' ELSE 'pending' END, 0,
-               CASE WHEN target.held THEN ${hold.until}::bigint ELSE ${now}::bigint END, NULL, NULL, ${expiresAt}::bigint,
-               NULL, ${now}::bigint, ${now}::bigint
-        FROM target JOIN devices AS d ON d.user_id = target.u AND ${sql.raw(PUSH_DEVICE)}
+        SELECT t.n, d.user_id, d.station, d.push_provider, CASE WHEN t.a AND active.user_id IS NOT NULL THEN 'held' ELSE 'pending' END, 0,
+               CASE WHEN t.a AND active.user_id IS NOT NULL THEN ${hold.until}::bigint ELSE ${now}::bigint END, NULL, NULL,
+               ${expiresAt}::bigint, NULL, ${now}::bigint, ${now}::bigint
+        FROM unnest(${users}::varchar[], ${ids}::varchar[], ${notifications.map(alertsOnPush)}::boolean[]) AS t(u, n, a)
+        JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(PUSH_DEVICE)}
+        LEFT JOIN active ON active.user_id = t.u
         RETURNING state
       )
       SELECT count(*)::integer AS queued, (count(*) FILTER (WHERE state = 'held'))::integer AS held FROM queued`.execute(trx);
