@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.ts';
 import type { NotificationFrame } from '../client/ws-receiver.ts';
 import { describeEachStore } from './helpers/stores.ts';
 import { metricsText, newStation, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
@@ -6,6 +7,7 @@ import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { addPushDevice, startPushScene, type PushScene } from './helpers/push.ts';
 import { apnsToken, type PushDoubles } from './mocks/push-env.ts';
 import { OzekiClient } from '../client/ozeki.ts';
+import { listen } from './helpers/udp.ts';
 
 /** The grace period of these tests: long enough to read in, short enough to wait out. */
 const HOLD_S = 2;
@@ -154,5 +156,54 @@ describeEachStore('presence-aware push hold', (kind) => {
     } finally {
       await android.ok('chatdevice', { action: 'register', platform: 'android', pushtoken: '' });
     }
+  });
+
+  it('Bob in use on his UDP desktop sees the message there: the phone gets no alert; idle again, it alerts at once', async () => {
+    for (const earlier of desktops.splice(0)) earlier.receiver.close();
+    const desktopUser = { ...bob, client: new OzekiClient(server.http, newStation()) };
+    const { receiver, frames } = await listen(desktopUser);
+    try {
+      receiver.setActive(true);
+      await waitFor(async () => (await activeAt(desktopUser.client.station)) !== null, 3000, 'the UDP desktop to be in use');
+      const created = await alice.client.createConversation([bob.userid]);
+      const conversationId = (created.conversation as { id: string }).id;
+      pushesBefore = doubles.apns.pushesTo(iphone).length;
+      await alice.client.addMessage(conversationId, `u-${Date.now()}`, 'aGVsbG8=');
+      // The receiver acknowledges what it gets; in use, that counts as seen.
+      const frame = await waitFor(
+        () => frames.find((f) => f.type === 'notification' && f.conversationid === conversationId && f.kind === 'message'),
+        3000,
+        'the UDP frame',
+      );
+      const id = frame.id as string;
+      expect(await deliveryState(id)).toBe('held');
+      await waitFor(async () => (await deliveryState(id)) === 'cancelled', HOLD_MS + 3000, 'the held alert to be cancelled');
+      expect(phonePushesOf(conversationId)).toHaveLength(0);
+
+      receiver.setActive(false);
+      await waitFor(async () => (await activeAt(desktopUser.client.station)) === null, 3000, 'the UDP desktop to be idle');
+      await alice.client.addMessage(conversationId, `u-${Date.now()}`, 'aGVsbG8=');
+      await waitFor(() => phonePushesOf(conversationId).length === 1, HOLD_MS - 500, 'the alert, not held');
+    } finally {
+      await receiver.close();
+    }
+  });
+});
+
+describe('presence-aware push hold: configuration', () => {
+  it('defaults to a 10 s hold for devices in use within 30 s; 0 turns it off', () => {
+    expect(loadConfig({})).toMatchObject({ pushHoldMs: 10_000, activeWindowMs: 30_000 });
+    expect(loadConfig({ HERALD_PUSH_HOLD_S: '0', HERALD_ACTIVE_WINDOW_S: '60' })).toMatchObject({ pushHoldMs: 0, activeWindowMs: 60_000 });
+  });
+
+  it.each([
+    ['HERALD_PUSH_HOLD_S', '-1'],
+    ['HERALD_PUSH_HOLD_S', '2.5'],
+    ['HERALD_PUSH_HOLD_S', '3601'],
+    ['HERALD_ACTIVE_WINDOW_S', '5'],
+    ['HERALD_ACTIVE_WINDOW_S', 'soon'],
+  ])('%s=%s stops the start with a message naming the variable', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name} must be a whole number of seconds`));
   });
 });
