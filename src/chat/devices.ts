@@ -234,16 +234,6 @@ export async function removeDevice(db: Db, bus: Pick<Bus, 'publishDisconnect'>, 
   if ((await forgetDevices(db, bus, userId, [station], 'this device was removed')) === 0) throw notFound('no such device');
 }
 
-/** Records the highest sequence a device has acknowledged; it never goes backwards. */
-export async function recordAck(db: Db, station: string, seq: number): Promise<void> {
-  await db
-    .updateTable('devices')
-    .set({ acked_seq: seq, last_seen_at: Date.now() })
-    .where('station', '=', station)
-    .where('acked_seq', '<', seq)
-    .execute();
-}
-
 /** What a live channel learned about one device since it last wrote it down. */
 export interface LiveProgress {
   station: string;
