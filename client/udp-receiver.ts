@@ -76,6 +76,8 @@ export class UdpReceiver extends EventEmitter {
   /** The last cookie the server sent; every hello echoes it. */
   private cookie?: string;
   private lastChallengeAnsweredAt = -Infinity;
+  /** What setActive last said; undefined: never said (every ack then counts as use). */
+  private use: 'active' | 'idle' | undefined;
 
   constructor(private readonly options: UdpReceiverOptions) {
     super();
@@ -114,6 +116,22 @@ export class UdpReceiver extends EventEmitter {
     };
     hello();
     return welcome;
+  }
+
+  /**
+   * Tells the server whether the user is at this device (window focused): while a device is
+   * in use the server holds the user's phone alerts back for a moment and drops them if the
+   * user sees the notification here. Acks of an idle device carry `"idle":true`; an active
+   * one repeats its last ack now and with every keep-alive, so the server keeps counting it
+   * as in use while nothing new arrives.
+   */
+  setActive(active: boolean): void {
+    this.use = active ? 'active' : 'idle';
+    this.ack(this.lastSeq);
+  }
+
+  private ack(seq: number): void {
+    this.send('ack', this.use === 'idle' ? { seq, idle: true } : { seq });
   }
 
   /** Asks for every notification after `afterSeq` (by default the last one handed on). */
@@ -189,7 +207,12 @@ export class UdpReceiver extends EventEmitter {
     }
     if (first) {
       const interval = this.options.keepAliveMs ?? (typeof welcome.keepalive === 'number' ? welcome.keepalive : 25_000);
-      if (interval > 0) this.keepAliveTimer = setInterval(() => this.hello(), interval);
+      if (interval > 0) {
+        this.keepAliveTimer = setInterval(() => {
+          this.hello();
+          if (this.use === 'active') this.ack(this.lastSeq);
+        }, interval);
+      }
     }
     // The server had no endpoint for us (first contact, restart, or we were silent too
     // long): whatever it pushed meanwhile is only in the feed.
@@ -215,7 +238,7 @@ export class UdpReceiver extends EventEmitter {
     const seq = frame.seq;
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) return;
     // Acknowledge duplicates too: the ack of the first copy may have been the one lost.
-    this.send('ack', { seq });
+    this.ack(seq);
     if (seq <= this.contiguousSeq || this.above.has(seq)) {
       this.stats.duplicates++;
       return;

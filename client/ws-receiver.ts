@@ -104,6 +104,8 @@ export class WsReceiver {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private deadTimer: NodeJS.Timeout | undefined;
   private ackScheduled = false;
+  /** What setActive last said; undefined: never said (acks and frames alone count as use). */
+  private use: 'active' | 'idle' | undefined;
   private acked = 0;
   private pingIntervalMs = 30_000;
 
@@ -173,6 +175,21 @@ export class WsReceiver {
     if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({ type: 'ack', seq }));
   }
 
+  /**
+   * Tells the server whether the user is at this device (window focused, page visible): while
+   * a device is active the server holds the user's phone alerts back for a moment, and drops
+   * them if the user sees the notification here. Acks of an idle device do not count as use.
+   * The choice is said again after every reconnect.
+   */
+  setActive(active: boolean): void {
+    this.use = active ? 'active' : 'idle';
+    this.sendUse();
+  }
+
+  private sendUse(): void {
+    if (this.use && this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({ type: this.use }));
+  }
+
   private connect(): void {
     const url = new URL(this.options.url);
     if (!this.options.stationHeader) url.searchParams.set('station', this.options.station);
@@ -220,6 +237,7 @@ export class WsReceiver {
     }
     switch (frame.type) {
       case 'hello':
+        this.sendUse();
         this.backoffMs = this.options.minBackoffMs ?? 100;
         this.pingIntervalMs = frame.ping;
         this.lastSeq = frame.since;

@@ -315,6 +315,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     bus,
     (error) => log.error({ err: error }, 'publishing committed notifications failed; devices get them on resume'),
     preferenceView,
+    { holdMs: config.pushHoldMs, activeWindowMs: config.activeWindowMs },
   );
   const endpoints: Endpoints = { http: '', https: '', ws: '', wss: '', udp: '' };
   const parts: NodeParts = { config, store, notifier, hub, bus, preferences: preferenceView, log, registry, metrics, endpoints };
@@ -412,12 +413,14 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
         log: outboxLog,
         pushes: metrics.pushes,
         alerts: preferenceView,
+        holds: metrics.pushHolds,
       });
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
   // devices costs no claim query (retries and other nodes' rows are found by its timer).
   if (outbox) {
-    notifier.onCommitted((_notifications, pushesQueued) => {
-      if (pushesQueued > 0) outbox.kick();
+    notifier.onCommitted((_notifications, pushesQueued, pushesHeld) => {
+      if (pushesHeld > 0) metrics.pushHolds.inc({ outcome: 'held' }, pushesHeld);
+      if (pushesQueued > pushesHeld) outbox.kick();
     });
   }
 

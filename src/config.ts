@@ -68,6 +68,13 @@ export interface Config {
   corsOrigins: string[];
   /** Token buckets per address, station, user and caller (HERALD_RATE_LIMITS, HERALD_LIMIT_*). */
   rateLimits: RateLimitsConfig;
+  /**
+   * Presence-aware push hold: alerting pushes to a user with a device in use wait
+   * `pushHoldMs` (HERALD_PUSH_HOLD_S; 0 turns it off) for the user to see the notification
+   * there; a device is in use when it showed activity within `activeWindowMs` (HERALD_ACTIVE_WINDOW_S).
+   */
+  pushHoldMs: number;
+  activeWindowMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -119,6 +126,17 @@ function milliseconds(env: NodeJS.ProcessEnv, name: string, fallback: number): n
     throw new ConfigError(`${name} must be a whole number of milliseconds between 50 and 3600000, got "${raw}"`);
   }
   return value;
+}
+
+/** A whole number of seconds from `min` to `max`, in milliseconds. */
+function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback * 1000;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a whole number of seconds from ${min} to ${max}, got "${raw}"`);
+  }
+  return value * 1000;
 }
 
 /** `https://chat.example.org, http://localhost:8080` or `*`, each checked to be an origin and nothing more. */
@@ -303,5 +321,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestTimeoutMs: milliseconds(env, 'HERALD_REQUEST_TIMEOUT_MS', 60_000),
     corsOrigins: origins(env, 'HERALD_CORS_ORIGINS'),
     rateLimits: rateLimits(env),
+    pushHoldMs: seconds(env, 'HERALD_PUSH_HOLD_S', 10, 0, 3600),
+    // At least 10 s: live channels write a device's activity at most every 5 s.
+    activeWindowMs: seconds(env, 'HERALD_ACTIVE_WINDOW_S', 30, 10, 86_400),
   };
 }

@@ -79,6 +79,12 @@ export function createMetrics(registry: Registry) {
       labelNames: ['provider', 'outcome'] as const,
       registers: [registry],
     }),
+    pushHolds: new Counter({
+      name: 'herald_push_holds_total',
+      help: 'Alerting pushes held for a user in use (held), and how their holds ended (sent, cancelled)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
   };
 }
 

@@ -1,85 +1,26 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import SQLite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OzekiClient } from '../client/ozeki.ts';
 import { newStation, waitFor } from './helpers/server.ts';
+import { adminPost as admin, startHerald, stopHerald, type HeraldProcess } from './helpers/herald-process.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
 const PUSHES = 500;
-const ADMIN = 'crash-test-admin-token';
-const root = path.resolve(import.meta.dirname, '..');
-
-interface Child {
-  process: ChildProcess;
-  http: string;
-  exited: Promise<number | null>;
-}
-
-/** Runs `herald serve` as a process of its own and resolves once it listens. */
-async function startHerald(dataDir: string, env: Record<string, string>): Promise<Child> {
-  const child = spawn(process.execPath, [path.join(root, 'bin/herald.js'), 'serve'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH,
-      HERALD_DATA_DIR: dataDir,
-      HERALD_HOST: '127.0.0.1',
-      HERALD_HTTP_PORT: '0',
-      HERALD_HTTPS_PORT: '0',
-      HERALD_UDP_PORT: '0',
-      HERALD_ADMIN_TOKEN: ADMIN,
-      HERALD_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let stderr = '';
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const http = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; endpoints?: { http: string } };
-        if (entry.msg === 'Herald is listening' && entry.endpoints) resolve(entry.endpoints.http);
-      } catch {
-        // not a log line
-      }
-    });
-    void exited.then((code) => reject(new Error(`herald exited with ${code} before listening: ${stderr}`)));
-  });
-  return { process: child, http, exited };
-}
-
-async function admin(base: string, route: string, body: unknown) {
-  const response = await fetch(`${base}/v1${route}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (response.status >= 300) throw new Error(`${route}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, string>;
-}
 
 describe('pushes pending when the server is killed', () => {
   let doubles: PushDoubles;
   let dataDir: string;
-  const children: Child[] = [];
+  const children: HeraldProcess[] = [];
 
   beforeAll(async () => {
     doubles = await startPushDoubles();
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-crash-'));
   });
   afterAll(async () => {
-    for (const child of children) {
-      if (child.process.exitCode === null && child.process.signalCode === null) {
-        child.process.kill('SIGTERM');
-        await child.exited;
-      }
-    }
+    for (const child of children) await stopHerald(child);
     await doubles?.close();
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });

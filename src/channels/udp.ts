@@ -6,6 +6,7 @@ import type { Bus } from '../cluster/bus.ts';
 import type { Config } from '../config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LiveConnection } from '../model/channel.ts';
+import type { LiveProgress } from '../chat/devices.ts';
 import type { Notification } from '../model/notification.ts';
 import { toFrame } from '../model/notification.ts';
 import type { FeedReader } from '../notify/feed.ts';
@@ -41,6 +42,8 @@ const MAX_PENDING_PER_ENDPOINT = 256;
 const RESUME_BATCH = 100;
 /** Delay before acknowledged sequences are written to the database, to batch them. */
 const ACK_FLUSH_MS = 500;
+/** A device that stays in use has its activity written again at most this often (push hold). */
+const ACTIVE_REFRESH_MS = 5000;
 /**
  * Cookie slot: a cookie lives one to two slots, and each welcome carries a fresh one that
  * the next keep-alive echoes, so a slot is at least one keep-alive interval.
@@ -51,7 +54,7 @@ const COOKIE_SLOT_MIN_MS = 60_000;
 export interface UdpChannelParts {
   config: Pick<Config, 'host' | 'udpPort' | 'udpKeepAliveMs' | 'udpEndpointTimeoutMs'>;
   feed: FeedReader;
-  devices: Pick<Devices, 'deviceOf' | 'recordAck'>;
+  devices: Pick<Devices, 'deviceOf' | 'recordLiveProgress'>;
   hub: Pick<Hub, 'add' | 'remove'>;
   /** Devices removed on any node: their endpoints and cached secrets go at once. */
   bus: Pick<Bus, 'onDisconnect'>;
@@ -86,6 +89,13 @@ interface StationState {
   endpoint?: UdpEndpoint;
   ackedSeq: number;
   ackFlush?: NodeJS.Timeout;
+  /** When an ack last said the device is in use (0: idle, or not since it was looked up). */
+  activeAt: number;
+  recordedActiveAt: number;
+  /** The device went idle (or its endpoint was forgotten) and that is not yet written. */
+  idleToRecord: boolean;
+  /** Highest sequence acknowledged while in use. */
+  seenSeq: number;
 }
 
 /**
@@ -195,10 +205,10 @@ export class UdpChannel {
     this.closed = true;
     for (const state of this.stations.values()) {
       this.forget(state, 'closing');
-      if (state.ackFlush) {
+      if (state.ackFlush || state.idleToRecord) {
         clearTimeout(state.ackFlush);
         state.ackFlush = undefined;
-        await this.devices.recordAck(state.station, state.ackedSeq).catch(() => undefined);
+        await this.devices.recordLiveProgress([this.progressOf(state)]).catch(() => undefined);
       }
     }
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
@@ -228,7 +238,7 @@ export class UdpChannel {
       throw new DatagramRefused('unbound');
     }
     if (datagram.type === 'ack') {
-      this.acknowledge(state, endpoint, payload.seq);
+      this.acknowledge(state, endpoint, payload.seq, payload.idle === true);
       return;
     }
     const after = payload.after;
@@ -290,6 +300,10 @@ export class UdpChannel {
       checkedAt: Date.now(),
       window: cached?.window ?? new ReplayWindow(),
       ackedSeq: device.acked_seq,
+      activeAt: 0,
+      recordedActiveAt: 0,
+      idleToRecord: false,
+      seenSeq: device.seen_seq,
     };
     this.stations.set(station, state);
     return state;
@@ -356,13 +370,35 @@ export class UdpChannel {
     return { endpoint, isNew: true };
   }
 
-  private acknowledge(state: StationState, endpoint: UdpEndpoint, seq: unknown): void {
+  /**
+   * An ack also says whether the device is in use (the push hold): it is, unless the ack
+   * carries `"idle":true`. A client repeats its last ack to say it is in use with nothing new.
+   */
+  private acknowledge(state: StationState, endpoint: UdpEndpoint, seq: unknown, idle: boolean): void {
     if (!Number.isSafeInteger(seq) || (seq as number) < 0) throw new DatagramRefused('malformed');
     this.settle(endpoint, seq as number, true);
+    let changed = false;
     if ((seq as number) > state.ackedSeq) {
       state.ackedSeq = seq as number;
-      this.scheduleAckFlush(state);
+      changed = true;
     }
+    if (idle) {
+      if (state.activeAt > 0 || state.recordedActiveAt > 0) this.becameIdle(state);
+    } else {
+      state.activeAt = Date.now();
+      if ((seq as number) > state.seenSeq) {
+        state.seenSeq = seq as number;
+        changed = true;
+      }
+      if (state.recordedActiveAt === 0 || state.activeAt - state.recordedActiveAt >= ACTIVE_REFRESH_MS) changed = true;
+    }
+    if (changed || state.idleToRecord) this.scheduleAckFlush(state);
+  }
+
+  private becameIdle(state: StationState): void {
+    state.activeAt = 0;
+    state.recordedActiveAt = 0;
+    state.idleToRecord = true;
   }
 
   /** Acknowledged sequences are written in batches, at most one write per station per ACK_FLUSH_MS. */
@@ -370,8 +406,25 @@ export class UdpChannel {
     if (state.ackFlush) return;
     state.ackFlush = setTimeout(() => {
       state.ackFlush = undefined;
-      this.devices.recordAck(state.station, state.ackedSeq).catch((error) => this.log.warn({ err: error }, 'recording a UDP ack failed'));
+      this.devices
+        .recordLiveProgress([this.progressOf(state)])
+        .catch((error) => this.log.warn({ err: error }, 'recording a UDP ack failed'));
     }, ACK_FLUSH_MS).unref();
+  }
+
+  /** What is to be written of a station: its acks, and whether it is in use. */
+  private progressOf(state: StationState): LiveProgress {
+    const now = Date.now();
+    const progress: LiveProgress = { station: state.station, ackedSeq: state.ackedSeq, deliveredSeq: 0, seenAt: now };
+    progress.seenSeq = state.seenSeq;
+    if (state.activeAt > 0 && state.activeAt !== state.recordedActiveAt) {
+      progress.activeAt = state.activeAt;
+      state.recordedActiveAt = state.activeAt;
+    } else if (state.idleToRecord) {
+      progress.activeAt = null;
+    }
+    state.idleToRecord = false;
+    return progress;
   }
 
   /** Replays the feed after `after`, a batch at a time; the client asks again while `more` is set. */
@@ -464,6 +517,11 @@ export class UdpChannel {
     if (!endpoint) return;
     state.endpoint = undefined;
     clearTimeout(endpoint.silence);
+    // A device without a bound endpoint is not in use.
+    if (state.activeAt > 0 || state.recordedActiveAt > 0) {
+      this.becameIdle(state);
+      if (!this.closed) this.scheduleAckFlush(state);
+    }
     this.hub.remove(endpoint);
     this.metrics.liveConnections.dec({ channel: 'udp' });
     for (const seq of [...endpoint.pending.keys()]) this.settle(endpoint, seq, true);

@@ -33,6 +33,12 @@ const PROGRESS_FLUSH_MS = 200;
  * of database work in one go, and the messages that arrived meanwhile waited behind it.
  */
 const DELIVERED_ONLY_EVERY = 10;
+/**
+ * A device that stays in use has its activity written again at most this often (the first
+ * activity after idle at the next flush): the push hold's window is at least 10 s, and a
+ * write per frame would cost a device row update for every ack.
+ */
+const ACTIVE_REFRESH_MS = 5000;
 
 const AS_TEXT = { binary: false } as const;
 
@@ -69,6 +75,16 @@ class WsConnection implements LiveSocketConnection<RawData> {
   recordedDelivered = 0;
   /** Which of the DELIVERED_ONLY_EVERY batches writes this connection's delivery progress alone. */
   progressTurn = 0;
+  /** Said `{"type":"idle"}`: its acks and frames no longer count as use until it says `active`. */
+  idle = false;
+  /** When the device was last in use on this connection (0: not since it connected or went idle). */
+  activeAt = 0;
+  recordedActiveAt = 0;
+  /** Idle was said and not yet written. */
+  idleToRecord = false;
+  /** Highest sequence acknowledged while in use. */
+  seenSeq = 0;
+  recordedSeen = 0;
   framesSent = 0;
   /** The socket is corked until the current dispatch is over (cork.ts). */
   corked = false;
@@ -161,7 +177,11 @@ class WsConnection implements LiveSocketConnection<RawData> {
     return new Promise((resolve) => this.socket.ping(undefined, undefined, () => resolve()));
   }
 
-  /** `{"type":"ack","seq":N}` acknowledges everything up to N. */
+  /**
+   * `{"type":"ack","seq":N}` acknowledges everything up to N; `{"type":"active"}` and
+   * `{"type":"idle"}` say whether the user is at the device (the push hold). Any good frame
+   * of a device that is not idle counts as use.
+   */
   receive(data: RawData): void {
     let frame: unknown;
     try {
@@ -173,6 +193,7 @@ class WsConnection implements LiveSocketConnection<RawData> {
     const type = (frame as { type?: unknown } | null)?.type;
     if (type === 'ping') {
       this.sendControl({ type: 'pong' });
+      this.inUse();
     } else if (type === 'ack') {
       const seq = (frame as { seq?: unknown }).seq;
       if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0 || seq > this.lastSent) {
@@ -180,17 +201,51 @@ class WsConnection implements LiveSocketConnection<RawData> {
         return;
       }
       if (seq > this.ackedSeq) this.ackedSeq = seq;
+      if (this.inUse() && seq > this.seenSeq) this.seenSeq = seq;
+    } else if (type === 'active') {
+      this.idle = false;
+      this.idleToRecord = false;
+      this.inUse();
+    } else if (type === 'idle') {
+      this.idle = true;
+      this.activeAt = 0;
+      this.recordedActiveAt = 0;
+      this.idleToRecord = true;
     } else {
-      this.sendControl({ type: 'error', message: 'unknown frame type; a client sends {"type":"ack","seq":N} or {"type":"ping"}' });
+      this.sendControl({
+        type: 'error',
+        message: 'unknown frame type; a client sends {"type":"ack","seq":N}, {"type":"ping"}, {"type":"active"} or {"type":"idle"}',
+      });
     }
+  }
+
+  /** Notes that the device is in use now, unless it said it is idle; says whether it is. */
+  private inUse(): boolean {
+    if (this.idle) return false;
+    this.activeAt = Date.now();
+    return true;
   }
 
   progress(now: number, includeDeliveredOnly = true): LiveProgress | undefined {
     const newAck = this.ackedSeq > this.recordedAck;
-    if (!newAck && !(includeDeliveredOnly && this.lastSent > this.recordedDelivered)) return undefined;
+    const newSeen = this.seenSeq > this.recordedSeen;
+    const activity = this.activeAt > 0 && (this.recordedActiveAt === 0 || this.activeAt - this.recordedActiveAt >= ACTIVE_REFRESH_MS);
+    if (!newAck && !newSeen && !activity && !this.idleToRecord && !(includeDeliveredOnly && this.lastSent > this.recordedDelivered)) {
+      return undefined;
+    }
     this.recordedAck = this.ackedSeq;
     this.recordedDelivered = this.lastSent;
-    return { station: this.station, ackedSeq: this.ackedSeq, deliveredSeq: this.lastSent, seenAt: now };
+    this.recordedSeen = this.seenSeq;
+    const progress: LiveProgress = { station: this.station, ackedSeq: this.ackedSeq, deliveredSeq: this.lastSent, seenAt: now };
+    if (newSeen) progress.seenSeq = this.seenSeq;
+    if (activity) {
+      progress.activeAt = this.activeAt;
+      this.recordedActiveAt = this.activeAt;
+    } else if (this.idleToRecord) {
+      progress.activeAt = null;
+    }
+    this.idleToRecord = false;
+    return progress;
   }
 
   close(reason: string): void {
@@ -317,7 +372,11 @@ export class WebSocketChannel implements LiveEndpoint<RawData, WsIdentity, WsCon
     this.connections.delete(connection);
     // Always written: the device was seen until now, even if nothing new was sent.
     const now = Date.now();
-    this.finished.push(connection.progress(now) ?? { station: connection.station, ackedSeq: 0, deliveredSeq: 0, seenAt: now });
+    const last = connection.progress(now) ?? { station: connection.station, ackedSeq: 0, deliveredSeq: 0, seenAt: now };
+    // A device without a live connection is not in use. (Another connection of the same
+    // device that is in use says so again at its next activity.)
+    last.activeAt = null;
+    this.finished.push(last);
   }
 
   /** Writes acknowledgements, and in turn delivery progress; `everything` writes all of it at once. */

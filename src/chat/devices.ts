@@ -60,6 +60,7 @@ export async function bindStation(db: Db, station: string, userId: string, platf
         push_disabled_at: null,
         push_disabled_reason: null,
         acked_seq: 0,
+        seen_seq: 0,
         delivered_seq: 0,
         last_seen_at: now,
         created_at: now,
@@ -233,16 +234,6 @@ export async function removeDevice(db: Db, bus: Pick<Bus, 'publishDisconnect'>, 
   if ((await forgetDevices(db, bus, userId, [station], 'this device was removed')) === 0) throw notFound('no such device');
 }
 
-/** Records the highest sequence a device has acknowledged; it never goes backwards. */
-export async function recordAck(db: Db, station: string, seq: number): Promise<void> {
-  await db
-    .updateTable('devices')
-    .set({ acked_seq: seq, last_seen_at: Date.now() })
-    .where('station', '=', station)
-    .where('acked_seq', '<', seq)
-    .execute();
-}
-
 /** What a live channel learned about one device since it last wrote it down. */
 export interface LiveProgress {
   station: string;
@@ -251,6 +242,14 @@ export interface LiveProgress {
   /** Highest sequence sent to the device over a live connection. */
   deliveredSeq: number;
   seenAt: number;
+  /**
+   * When the device was last in use (an ack, a frame, an explicit `active`), for the
+   * presence-aware push hold; null: it went idle or its last connection closed; undefined:
+   * unchanged.
+   */
+  activeAt?: number | null;
+  /** Highest sequence acknowledged while in use (a held push of it need not alert). */
+  seenSeq?: number;
 }
 
 /** Devices whose progress one statement writes. */
@@ -258,14 +257,20 @@ const PROGRESS_CHUNK = 500;
 
 /**
  * Sequences never go backwards; a device removed meanwhile is simply not updated. The
- * batch travels as one JSON parameter of [station, acked, delivered, seen] entries.
+ * batch travels as one JSON parameter of [station, acked, delivered, seen, active, seen
+ * while active] entries; `active` is null for unchanged and 0 for cleared.
  */
 const RECORD_PROGRESS = new Statement({
   sqlite: `UPDATE devices SET acked_seq = max(acked_seq, p.value ->> 1), delivered_seq = max(delivered_seq, p.value ->> 2),
-             last_seen_at = p.value ->> 3
+             last_seen_at = p.value ->> 3,
+             active_at = CASE WHEN p.value ->> 4 IS NULL THEN active_at WHEN p.value ->> 4 = 0 THEN NULL ELSE p.value ->> 4 END,
+             seen_seq = max(seen_seq, coalesce(p.value ->> 5, 0))
            FROM json_each(?) AS p WHERE devices.station = p.value ->> 0`,
   postgres: `UPDATE devices SET acked_seq = greatest(devices.acked_seq, (p ->> 1)::bigint),
-               delivered_seq = greatest(devices.delivered_seq, (p ->> 2)::bigint), last_seen_at = (p ->> 3)::bigint
+               delivered_seq = greatest(devices.delivered_seq, (p ->> 2)::bigint), last_seen_at = (p ->> 3)::bigint,
+               active_at = CASE WHEN p ->> 4 IS NULL THEN devices.active_at WHEN (p ->> 4)::bigint = 0 THEN NULL
+                                ELSE (p ->> 4)::bigint END,
+               seen_seq = greatest(devices.seen_seq, coalesce((p ->> 5)::bigint, 0))
              FROM jsonb_array_elements(?::jsonb) AS p WHERE devices.station = p ->> 0`,
 });
 
@@ -277,14 +282,18 @@ const RECORD_PROGRESS = new Statement({
  * open) count as one, with the highest of each.
  */
 export async function recordLiveProgress(db: Db, progress: LiveProgress[]): Promise<void> {
-  const byStation = new Map<string, [string, number, number, number]>();
+  const byStation = new Map<string, [string, number, number, number, number | null, number]>();
   for (const p of progress) {
+    // Cleared is 0, so an activity of the same device in the same batch wins over it.
+    const active = p.activeAt === undefined ? null : (p.activeAt ?? 0);
     const entry = byStation.get(p.station);
-    if (!entry) byStation.set(p.station, [p.station, p.ackedSeq, p.deliveredSeq, p.seenAt]);
+    if (!entry) byStation.set(p.station, [p.station, p.ackedSeq, p.deliveredSeq, p.seenAt, active, p.seenSeq ?? 0]);
     else {
       entry[1] = Math.max(entry[1], p.ackedSeq);
       entry[2] = Math.max(entry[2], p.deliveredSeq);
       entry[3] = Math.max(entry[3], p.seenAt);
+      if (active !== null) entry[4] = Math.max(entry[4] ?? 0, active);
+      entry[5] = Math.max(entry[5], p.seenSeq ?? 0);
     }
   }
   // Rows are written in station order, so two nodes flushing the same devices take their locks alike.

@@ -186,6 +186,7 @@ async function pusherDevice(
       push_disabled_at: null,
       push_disabled_reason: null,
       acked_seq: 0,
+      seen_seq: 0,
       delivered_seq: 0,
       last_seen_at: now,
       created_at: now,

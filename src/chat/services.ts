@@ -13,7 +13,6 @@ import {
   deviceOf,
   forgetDevicesBeyondLimit,
   listDevices,
-  recordAck,
   recordLiveProgress,
   registerDevice,
   removeDevice,
@@ -56,7 +55,6 @@ export function devices(db: Kysely<Database>, bus: Pick<Bus, 'publishDisconnect'
     remove: (userId: string, station: string) => removeDevice(db, bus, userId, station),
     /** What live channels learned of many devices (acknowledged and delivered sequences), written in batches. */
     recordLiveProgress: (progress: LiveProgress[]) => recordLiveProgress(db, progress),
-    recordAck: (station: string, seq: number) => recordAck(db, station, seq),
   };
 }
 export type Devices = ReturnType<typeof devices>;

@@ -90,6 +90,14 @@ export function isPushedType(type: NotificationType): boolean {
 }
 
 /**
+ * True when a push of this notification alerts the user (neither the clean badge push nor a
+ * silent one): the same rule as pushKindOf's `alert`, for the outbox's hold.
+ */
+export function alertsOnPush(n: Pick<Notification, 'type' | 'silent'>): boolean {
+  return n.type !== 'clean' && !n.silent;
+}
+
+/**
  * The JSON frame of a notification on the live channels (WebSocket, UDP). `clean` is
  * its own frame type because clients treat it differently: it only resets the badge.
  */

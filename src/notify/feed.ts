@@ -3,7 +3,7 @@ import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
 import { isPushedType, notificationId } from '../model/notification.ts';
 import { rowToNotification } from '../store/rows.ts';
-import type { BulkWriter } from '../store/bulk.ts';
+import type { BulkWriter, PushHold } from '../store/bulk.ts';
 import type { SilenceReason, Silencer } from './preferences.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -15,10 +15,20 @@ export interface AppendOptions {
   now?: number;
   /** The database's own writer for the audience-sized statements (Store.bulk). */
   bulk: BulkWriter;
-  /** Told how many outbox rows were written, when there were any. */
-  onPushesQueued?: (count: number) => void;
   /** Recipients' do-not-disturb, quiet hours and muted conversations: what may not alert now. */
   silencer?: Silencer;
+  /** Told how many outbox rows were written (and how many of them are held), when there were any. */
+  onPushesQueued?: (count: number, held: number) => void;
+  /** Presence-aware hold of alerting pushes; none when unset. */
+  pushHold?: PushHoldPolicy;
+}
+
+/** How long alerting pushes wait for a user who is in use, and what counts as in use. */
+export interface PushHoldPolicy {
+  /** The grace period; 0 turns the hold off. */
+  holdMs: number;
+  /** A device that showed activity this recently is in use. */
+  activeWindowMs: number;
 }
 
 /** A recipient's share of a batch, and the sequence numbers and badge it is given. */
@@ -98,15 +108,23 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   if (silenced) for (const [reason, count] of silenced) silencer!.counted?.(reason, count);
   await bulk.insertNotifications(trx, notifications, keys);
 
-  const pushesQueued = await enqueuePushes(trx, bulk, notifications, now);
-  if (pushesQueued > 0) options.onPushesQueued?.(pushesQueued);
+  const pushes = await enqueuePushes(trx, bulk, notifications, now, options.pushHold);
+  if (pushes.queued > 0) options.onPushesQueued?.(pushes.queued, pushes.held);
   return notifications;
 }
 
-/** One outbox row per push-token device of each recipient; says how many it wrote. */
-async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notification[], now: number): Promise<number> {
+/** One outbox row per push-token device of each recipient; says how many it wrote and held. */
+async function enqueuePushes(
+  trx: Db,
+  bulk: BulkWriter,
+  notifications: Notification[],
+  now: number,
+  policy: PushHoldPolicy | undefined,
+): Promise<{ queued: number; held: number }> {
   const pushed = notifications.filter((n) => isPushedType(n.type));
-  if (pushed.length === 0) return 0;
+  if (pushed.length === 0) return { queued: 0, held: 0 };
+  const hold: PushHold | undefined =
+    policy && policy.holdMs > 0 ? { activeAfter: now - policy.activeWindowMs, until: now + policy.holdMs } : undefined;
   // A time to live of the sender's own: the drafts of one call share it, so this is one group.
   const byExpiry = new Map<number, Notification[]>();
   for (const n of pushed) {
@@ -115,9 +133,14 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, notifications: Notificat
     if (group) group.push(n);
     else byExpiry.set(expiresAt, [n]);
   }
-  let queued = 0;
-  for (const [expiresAt, group] of byExpiry) queued += await bulk.queuePushes(trx, group, now, expiresAt);
-  return queued;
+  const total = { queued: 0, held: 0 };
+  for (const [expiresAt, group] of byExpiry) {
+    // A push that would expire before its hold ends is not held.
+    const { queued, held } = await bulk.queuePushes(trx, group, now, expiresAt, hold && hold.until < expiresAt ? hold : undefined);
+    total.queued += queued;
+    total.held += held;
+  }
+  return total;
 }
 
 /** Where a user's feed stands: its last sequence number and the badge (0 and 0 while it is empty). */

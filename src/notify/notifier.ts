@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { Bus } from '../cluster/bus.ts';
 import type { Store } from '../store/db.ts';
 import type { Database } from '../store/schema.ts';
-import { appendNotifications, type AppendOptions } from './feed.ts';
+import { appendNotifications, type AppendOptions, type PushHoldPolicy } from './feed.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
 import type { Silencer } from './preferences.ts';
 
@@ -30,8 +30,9 @@ interface Unit {
   reject(error: unknown): void;
   attempts: number;
   produced: Notification[];
-  /** Outbox rows the unit wrote. */
+  /** Outbox rows the unit wrote, and how many of them are held. */
   pushesQueued: number;
+  pushesHeld: number;
   result?: unknown;
   error?: unknown;
 }
@@ -41,8 +42,8 @@ function isRetryable(error: unknown): boolean {
   return code !== undefined && RETRYABLE_PG_CODES.has(code);
 }
 
-/** What a commit published: its notifications, and how many push deliveries it queued. */
-export type CommittedListener = (notifications: Notification[], pushesQueued: number) => void;
+/** What a commit published: its notifications, how many push deliveries it queued, and how many of those are held. */
+export type CommittedListener = (notifications: Notification[], pushesQueued: number, pushesHeld: number) => void;
 
 /**
  * The one way state changes that notify someone are written: the change and its
@@ -69,6 +70,8 @@ export class Notifier {
     private readonly onPublishError: (error: unknown) => void = () => {},
     /** Users' alert preferences, applied to every notification as it is made. */
     private readonly silencer?: Silencer,
+    /** Alerting pushes to a user who is in use wait this long (presence-aware hold); none when unset. */
+    private readonly pushHold?: PushHoldPolicy,
   ) {}
 
   /** Called after every commit that produced notifications (the outbox dispatcher wakes on it). */
@@ -85,6 +88,7 @@ export class Notifier {
         attempts: 0,
         produced: [],
         pushesQueued: 0,
+        pushesHeld: 0,
       });
       if (!this.draining) void this.drain();
     });
@@ -114,6 +118,7 @@ export class Notifier {
       unit.attempts++;
       unit.produced = [];
       unit.pushesQueued = 0;
+      unit.pushesHeld = 0;
       unit.error = undefined;
     }
     const single = batch.length === 1;
@@ -125,7 +130,11 @@ export class Notifier {
           const notifications = await appendNotifications(trx!, drafts, {
             bulk: this.store.bulk,
             silencer: this.silencer,
-            onPushesQueued: (count) => (unit.pushesQueued += count),
+            pushHold: this.pushHold,
+            onPushesQueued: (count, held) => {
+              unit.pushesQueued += count;
+              unit.pushesHeld += held;
+            },
             ...options,
           });
           unit.produced.push(...notifications);
@@ -164,12 +173,14 @@ export class Notifier {
 
     const published: Notification[] = [];
     let pushesQueued = 0;
+    let pushesHeld = 0;
     for (const unit of batch) {
       if (unit.error !== undefined) continue;
       published.push(...unit.produced);
       pushesQueued += unit.pushesQueued;
+      pushesHeld += unit.pushesHeld;
     }
-    if (published.length > 0) await this.publish(published, pushesQueued).catch(this.onPublishError);
+    if (published.length > 0) await this.publish(published, pushesQueued, pushesHeld).catch(this.onPublishError);
 
     for (const unit of batch) {
       if (unit.error === undefined) unit.resolve(unit.result);
@@ -179,8 +190,8 @@ export class Notifier {
   }
 
   /** Publishes already committed notifications (used by transact, and by tests and tools). */
-  async publish(notifications: Notification[], pushesQueued = 0): Promise<void> {
+  async publish(notifications: Notification[], pushesQueued = 0, pushesHeld = 0): Promise<void> {
     await this.bus.publish(notifications);
-    for (const listener of this.committedListeners) listener(notifications, pushesQueued);
+    for (const listener of this.committedListeners) listener(notifications, pushesQueued, pushesHeld);
   }
 }

@@ -4,7 +4,15 @@ import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../model/channel.ts';
 import { notificationId, parseNotificationId, type Notification } from '../model/notification.ts';
-import type { ClaimedDelivery, DeliveryStore, FinalState, OutcomeMarks, PushDeviceRow, UsableDevice } from '../store/deliveries.ts';
+import type {
+  ClaimedDelivery,
+  DeliveryStore,
+  FinalState,
+  OutcomeMarks,
+  PushDeviceRow,
+  SeenQuestion,
+  UsableDevice,
+} from '../store/deliveries.ts';
 import { rowToNotification } from '../store/rows.ts';
 import type { DeviceAlerts } from './preferences.ts';
 
@@ -83,6 +91,8 @@ export interface OutboxParts {
   pushes: Pick<Counter<'provider' | 'outcome'>, 'inc'>;
   /** The kinds each device alerts for; a kind it does not goes as a background push. */
   alerts?: DeviceAlerts;
+  /** Held pushes by how their hold ended: `sent` or `cancelled` (`held` is counted when they are queued). */
+  holds?: Pick<Counter<'outcome'>, 'inc'>;
 }
 
 export async function startOutbox(parts: OutboxParts): Promise<Outbox> {
@@ -99,6 +109,7 @@ class Dispatcher implements Outbox {
   private readonly log: Logger;
   private readonly pushes: OutboxParts['pushes'];
   private readonly alerts: DeviceAlerts | undefined;
+  private readonly holds: OutboxParts['holds'];
   private inFlight = 0;
   private pumping = false;
   private pumpAgain = false;
@@ -119,6 +130,7 @@ class Dispatcher implements Outbox {
     this.log = parts.log;
     this.pushes = parts.pushes;
     this.alerts = parts.alerts;
+    this.holds = parts.holds;
     this.channels = new Map(parts.channels.map((c) => [c.provider, c]));
     this.providers = [...this.channels.keys()];
   }
@@ -194,16 +206,27 @@ class Dispatcher implements Outbox {
       const id = notificationId(n.user_key, n.seq);
       notifications.set(id, rowToNotification(n, userOf.get(id)!));
     }
+    const seen = await this.seenWhileHeld(rows, notifications);
     const now = Date.now();
     let unusable: ClaimedDelivery[] | undefined;
     // One silent copy per notification, shared (like the original) by the devices that take it.
     let withheld: Map<string, Notification> | undefined;
+    let heldSent = 0;
+    let heldCancelled = 0;
     for (const row of rows) {
       let notification = notifications.get(row.notification_id);
       if (!notification) {
         // The notification was deleted (its user was removed) while the row was claimed.
         this.finish(row, 'failed', 'the notification no longer exists');
         continue;
+      }
+      if (row.state === 'held') {
+        if (seen?.has(row.notification_id)) {
+          heldCancelled++;
+          this.finish(row, 'cancelled', 'the user saw it on a device in use, or read it, while it was held');
+          continue;
+        }
+        heldSent++;
       }
       if (now >= row.expires_at) {
         this.finish(row, 'expired', 'its time to live passed before it could be sent');
@@ -228,7 +251,29 @@ class Dispatcher implements Outbox {
         keys: keys ? (JSON.parse(keys) as Record<string, string>) : undefined,
       });
     }
+    if (heldSent > 0) this.holds?.inc({ outcome: 'sent' }, heldSent);
+    if (heldCancelled > 0) this.holds?.inc({ outcome: 'cancelled' }, heldCancelled);
     if (unusable) await this.closeUnusable(unusable);
+  }
+
+  /**
+   * Of the held rows' notifications, the ids of those their user saw while they were held:
+   * one query for the whole claim. Undefined when no row is held.
+   */
+  private async seenWhileHeld(rows: ClaimedDelivery[], notifications: Map<string, Notification>): Promise<Set<string> | undefined> {
+    let questions: SeenQuestion[] | undefined;
+    const asked = new Set<string>();
+    for (const row of rows) {
+      if (row.state !== 'held' || asked.has(row.notification_id)) continue;
+      const notification = notifications.get(row.notification_id);
+      const named = parseNotificationId(row.notification_id);
+      if (!notification || !named) continue;
+      asked.add(row.notification_id);
+      (questions ??= []).push([named.userKey, named.seq, notification.conversationId, row.user_id]);
+    }
+    if (!questions) return undefined;
+    const seen = await this.deliveries.seenNotifications(questions);
+    return new Set(seen.map((n) => notificationId(Number(n.user_key), Number(n.seq))));
   }
 
   private send(row: ClaimedDelivery, notification: Notification, target: PushTarget): void {

@@ -1,7 +1,7 @@
 import type SQLite from 'better-sqlite3';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
-import { dataText, type Notification } from '../model/notification.ts';
+import { alertsOnPush, dataText, type Notification } from '../model/notification.ts';
 import { notificationToRow } from './rows.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -41,8 +41,25 @@ export interface BulkWriter {
    * not disabled), pending and due at `now`, given up at `expiresAt`; says how many. The
    * devices are joined by the database itself: a message to a large group queues tens of
    * thousands of pushes without a device row or an outbox row passing through JavaScript.
+   * With a `hold`, the rows of an alerting notification whose recipient has a device in use
+   * are `held` instead, due at `hold.until`.
    */
-  queuePushes(trx: Db, notifications: Notification[], now: number, expiresAt: number): Promise<number>;
+  queuePushes(trx: Db, notifications: Notification[], now: number, expiresAt: number, hold?: PushHold): Promise<QueuedPushes>;
+}
+
+/** Presence-aware hold: who counts as in use, and until when their alerting pushes wait. */
+export interface PushHold {
+  /** A device whose `active_at` is after this was in use. */
+  activeAfter: number;
+  /** When held rows fall due. */
+  until: number;
+}
+
+export interface QueuedPushes {
+  /** Outbox rows written. */
+  queued: number;
+  /** How many of them are held. */
+  held: number;
 }
 
 const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, station, provider, state, attempts, next_attempt_at,
@@ -143,6 +160,8 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   let heads: SQLite.Statement | undefined;
   let insert: SQLite.Statement | undefined;
   let queue: SQLite.Statement | undefined;
+  let queueHolding: SQLite.Statement | undefined;
+  let countHeld: SQLite.Statement | undefined;
   const memory = new FeedHeadMemory(database);
   return {
     async feedHeads(trx, userIds) {
@@ -199,15 +218,38 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
-    async queuePushes(_trx, notifications, now, expiresAt) {
-      // The notifications travel as one JSON parameter of [user id, notification id] pairs.
-      queue ??= database.prepare(
-        `${DELIVERY_INSERT}
-         SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
-         FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${PUSH_DEVICE}`,
+    async queuePushes(_trx, notifications, now, expiresAt, hold) {
+      if (!hold) {
+        // The notifications travel as one JSON parameter of [user id, notification id] pairs.
+        queue ??= database.prepare(
+          `${DELIVERY_INSERT}
+           SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
+           FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${PUSH_DEVICE}`,
+        );
+        const pairs = JSON.stringify(notifications.map((n) => [n.userId, n.id]));
+        return { queued: queue.run(now, expiresAt, now, now, pairs).changes, held: 0 };
+      }
+      // [user id, notification id, 1 when it alerts]; whether a recipient is in use is asked
+      // once per recipient (materialised), not once per push device.
+      queueHolding ??= database.prepare(
+        `WITH target AS MATERIALIZED (
+           SELECT t.value ->> 0 AS user_id, t.value ->> 1 AS notification_id,
+             t.value ->> 2 = 1 AND EXISTS (SELECT 1 FROM devices AS a
+               WHERE a.user_id = t.value ->> 0 AND a.active_at IS NOT NULL AND a.active_at > ?) AS held
+           FROM json_each(?) AS t)
+         ${DELIVERY_INSERT}
+         SELECT target.notification_id, d.user_id, d.station, d.push_provider,
+           CASE WHEN target.held THEN 'held' ELSE 'pending' END, 0, CASE WHEN target.held THEN ? ELSE ? END,
+           NULL, NULL, ?, NULL, ?, ?
+         FROM target CROSS JOIN devices AS d ON d.user_id = target.user_id AND ${PUSH_DEVICE}`,
       );
-      const pairs = JSON.stringify(notifications.map((n) => [n.userId, n.id]));
-      return queue.run(now, expiresAt, now, now, pairs).changes;
+      const triples = JSON.stringify(notifications.map((n) => [n.userId, n.id, alertsOnPush(n) ? 1 : 0]));
+      const result = queueHolding.run(hold.activeAfter, triples, hold.until, now, expiresAt, now, now);
+      if (result.changes === 0) return { queued: 0, held: 0 };
+      // The rows of one INSERT take consecutive ids (one writer): count the held among them.
+      countHeld ??= database.prepare(`SELECT count(*) FROM deliveries WHERE id > ? AND id <= ? AND state = 'held'`).pluck();
+      const last = Number(result.lastInsertRowid);
+      return { queued: result.changes, held: countHeld.get(last - result.changes, last) as number };
     },
   };
 }
@@ -243,17 +285,40 @@ export const postgresBulkWriter: BulkWriter = {
         ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
         ${column('status_at')}::bigint[], ${column('created_at')}::bigint[], ${column('push_options')}::text[])`.execute(trx);
   },
-  async queuePushes(trx, notifications, now, expiresAt) {
-    const result = await sql<{ queued: number }>`
-      WITH queued AS (
+  async queuePushes(trx, notifications, now, expiresAt, hold) {
+    const users = notifications.map((n) => n.userId);
+    const ids = notifications.map((n) => n.id);
+    if (!hold) {
+      const result = await sql<{ queued: number }>`
+        WITH queued AS (
+          ${sql.raw(DELIVERY_INSERT)}
+          SELECT t.n, d.user_id, d.station, d.push_provider, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint,
+                 NULL, ${now}::bigint, ${now}::bigint
+          FROM unnest(${users}::varchar[], ${ids}::varchar[]) AS t(u, n)
+          JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(PUSH_DEVICE)}
+          RETURNING 1
+        )
+        SELECT count(*)::integer AS queued FROM queued`.execute(trx);
+      return { queued: result.rows[0].queued, held: 0 };
+    }
+    // The recipients in use, found in one scan of the index of devices with an activity
+    // (devices_active), then joined like a table: most recipients are in none of it.
+    const alerting = notifications.filter(alertsOnPush).map((n) => n.userId);
+    const result = await sql<QueuedPushes>`
+      WITH active AS (
+        SELECT DISTINCT a.user_id FROM devices AS a
+        WHERE a.user_id = ANY(${alerting}::varchar[]) AND a.active_at IS NOT NULL AND a.active_at > ${hold.activeAfter}::bigint
+      ), queued AS (
         ${sql.raw(DELIVERY_INSERT)}
-        SELECT t.n, d.user_id, d.station, d.push_provider, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint,
-               NULL, ${now}::bigint, ${now}::bigint
-        FROM unnest(${notifications.map((n) => n.userId)}::varchar[], ${notifications.map((n) => n.id)}::varchar[]) AS t(u, n)
+        SELECT t.n, d.user_id, d.station, d.push_provider, CASE WHEN t.a AND active.user_id IS NOT NULL THEN 'held' ELSE 'pending' END, 0,
+               CASE WHEN t.a AND active.user_id IS NOT NULL THEN ${hold.until}::bigint ELSE ${now}::bigint END, NULL, NULL,
+               ${expiresAt}::bigint, NULL, ${now}::bigint, ${now}::bigint
+        FROM unnest(${users}::varchar[], ${ids}::varchar[], ${notifications.map(alertsOnPush)}::boolean[]) AS t(u, n, a)
         JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(PUSH_DEVICE)}
-        RETURNING 1
+        LEFT JOIN active ON active.user_id = t.u
+        RETURNING state
       )
-      SELECT count(*)::integer AS queued FROM queued`.execute(trx);
-    return result.rows[0].queued;
+      SELECT count(*)::integer AS queued, (count(*) FILTER (WHERE state = 'held'))::integer AS held FROM queued`.execute(trx);
+    return result.rows[0];
   },
 };

@@ -26,7 +26,18 @@ export interface DeliveryStore {
   releaseLeases(owners: readonly string[], now: number): Promise<number>;
   /** Marks pending rows past their time to live (and held by nobody) expired. */
   expireOverdue(now: number, reason: string): Promise<void>;
+  /**
+   * Of these notifications, the ones their user has seen since: a device acknowledged them
+   * while in use, or a later clean notification read their conversation (or the feed up to them).
+   */
+  seenNotifications(notifications: readonly SeenQuestion[]): Promise<Array<{ user_key: number; seq: number }>>;
 }
+
+/** A held notification, as seenNotifications asks about it. */
+export type SeenQuestion = [userKey: number, seq: number, conversationId: string | null, userId: string];
+
+/** Rows still to be sent: `held` ones wait for the presence-aware hold to end. */
+export const OPEN_STATES = ['pending', 'held'] as const;
 
 /** The writes one batch of outcomes is made of (see recordOutcomes). */
 export interface OutcomeMarks {
@@ -41,7 +52,8 @@ export interface OutcomeMarks {
   markDeadToken(id: number, station: string, token: string, reason: string): Promise<boolean>;
 }
 
-export type FinalState = 'delivered' | 'failed' | 'expired' | 'dead';
+/** `cancelled`: a held alert the user saw elsewhere before its hold ended. */
+export type FinalState = 'delivered' | 'failed' | 'expired' | 'dead' | 'cancelled';
 
 export interface ClaimedDelivery {
   id: number;
@@ -49,6 +61,8 @@ export interface ClaimedDelivery {
   user_id: string;
   station: string;
   provider: string;
+  /** `held`: an alert that waited for its user to see it elsewhere; sent only if they did not. */
+  state: (typeof OPEN_STATES)[number];
   attempts: number;
   expires_at: number;
   /**
@@ -98,20 +112,20 @@ const USABLE_DEVICE = `devices.station = deliveries.station AND devices.user_id 
  */
 const CLAIM = new Statement<ClaimedDelivery>({
   sqlite: `UPDATE deliveries SET lease_until = ?, lease_owner = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
-    WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?
+    WHERE id IN (SELECT id FROM deliveries WHERE state IN ('pending', 'held') AND next_attempt_at <= ?
       AND (lease_until IS NULL OR lease_until < ?) AND provider IN (SELECT value FROM json_each(?))
       ORDER BY next_attempt_at LIMIT ?)
-    RETURNING id, notification_id, user_id, station, provider, attempts, expires_at,
+    RETURNING id, notification_id, user_id, station, provider, state, attempts, expires_at,
       (SELECT json_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
   postgres: `WITH due AS (
-      SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $3
+      SELECT id FROM deliveries WHERE state IN ('pending', 'held') AND next_attempt_at <= $3
         AND (lease_until IS NULL OR lease_until < $3) AND provider = ANY($4::varchar[])
       ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
     UPDATE deliveries SET lease_until = $1, lease_owner = $2, next_attempt_at = $1,
       attempts = deliveries.attempts + 1, updated_at = $3
     FROM due WHERE deliveries.id = due.id
     RETURNING deliveries.id, deliveries.notification_id, deliveries.user_id, deliveries.station,
-      deliveries.provider, deliveries.attempts, deliveries.expires_at,
+      deliveries.provider, deliveries.state, deliveries.attempts, deliveries.expires_at,
       (SELECT json_build_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
 });
 
@@ -136,7 +150,10 @@ const NOTIFICATIONS = new Statement<NotificationsTable>({
  * walk the deliveries_due index over every pending row and test each against the id list.
  */
 const IDS = { sqlite: 'id IN (SELECT value FROM json_each(?))', postgres: 'id = ANY(?::bigint[])' } as const;
-const OURS = { sqlite: `lease_owner = ? AND +state = 'pending'`, postgres: `lease_owner = ? AND state = 'pending'` } as const;
+const OURS = {
+  sqlite: `lease_owner = ? AND +state IN ('pending', 'held')`,
+  postgres: `lease_owner = ? AND state IN ('pending', 'held')`,
+} as const;
 
 /** Parameters: updated_at, ids, owner. */
 const MARK_DELIVERED = new Statement<never>({
@@ -154,12 +171,29 @@ const MARK_FINAL = new Statement<never>({
     WHERE ${IDS.postgres} AND ${OURS.postgres}`,
 });
 
-/** Parameters: next_attempt_at, last_error, updated_at, id, owner. */
+/** Parameters: next_attempt_at, last_error, updated_at, id, owner. A held row that was sent is held no more. */
 const MARK_RETRY = new Statement<never>({
-  sqlite: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
+  sqlite: `UPDATE deliveries SET state = 'pending', next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
     WHERE id = ? AND ${OURS.sqlite}`,
-  postgres: `UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, updated_at = ?
-    WHERE id = ? AND ${OURS.postgres}`,
+  postgres: `UPDATE deliveries SET state = 'pending', next_attempt_at = ?, lease_until = NULL, lease_owner = NULL, last_error = ?,
+      updated_at = ? WHERE id = ? AND ${OURS.postgres}`,
+});
+
+/**
+ * Seen since: a device of the user acknowledged the notification while in use (`seen_seq`),
+ * or a later clean notification read its conversation, or (no conversation, `data.upto`)
+ * the feed up to it. Parameter: [user key, seq, conversation id, user id] entries as JSON.
+ */
+const SEEN = new Statement<{ user_key: number; seq: number }>({
+  sqlite: `SELECT w.value ->> 0 AS user_key, w.value ->> 1 AS seq FROM json_each(?) AS w
+    WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = w.value ->> 3 AND seen_seq >= w.value ->> 1)
+      OR EXISTS (SELECT 1 FROM notifications AS c WHERE c.user_key = w.value ->> 0 AND c.seq > w.value ->> 1 AND c.type = 'clean'
+        AND (c.conversation_id = w.value ->> 2 OR (c.conversation_id IS NULL AND c.data ->> '$.upto' >= w.value ->> 1)))`,
+  postgres: `SELECT (w ->> 0)::bigint AS user_key, (w ->> 1)::bigint AS seq FROM jsonb_array_elements(?::jsonb) AS w
+    WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = w ->> 3 AND seen_seq >= (w ->> 1)::bigint)
+      OR EXISTS (SELECT 1 FROM notifications AS c WHERE c.user_key = (w ->> 0)::bigint AND c.seq > (w ->> 1)::bigint
+        AND c.type = 'clean' AND (c.conversation_id = w ->> 2
+          OR (c.conversation_id IS NULL AND (c.data::jsonb ->> 'upto')::bigint >= (w ->> 1)::bigint)))`,
 });
 
 /** Disables a device's push after the provider called its token dead (only while it is still the device's token). */
@@ -204,7 +238,7 @@ export class SqlDeliveryStore implements DeliveryStore {
       .updateTable('deliveries')
       .set({ lease_until: leaseUntil, next_attempt_at: leaseUntil })
       .where('lease_owner', '=', owner)
-      .where('state', '=', 'pending')
+      .where('state', 'in', OPEN_STATES)
       .where('lease_until', 'is not', null)
       .execute();
   }
@@ -214,7 +248,7 @@ export class SqlDeliveryStore implements DeliveryStore {
       .selectFrom('deliveries')
       .select('lease_owner')
       .distinct()
-      .where('state', '=', 'pending')
+      .where('state', 'in', OPEN_STATES)
       .where('lease_owner', 'is not', null)
       .execute();
     return owners.map((o) => o.lease_owner!);
@@ -226,17 +260,22 @@ export class SqlDeliveryStore implements DeliveryStore {
       .updateTable('deliveries')
       // Claiming moved next_attempt_at to the lease's end; released rows are due now.
       .set({ lease_until: null, lease_owner: null, next_attempt_at: now })
-      .where('state', '=', 'pending')
+      .where('state', 'in', OPEN_STATES)
       .where('lease_owner', 'in', owners)
       .executeTakeFirst();
     return Number(released.numUpdatedRows);
+  }
+
+  seenNotifications(notifications: readonly SeenQuestion[]): Promise<Array<{ user_key: number; seq: number }>> {
+    if (notifications.length === 0) return Promise.resolve([]);
+    return SEEN.all(this.db, [JSON.stringify(notifications)]);
   }
 
   async expireOverdue(now: number, reason: string): Promise<void> {
     await this.db
       .updateTable('deliveries')
       .set({ state: 'expired', last_error: reason, updated_at: now })
-      .where('state', '=', 'pending')
+      .where('state', 'in', OPEN_STATES)
       .where('expires_at', '<=', now)
       .where('lease_owner', 'is', null)
       .execute();
@@ -279,7 +318,7 @@ class TransactionMarks implements OutcomeMarks {
         updated_at: this.now,
       })
       .where('station', '=', station)
-      .where('state', '=', 'pending')
+      .where('state', 'in', OPEN_STATES)
       .execute();
     return true;
   }

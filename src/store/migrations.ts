@@ -4,6 +4,7 @@ import type { Dialect } from './schema.ts';
 import { web3mqMigration } from './migrations-web3mq.ts';
 import { gatewayMigration } from './migrations-gateway.ts';
 import { apiTokensMigration } from './migrations-api-tokens.ts';
+import { presenceHoldMigration } from './migrations-presence-hold.ts';
 import { preferencesMigration } from './migrations-preferences.ts';
 
 const initial: HeraldMigration = ({ serial, time, dialect }) => ({
@@ -304,6 +305,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0008_feed_by_user_key', feedByUserKey],
   ['0009_api_tokens', apiTokensMigration],
   ['0010_gateway_sends', gatewayMigration],
+  ['0011_presence_hold', presenceHoldMigration],
   ['0012_preferences', preferencesMigration],
 ];
 

@@ -38,6 +38,10 @@ export interface DevicesTable {
   delivered_seq: number;
   last_seen_at: number;
   created_at: number;
+  /** When the device was last in use (an ack, a frame, `active`); null when idle or closed. */
+  active_at: number | null;
+  /** The highest sequence the device acknowledged while in use: a push held for it is not needed. */
+  seen_seq: number;
 }
 
 export interface FriendshipsTable {
@@ -157,7 +161,7 @@ export interface DeliveriesTable {
   user_id: string;
   station: string;
   provider: string;
-  state: string; // 'pending' | 'delivered' | 'dead' | 'failed' | 'expired'
+  state: string; // 'pending' | 'held' | 'delivered' | 'dead' | 'failed' | 'expired' | 'cancelled'
   attempts: number;
   next_attempt_at: number;
   lease_until: number | null;

@@ -12,10 +12,10 @@ export interface PushScene {
   stop(): Promise<void>;
 }
 
-/** The APNs and FCM doubles, a node configured for them, and Alice and Bob as friends. */
-export async function startPushScene(kind: StoreKind): Promise<PushScene> {
+/** The APNs and FCM doubles, a node configured for them (and `env`), and Alice and Bob as friends. */
+export async function startPushScene(kind: StoreKind, env: Record<string, string> = {}): Promise<PushScene> {
   const doubles = await startPushDoubles();
-  const server = await startTestServer(kind, doubles.env);
+  const server = await startTestServer(kind, { ...doubles.env, ...env });
   const alice = await addUser(server, 'Alice');
   const bob = await addUser(server, 'Bob', 'ios');
   await befriend(server, alice, bob);
