@@ -56,7 +56,9 @@ describeEachStore('preferences on every channel and for every source', (kind) =>
   };
 
   beforeAll(async () => {
-    scene = await startPushScene(kind);
+    // Bob's desktop acknowledges what it gets: without this, presence-aware holds would keep
+    // his phone quiet for a reason of their own (test/push-presence-hold.test.ts).
+    scene = await startPushScene(kind, { HERALD_PUSH_HOLD_S: '0' });
     ({ doubles, server, alice, bob } = scene);
     await bob.client.ok('chatdevice', { action: 'register', platform: 'ios', pushtoken: iphone });
     await addPushDevice(server, bob, 'android', android);

@@ -11,7 +11,9 @@ describeEachStore('refused Web3MQ calls change nothing, on $name', (kind) => {
   let before: Awaited<ReturnType<typeof web3mqSnapshot>>;
 
   beforeAll(async () => {
-    server = await startTestServer(kind);
+    // This file makes dozens of refused calls from one address on purpose: the login limit,
+    // which slows that down (test/rate-limits-logins.test.ts), would answer them 429 instead.
+    server = await startTestServer(kind, { HERALD_LIMIT_LOGIN: 'off' });
     alice = await new RawWeb3mqUser(server.http).registerAndLogin();
     bob = await new RawWeb3mqUser(server.http).registerAndLogin();
     const sent = await bob.signedPost('/api/contacts/add_friends/', { target_userid: alice.userid, content: 'hi' }, [alice.userid, 'hi']);
