@@ -5,6 +5,11 @@ export function userIdOf(email: string): string {
   return createHash('md5').update(normaliseEmail(email)).digest('hex');
 }
 
+/** The user id a caller names: an e-mail address stands for its user, an id for itself. */
+export function userIdNamed(emailOrId: string): string {
+  return emailOrId.includes('@') ? userIdOf(emailOrId) : emailOrId.trim().toLowerCase();
+}
+
 export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }

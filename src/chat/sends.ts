@@ -12,7 +12,7 @@ import {
 } from '../model/notification.ts';
 import { badRequest, HeraldError } from '../errors.ts';
 import { dialectOf, listParameter, Statement } from '../store/statement.ts';
-import { userIdOf } from './ids.ts';
+import { userIdNamed } from './ids.ts';
 
 /*
  * Notifications born in another backend (the gateway API, `POST /v1/notifications`): they
@@ -63,11 +63,6 @@ export interface IdempotentCall {
   requestHash: string;
 }
 
-/** The user id a recipient names: an e-mail address stands for the user it identifies. */
-function recipientId(to: string): string {
-  return to.includes('@') ? userIdOf(to) : to.trim().toLowerCase();
-}
-
 /**
  * Sends one notification to each recipient. With an idempotency key the answer is written
  * in the same transaction as the notifications, so a retried call (even one racing the
@@ -81,7 +76,7 @@ export async function sendNotifications(
   // The recipients as the sender named them, each user once: a retried call names them alike.
   const named = new Map<string, string>();
   for (const to of send.to) {
-    const id = recipientId(to);
+    const id = userIdNamed(to);
     if (!named.has(id)) named.set(id, to);
   }
   return notifier.transact(async (trx, emit) => {

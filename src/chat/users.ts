@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, UsersTable } from '../store/schema.ts';
 import { badRequest, conflict, notFound } from '../errors.ts';
-import { isEmail, newApiKey, normaliseEmail, userIdOf } from './ids.ts';
+import { isEmail, newApiKey, normaliseEmail, userIdNamed, userIdOf } from './ids.ts';
 import { Statement } from '../store/statement.ts';
 
 type Db = Kysely<Database>;
@@ -67,7 +67,7 @@ export async function getUser(db: Db, userId: string): Promise<User | undefined>
 
 /** Accepts a user id or an e-mail address. */
 export async function resolveUser(db: Db, emailOrId: string): Promise<User> {
-  const id = emailOrId.includes('@') ? userIdOf(emailOrId) : emailOrId.toLowerCase();
+  const id = userIdNamed(emailOrId);
   const user = await getUser(db, id);
   if (!user) throw notFound(`no such user: ${emailOrId}`);
   return user;

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { errorStatus } from '../http.ts';
 import type { ApiTokens, Devices, Friends, Gateway, Preferences, Users } from '../../chat/services.ts';
-import { userIdOf } from '../../chat/ids.ts';
+import { userIdNamed } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
 import { preferenceRoutes } from './preferences.ts';
 import { checkRegistration, checkStation, describeDevice, PLATFORMS } from '../../chat/devices.ts';
@@ -48,7 +48,7 @@ export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
 /** The user id the path's `:id` names (an e-mail address stands for its user). */
 function pathUser(request: FastifyRequest): string {
   const { id } = request.params as { id: string };
-  return id.includes('@') ? userIdOf(id) : id.toLowerCase();
+  return userIdNamed(id);
 }
 
 /*
