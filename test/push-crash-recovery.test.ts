@@ -10,7 +10,8 @@ import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.
 
 const PUSHES = 500;
 
-describe('pushes pending when the server is killed', () => {
+// Two node starts in child processes: tens of seconds on a machine busy with a second suite.
+describe('pushes pending when the server is killed', { timeout: 120_000 }, () => {
   let doubles: PushDoubles;
   let dataDir: string;
   const children: HeraldProcess[] = [];
