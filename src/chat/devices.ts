@@ -30,6 +30,35 @@ export function checkStation(station: unknown): string {
   return station.toLowerCase();
 }
 
+/** A device as it is first stored: nothing acknowledged yet, push only when `extra` gives it. */
+export function newDevice(
+  station: string,
+  userId: string,
+  platform: Platform,
+  now: number,
+  extra: Partial<DevicesTable> = {},
+): DevicesTable {
+  return {
+    station,
+    user_id: userId,
+    platform,
+    udp_secret: null,
+    push_provider: null,
+    push_token: null,
+    push_keys: null,
+    push_disabled_at: null,
+    push_disabled_reason: null,
+    alert_kinds: null,
+    active_at: null,
+    acked_seq: 0,
+    seen_seq: 0,
+    delivered_seq: 0,
+    last_seen_at: now,
+    created_at: now,
+    ...extra,
+  };
+}
+
 /**
  * Login binds a station to its user. A station already bound to another user is refused:
  * it would otherwise receive that user's notifications.
@@ -49,22 +78,7 @@ export async function bindStation(db: Db, station: string, userId: string, platf
   } else {
     await db
       .insertInto('devices')
-      .values({
-        station,
-        user_id: userId,
-        platform: platform ?? 'browser',
-        udp_secret: newSecret(),
-        push_provider: null,
-        push_token: null,
-        push_keys: null,
-        push_disabled_at: null,
-        push_disabled_reason: null,
-        acked_seq: 0,
-        seen_seq: 0,
-        delivered_seq: 0,
-        last_seen_at: now,
-        created_at: now,
-      })
+      .values(newDevice(station, userId, platform ?? 'browser', now, { udp_secret: newSecret() }))
       .execute();
   }
   return (await db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirstOrThrow())!;

@@ -8,7 +8,7 @@ import type { Notifier } from '../notify/notifier.ts';
 import { userKeyOf } from '../notify/feed.ts';
 import type { Database, DevicesTable } from '../store/schema.ts';
 import { newApiKey, userIdOf } from './ids.ts';
-import type { Platform } from './devices.ts';
+import { newDevice, type Platform } from './devices.ts';
 import { checkPushSubscription, isInternalAddress } from './push-subscription.ts';
 
 /*
@@ -175,22 +175,13 @@ async function pusherDevice(
   const station = pusherStation(user.apikey);
   await trx
     .insertInto('devices')
-    .values({
-      station,
-      user_id: user.id,
-      platform: PLATFORM_OF[target.provider],
-      udp_secret: null,
-      push_provider: target.provider,
-      push_token: target.token,
-      push_keys: target.keys,
-      push_disabled_at: null,
-      push_disabled_reason: null,
-      acked_seq: 0,
-      seen_seq: 0,
-      delivered_seq: 0,
-      last_seen_at: now,
-      created_at: now,
-    })
+    .values(
+      newDevice(station, user.id, PLATFORM_OF[target.provider], now, {
+        push_provider: target.provider,
+        push_token: target.token,
+        push_keys: target.keys,
+      }),
+    )
     .onConflict((oc) => oc.column('station').doNothing())
     .execute();
   return trx.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirstOrThrow();
