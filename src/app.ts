@@ -28,6 +28,7 @@ import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
 import { Cors } from './api/cors.ts';
 import { RouteTable, unmatchedRequestHandler } from './api/unmatched.ts';
+import { loadWeb, webDistDir, webPages } from './api/web.ts';
 import { limitByAddress, retryAfterHeader } from './api/rate-limited.ts';
 import { RateLimiter } from './limits/limiter.ts';
 import { clientErrorHandler } from './api/client-errors.ts';
@@ -256,12 +257,13 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
   app.addHook('onError', retryAfterHeader);
   app.setNotFoundHandler(unmatchedRequestHandler(routes, cors));
 
-  const [operations, ozeki, rest, web3mq, matrix] = parts.apis;
+  const [operations, ozeki, rest, web3mq, matrix, web] = parts.apis;
   app.register(operations);
   app.register(ozeki);
   app.register(rest, { prefix: '/v1' });
   app.register(web3mq, { prefix: '/api' });
   app.register(matrix, { prefix: '/_matrix/push/v1' });
+  app.register(web);
   return app;
 }
 
@@ -382,6 +384,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       gateway: matrixGateway(notifier, { apps: config.matrixApps, allowPrivateEndpoints: config.vapid.allowPrivateEndpoints }),
       log,
     }),
+    webPages(loadWeb(webDistDir(), log)),
   ];
   const tls = await loadTls(config);
   const http = buildHttp({ config, log, metrics, limiter, apis });
