@@ -1,7 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig, ConfigError } from './config.ts';
 import { openConfiguredStore, startApp, testPush } from './app.ts';
-import { createUser, listUsers, resolveUser } from './chat/users.ts';
+import { createUser, listUsers, resetApiKey, resolveUser } from './chat/users.ts';
+import { resetAdminToken } from './admin-token.ts';
 import { addFriendship } from './chat/friends.ts';
 import { checkNewApiToken, createApiToken, listApiTokens, revokeApiToken, SCOPES } from './chat/api-tokens.ts';
 import { HeraldError } from './errors.ts';
@@ -46,18 +47,48 @@ program
 const user = program.command('user').description('manage users');
 user
   .command('add')
-  .description('create a user; prints {"userid","apikey"}')
+  .description('create a user; prints {"userid","apikey"}, the only time the API key is shown')
   .requiredOption('--email <email>', 'e-mail address (the user id is its MD5)')
   .requiredOption('--name <name>', 'full name')
   .option('--nick <nick>', 'nickname')
   .action(async (options: { email: string; name: string; nick?: string }) => {
-    print(await withStore((store) => createUser(store.db, options)));
+    print(await withStore((store) => createUser(store.db, store.secrets, options)));
   });
 user
   .command('list')
-  .description('list users, one JSON line each')
+  .description('list users, one JSON line each (never their API keys)')
   .action(async () => {
     for (const row of await withStore((store) => listUsers(store.db))) print(row);
+  });
+user
+  .command('key')
+  .description("manage a user's API key")
+  .command('reset [user]')
+  .description(
+    'give a user (e-mail or user id) a new API key; prints {"userid","apikey"}, the only time it is shown. ' +
+      "The old key stops working; the user's devices stay logged in",
+  )
+  .addHelpText('after', examples('herald user key reset alice@example.org', 'herald user key reset 9f9d51bc70ef21ca5c14f307980a29d8'))
+  .action(async (emailOrId?: string) => {
+    if (emailOrId === undefined || emailOrId.trim() === '') throw new UsageError('name the user: herald user key reset <email-or-id>');
+    print(await withStore((store) => resetApiKey(store.db, store.secrets, emailOrId)));
+  });
+
+program
+  .command('admin-token')
+  .description('manage the generated admin token (when HERALD_ADMIN_TOKEN is unset)')
+  .command('reset')
+  .description(
+    'make a new admin token for the data directory; prints {"token","file"}, the only time it is shown. ' +
+      'Only its hash is kept; a node takes it at its next start',
+  )
+  .addHelpText('after', examples('herald admin-token reset', 'HERALD_DATA_DIR=/var/lib/herald herald admin-token reset'))
+  .action(() => {
+    const config = loadConfig();
+    if (config.adminToken !== undefined) {
+      throw new UsageError('HERALD_ADMIN_TOKEN is set: that is the admin token; change the variable instead');
+    }
+    print(resetAdminToken(config.dataDir));
   });
 
 program

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { errorStatus } from '../http.ts';
+import type { AdminTokenHash } from '../../admin-token.ts';
 import type { ApiTokens, Devices, Friends, Gateway, Preferences, Users } from '../../chat/services.ts';
 import { userIdNamed } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
@@ -16,14 +17,14 @@ import type { CallLimits } from '../../limits/limiter.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
-  users: Pick<Users, 'create' | 'list' | 'resolve'>;
+  users: Pick<Users, 'create' | 'list' | 'resolve' | 'resetApiKey'>;
   devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
   friends: Pick<Friends, 'add'>;
   gateway: Gateway;
   /** Scoped tokens: managed through /v1/tokens, checked on every call that carries one. */
   apiTokens: Pick<ApiTokens, 'create' | 'list' | 'revoke' | 'authenticate'>;
-  /** The root credential. */
-  adminToken: string;
+  /** The root credential, as its SHA-256. */
+  adminTokenHash: AdminTokenHash;
   vapidPublicKey: string;
   /** Gives an existing user a Web3MQ main key (the Web3MQ API's own checks and answer). */
   attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
@@ -201,6 +202,28 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
         },
       },
       async () => ({ users: await users.list() }),
+    );
+
+    // A new API key for a user who lost theirs or whose key leaked: the old one stops working
+    // for logins at once; the user's stations stay bound.
+    app.post(
+      '/users/:id/apikey',
+      {
+        preValidation: needs('users:write'),
+        schema: {
+          summary: 'Give a user a new API key (the old one stops working)',
+          tags: ['users'],
+          security: SECURITY.admin,
+          params: UserParams,
+          response: {
+            200: Type.Object({
+              userid: Type.String(),
+              apikey: Type.String({ description: "the user's new Ozeki API key: shown in this answer only" }),
+            }),
+          },
+        },
+      },
+      async (request) => users.resetApiKey(request.params.id),
     );
 
     app.post(
