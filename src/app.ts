@@ -338,7 +338,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   // Per node: each node counts only the calls it takes (README, "Rate limits").
   const limiter = new RateLimiter(config.rateLimits, metrics);
   // The chat layer, bound to this node's database, notifier and bus, as the APIs use it.
-  const chatUsers = users(store.db);
+  const chatUsers = users(store.db, bus);
   const chatDevices = devices(store.db, bus);
   const chatFriends = friends(store.db, notifier);
   const chatPreferences = preferences(store.db, preferenceView, bus);

@@ -20,12 +20,13 @@ import {
   type LiveProgress,
   type Platform,
 } from './devices.ts';
-import { addFriendship, listFriends } from './friends.ts';
+import { addFriendship, listFriends, removeFriendship } from './friends.ts';
 import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
 import { changePreferences, readPreferences, type PreferencesChange } from './preferences.ts';
 import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
 import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from './users.ts';
+import { deleteUser } from './user-deletion.ts';
 
 /*
  * The chat layer as the API surfaces see it: each concern bound once, in app.ts, to the
@@ -33,9 +34,11 @@ import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from '
  * these), never for the database itself.
  */
 
-export function users(db: Kysely<Database>) {
+export function users(db: Kysely<Database>, bus: Pick<Bus, 'publishDisconnect'>) {
   return {
     create: (input: NewUser) => createUser(db, input),
+    /** Deletes the user and all that is theirs (a 404 when there is none); their devices' live connections end on every node. */
+    delete: (emailOrId: string) => deleteUser(db, bus, emailOrId),
     list: () => listUsers(db),
     /** By e-mail address or user id; a 404 when there is none. */
     resolve: (emailOrId: string) => resolveUser(db, emailOrId),
@@ -63,6 +66,8 @@ export function friends(db: Kysely<Database>, notifier: Notifier) {
   return {
     list: (userId: string) => listFriends(db, userId),
     add: (a: string, b: string) => addFriendship(db, a, b),
+    /** Ends a friendship both ways; a 404 when there was none. */
+    remove: (a: string, b: string) => removeFriendship(db, a, b),
     /** Tells the user's friends their new availability. */
     setAvailability: (userId: string, availability: string) => setAvailability(notifier, userId, availability),
   };
