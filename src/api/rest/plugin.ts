@@ -381,7 +381,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       async (request, reply) => {
         const station = request.params.station.toLowerCase();
         // Its live connections end on every node, not only on the one that took the call.
-        await devices.remove(request.params.id, station);
+        await devices.remove(pathUser(request), station);
         return reply.status(204).send(null);
       },
     );
