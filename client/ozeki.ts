@@ -18,6 +18,8 @@ export class OzekiClient {
     readonly baseUrl: string,
     /** This client instance's station id: 32 hex characters. */
     readonly station: string,
+    /** Give up on a call that has not been answered after this long (default: wait). */
+    readonly timeoutMs?: number,
   ) {}
 
   /** Sends one API call; resolves with the HTTP status and the parsed body, whatever the status. */
@@ -26,6 +28,7 @@ export class OzekiClient {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'ozeki-station': this.station, ...headers },
       body: JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...body }),
+      ...(this.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(this.timeoutMs) }),
     });
     return { httpStatus: response.status, body: (await response.json()) as OzekiResponse };
   }

@@ -368,7 +368,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   // Per node: each node counts only the calls it takes (README, "Rate limits").
   const limiter = new RateLimiter(config.rateLimits, metrics);
   // The chat layer, bound to this node's database, notifier and bus, as the APIs use it.
-  const chatUsers = users(store.db, store.secrets);
+  const chatUsers = users(store.db, store.secrets, bus);
   const chatDevices = devices(store.db, store.secrets, bus);
   const chatFriends = friends(store.db, notifier);
   const chatPreferences = preferences(store.db, preferenceView, bus);

@@ -22,12 +22,13 @@ import {
   type LiveProgress,
   type Platform,
 } from './devices.ts';
-import { addFriendship, listFriends } from './friends.ts';
+import { addFriendship, listFriends, removeFriendship } from './friends.ts';
 import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
 import { changePreferences, readPreferences, type PreferencesChange } from './preferences.ts';
 import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
 import { createUser, listUsers, resetApiKey, resolveUser, userByApiKey, type NewUser } from './users.ts';
+import { deleteUser } from './user-deletion.ts';
 
 /*
  * The chat layer as the API surfaces see it: each concern bound once, in app.ts, to the
@@ -35,10 +36,12 @@ import { createUser, listUsers, resetApiKey, resolveUser, userByApiKey, type New
  * these), never for the database itself.
  */
 
-export function users(db: Kysely<Database>, secrets: SecretBox) {
+export function users(db: Kysely<Database>, secrets: SecretBox, bus: Pick<Bus, 'publishDisconnect'>) {
   return {
     /** Returns the new user's API key, the only time it is seen. */
     create: (input: NewUser) => createUser(db, secrets, input),
+    /** Deletes the user and all that is theirs (a 404 when there is none); their devices' live connections end on every node. */
+    delete: (emailOrId: string) => deleteUser(db, bus, emailOrId),
     list: () => listUsers(db),
     /** By e-mail address or user id; a 404 when there is none. */
     resolve: (emailOrId: string) => resolveUser(db, emailOrId),
@@ -71,6 +74,8 @@ export function friends(db: Kysely<Database>, notifier: Notifier) {
   return {
     list: (userId: string) => listFriends(db, userId),
     add: (a: string, b: string) => addFriendship(db, a, b),
+    /** Ends a friendship both ways; a 404 when there was none. */
+    remove: (a: string, b: string) => removeFriendship(db, a, b),
     /** Tells the user's friends their new availability. */
     setAvailability: (userId: string, availability: string) => setAvailability(notifier, userId, availability),
   };

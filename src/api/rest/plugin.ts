@@ -17,9 +17,9 @@ import type { CallLimits } from '../../limits/limiter.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
-  users: Pick<Users, 'create' | 'list' | 'resolve' | 'resetApiKey'>;
+  users: Pick<Users, 'create' | 'list' | 'resolve' | 'resetApiKey' | 'delete'>;
   devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
-  friends: Pick<Friends, 'add'>;
+  friends: Pick<Friends, 'add' | 'remove'>;
   gateway: Gateway;
   /** Scoped tokens: managed through /v1/tokens, checked on every call that carries one. */
   apiTokens: Pick<ApiTokens, 'create' | 'list' | 'revoke' | 'authenticate'>;
@@ -61,6 +61,7 @@ const UserId = Type.String({ description: 'an e-mail address or a user id (the M
 const Station = Type.String({ description: "the device's Ozeki-Station: 32 hexadecimal characters", minLength: 1 });
 const UserParams = Type.Object({ id: UserId });
 const DeviceParams = Type.Object({ id: UserId, station: Station });
+const FriendParams = Type.Object({ id: UserId, friend: UserId });
 
 const Device = Type.Object({
   station: Type.String(),
@@ -246,6 +247,45 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       },
     );
 
+    app.delete(
+      '/users/:id/friends/:friend',
+      {
+        preValidation: needs('users:write'),
+        schema: {
+          summary: 'End the friendship of two users, both ways',
+          tags: ['users'],
+          security: SECURITY.admin,
+          params: FriendParams,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        const a = await users.resolve(request.params.id);
+        const b = await users.resolve(request.params.friend);
+        await parts.friends.remove(a.id, b.id);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.delete(
+      '/users/:id',
+      {
+        preValidation: needs('users:write'),
+        schema: {
+          summary: 'Delete a user with their devices, feed, outbox, friendships and memberships',
+          tags: ['users'],
+          security: SECURITY.admin,
+          params: UserParams,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        // Their devices' live connections end on every node, as when a device is removed.
+        await users.delete(request.params.id);
+        return reply.status(204).send(null);
+      },
+    );
+
     // Gives an existing user (an Ozeki user, say) a Web3MQ main key, so they can log in there too.
     app.post(
       '/users/:id/web3mq-keys',
@@ -364,7 +404,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       async (request, reply) => {
         const station = request.params.station.toLowerCase();
         // Its live connections end on every node, not only on the one that took the call.
-        await devices.remove(request.params.id, station);
+        await devices.remove(pathUser(request), station);
         return reply.status(204).send(null);
       },
     );
