@@ -475,6 +475,8 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       await Promise.all([http.close(), https.close(), live.close()]);
       await udp.close();
       await outbox?.close();
+      // What was accepted commits before the database closes; anything later is refused.
+      await notifier.close();
       preferenceView.close();
       await bus.close();
       if (!options.store) await store.close();
