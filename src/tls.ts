@@ -1,17 +1,28 @@
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { generate } from 'selfsigned';
 import type { Config } from './config.ts';
 
+export interface TlsPair {
+  cert: string;
+  key: string;
+  /** True when the self-signed pair was made by this call. */
+  generated: boolean;
+  /** Where the certificate is: what a client passes to curl's --cacert to trust it. */
+  certFile: string;
+}
+
 /** The configured PEM pair, or a self-signed one made once into the data directory. */
-export async function loadTls(config: Config): Promise<{ cert: string; key: string; generated: boolean }> {
+export async function loadTls(config: Config): Promise<TlsPair> {
   if (config.tlsCert && config.tlsKey) {
-    return { cert: fs.readFileSync(config.tlsCert, 'utf8'), key: fs.readFileSync(config.tlsKey, 'utf8'), generated: false };
+    const cert = fs.readFileSync(config.tlsCert, 'utf8');
+    return { cert, key: fs.readFileSync(config.tlsKey, 'utf8'), generated: false, certFile: config.tlsCert };
   }
   const certFile = path.join(config.dataDir, 'tls-cert.pem');
   const keyFile = path.join(config.dataDir, 'tls-key.pem');
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
-    return { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), generated: false };
+    return { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), generated: false, certFile };
   }
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
     notAfterDate: new Date(Date.now() + 3650 * 24 * 3600 * 1000),
@@ -31,5 +42,10 @@ export async function loadTls(config: Config): Promise<{ cert: string; key: stri
   fs.mkdirSync(config.dataDir, { recursive: true });
   fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
   fs.writeFileSync(certFile, pems.cert);
-  return { cert: pems.cert, key: pems.private, generated: true };
+  return { cert: pems.cert, key: pems.private, generated: true, certFile };
+}
+
+/** The SHA-256 fingerprint of a PEM certificate (the first one of a chain), as browsers show it: `AB:CD:…`. */
+export function certificateFingerprint(pem: string): string {
+  return new X509Certificate(pem).fingerprint256;
 }
