@@ -143,11 +143,15 @@ describe('herald serve that cannot start', { timeout: 120_000 }, () => {
     );
   });
 
-  it('names HERALD_DATABASE_URL when the database cannot be reached', async () => {
+  it('names HERALD_DATABASE_URL or HERALD_REDIS_URL when the database or Redis cannot be reached', async () => {
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     saysOnly(
       await serve({ HERALD_DATABASE_URL: 'postgres://herald:secret@127.0.0.1:1/herald' }),
       'HERALD_DATABASE_URL: cannot use the database at 127.0.0.1:1/herald: connect ECONNREFUSED 127.0.0.1:1',
+    );
+    saysOnly(
+      await serve({ HERALD_REDIS_URL: 'redis://127.0.0.1:1' }),
+      'HERALD_REDIS_URL: cannot reach Redis: connect ECONNREFUSED 127.0.0.1:1',
     );
   });
 
