@@ -85,12 +85,12 @@ describe.skipIf(!hasCurl)('the README Quickstart, command by command', { timeout
   it('makes two users, logs them in, and Bob sees the message arrive on his WebSocket and the clean after viewed', async () => {
     const script = quickstartScript();
     // The block speaks to the default node; nothing in it names another port.
-    expect(script).toContain('localhost:9443');
+    expect(script).toContain('127.0.0.1:9443');
     expect(script).not.toMatch(/:(9080|9010)\b/);
     // `wait`: the watcher of step 3 stops by itself after the clean frame.
-    const result = await runBash(`set -e\n${script.replaceAll('localhost:9443', `localhost:${httpsPort}`)}\nwait\n`, dir, 90_000);
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
+    const result = await runBash(`set -e\n${script.replaceAll('127.0.0.1:9443', `127.0.0.1:${httpsPort}`)}\nwait\n`, dir, 90_000);
+    expect(result.stderr, result.stdout).toBe('');
+    expect(result.code, result.stdout).toBe(0);
 
     const lines = result.stdout.trim().split('\n');
     const answers = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
