@@ -11,7 +11,7 @@ const root = import.meta.dirname;
 const src = (...parts) => path.join(root, 'src', ...parts);
 
 // Files at the bottom of src/ that every layer may import; they import no folder of src/.
-const LEAVES = ['errors.ts', 'config.ts', 'metrics.ts', 'tls.ts', 'files.ts', 'admin-token.ts'];
+const LEAVES = ['errors.ts', 'config.ts', 'env-file.ts', 'metrics.ts', 'tls.ts', 'files.ts', 'admin-token.ts'];
 const LEAF_GLOB = src(`{${LEAVES.join(',')}}`);
 
 // What each folder of src/ may import besides itself and the leaves, bottom up.

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import type { Config } from './config.ts';
+import { checkDataDir, checkNamedFiles, ConfigError, type Config } from './config.ts';
 import { HeraldError } from './errors.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { openStore, type Store } from './store/db.ts';
@@ -22,7 +22,7 @@ import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
 import { apiTokens, blocks, changes, conversations, devices, friends, gateway, preferences, users } from './chat/services.ts';
 import { matrixGateway } from './chat/matrix-pushers.ts';
-import { loadTls } from './tls.ts';
+import { certificateFingerprint, loadTls } from './tls.ts';
 import { loadAdminTokenHash, type AdminTokenHash } from './admin-token.ts';
 import { makePrivateDir } from './files.ts';
 import { dataKeyFromDir, SecretBox } from './store/secrets.ts';
@@ -75,6 +75,8 @@ export interface NodeParts {
 export interface RunningApp {
   parts: NodeParts;
   endpoints: Endpoints;
+  /** The HTTPS certificate: its file (for curl's --cacert) and SHA-256 fingerprint. */
+  tls: { certFile: string; fingerprint: string };
   stop(): Promise<void>;
 }
 
@@ -99,9 +101,73 @@ function configuredSecrets(config: Config): { secrets: SecretBox; made?: string 
 }
 
 export async function openConfiguredStore(config: Config, secrets = configuredSecrets(config).secrets): Promise<Store> {
-  return openStore(
-    config.databaseUrl ? { databaseUrl: config.databaseUrl, secrets } : { sqliteFile: path.join(config.dataDir, 'herald.db'), secrets },
-  );
+  if (config.databaseUrl) {
+    try {
+      return await openStore({ databaseUrl: config.databaseUrl, secrets });
+    } catch (error) {
+      throw new ConfigError(`HERALD_DATABASE_URL: cannot use the database at ${databaseAddress(config.databaseUrl)}: ${reason(error)}`, {
+        cause: error,
+      });
+    }
+  }
+  const sqliteFile = path.join(config.dataDir, 'herald.db');
+  try {
+    return await openStore({ sqliteFile, secrets });
+  } catch (error) {
+    throw new ConfigError(`HERALD_DATA_DIR: cannot open the database ${sqliteFile}: ${reason(error)}`, { cause: error });
+  }
+}
+
+/** A database URL without its password, for messages. */
+function databaseAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}${parsed.pathname}`;
+  } catch {
+    return 'the configured URL';
+  }
+}
+
+/** An error in a few words: the innermost cause's message, with its code (ECONNREFUSED). */
+function reason(error: unknown): string {
+  let root = error as { code?: string; message?: string; cause?: unknown };
+  while (root?.cause instanceof Error) root = root.cause;
+  const { code, message } = root ?? {};
+  const text = message || (root instanceof AggregateError ? root.errors.map(reason).join('; ') : String(root));
+  return code && !text.includes(code) ? `${text} (${code})` : text;
+}
+
+/**
+ * A port or address that cannot be listened on, told as the variable that names it; other
+ * errors are left as they are.
+ */
+function listenError(error: unknown, host: string, port: number, variable: string): unknown {
+  const cause = { cause: error };
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new ConfigError(`port ${port} (${variable}) is already in use on ${host}`, cause);
+    case 'EACCES':
+      return new ConfigError(
+        `port ${port} (${variable}) may not be used by this user on ${host}${port < 1024 ? ' (ports below 1024 need privileges)' : ''}`,
+        cause,
+      );
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(`HERALD_HOST ${host} is not an address of this machine`, cause);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return new ConfigError(`HERALD_HOST ${host} does not resolve to an address`, cause);
+    default:
+      return error;
+  }
+}
+
+async function listenOn(server: FastifyInstance, host: string, port: number, variable: string): Promise<void> {
+  try {
+    await server.listen({ host, port });
+  } catch (error) {
+    throw listenError(error, host, port, variable);
+  }
 }
 
 /**
@@ -299,6 +365,9 @@ async function redisBus(url: string) {
  * and outbox. Every implementation is picked here.
  */
 export async function startApp(configured: Config, options: StartOptions = {}): Promise<RunningApp> {
+  // What the start needs of the file system, told in one line per variable before anything opens.
+  const missing = [checkDataDir(configured.dataDir), ...checkNamedFiles(configured)].filter((problem) => problem !== undefined);
+  if (missing.length > 0) throw new ConfigError(missing[0], { problems: missing });
   const log = pino({ level: configured.logLevel });
   const config = configured;
   const adminTokenHash = prepareDataDir(config, log);
@@ -313,6 +382,10 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     }
     store = await openConfiguredStore(config, secrets);
   }
+  const opened = store;
+  const closeStore = async () => {
+    if (!options.store) await opened.close();
+  };
 
   // One node alone keeps everything in process; with Redis, notifications, disconnects and
   // spent signatures reach every node.
@@ -322,7 +395,10 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     bus = options.bus;
     spentSignatures = options.spentSignatures;
   } else if (config.redisUrl) {
-    const redis = await redisBus(config.redisUrl);
+    const redis = await redisBus(config.redisUrl).catch(async (error: unknown) => {
+      await closeStore();
+      throw new ConfigError(`HERALD_REDIS_URL: cannot reach Redis: ${reason(error)}`, { cause: error });
+    });
     bus = redis;
     spentSignatures = redis;
   } else {
@@ -418,11 +494,30 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     }),
     webPages(loadWeb(webDistDir(), log)),
   ];
+  // A start that cannot listen closes what it opened (a test or tool in the same process goes on).
+  async function abandon(...servers: FastifyInstance[]) {
+    await Promise.allSettled(servers.map((server) => server.close()));
+    preferenceView.close();
+    if (!options.bus) await bus.close().catch(() => undefined);
+    await closeStore();
+  }
   const tls = await loadTls(config);
   const http = buildHttp({ config, log, metrics, limiter, apis });
-  const https = buildHttp({ config, log, metrics, limiter, apis }, tls);
-  await http.listen({ host: config.host, port: config.httpPort });
-  await https.listen({ host: config.host, port: config.httpsPort });
+  let https: FastifyInstance;
+  try {
+    https = buildHttp({ config, log, metrics, limiter, apis }, { cert: tls.cert, key: tls.key });
+  } catch (error) {
+    await abandon();
+    const names = config.tlsCert ? 'HERALD_TLS_CERT and HERALD_TLS_KEY' : `the TLS pair in HERALD_DATA_DIR (${tls.certFile})`;
+    throw new ConfigError(`${names}: not a usable certificate and key: ${reason(error)}`, { cause: error });
+  }
+  try {
+    await listenOn(http, config.host, config.httpPort, 'HERALD_HTTP_PORT');
+    await listenOn(https, config.host, config.httpsPort, 'HERALD_HTTPS_PORT');
+  } catch (error) {
+    await abandon(http, https);
+    throw error;
+  }
   const host = config.publicHost ?? urlHost(config.host);
   const httpPort = (http.server.address() as AddressInfo).port;
   const httpsPort = (https.server.address() as AddressInfo).port;
@@ -437,7 +532,13 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   live.register(new WebSocketChannel({ feed, devices: chatDevices, metrics, log, pingIntervalMs: live.pingIntervalMs }));
   live.register(new Web3mqLiveEndpoint({ keys: loginKeys(store.db), replayGuard, metrics, log }));
   const udp = new UdpChannel({ config, feed, devices: chatDevices, hub, bus, metrics, limits: limiter, log });
-  await udp.listen();
+  try {
+    await udp.listen();
+  } catch (error) {
+    await Promise.allSettled([live.close(), udp.close()]);
+    await abandon(http, https);
+    throw listenError(error, config.host, config.udpPort, 'HERALD_UDP_PORT');
+  }
   endpoints.udp = `udp://${host}:${udp.port}`;
   const outboxLog = log.child({ part: 'outbox' });
   const outbox = options.withoutOutbox
@@ -465,6 +566,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   return {
     parts,
     endpoints,
+    tls: { certFile: tls.certFile, fingerprint: certificateFingerprint(tls.cert) },
     async stop() {
       if (stopped) return;
       stopped = true;

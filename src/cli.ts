@@ -1,6 +1,10 @@
 import fs from 'node:fs';
+import { inspect } from 'node:util';
 import { Command, CommanderError } from 'commander';
-import { loadConfig, ConfigError, type Config } from './config.ts';
+import { loadConfig, ConfigError, unknownVariableWarnings, type Config } from './config.ts';
+import { applyEnvFile, type EnvFileResult } from './env-file.ts';
+import { configCheck } from './config-check.ts';
+import { banner, wantsBanner } from './banner.ts';
 import { openConfiguredStore, startApp, testPush } from './app.ts';
 import { createUser, listUsers, resetApiKey, resolveUser } from './chat/users.ts';
 import { resetAdminToken } from './admin-token.ts';
@@ -62,10 +66,14 @@ program.configureOutput({ outputError: (text, write) => write(`herald: ${text.re
 
 program
   .command('serve')
-  .description('run the server (configuration from HERALD_* variables)')
+  .description('run the server (configuration from HERALD_* variables and an optional .env file)')
   .addHelpText('after', examples('herald serve', 'HERALD_HTTP_PORT=8080 HERALD_DATABASE_URL=postgres://herald@db/herald herald serve'))
   .action(async () => {
+    for (const warning of unknownVariableWarnings()) process.stderr.write(`herald: warning: ${warning}\n`);
     const app = await startApp(loadConfig());
+    if (wantsBanner(app.parts.config)) {
+      process.stderr.write(banner({ config: app.parts.config, endpoints: app.endpoints, tls: app.tls }));
+    }
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
@@ -76,6 +84,21 @@ program
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
+  });
+
+/** The .env file read before any command runs (see applyEnvFile). */
+let envFile: EnvFileResult = { applied: [] };
+
+program
+  .command('config')
+  .description('the configuration')
+  .command('check')
+  .description('print the configuration `herald serve` would use, every problem and warning, without starting; exit code 1 on a problem')
+  .addHelpText('after', examples('herald config check', 'HERALD_HTTP_PORT=8080 herald config check'))
+  .action(async () => {
+    const check = await configCheck(process.env, envFile);
+    process.stdout.write(check.text);
+    if (check.problems.length > 0) process.exitCode = 1;
   });
 
 const user = program.command('user').description('manage users');
@@ -474,6 +497,7 @@ function networkFailure(error: unknown): string | undefined {
 }
 
 try {
+  envFile = applyEnvFile(process.env);
   await program.parseAsync(process.argv);
 } catch (error) {
   // --help and --version end here with code 0; every other commander error is a usage error.
@@ -482,9 +506,13 @@ try {
     process.stderr.write(`herald: ${error.message}\n`);
     process.exit(2);
   }
-  if (error instanceof HeraldError || error instanceof ConfigError || error instanceof Failure) {
-    process.stderr.write(`herald: ${error.message}\n`);
-    process.exit(1);
+  // One line per problem; the whole error, with its stack and cause, only at debug level.
+  const problems = error instanceof ConfigError ? error.problems : [error instanceof Error ? error.message : String(error)];
+  for (const problem of problems) process.stderr.write(`herald: ${problem}\n`);
+  const level = process.env.HERALD_LOG_LEVEL;
+  if (level === 'debug' || level === 'trace') process.stderr.write(`${inspect(error)}\n`);
+  else if (!(error instanceof HeraldError || error instanceof ConfigError || error instanceof Failure)) {
+    process.stderr.write('herald: (HERALD_LOG_LEVEL=debug shows the whole error)\n');
   }
-  throw error;
+  process.exit(1);
 }

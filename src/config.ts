@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { makePrivateDir } from './files.ts';
 
 /** The whole configuration of one Herald node, read once from the environment. */
 export interface Config {
@@ -82,9 +84,70 @@ export interface Config {
    */
   pushHoldMs: number;
   activeWindowMs: number;
+  /** HERALD_BANNER: 1 prints the start banner, 0 never; unset, only on a terminal. */
+  banner?: boolean;
 }
 
-export class ConfigError extends Error {}
+/**
+ * A configuration Herald cannot start with, told in one line that names the variable.
+ * `problems` holds every problem found (the message is the first), for `herald config check`
+ * and for a start that lists them all.
+ */
+export class ConfigError extends Error {
+  readonly problems: string[];
+
+  constructor(message: string, options?: { problems?: string[]; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.problems = options?.problems ?? [message];
+  }
+}
+
+/** What one read of the environment found: the configuration, or every problem with it. */
+export interface ConfigReport {
+  /** Undefined when there are problems. */
+  config?: Config;
+  problems: string[];
+  /** Every variable read, in the order read, with the value in effect. */
+  variables: ConfigVariable[];
+}
+
+export interface ConfigVariable {
+  name: string;
+  /** The value as set (unset and empty are the same). */
+  value?: string;
+  /** What is used when it is unset, in words (`9080`, `generated, kept in data/admin-token`). */
+  fallback?: string;
+}
+
+/**
+ * Reads HERALD_* variables for one configuration: it keeps every problem rather than stopping
+ * at the first, and remembers each variable it read, so the list of known names and
+ * `herald config check` come from the same reads as the configuration itself.
+ */
+class Reader {
+  readonly problems: string[] = [];
+  readonly variables = new Map<string, ConfigVariable>();
+
+  constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  /** The value of a variable; unset and empty are the same. `fallback` says what applies then. */
+  optional(name: string, fallback?: string): string | undefined {
+    const raw = this.env[name];
+    const value = raw === undefined || raw === '' ? undefined : raw;
+    this.variables.set(name, { name, value, fallback });
+    return value;
+  }
+
+  /** Says what applies when a variable read earlier is unset, once that is known. */
+  fallback(name: string, fallback: string): void {
+    const variable = this.variables.get(name);
+    if (variable) variable.fallback = fallback;
+  }
+
+  problem(message: string): void {
+    this.problems.push(message);
+  }
+}
 
 export const MATRIX_PROVIDERS = ['apns', 'fcm', 'webpush'] as const;
 export type MatrixProvider = (typeof MATRIX_PROVIDERS)[number];
@@ -93,67 +156,88 @@ export type MatrixProvider = (typeof MATRIX_PROVIDERS)[number];
 const MATRIX_APP_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** HERALD_MATRIX_APPS: `app_id=provider` pairs separated by commas. */
-function matrixApps(env: NodeJS.ProcessEnv): Map<string, MatrixProvider> {
+function matrixApps(r: Reader): Map<string, MatrixProvider> {
   const name = 'HERALD_MATRIX_APPS';
   const apps = new Map<string, MatrixProvider>();
-  const raw = optional(env, name);
+  const raw = r.optional(name, 'gateway off');
   if (raw === undefined) return apps;
   for (const entry of raw.split(',')) {
     const pair = entry.trim();
     if (pair === '') continue;
     const [appId, provider, ...rest] = pair.split('=').map((part) => part.trim());
     if (provider === undefined || rest.length > 0 || !MATRIX_APP_ID.test(appId)) {
-      throw new ConfigError(`${name} must be a comma-separated list of app_id=provider (e.g. im.example.ios=apns), got "${pair}"`);
+      r.problem(`${name} must be a comma-separated list of app_id=provider (e.g. im.example.ios=apns), got "${pair}"`);
+    } else if (!(MATRIX_PROVIDERS as readonly string[]).includes(provider)) {
+      r.problem(`${name}: the provider of ${appId} must be one of ${MATRIX_PROVIDERS.join(', ')}, got "${provider}"`);
+    } else if (apps.has(appId)) {
+      r.problem(`${name} names ${appId} twice`);
+    } else {
+      apps.set(appId, provider as MatrixProvider);
     }
-    if (!(MATRIX_PROVIDERS as readonly string[]).includes(provider)) {
-      throw new ConfigError(`${name}: the provider of ${appId} must be one of ${MATRIX_PROVIDERS.join(', ')}, got "${provider}"`);
-    }
-    if (apps.has(appId)) throw new ConfigError(`${name} names ${appId} twice`);
-    apps.set(appId, provider as MatrixProvider);
   }
   return apps;
 }
 
-function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
+function port(r: Reader, name: string, fallback: number): number {
+  const raw = r.optional(name, String(fallback));
+  if (raw === undefined) return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0 || value > 65535) {
-    throw new ConfigError(`${name} must be a port number between 0 and 65535, got "${raw}"`);
+    r.problem(`${name} must be a port number between 0 and 65535, got "${raw}"`);
+    return fallback;
   }
   return value;
 }
 
 /** A duration in milliseconds (HERALD_UDP_*_MS); tests shorten them to run in a second. */
-function milliseconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
+function milliseconds(r: Reader, name: string, fallback: number, fallbackText = String(fallback)): number {
+  const raw = r.optional(name, fallbackText);
+  if (raw === undefined) return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 50 || value > 3_600_000) {
-    throw new ConfigError(`${name} must be a whole number of milliseconds between 50 and 3600000, got "${raw}"`);
+    r.problem(`${name} must be a whole number of milliseconds between 50 and 3600000, got "${raw}"`);
+    return fallback;
   }
   return value;
 }
 
 /** A whole number of seconds from `min` to `max`, in milliseconds. */
-function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = optional(env, name);
+function seconds(r: Reader, name: string, fallback: number, min: number, max: number): number {
+  const raw = r.optional(name, String(fallback));
   if (raw === undefined) return fallback * 1000;
   const value = Number(raw);
   if (!/^\d+$/.test(raw) || value < min || value > max) {
-    throw new ConfigError(`${name} must be a whole number of seconds from ${min} to ${max}, got "${raw}"`);
+    r.problem(`${name} must be a whole number of seconds from ${min} to ${max}, got "${raw}"`);
+    return fallback * 1000;
   }
   return value * 1000;
 }
 
+/** A switch: `0` or `1`, nothing else (`true`, `yes` or `on` would be guesses). */
+function flag(r: Reader, name: string, fallback: boolean): boolean;
+function flag(r: Reader, name: string, fallback: undefined, fallbackText: string): boolean | undefined;
+function flag(r: Reader, name: string, fallback: boolean | undefined, fallbackText?: string): boolean | undefined {
+  const raw = r.optional(name, fallbackText ?? (fallback ? '1' : '0'));
+  if (raw === undefined) return fallback;
+  if (raw !== '0' && raw !== '1') {
+    r.problem(`${name} must be 0 or 1, got "${raw}"`);
+    return fallback;
+  }
+  return raw === '1';
+}
+
 /** `https://chat.example.org, http://localhost:8080` or `*`, each checked to be an origin and nothing more. */
-function origins(env: NodeJS.ProcessEnv, name: string): string[] {
-  const entries = (optional(env, name) ?? '')
+function origins(r: Reader, name: string): string[] {
+  const entries = (r.optional(name, 'no CORS headers') ?? '')
     .split(',')
     .map((entry) => entry.trim())
     .filter(Boolean);
-  return entries.map((entry) => {
-    if (entry === '*') return entry;
+  const result: string[] = [];
+  for (const entry of entries) {
+    if (entry === '*') {
+      result.push(entry);
+      continue;
+    }
     let url: URL | undefined;
     try {
       url = new URL(entry);
@@ -162,10 +246,25 @@ function origins(env: NodeJS.ProcessEnv, name: string): string[] {
     }
     // A browser sends its Origin without path or trailing slash, lower-cased: compare it so.
     if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.origin !== entry.toLowerCase().replace(/\/$/, '')) {
-      throw new ConfigError(`${name} must be a comma-separated list of origins such as https://chat.example.org (or *), got "${entry}"`);
+      r.problem(`${name} must be a comma-separated list of origins such as https://chat.example.org (or *), got "${entry}"`);
+    } else {
+      result.push(url.origin);
     }
-    return url.origin;
-  });
+  }
+  return result;
+}
+
+/** pino's levels, quietest last. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function logLevel(r: Reader): string {
+  const raw = r.optional('HERALD_LOG_LEVEL', 'info');
+  if (raw === undefined) return 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    r.problem(`HERALD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
+    return 'info';
+  }
+  return raw;
 }
 
 /*
@@ -205,29 +304,29 @@ export const RATE_LIMIT_DEFAULTS: Record<RateLimitKind, string> = {
 
 const PERIOD_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };
 
-function rate(env: NodeJS.ProcessEnv, kind: RateLimitKind): Rate | undefined {
+function rate(r: Reader, kind: RateLimitKind): Rate | undefined {
   const name = `HERALD_LIMIT_${kind.toUpperCase()}`;
-  const raw = (optional(env, name) ?? RATE_LIMIT_DEFAULTS[kind]).trim();
+  const raw = (r.optional(name, RATE_LIMIT_DEFAULTS[kind]) ?? RATE_LIMIT_DEFAULTS[kind]).trim();
   if (raw === 'off') return undefined;
   const match = /^(\d{1,9})\/(\d{0,6})([smh])$/.exec(raw);
   const burst = match ? Number(match[1]) : 0;
   const seconds = match ? Number(match[2] || '1') * PERIOD_UNITS[match[3]] : 0;
   if (burst < 1 || seconds < 1) {
-    throw new ConfigError(`${name} must be <count>/<period> such as 100/10s, 60/1m or 1000/s, or off; got "${raw}"`);
+    r.problem(`${name} must be <count>/<period> such as 100/10s, 60/1m or 1000/s, or off; got "${raw}"`);
+    return undefined;
   }
   return { burst, perSecond: burst / seconds };
 }
 
-function rateLimits(env: NodeJS.ProcessEnv): RateLimitsConfig {
-  const switchRaw = optional(env, 'HERALD_RATE_LIMITS') ?? '1';
-  if (switchRaw !== '0' && switchRaw !== '1') throw new ConfigError(`HERALD_RATE_LIMITS must be 0 or 1, got "${switchRaw}"`);
-  const rates = Object.fromEntries(RATE_LIMIT_KINDS.map((kind) => [kind, rate(env, kind)])) as RateLimitsConfig['rates'];
-  const costRaw = optional(env, 'HERALD_LIMIT_LOGIN_FAILURE_COST') ?? '20';
+function rateLimits(r: Reader): RateLimitsConfig {
+  const enabled = flag(r, 'HERALD_RATE_LIMITS', true);
+  const rates = Object.fromEntries(RATE_LIMIT_KINDS.map((kind) => [kind, rate(r, kind)])) as RateLimitsConfig['rates'];
+  const costRaw = r.optional('HERALD_LIMIT_LOGIN_FAILURE_COST', '20') ?? '20';
   const loginFailureCost = Number(costRaw);
   if (!/^\d{1,6}$/.test(costRaw) || loginFailureCost < 1) {
-    throw new ConfigError(`HERALD_LIMIT_LOGIN_FAILURE_COST must be a whole number, at least 1, got "${costRaw}"`);
+    r.problem(`HERALD_LIMIT_LOGIN_FAILURE_COST must be a whole number, at least 1, got "${costRaw}"`);
   }
-  return { enabled: switchRaw === '1', rates, loginFailureCost };
+  return { enabled, rates, loginFailureCost };
 }
 
 /** Bytes of a data key (AES-256). */
@@ -242,68 +341,93 @@ export function parseDataKey(text: string): Buffer | undefined {
   return bytes.length === DATA_KEY_BYTES ? bytes : undefined;
 }
 
-function optional(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name];
-  return value === undefined || value === '' ? undefined : value;
-}
+/**
+ * Switches that turn a fast path off (README, "Switches for the fast paths"). The parts that
+ * obey them read them where they are used; they are checked here so that a typo or a value
+ * other than 0 or 1 is told at start.
+ */
+export const FAST_PATH_SWITCHES = [
+  'HERALD_NO_CORK',
+  'HERALD_NO_FRAME_CACHE',
+  'HERALD_NO_PUSH_PAYLOAD_CACHE',
+  'HERALD_NO_PREFILLED_STREAM_OPTIONS',
+  'HERALD_NO_LEAN_BIND',
+  'HERALD_NO_LARGE_YOUNG_GENERATION',
+  'HERALD_NO_VAPID_TOKEN_CACHE',
+] as const;
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const dataDir = path.resolve(optional(env, 'HERALD_DATA_DIR') ?? './data');
-  const databaseUrl = optional(env, 'HERALD_DATABASE_URL');
+/** Read by the tests, the CLI's test helpers and the .env loader, not by a node's configuration. */
+const OTHER_NAMES = ['HERALD_TEST_DATABASE_URL', 'HERALD_TEST_REDIS_URL', 'HERALD_TEST_CHROMIUM', 'HERALD_BIN', 'HERALD_ENV_FILE'];
+
+function read(r: Reader): Config {
+  const dataDir = path.resolve(r.optional('HERALD_DATA_DIR', path.resolve('./data')) ?? './data');
+  const databaseUrl = r.optional('HERALD_DATABASE_URL', 'SQLite in the data dir');
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError('HERALD_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite)');
+    r.problem('HERALD_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite)');
   }
-  const tlsCert = optional(env, 'HERALD_TLS_CERT');
-  const tlsKey = optional(env, 'HERALD_TLS_KEY');
+  const redisUrl = r.optional('HERALD_REDIS_URL', 'one node, in-process bus');
+  const host = r.optional('HERALD_HOST', '127.0.0.1') ?? '127.0.0.1';
+  const publicHost = r.optional('HERALD_PUBLIC_HOST', 'the bind address');
+  const httpPort = port(r, 'HERALD_HTTP_PORT', 9080);
+  const httpsPort = port(r, 'HERALD_HTTPS_PORT', 9443);
+  const udpPort = port(r, 'HERALD_UDP_PORT', 9010);
+  if (httpPort !== 0 && httpPort === httpsPort) {
+    r.problem(`HERALD_HTTP_PORT and HERALD_HTTPS_PORT are both ${httpPort}: give each its own port`);
+  }
+  const udpKeepAliveMs = milliseconds(r, 'HERALD_UDP_KEEPALIVE_MS', 25_000);
+  const udpEndpointTimeoutMs = milliseconds(
+    r,
+    'HERALD_UDP_ENDPOINT_TIMEOUT_MS',
+    3 * udpKeepAliveMs,
+    `${3 * udpKeepAliveMs}, 3 keep-alives`,
+  );
+
+  const selfSigned = `self-signed, ${path.join(dataDir, 'tls-cert.pem')}`;
+  const tlsCert = r.optional('HERALD_TLS_CERT', selfSigned);
+  const tlsKey = r.optional('HERALD_TLS_KEY', selfSigned.replace('tls-cert.pem', 'tls-key.pem'));
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
-    throw new ConfigError('HERALD_TLS_CERT and HERALD_TLS_KEY must be set together');
+    r.problem('HERALD_TLS_CERT and HERALD_TLS_KEY must be set together');
   }
-  const givenToken = optional(env, 'HERALD_ADMIN_TOKEN');
-  const secretKeyText = optional(env, 'HERALD_SECRET_KEY');
+  const givenToken = r.optional('HERALD_ADMIN_TOKEN', `generated once, its hash kept in ${path.join(dataDir, 'admin-token.sha256')}`);
+  const secretKeyText = r.optional('HERALD_SECRET_KEY', `made once, ${path.join(dataDir, 'secret.key')}`);
   const secretKey = secretKeyText === undefined ? undefined : parseDataKey(secretKeyText);
   if (secretKeyText !== undefined && !secretKey) {
-    throw new ConfigError('HERALD_SECRET_KEY must be 32 bytes as 64 hex digits or as base64 (openssl rand -base64 32)');
+    r.problem('HERALD_SECRET_KEY must be 32 bytes as 64 hex digits or as base64 (openssl rand -base64 32)');
   }
 
-  const apnsKeyFile = optional(env, 'HERALD_APNS_KEY_FILE');
-  const apnsKeyId = optional(env, 'HERALD_APNS_KEY_ID');
-  const apnsTeamId = optional(env, 'HERALD_APNS_TEAM_ID');
-  const apnsTopic = optional(env, 'HERALD_APNS_TOPIC');
+  const apnsKeyFile = r.optional('HERALD_APNS_KEY_FILE', 'APNs off');
+  const apnsKeyId = r.optional('HERALD_APNS_KEY_ID');
+  const apnsTeamId = r.optional('HERALD_APNS_TEAM_ID');
+  const apnsTopic = r.optional('HERALD_APNS_TOPIC');
   const apnsParts = [apnsKeyFile, apnsKeyId, apnsTeamId, apnsTopic];
   if (apnsParts.some(Boolean) && !apnsParts.every(Boolean)) {
-    throw new ConfigError('APNs needs all of HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC');
+    r.problem('APNs needs all of HERALD_APNS_KEY_FILE, HERALD_APNS_KEY_ID, HERALD_APNS_TEAM_ID and HERALD_APNS_TOPIC');
   }
-  const apnsUrl =
-    optional(env, 'HERALD_APNS_URL') ??
-    (env.HERALD_APNS_SANDBOX === '1' ? 'https://api.sandbox.push.apple.com' : 'https://api.push.apple.com');
+  const sandbox = flag(r, 'HERALD_APNS_SANDBOX', false);
+  const apnsDefaultUrl = sandbox ? 'https://api.sandbox.push.apple.com' : 'https://api.push.apple.com';
+  const apnsUrl = r.optional('HERALD_APNS_URL', apnsDefaultUrl) ?? apnsDefaultUrl;
 
   // One thread beside the main one when there is a core for it; more only when asked.
-  const apnsThreadsRaw = optional(env, 'HERALD_APNS_THREADS');
-  const apnsThreads = apnsThreadsRaw === undefined ? (os.availableParallelism() > 1 ? 1 : 0) : Number(apnsThreadsRaw);
+  const apnsThreadsDefault = os.availableParallelism() > 1 ? 1 : 0;
+  const apnsThreadsRaw = r.optional('HERALD_APNS_THREADS', String(apnsThreadsDefault));
+  const apnsThreads = apnsThreadsRaw === undefined ? apnsThreadsDefault : Number(apnsThreadsRaw);
   if (!Number.isInteger(apnsThreads) || apnsThreads < 0 || apnsThreads > 16) {
-    throw new ConfigError(`HERALD_APNS_THREADS must be a whole number from 0 to 16, got "${apnsThreadsRaw}"`);
+    r.problem(`HERALD_APNS_THREADS must be a whole number from 0 to 16, got "${apnsThreadsRaw}"`);
   }
 
-  const fcmAccount = optional(env, 'HERALD_FCM_SERVICE_ACCOUNT');
+  const fcmAccount = r.optional('HERALD_FCM_SERVICE_ACCOUNT', 'FCM off');
+  const fcmUrl = r.optional('HERALD_FCM_URL', 'https://fcm.googleapis.com') ?? 'https://fcm.googleapis.com';
+  const caFile = r.optional('HERALD_CA_FILE', 'the system CAs only');
 
-  const vapidSubject = optional(env, 'HERALD_VAPID_SUBJECT') ?? 'mailto:admin@localhost';
+  const vapidSubject = r.optional('HERALD_VAPID_SUBJECT', 'mailto:admin@localhost') ?? 'mailto:admin@localhost';
   // RFC 8292 §2.1: the sub claim is a mailto: or an https: URI.
   if (!/^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s/]+\S*)$/.test(vapidSubject) || vapidSubject.length > 500) {
-    throw new ConfigError(`HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL, got "${vapidSubject}"`);
+    r.problem(`HERALD_VAPID_SUBJECT must be a mailto: address or an https:// URL, got "${vapidSubject}"`);
   }
+  const vapidKeyFile = r.optional('HERALD_VAPID_KEY_FILE', `made once, ${path.join(dataDir, 'vapid.json')}`);
+  const allowPrivateEndpoints = flag(r, 'HERALD_WEBPUSH_ALLOW_PRIVATE', false);
 
-  const allowPrivate = optional(env, 'HERALD_WEBPUSH_ALLOW_PRIVATE') ?? '0';
-  if (allowPrivate !== '0' && allowPrivate !== '1') {
-    throw new ConfigError(`HERALD_WEBPUSH_ALLOW_PRIVATE must be 0 or 1, got "${allowPrivate}"`);
-  }
-
-  const bodyLimitRaw = optional(env, 'HERALD_BODY_LIMIT');
-  const bodyLimit = bodyLimitRaw ? Number(bodyLimitRaw) : 1024 * 1024;
-  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) {
-    throw new ConfigError('HERALD_BODY_LIMIT must be a whole number of bytes, at least 1024');
-  }
-
-  const apps = matrixApps(env);
+  const apps = matrixApps(r);
   for (const [appId, provider] of apps) {
     const missing =
       provider === 'apns' && !apnsKeyFile
@@ -311,42 +435,167 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : provider === 'fcm' && !fcmAccount
           ? 'FCM is not configured'
           : undefined;
-    if (missing) throw new ConfigError(`HERALD_MATRIX_APPS pushes ${appId} through ${provider}, but ${missing}`);
+    if (missing) r.problem(`HERALD_MATRIX_APPS pushes ${appId} through ${provider}, but ${missing}`);
   }
 
-  const udpKeepAliveMs = milliseconds(env, 'HERALD_UDP_KEEPALIVE_MS', 25_000);
-  const udpEndpointTimeoutMs = milliseconds(env, 'HERALD_UDP_ENDPOINT_TIMEOUT_MS', 3 * udpKeepAliveMs);
+  const bodyLimitRaw = r.optional('HERALD_BODY_LIMIT', String(1024 * 1024));
+  const bodyLimit = bodyLimitRaw ? Number(bodyLimitRaw) : 1024 * 1024;
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) {
+    r.problem('HERALD_BODY_LIMIT must be a whole number of bytes, at least 1024');
+  }
+  const requestTimeoutMs = milliseconds(r, 'HERALD_REQUEST_TIMEOUT_MS', 60_000);
+  const corsOrigins = origins(r, 'HERALD_CORS_ORIGINS');
+  const limits = rateLimits(r);
+  const pushHoldMs = seconds(r, 'HERALD_PUSH_HOLD_S', 10, 0, 3600);
+  // At least 10 s: live channels write a device's activity at most every 5 s.
+  const activeWindowMs = seconds(r, 'HERALD_ACTIVE_WINDOW_S', 30, 10, 86_400);
+  const level = logLevel(r);
+  const banner = flag(r, 'HERALD_BANNER', undefined, 'on a terminal');
+  for (const name of FAST_PATH_SWITCHES) flag(r, name, false);
 
   return {
     dataDir,
     databaseUrl,
-    redisUrl: optional(env, 'HERALD_REDIS_URL'),
-    host: optional(env, 'HERALD_HOST') ?? '127.0.0.1',
-    httpPort: port(env, 'HERALD_HTTP_PORT', 9080),
-    httpsPort: port(env, 'HERALD_HTTPS_PORT', 9443),
-    udpPort: port(env, 'HERALD_UDP_PORT', 9010),
+    redisUrl,
+    host,
+    httpPort,
+    httpsPort,
+    udpPort,
     udpKeepAliveMs,
     udpEndpointTimeoutMs,
     tlsCert,
     tlsKey,
     adminToken: givenToken,
     secretKey,
-    publicHost: optional(env, 'HERALD_PUBLIC_HOST'),
+    publicHost,
     apns:
       apnsKeyFile && apnsKeyId && apnsTeamId && apnsTopic
         ? { keyFile: apnsKeyFile, keyId: apnsKeyId, teamId: apnsTeamId, topic: apnsTopic, url: apnsUrl, threads: apnsThreads }
         : undefined,
-    fcm: fcmAccount ? { serviceAccountFile: fcmAccount, url: optional(env, 'HERALD_FCM_URL') ?? 'https://fcm.googleapis.com' } : undefined,
-    vapid: { subject: vapidSubject, keyFile: optional(env, 'HERALD_VAPID_KEY_FILE'), allowPrivateEndpoints: allowPrivate === '1' },
+    fcm: fcmAccount ? { serviceAccountFile: fcmAccount, url: fcmUrl } : undefined,
+    vapid: { subject: vapidSubject, keyFile: vapidKeyFile, allowPrivateEndpoints },
     matrixApps: apps,
-    caFile: optional(env, 'HERALD_CA_FILE'),
-    logLevel: optional(env, 'HERALD_LOG_LEVEL') ?? 'info',
+    caFile,
+    logLevel: level,
     bodyLimit,
-    requestTimeoutMs: milliseconds(env, 'HERALD_REQUEST_TIMEOUT_MS', 60_000),
-    corsOrigins: origins(env, 'HERALD_CORS_ORIGINS'),
-    rateLimits: rateLimits(env),
-    pushHoldMs: seconds(env, 'HERALD_PUSH_HOLD_S', 10, 0, 3600),
-    // At least 10 s: live channels write a device's activity at most every 5 s.
-    activeWindowMs: seconds(env, 'HERALD_ACTIVE_WINDOW_S', 30, 10, 86_400),
+    requestTimeoutMs,
+    corsOrigins,
+    rateLimits: limits,
+    pushHoldMs,
+    activeWindowMs,
+    banner,
   };
+}
+
+/** Reads the whole configuration and reports every problem with it; never throws. */
+export function checkConfig(env: NodeJS.ProcessEnv = process.env): ConfigReport {
+  const r = new Reader(env);
+  const config = read(r);
+  return { config: r.problems.length === 0 ? config : undefined, problems: r.problems, variables: [...r.variables.values()] };
+}
+
+/** The configuration of a node; a bad value throws a ConfigError naming its variable (and lists every other). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const report = checkConfig(env);
+  if (!report.config) throw new ConfigError(report.problems[0], { problems: report.problems });
+  return report.config;
+}
+
+/** Every HERALD_* name Herald reads: what the configuration reads, plus the tests' and tools' own. */
+export const KNOWN_NAMES: ReadonlySet<string> = new Set([...checkConfig({}).variables.map((v) => v.name), ...OTHER_NAMES]);
+
+/**
+ * HERALD_* variables Herald does not read, each with a warning (a typo would otherwise leave
+ * the default in force without a word).
+ */
+export function unknownVariableWarnings(env: NodeJS.ProcessEnv = process.env): string[] {
+  const warnings: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('HERALD_') || KNOWN_NAMES.has(name)) continue;
+    const likely = closestName(name);
+    warnings.push(`${name} is not a Herald variable and is ignored${likely ? ` (did you mean ${likely}?)` : ''}`);
+  }
+  return warnings;
+}
+
+/** The known name a typo most likely meant: at most 3 edits away. */
+function closestName(name: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 4;
+  for (const known of KNOWN_NAMES) {
+    const distance = editDistance(name, known);
+    if (distance < bestDistance) [best, bestDistance] = [known, distance];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/*
+ * What a start needs of the file system: checked before anything is opened, so that each
+ * problem is told in one line naming its variable rather than as a stack trace from deep inside.
+ */
+
+/**
+ * The data directory exists (or is made) and Herald may write in it. With `make: false`
+ * nothing is made: a missing directory is fine when the closest existing one above it can
+ * hold it (`herald config check`).
+ */
+export function checkDataDir(dataDir: string, { make = true } = {}): string | undefined {
+  let existing = dataDir;
+  if (make) {
+    try {
+      makePrivateDir(dataDir);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR') return `HERALD_DATA_DIR ${dataDir} is not a directory`;
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+        return `HERALD_DATA_DIR ${dataDir} cannot be made: not writable by this user`;
+      return `HERALD_DATA_DIR ${dataDir} cannot be made (${code ?? (error as Error).message})`;
+    }
+  } else {
+    while (!fs.existsSync(existing) && path.dirname(existing) !== existing) existing = path.dirname(existing);
+  }
+  if (!fs.statSync(existing).isDirectory()) return `HERALD_DATA_DIR ${dataDir} is not a directory`;
+  try {
+    fs.accessSync(existing, fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    return existing === dataDir
+      ? `HERALD_DATA_DIR ${dataDir} is not writable by this user`
+      : `HERALD_DATA_DIR ${dataDir} cannot be made: ${existing} is not writable by this user`;
+  }
+  return undefined;
+}
+
+/** Files named by variables that must exist at start (HERALD_VAPID_KEY_FILE is made when missing). */
+export function checkNamedFiles(config: Config): string[] {
+  const files: [string, string | undefined][] = [
+    ['HERALD_TLS_CERT', config.tlsCert],
+    ['HERALD_TLS_KEY', config.tlsKey],
+    ['HERALD_APNS_KEY_FILE', config.apns?.keyFile],
+    ['HERALD_FCM_SERVICE_ACCOUNT', config.fcm?.serviceAccountFile],
+    ['HERALD_CA_FILE', config.caFile],
+  ];
+  const problems: string[] = [];
+  for (const [name, file] of files) {
+    if (file === undefined) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+      if (!fs.statSync(file).isFile()) problems.push(`${name} ${file} is not a file`);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      problems.push(code === 'ENOENT' ? `${name} ${file} does not exist` : `${name} ${file} cannot be read (${code})`);
+    }
+  }
+  return problems;
 }

@@ -40,9 +40,24 @@ export class RedisBus implements Bus, SpentSignatures {
   static async connect(url: string): Promise<RedisBus> {
     const pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 });
     const sub = new Redis(url, { lazyConnect: true });
-    await pub.connect();
-    await sub.connect();
-    await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL, PREFERENCES_CHANNEL);
+    // A first connection that fails rejects with the socket's own error (ECONNREFUSED…),
+    // not ioredis' "Connection is closed", and is not retried for ever.
+    let firstError: Error | undefined;
+    const remember = (error: Error) => void (firstError ??= error);
+    pub.on('error', remember);
+    sub.on('error', remember);
+    try {
+      await pub.connect();
+      await sub.connect();
+      await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL, PREFERENCES_CHANNEL);
+    } catch (error) {
+      pub.disconnect();
+      sub.disconnect();
+      throw firstError ?? error;
+    } finally {
+      pub.off('error', remember);
+      sub.off('error', remember);
+    }
     return new RedisBus(pub, sub);
   }
 
