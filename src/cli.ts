@@ -57,7 +57,7 @@ user
   .command('list')
   .description('list users, one JSON line each')
   .action(async () => {
-    for (const row of await withStore((store) => listUsers(store.db))) print(row);
+    for (const row of (await withStore((store) => listUsers(store.db))).users) print(row);
   });
 
 program

@@ -25,7 +25,7 @@ import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
 import { changePreferences, readPreferences, type PreferencesChange } from './preferences.ts';
 import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
-import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from './users.ts';
+import { createUser, listUsers, resolveUser, userByApiKey, type NewUser, type UserListing } from './users.ts';
 
 /*
  * The chat layer as the API surfaces see it: each concern bound once, in app.ts, to the
@@ -36,7 +36,8 @@ import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from '
 export function users(db: Kysely<Database>) {
   return {
     create: (input: NewUser) => createUser(db, input),
-    list: () => listUsers(db),
+    /** Every user, or a page of them (a search, a limit, the previous page's cursor). */
+    list: (listing?: UserListing) => listUsers(db, listing),
     /** By e-mail address or user id; a 404 when there is none. */
     resolve: (emailOrId: string) => resolveUser(db, emailOrId),
     byApiKey: (apikey: string) => userByApiKey(db, apikey),
