@@ -23,10 +23,13 @@ export function Chart({ title, lines, start, stepSeconds }: { title: string; lin
   const from = new Date(start).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   return (
     <figure class="chart">
-      <figcaption>
-        {title} <span class="muted">per minute, since {from}</span>
-      </figcaption>
-      <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label={`${title}, per ${stepSeconds} s over the last hour. ${summary}`}>
+      <figcaption>{title}</figcaption>
+      <svg
+        viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
+        preserveAspectRatio="none"
+        role="img"
+        aria-label={`${title}, per ${stepSeconds} s over the last hour. ${summary}`}
+      >
         <line class="axis" x1="0" y1={HEIGHT} x2={WIDTH} y2={HEIGHT} />
         {lines.map((line) => (
           <polyline
@@ -35,10 +38,10 @@ export function Chart({ title, lines, start, stepSeconds }: { title: string; lin
             points={line.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}
           />
         ))}
-        <text x="2" y="10" class="scale">
-          {max}
-        </text>
       </svg>
+      <p class="scale muted">
+        per minute since {from}, scale 0–{max}
+      </p>
       <ul class="legend">
         {lines.map((line) => (
           <li key={line.label}>
