@@ -5,9 +5,9 @@ import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { checkDataDir, checkNamedFiles, ConfigError, type Config } from './config.ts';
 import { HeraldError } from './errors.ts';
-import { createMetrics, type Metrics } from './metrics.ts';
+import { createMetrics, liveConnectionCounts, pushOutcomes, type Metrics } from './metrics.ts';
 import { openStore, type Store } from './store/db.ts';
-import { SqlDeliveryStore } from './store/deliveries.ts';
+import { outboxBacklog, SqlDeliveryStore } from './store/deliveries.ts';
 import { LocalBus, type Bus } from './cluster/bus.ts';
 import type { SpentSignatures } from './cluster/spent-signatures.ts';
 import type { PushChannel, PushProvider } from './model/channel.ts';
@@ -17,6 +17,7 @@ import { Notifier } from './notify/notifier.ts';
 import { feedHead, feedReader } from './notify/feed.ts';
 import { startOutbox } from './notify/outbox.ts';
 import { PreferenceView } from './notify/preferences.ts';
+import { NotificationWatchers } from './notify/watchers.ts';
 import { sendTestPush, type TestPushResult } from './notify/push-test.ts';
 import { checkStation, deviceOf } from './chat/devices.ts';
 import { StationUsers } from './chat/station-users.ts';
@@ -426,6 +427,9 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   const endpoints: Endpoints = { http: '', https: '', ws: '', wss: '', udp: '' };
   const parts: NodeParts = { config, store, notifier, hub, bus, preferences: preferenceView, log, registry, metrics, endpoints };
   bus.subscribe((notifications) => hub.dispatch(notifications));
+  // The console's live tail: every node's notifications, as the bus brings them.
+  const watchers = new NotificationWatchers();
+  bus.subscribe(watchers.publish);
   bus.onDisconnect(({ userId, station, reason }) => hub.disconnectStation(userId, station, reason));
   notifier.onCommitted((notifications) => {
     // Counted per type first: a labelled inc costs a label hash and a map lookup, and a
@@ -434,6 +438,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     for (const n of notifications) byType.set(n.type, (byType.get(n.type) ?? 0) + 1);
     // A backend's own kinds count as one label value: each value is a series kept for good.
     for (const [type, count] of byType) metrics.notificationsCreated.inc({ type: isCustomKind(type) ? 'custom' : type }, count);
+    metrics.activity.add('notifications', notifications.length);
   });
 
   // Per-node memories, made once and shared by the HTTP and HTTPS servers and the live sockets.
@@ -481,6 +486,13 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
       limits: limiter,
       preferences: chatPreferences,
+      stats: async () => ({
+        connections: await liveConnectionCounts(metrics),
+        outbox: await outboxBacklog(store.db),
+        series: metrics.activity.snapshot(),
+      }),
+      testPush: (station) => testPush(config, store, station, log),
+      watchNotifications: (watcher) => watchers.watch(watcher),
       log,
     }),
     web3mqApi({ web3mq: web3mqServices(store.db, store.secrets, replayGuard), notifier, limits: limiter, log }),
@@ -547,7 +559,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
         deliveries: new SqlDeliveryStore(store.db, store.dialect),
         channels: await openPushChannels(config, vapid, outboxLog),
         log: outboxLog,
-        pushes: metrics.pushes,
+        pushes: pushOutcomes(metrics),
         alerts: preferenceView,
         holds: metrics.pushHolds,
       });

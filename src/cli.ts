@@ -117,7 +117,7 @@ user
   .description('list users, one JSON line each (never their API keys)')
   .addHelpText('after', examples('herald user list'))
   .action(async () => {
-    for (const row of await withStore((store) => listUsers(store.db))) print(row);
+    for (const row of (await withStore((store) => listUsers(store.db))).users) print(row);
   });
 user
   .command('key')

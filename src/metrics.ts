@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 
 /** Every metric Herald exports, on one registry per node (tests run several nodes per process). */
 export function createMetrics(registry: Registry) {
@@ -79,6 +79,8 @@ export function createMetrics(registry: Registry) {
       labelNames: ['provider', 'outcome'] as const,
       registers: [registry],
     }),
+    // The console's charts: the last hour of activity, per minute (the counters above only grow).
+    activity: new ActivityHistory(),
     pushHolds: new Counter({
       name: 'herald_push_holds_total',
       help: 'Alerting pushes held for a user in use (held), and how their holds ended (sent, cancelled)',
@@ -89,3 +91,77 @@ export function createMetrics(registry: Registry) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** What the console charts, minute by minute. */
+export const ACTIVITY_SERIES = ['notifications', 'delivered', 'retried', 'dead', 'failed'] as const;
+export type ActivitySeries = (typeof ACTIVITY_SERIES)[number];
+
+/** The last hour, one count per minute, oldest first; the last minute is the current one, still filling. */
+export type ActivitySnapshot = { start: number; stepSeconds: 60 } & Record<ActivitySeries, number[]>;
+
+const MINUTE_MS = 60_000;
+const MINUTES = 60;
+
+/**
+ * Per-minute counts of the last hour, in a ring of 60 slots per series: a slot belongs to one
+ * minute (its number since the epoch) and is cleared when a later minute takes it over, so
+ * nothing needs a timer. Counted where the counters are, at the same moments.
+ */
+export class ActivityHistory {
+  private readonly minuteOfSlot = new Float64Array(MINUTES).fill(-1);
+  private readonly counts = Object.fromEntries(ACTIVITY_SERIES.map((series) => [series, new Float64Array(MINUTES)])) as Record<
+    ActivitySeries,
+    Float64Array
+  >;
+
+  add(series: ActivitySeries, count: number, now = Date.now()): void {
+    const minute = Math.floor(now / MINUTE_MS);
+    const slot = minute % MINUTES;
+    if (this.minuteOfSlot[slot] !== minute) {
+      this.minuteOfSlot[slot] = minute;
+      for (const name of ACTIVITY_SERIES) this.counts[name][slot] = 0;
+    }
+    this.counts[series][slot] += count;
+  }
+
+  snapshot(now = Date.now()): ActivitySnapshot {
+    const current = Math.floor(now / MINUTE_MS);
+    const first = current - MINUTES + 1;
+    const snapshot = { start: first * MINUTE_MS, stepSeconds: 60 } as ActivitySnapshot;
+    for (const name of ACTIVITY_SERIES) {
+      const values: number[] = [];
+      for (let minute = first; minute <= current; minute++) {
+        const slot = minute % MINUTES;
+        values.push(this.minuteOfSlot[slot] === minute ? this.counts[name][slot] : 0);
+      }
+      snapshot[name] = values;
+    }
+    return snapshot;
+  }
+}
+
+/** A push outcome as the console charts it: Channel.send's `retry` is a retried push. */
+const OUTCOME_SERIES: Record<string, ActivitySeries> = { delivered: 'delivered', retry: 'retried', dead: 'dead', failed: 'failed' };
+
+/** The push counter as the outbox increments it, also counting each outcome into the activity history. */
+export function pushOutcomes(metrics: Pick<Metrics, 'pushes' | 'activity'>): Pick<Counter<'provider' | 'outcome'>, 'inc'> {
+  return {
+    inc(labels: LabelValues<'provider' | 'outcome'>, count: number = 1) {
+      metrics.pushes.inc(labels, count);
+      const series = OUTCOME_SERIES[String(labels.outcome)];
+      if (series) metrics.activity.add(series, count);
+    },
+  } as Pick<Counter<'provider' | 'outcome'>, 'inc'>;
+}
+
+/** This node's open live connections by channel, from the gauge the channels keep. */
+export async function liveConnectionCounts(
+  metrics: Pick<Metrics, 'liveConnections'>,
+): Promise<{ websocket: number; udp: number; web3mq: number }> {
+  const counts = { websocket: 0, udp: 0, web3mq: 0 };
+  for (const { labels, value } of (await metrics.liveConnections.get()).values) {
+    if (labels.channel === 'ws') counts.websocket += value;
+    else if (labels.channel === 'udp' || labels.channel === 'web3mq') counts[labels.channel] += value;
+  }
+  return counts;
+}

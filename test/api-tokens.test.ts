@@ -165,7 +165,7 @@ describeEachStore('scoped API tokens of the native API', (kind) => {
   it('a token can never make, list or revoke tokens, whatever its scopes', async () => {
     const everything = await makeToken({
       name: 'everything',
-      scopes: ['notifications:send', 'users:read', 'users:write', 'devices:write', 'feed:read'],
+      scopes: ['notifications:send', 'users:read', 'users:write', 'devices:write', 'feed:read', 'stats:read'],
     });
     const before = await snapshot(server.app.parts.store);
     const create = await call('POST', '/tokens', everything.token, { name: 'child', scopes: ['users:read'] });

@@ -15,7 +15,7 @@ import { badRequest, notFound } from '../errors.ts';
 type Db = Kysely<Database>;
 
 /** Everything a scoped token can be granted, each opening a set of /v1 calls. */
-export const SCOPES = ['notifications:send', 'users:read', 'users:write', 'devices:write', 'feed:read'] as const;
+export const SCOPES = ['notifications:send', 'users:read', 'users:write', 'devices:write', 'feed:read', 'stats:read'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** How every scoped token begins, so a bearer token is told from the admin token at a glance. */

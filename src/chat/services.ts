@@ -27,7 +27,7 @@ import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
 import { changePreferences, readPreferences, type PreferencesChange } from './preferences.ts';
 import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
-import { createUser, listUsers, resetApiKey, resolveUser, userByApiKey, type NewUser } from './users.ts';
+import { createUser, listUsers, resetApiKey, resolveUser, userByApiKey, type NewUser, type UserListing } from './users.ts';
 import { deleteUser } from './user-deletion.ts';
 
 /*
@@ -42,7 +42,8 @@ export function users(db: Kysely<Database>, secrets: SecretBox, bus: Pick<Bus, '
     create: (input: NewUser) => createUser(db, secrets, input),
     /** Deletes the user and all that is theirs (a 404 when there is none); their devices' live connections end on every node. */
     delete: (emailOrId: string) => deleteUser(db, bus, emailOrId),
-    list: () => listUsers(db),
+    /** Every user, or a page of them (a search, a limit, the previous page's cursor). */
+    list: (listing?: UserListing) => listUsers(db, listing),
     /** By e-mail address or user id; a 404 when there is none. */
     resolve: (emailOrId: string) => resolveUser(db, emailOrId),
     byApiKey: (apikey: string) => userByApiKey(db, secrets, apikey),

@@ -56,21 +56,60 @@ export async function createUser(db: Db, secrets: SecretBox, input: NewUser): Pr
   return { userid, apikey };
 }
 
-export async function listUsers(db: Db) {
-  return (
-    db
-      .selectFrom('users')
-      .select(['id as userid', 'email', 'name', 'nick', 'availability', 'created_at'])
-      // The badge of each user's newest notification is their unread total.
-      .select(
-        sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
-          'unread',
-        ),
-      )
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute()
-  );
+/** A page of the user list: a case-insensitive search, and where the previous page ended. */
+export interface UserListing {
+  /** Part of the e-mail address, name or nick, in any case. */
+  search?: string;
+  limit?: number;
+  /** The `next` of the previous page. */
+  after?: string;
+}
+
+/** Users are listed oldest first; a page ends at a [created_at, id] pair, written as `created_at.id`. */
+function parseCursor(after: string): [createdAt: number, id: string] {
+  const match = /^(\d{1,15})\.([0-9a-f]{32})$/.exec(after);
+  if (!match) throw badRequest('after: must be the next value of a previous page');
+  return [Number(match[1]), match[2]];
+}
+
+/** `search` as a LIKE pattern that matches it literally anywhere in a lower-cased column. */
+function containsPattern(search: string): string {
+  return `%${search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * Users oldest first, with their badge. Without a limit, every user (the CLI's list); with
+ * one, a page and the cursor of the next (null at the last page).
+ */
+export async function listUsers(db: Db, listing: UserListing = {}) {
+  let query = db
+    .selectFrom('users')
+    .select(['id as userid', 'email', 'name', 'nick', 'availability', 'created_at'])
+    // The badge of each user's newest notification is their unread total.
+    .select(
+      sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
+        'unread',
+      ),
+    )
+    .orderBy('created_at')
+    .orderBy('id');
+  if (listing.search) {
+    // lower() on both sides: PostgreSQL's LIKE minds case, SQLite's only outside ASCII.
+    const pattern = containsPattern(listing.search);
+    query = query.where((eb) =>
+      eb.or((['email', 'name', 'nick'] as const).map((column) => sql<boolean>`lower(${sql.ref(column)}) LIKE ${pattern} ESCAPE '\\'`)),
+    );
+  }
+  if (listing.after !== undefined) {
+    const [createdAt, id] = parseCursor(listing.after);
+    query = query.where((eb) => eb.or([eb('created_at', '>', createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', '>', id)])]));
+  }
+  if (listing.limit === undefined) return { users: await query.execute(), next: null };
+  // One row more than asked says whether there is a next page.
+  const rows = await query.limit(listing.limit + 1).execute();
+  const users = rows.slice(0, listing.limit);
+  const last = users.at(-1);
+  return { users, next: rows.length > listing.limit && last ? `${last.created_at}.${last.userid}` : null };
 }
 
 export async function getUser(db: Db, userId: string): Promise<User | undefined> {

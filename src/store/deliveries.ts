@@ -389,3 +389,55 @@ export async function outboxStatus(db: Db): Promise<OutboxStatus[]> {
     return { ...zero(provider), ...counts } as OutboxStatus;
   });
 }
+
+/** One provider's rows still to send, and its dead ones (the console's backlog table). */
+export interface ProviderBacklog {
+  /** Due or in flight, not yet answered by the provider. */
+  pending: number;
+  /** Waiting for another attempt after the provider asked to retry or could not be reached. */
+  retrying: number;
+  /** Alerts waiting for the presence-aware hold to end. */
+  held: number;
+  /** Refused for good because the provider called the token dead. */
+  dead: number;
+}
+
+export const BACKLOG_PROVIDERS = ['apns', 'fcm', 'webpush'] as const;
+export type OutboxBacklog = Record<(typeof BACKLOG_PROVIDERS)[number], ProviderBacklog>;
+
+/**
+ * The outbox by provider and state. A retried row is pending with the provider's last
+ * answer kept in `last_error` (a first attempt has none; a delivery clears it). Open rows are
+ * found through the deliveries_due index; counting dead rows reads the table.
+ */
+const BACKLOG = new Statement<{
+  provider: string;
+  pending: number | string;
+  retrying: number | string;
+  held: number | string;
+  dead: number | string;
+}>(
+  `SELECT provider,
+     SUM(CASE WHEN state = 'pending' AND last_error IS NULL THEN 1 ELSE 0 END) AS pending,
+     SUM(CASE WHEN state = 'pending' AND last_error IS NOT NULL THEN 1 ELSE 0 END) AS retrying,
+     SUM(CASE WHEN state = 'held' THEN 1 ELSE 0 END) AS held,
+     SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead
+   FROM deliveries WHERE state IN ('pending', 'held', 'dead') GROUP BY provider`,
+);
+
+export async function outboxBacklog(db: Db): Promise<OutboxBacklog> {
+  const backlog = Object.fromEntries(
+    BACKLOG_PROVIDERS.map((provider) => [provider, { pending: 0, retrying: 0, held: 0, dead: 0 }]),
+  ) as OutboxBacklog;
+  for (const row of await BACKLOG.all(db, [])) {
+    if (!(row.provider in backlog)) continue;
+    // PostgreSQL's SUM is a bigint, which pg hands over as text.
+    backlog[row.provider as keyof OutboxBacklog] = {
+      pending: Number(row.pending),
+      retrying: Number(row.retrying),
+      held: Number(row.held),
+      dead: Number(row.dead),
+    };
+  }
+  return backlog;
+}

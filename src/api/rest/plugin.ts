@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { errorStatus } from '../http.ts';
 import type { AdminTokenHash } from '../../admin-token.ts';
+import { notFound } from '../../errors.ts';
 import type { ApiTokens, Devices, Friends, Gateway, Preferences, Users } from '../../chat/services.ts';
 import { userIdNamed } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
@@ -14,6 +15,10 @@ import { isValidationError, NoContent, NonEmptyString, SECURITY, validationMessa
 import { requireScope, type RestCaller, type Scope } from './auth.ts';
 import { tokenRoutes } from './tokens.ts';
 import type { CallLimits } from '../../limits/limiter.ts';
+import type { TestPushResult } from '../../notify/push-test.ts';
+import type { NotificationWatcher } from '../../notify/watchers.ts';
+import { statsRoutes, type NodeStats } from './stats.ts';
+import { OpenTails, tailRoutes } from './tail.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
@@ -32,6 +37,12 @@ export interface RestParts {
   limits: CallLimits;
   /** Users' alert preferences (/users/:id/preferences). */
   preferences: Preferences;
+  /** The console's numbers (GET /v1/stats). */
+  stats(): Promise<NodeStats>;
+  /** One push straight to the device's provider, and its answer (as `herald push test`). */
+  testPush(station: string): Promise<TestPushResult>;
+  /** Every committed notification, for the live tail; the answer stops watching. */
+  watchNotifications(watcher: NotificationWatcher): () => void;
   log: Logger;
 }
 
@@ -121,6 +132,8 @@ const Web3mqAccount = Type.Object({
 
 /** Herald's native API: administration, and the push gateway for other chat backends. */
 export function restApi(parts: RestParts): FastifyPluginAsync {
+  // The node's live tails, whichever of its servers (HTTP, HTTPS) took them.
+  const tails = new OpenTails();
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
     app.setValidatorCompiler(validatorCompiler);
@@ -182,9 +195,16 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       {
         preValidation: needs('users:read'),
         schema: {
-          summary: 'List the users',
+          summary: 'List the users, oldest first, or search them',
           tags: ['users'],
           security: SECURITY.admin,
+          querystring: Type.Object({
+            search: Type.Optional(
+              Type.String({ minLength: 1, maxLength: 200, description: 'part of the e-mail address, name or nick, in any case' }),
+            ),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+            after: Type.Optional(Type.String({ maxLength: 64, description: 'the `next` of the previous page' })),
+          }),
           response: {
             200: Type.Object({
               users: Type.Array(
@@ -198,11 +218,12 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
                   created_at: Type.Integer({ description: 'unix milliseconds' }),
                 }),
               ),
+              next: Type.Union([Type.String(), Type.Null()], { description: 'the `after` of the next page; null at the last' }),
             }),
           },
         },
       },
-      async () => ({ users: await users.list() }),
+      async (request) => users.list(request.query),
     );
 
     // A new API key for a user who lost theirs or whose key leaked: the old one stops working
@@ -408,5 +429,45 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
         return reply.status(204).send(null);
       },
     );
+
+    app.post(
+      '/users/:id/devices/:station/test-push',
+      {
+        preValidation: needs('devices:write'),
+        schema: {
+          summary: "Send one test push straight to the device's provider and answer with the provider's answer",
+          description:
+            'Not through the outbox, and the device is left as it is, even when the provider calls its token dead (as `herald push test`).',
+          tags: ['devices', 'console'],
+          security: SECURITY.admin,
+          params: DeviceParams,
+          response: {
+            200: Type.Object({
+              station: Type.String(),
+              provider: Type.String({ description: 'apns, fcm or webpush' }),
+              outcome: Type.Object(
+                {
+                  kind: Type.Union([Type.Literal('delivered'), Type.Literal('retry'), Type.Literal('dead'), Type.Literal('failed')]),
+                  detail: Type.Optional(Type.String({ description: "the provider's acceptance, such as `200 apns-id …`" })),
+                  reason: Type.Optional(Type.String({ description: "the provider's refusal, such as `410 Unregistered`" })),
+                  afterMs: Type.Optional(Type.Integer({ description: 'the Retry-After the provider asked for' })),
+                },
+                { description: "the provider's answer in Herald's vocabulary" },
+              ),
+            }),
+          },
+        },
+      },
+      async (request) => {
+        const user = await users.resolve(request.params.id);
+        const station = checkStation(request.params.station);
+        const device = await devices.deviceOf(station);
+        if (!device || device.user_id !== user.id) throw notFound(`${request.params.id} has no device with station ${station}`);
+        return parts.testPush(station);
+      },
+    );
+
+    statsRoutes(app, { stats: parts.stats, authorize: needs('stats:read') });
+    tailRoutes(app, { watchNotifications: parts.watchNotifications, authorize: needs('feed:read') }, tails);
   };
 }
