@@ -58,7 +58,7 @@ const leafZone = {
 };
 
 export default defineConfig(
-  { ignores: ['node_modules/', 'dist/', 'data/', '.bench-tmp/'] },
+  { ignores: ['node_modules/', '**/dist/', 'data/', '.bench-tmp/'] },
   js.configs.recommended,
   tseslint.configs.recommended,
   {

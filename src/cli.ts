@@ -1,13 +1,19 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig, ConfigError } from './config.ts';
-import { openConfiguredStore, startApp, testPush } from './app.ts';
 import { createUser, listUsers, resolveUser } from './chat/users.ts';
 import { addFriendship } from './chat/friends.ts';
 import { checkNewApiToken, createApiToken, listApiTokens, revokeApiToken, SCOPES } from './chat/api-tokens.ts';
 import { HeraldError } from './errors.ts';
 import type { Store } from './store/db.ts';
 
+/**
+ * The node's composition (Fastify, the channels, the push providers) loads only for the
+ * commands that use it: `herald --help` and a usage error answer in a fraction of the time.
+ */
+const composition = () => import('./app.ts');
+
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
+  const { openConfiguredStore } = await composition();
   const store = await openConfiguredStore(loadConfig());
   try {
     return await work(store);
@@ -30,6 +36,7 @@ program
   .command('serve')
   .description('run the server (configuration from HERALD_* variables)')
   .action(async () => {
+    const { startApp } = await composition();
     const app = await startApp(loadConfig());
     let stopping = false;
     const stop = async (signal: string) => {
@@ -133,6 +140,7 @@ program
   .description("send a test push to a device (its Ozeki-Station id) and print the provider's answer")
   .action(async (station: string) => {
     const config = loadConfig();
+    const { testPush } = await composition();
     const result = await withStore((store) => testPush(config, store, station));
     print(result);
     if (result.outcome.kind !== 'delivered') process.exitCode = 2;
