@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import type { Config } from './config.ts';
 
 /** The configured PEM pair, or a self-signed one made once into the data directory. */
@@ -13,6 +12,8 @@ export async function loadTls(config: Config): Promise<{ cert: string; key: stri
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
     return { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), generated: false };
   }
+  // Loaded only here: the certificate library is a tenth of a second of every start otherwise.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
     notAfterDate: new Date(Date.now() + 3650 * 24 * 3600 * 1000),
     keyType: 'ec',
