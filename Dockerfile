@@ -4,7 +4,7 @@
 # Three stages on one Debian release, so that the native SQLite driver built in `deps`
 # runs in the slim runtime image (same libc, same Node ABI).
 
-# build: every dependency, then the compiled server in dist/ (and the web app's bundle).
+# build: every dependency, then the compiled server in dist/ and the web pages in web/dist/.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -22,7 +22,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm rebuild better-sqlite3
 
-# runtime: Node, the runtime dependencies and the built tree; no compiler, no sources.
+# runtime: Node, the runtime dependencies, the built server and the bundled web pages; no
+# compiler, no sources.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     HERALD_DATA_DIR=/data \
@@ -35,6 +36,7 @@ RUN groupadd --system herald && useradd --system --gid herald --home-dir /data -
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/web/dist ./web/dist
 COPY package.json LICENSE ./
 COPY bin ./bin
 USER herald

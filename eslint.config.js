@@ -11,7 +11,7 @@ const root = import.meta.dirname;
 const src = (...parts) => path.join(root, 'src', ...parts);
 
 // Files at the bottom of src/ that every layer may import; they import no folder of src/.
-const LEAVES = ['errors.ts', 'config.ts', 'metrics.ts', 'tls.ts'];
+const LEAVES = ['errors.ts', 'config.ts', 'metrics.ts', 'tls.ts', 'files.ts', 'admin-token.ts'];
 const LEAF_GLOB = src(`{${LEAVES.join(',')}}`);
 
 // What each folder of src/ may import besides itself and the leaves, bottom up.
@@ -33,6 +33,8 @@ LAYERS['api/http.ts'] = BELOW_API;
 LAYERS['api/cors.ts'] = BELOW_API;
 LAYERS['api/unmatched.ts'] = ['api/cors.ts', ...BELOW_API];
 LAYERS['api/operations.ts'] = ['api/http.ts', ...BELOW_API];
+// The web app, its service worker and the console: static pages, no API of their own.
+LAYERS['api/web.ts'] = [];
 // 429s in each API's error shape, for the whole server.
 LAYERS['api/rate-limited.ts'] = ['api/cors.ts', 'api/unmatched.ts', ...BELOW_API];
 
@@ -69,9 +71,9 @@ export default defineConfig(
     },
     plugins: { 'import-x': importX },
     settings: {
-      'import-x/extensions': ['.ts', '.js', '.mjs', '.cjs'],
-      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
-      'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.mjs', '.cjs', '.json', '.node'] })],
+      'import-x/extensions': ['.ts', '.tsx', '.js', '.mjs', '.cjs'],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts', '.tsx'] },
+      'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.tsx', '.js', '.mjs', '.cjs', '.json', '.node'] })],
     },
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     rules: {
@@ -98,6 +100,18 @@ export default defineConfig(
     // tests and benchmarks read raw rows and protocol bodies.
     files: ['src/store/migrations*.ts', 'test/**', 'bench/**'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
+    // The pages run in a browser (and the worker in a service worker): browser globals, and
+    // nothing from the server; they reach it only over HTTP and WebSocket.
+    files: ['web/**/*.{ts,tsx}', 'client/browser-receiver.ts'],
+    languageOptions: { globals: { ...globals.browser, ...globals.serviceworker } },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/src/**'], message: 'The web pages talk to the server over HTTP only.' }] },
+      ],
+    },
   },
   {
     files: ['**/*.cjs'],

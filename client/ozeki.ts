@@ -18,6 +18,8 @@ export interface OzekiClientOptions {
    * self-signed one (data/tls-cert.pem). Node only: a browser trusts what its system trusts.
    */
   ca?: string | string[];
+  /** Give up on a call that has not been answered after this long (default: wait); it then rejects with a TimeoutError. */
+  timeoutMs?: number;
 }
 
 interface Answer {
@@ -39,9 +41,10 @@ export class OzekiClient {
     const url = `${this.baseUrl}/?srv=chatserver&api=${encodeURIComponent(api)}`;
     const text = JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...body });
     const allHeaders = { 'content-type': 'application/json', 'ozeki-station': this.station, ...headers };
+    const signal = this.options.timeoutMs === undefined ? undefined : AbortSignal.timeout(this.options.timeoutMs);
     const answer = this.options.ca
-      ? await postTrusting(this.options.ca, url, allHeaders, text)
-      : await postWithFetch(url, allHeaders, text);
+      ? await postTrusting(this.options.ca, url, allHeaders, text, signal)
+      : await postWithFetch(url, allHeaders, text, signal);
     let parsed: OzekiResponse;
     try {
       parsed = JSON.parse(answer.text) as OzekiResponse;
@@ -90,8 +93,8 @@ export class OzekiClient {
   }
 }
 
-async function postWithFetch(url: string, headers: Record<string, string>, body: string): Promise<Answer> {
-  const response = await fetch(url, { method: 'POST', headers, body });
+async function postWithFetch(url: string, headers: Record<string, string>, body: string, signal?: AbortSignal): Promise<Answer> {
+  const response = await fetch(url, { method: 'POST', headers, body, ...(signal ? { signal } : {}) });
   return { status: response.status, text: await response.text() };
 }
 
@@ -100,21 +103,29 @@ async function postWithFetch(url: string, headers: Record<string, string>, body:
  * Agent, which is not part of Node's API), so this goes through node:https, loaded only here
  * so that the client still works in a browser.
  */
-async function postTrusting(ca: string | string[], url: string, headers: Record<string, string>, body: string): Promise<Answer> {
+async function postTrusting(
+  ca: string | string[],
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  signal?: AbortSignal,
+): Promise<Answer> {
   const target = new URL(url);
   const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
+    // A timeout rejects as fetch does: with the signal's TimeoutError, not the socket's abort.
+    const fail = (error: Error) => reject(signal?.aborted ? signal.reason : error);
     const outgoing = request(
       target,
-      { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca },
+      { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca, ...(signal ? { signal } : {}) },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        response.on('error', reject);
+        response.on('error', fail);
       },
     );
-    outgoing.on('error', reject);
+    outgoing.on('error', fail);
     outgoing.end(body);
   });
 }

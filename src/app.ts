@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
@@ -24,10 +23,14 @@ import { StationUsers } from './chat/station-users.ts';
 import { apiTokens, blocks, changes, conversations, devices, friends, gateway, preferences, users } from './chat/services.ts';
 import { matrixGateway } from './chat/matrix-pushers.ts';
 import { loadTls } from './tls.ts';
+import { loadAdminTokenHash, type AdminTokenHash } from './admin-token.ts';
+import { makePrivateDir } from './files.ts';
+import { dataKeyFromDir, SecretBox } from './store/secrets.ts';
 import type { Endpoints } from './api/http.ts';
 import { operationsApi } from './api/operations.ts';
 import { Cors } from './api/cors.ts';
 import { RouteTable, unmatchedRequestHandler } from './api/unmatched.ts';
+import { loadWeb, webDistDir, webPages } from './api/web.ts';
 import { limitByAddress, retryAfterHeader } from './api/rate-limited.ts';
 import { RateLimiter } from './limits/limiter.ts';
 import { clientErrorHandler } from './api/client-errors.ts';
@@ -85,19 +88,34 @@ export interface StartOptions {
   withoutOutbox?: boolean;
 }
 
-export async function openConfiguredStore(config: Config): Promise<Store> {
-  return openStore(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqliteFile: path.join(config.dataDir, 'herald.db') });
+/**
+ * The data key: HERALD_SECRET_KEY, or `secret.key` in the data directory (made there once).
+ * `made` names the file when it was made just now.
+ */
+function configuredSecrets(config: Config): { secrets: SecretBox; made?: string } {
+  if (config.secretKey) return { secrets: new SecretBox(config.secretKey) };
+  const { key, file, created } = dataKeyFromDir(config.dataDir);
+  return { secrets: new SecretBox(key), made: created ? file : undefined };
 }
 
-/** The admin token: configured, or generated once into the data directory and printed then. */
-function adminToken(config: Config, log: Logger): string {
-  if (!config.adminTokenGenerated) return config.adminToken;
-  const file = path.join(config.dataDir, 'admin-token');
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  fs.mkdirSync(config.dataDir, { recursive: true });
-  fs.writeFileSync(file, config.adminToken + '\n', { mode: 0o600 });
-  log.warn(`HERALD_ADMIN_TOKEN is unset; generated an admin token (kept in ${file}): ${config.adminToken}`);
-  return config.adminToken;
+export async function openConfiguredStore(config: Config, secrets = configuredSecrets(config).secrets): Promise<Store> {
+  return openStore(
+    config.databaseUrl ? { databaseUrl: config.databaseUrl, secrets } : { sqliteFile: path.join(config.dataDir, 'herald.db'), secrets },
+  );
+}
+
+/**
+ * The data directory, owner-only when Herald makes it, and the admin token's hash; what
+ * there is to tell about them goes to the log (a generated admin token, once).
+ */
+function prepareDataDir(config: Config, log: Logger): AdminTokenHash {
+  const { openToOthers } = makePrivateDir(config.dataDir);
+  if (openToOthers) {
+    log.warn(`${config.dataDir} may be read by other users: it holds the database and keys; chmod 700 it`);
+  }
+  const { hash, news } = loadAdminTokenHash(config);
+  if (news) log[news.level](news.message);
+  return hash;
 }
 
 /*
@@ -256,12 +274,13 @@ function buildHttp(parts: HttpParts, https?: { cert: string; key: string }): Fas
   app.addHook('onError', retryAfterHeader);
   app.setNotFoundHandler(unmatchedRequestHandler(routes, cors));
 
-  const [operations, ozeki, rest, web3mq, matrix] = parts.apis;
+  const [operations, ozeki, rest, web3mq, matrix, web] = parts.apis;
   app.register(operations);
   app.register(ozeki);
   app.register(rest, { prefix: '/v1' });
   app.register(web3mq, { prefix: '/api' });
   app.register(matrix, { prefix: '/_matrix/push/v1' });
+  app.register(web);
   return app;
 }
 
@@ -281,8 +300,19 @@ async function redisBus(url: string) {
  */
 export async function startApp(configured: Config, options: StartOptions = {}): Promise<RunningApp> {
   const log = pino({ level: configured.logLevel });
-  const config: Config = { ...configured, adminToken: adminToken(configured, log) };
-  const store = options.store ?? (await openConfiguredStore(config));
+  const config = configured;
+  const adminTokenHash = prepareDataDir(config, log);
+  let store = options.store;
+  if (!store) {
+    const { secrets, made } = configuredSecrets(config);
+    if (made) {
+      log[config.databaseUrl ? 'warn' : 'info'](
+        `made the data key ${made}: it seals API keys and UDP secrets in the database; back it up with the database` +
+          (config.databaseUrl ? ', and give every other node the same key (HERALD_SECRET_KEY, or a copy of this file)' : ''),
+      );
+    }
+    store = await openConfiguredStore(config, secrets);
+  }
 
   // One node alone keeps everything in process; with Redis, notifications, disconnects and
   // spent signatures reach every node.
@@ -333,13 +363,13 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   // Per-node memories, made once and shared by the HTTP and HTTPS servers and the live sockets.
   // A VAPID key file that cannot be used stops the node before it listens (one is made if none exists).
   const vapid = loadVapidKeys(config);
-  const stationUsers = new StationUsers(store.db, bus);
+  const stationUsers = new StationUsers(store.db, store.secrets, bus);
   const replayGuard = new ReplayGuard(spentSignatures);
   // Per node: each node counts only the calls it takes (README, "Rate limits").
   const limiter = new RateLimiter(config.rateLimits, metrics);
   // The chat layer, bound to this node's database, notifier and bus, as the APIs use it.
-  const chatUsers = users(store.db);
-  const chatDevices = devices(store.db, bus);
+  const chatUsers = users(store.db, store.secrets, bus);
+  const chatDevices = devices(store.db, store.secrets, bus);
   const chatFriends = friends(store.db, notifier);
   const chatPreferences = preferences(store.db, preferenceView, bus);
 
@@ -347,7 +377,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     operationsApi({
       ping: async () => void (await store.db.selectFrom('users').select('id').limit(1).execute()),
       registry,
-      adminToken: config.adminToken,
+      adminTokenHash,
     }),
     ozekiApi({
       users: chatUsers,
@@ -370,18 +400,23 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       friends: chatFriends,
       gateway: gateway(store.db, notifier),
       apiTokens: apiTokens(store.db),
-      adminToken: config.adminToken,
+      adminTokenHash,
       vapidPublicKey: vapid.publicKey,
       attachWeb3mqKey: (userId, fields) => attachMainKey(store.db, userId, fields),
       limits: limiter,
       preferences: chatPreferences,
       log,
     }),
-    web3mqApi({ web3mq: web3mqServices(store.db, replayGuard), notifier, limits: limiter, log }),
+    web3mqApi({ web3mq: web3mqServices(store.db, store.secrets, replayGuard), notifier, limits: limiter, log }),
     matrixApi({
-      gateway: matrixGateway(notifier, { apps: config.matrixApps, allowPrivateEndpoints: config.vapid.allowPrivateEndpoints }),
+      gateway: matrixGateway(notifier, {
+        apps: config.matrixApps,
+        allowPrivateEndpoints: config.vapid.allowPrivateEndpoints,
+        secrets: store.secrets,
+      }),
       log,
     }),
+    webPages(loadWeb(webDistDir(), log)),
   ];
   const tls = await loadTls(config);
   const http = buildHttp({ config, log, metrics, limiter, apis });
@@ -440,6 +475,8 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       await Promise.all([http.close(), https.close(), live.close()]);
       await udp.close();
       await outbox?.close();
+      // What was accepted commits before the database closes; anything later is refused.
+      await notifier.close();
       preferenceView.close();
       await bus.close();
       if (!options.store) await store.close();

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -17,9 +16,17 @@ export interface Config {
   udpEndpointTimeoutMs: number;
   tlsCert?: string;
   tlsKey?: string;
-  adminToken: string;
-  /** True when the admin token was generated because HERALD_ADMIN_TOKEN was unset. */
-  adminTokenGenerated: boolean;
+  /**
+   * HERALD_ADMIN_TOKEN; when unset, a token is generated once into the data directory, where
+   * only its SHA-256 is kept (see admin-token.ts).
+   */
+  adminToken?: string;
+  /**
+   * HERALD_SECRET_KEY: the data key that seals API keys and UDP secrets in the database (32
+   * bytes). Unset: `secret.key` in the data directory, made once. Every node sharing a
+   * database needs the same key.
+   */
+  secretKey?: Buffer;
   /** The URL clients are told to use, when the server sits behind a proxy or on 0.0.0.0. */
   publicHost?: string;
   apns?: {
@@ -223,6 +230,18 @@ function rateLimits(env: NodeJS.ProcessEnv): RateLimitsConfig {
   return { enabled: switchRaw === '1', rates, loginFailureCost };
 }
 
+/** Bytes of a data key (AES-256). */
+export const DATA_KEY_BYTES = 32;
+
+/** A data key written as 64 hex digits or as base64 (or base64url) of 32 bytes; undefined for anything else. */
+export function parseDataKey(text: string): Buffer | undefined {
+  const trimmed = text.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return Buffer.from(trimmed, 'hex');
+  if (!/^[A-Za-z0-9+/_-]{43}=?$/.test(trimmed)) return undefined;
+  const bytes = Buffer.from(trimmed, /[-_]/.test(trimmed) ? 'base64url' : 'base64');
+  return bytes.length === DATA_KEY_BYTES ? bytes : undefined;
+}
+
 function optional(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const value = env[name];
   return value === undefined || value === '' ? undefined : value;
@@ -240,6 +259,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('HERALD_TLS_CERT and HERALD_TLS_KEY must be set together');
   }
   const givenToken = optional(env, 'HERALD_ADMIN_TOKEN');
+  const secretKeyText = optional(env, 'HERALD_SECRET_KEY');
+  const secretKey = secretKeyText === undefined ? undefined : parseDataKey(secretKeyText);
+  if (secretKeyText !== undefined && !secretKey) {
+    throw new ConfigError('HERALD_SECRET_KEY must be 32 bytes as 64 hex digits or as base64 (openssl rand -base64 32)');
+  }
 
   const apnsKeyFile = optional(env, 'HERALD_APNS_KEY_FILE');
   const apnsKeyId = optional(env, 'HERALD_APNS_KEY_ID');
@@ -305,8 +329,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     udpEndpointTimeoutMs,
     tlsCert,
     tlsKey,
-    adminToken: givenToken ?? randomBytes(24).toString('base64url'),
-    adminTokenGenerated: !givenToken,
+    adminToken: givenToken,
+    secretKey,
     publicHost: optional(env, 'HERALD_PUBLIC_HOST'),
     apns:
       apnsKeyFile && apnsKeyId && apnsTeamId && apnsTopic

@@ -1,8 +1,27 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { Config } from './config.ts';
+import { writePrivateFile } from './files.ts';
 
-/** The configured PEM pair, or a self-signed one made once into the data directory. */
+/** The names a generated certificate holds: loopback, and HERALD_PUBLIC_HOST (a DNS name or an IP address). */
+function altNames(publicHost: string | undefined) {
+  const names: Array<{ type: 2; value: string } | { type: 7; ip: string }> = [
+    { type: 2, value: 'localhost' },
+    { type: 7, ip: '127.0.0.1' },
+    { type: 7, ip: '::1' },
+  ];
+  const host = publicHost?.replace(/^\[|\]$/g, '');
+  if (host && host !== 'localhost' && host !== '127.0.0.1' && host !== '::1') {
+    names.push(net.isIP(host) !== 0 ? { type: 7, ip: host } : { type: 2, value: host });
+  }
+  return names;
+}
+
+/**
+ * The configured PEM pair, or a self-signed one made once into the data directory (its key
+ * owner-only), naming loopback and HERALD_PUBLIC_HOST.
+ */
 export async function loadTls(config: Config): Promise<{ cert: string; key: string; generated: boolean }> {
   if (config.tlsCert && config.tlsKey) {
     return { cert: fs.readFileSync(config.tlsCert, 'utf8'), key: fs.readFileSync(config.tlsKey, 'utf8'), generated: false };
@@ -14,23 +33,18 @@ export async function loadTls(config: Config): Promise<{ cert: string; key: stri
   }
   // Loaded only here: the certificate library is a tenth of a second of every start otherwise.
   const { generate } = await import('selfsigned');
-  const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+  const pems = await generate([{ name: 'commonName', value: config.publicHost ?? 'localhost' }], {
     notAfterDate: new Date(Date.now() + 3650 * 24 * 3600 * 1000),
     keyType: 'ec',
     curve: 'P-256',
     extensions: [
       {
         name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-          { type: 7, ip: '::1' },
-        ],
+        altNames: altNames(config.publicHost),
       },
     ],
   });
-  fs.mkdirSync(config.dataDir, { recursive: true });
-  fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
+  writePrivateFile(keyFile, pems.private);
   fs.writeFileSync(certFile, pems.cert);
   return { cert: pems.cert, key: pems.private, generated: true };
 }

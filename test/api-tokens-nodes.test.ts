@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeOnPostgres, POSTGRES, TEST_DATABASE_URL } from './helpers/stores.ts';
+import { describeOnPostgres, POSTGRES, TEST_DATABASE_URL, TEST_SECRETS } from './helpers/stores.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/server.ts';
 import { openStore, type Store } from '../src/store/db.ts';
 
@@ -13,7 +13,8 @@ describeOnPostgres('scoped API tokens on two nodes sharing one database', () => 
   let nodeB: TestServer;
 
   beforeAll(async () => {
-    for (let i = 0; i < 2; i++) stores.push(await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 3 }));
+    for (let i = 0; i < 2; i++)
+      stores.push(await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 3, secrets: TEST_SECRETS }));
     nodeA = await startTestServer(POSTGRES!, {}, { store: stores[0] });
     nodeB = await startTestServer(POSTGRES!, {}, { store: stores[1] });
   });

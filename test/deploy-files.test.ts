@@ -122,14 +122,16 @@ describe('the Dockerfile', () => {
     expect(all(deps, 'RUN').join(' ')).toMatch(/npm rebuild better-sqlite3/);
   });
 
-  it('copies into the runtime image only what exists here or is built: node_modules, dist, bin', () => {
+  it('copies into the runtime image only what exists here or is built: node_modules, dist, web/dist, bin', () => {
     const copies = all(runtime, 'COPY').map((args) => args.split(/\s+/));
     const sources = copies.flatMap((words) => (words[0].startsWith('--from=') ? [] : words.slice(0, -1)));
     for (const source of sources) expect(fs.existsSync(path.join(ROOT, source)), `COPY ${source}`).toBe(true);
     const fromBuild = copies.filter((words) => words[0] === '--from=build').map((words) => words[1]);
-    expect(fromBuild).toContain('/app/dist');
-    // The build stage's `npm run build` makes dist/ with the CLI the CMD runs (built before the suite).
+    expect(fromBuild).toEqual(['/app/dist', '/app/web/dist']);
+    // The build stage's `npm run build` makes both: dist/ with the CLI the CMD runs, and the
+    // web pages the server serves (both built before the suite).
     expect(fs.existsSync(path.join(ROOT, 'dist/src/cli.js'))).toBe(true);
+    expect(fs.existsSync(path.join(ROOT, 'web/dist/manifest.json'))).toBe(true);
     expect(copies.some((words) => words[0] === '--from=deps' && words[1] === '/app/node_modules')).toBe(true);
   });
 

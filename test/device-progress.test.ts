@@ -12,9 +12,9 @@ describeEachStore('live progress of many devices', (kind) => {
 
   beforeAll(async () => {
     store = await kind.open();
-    const { userid } = await createUser(store.db, { email: 'ann@example.org', name: 'Ann' });
+    const { userid } = await createUser(store.db, store.secrets, { email: 'ann@example.org', name: 'Ann' });
     await store.db.transaction().execute(async (trx) => {
-      for (let i = 0; i < DEVICES; i++) await bindStation(trx, station(i), userid, 'browser');
+      for (let i = 0; i < DEVICES; i++) await bindStation(trx, store.secrets, station(i), userid, 'browser');
     });
   });
   afterAll(async () => store?.close());

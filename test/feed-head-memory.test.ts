@@ -25,7 +25,7 @@ describe('remembered feed heads on sqlite', () => {
     file = path.join(dir, 'herald.db');
     store = await openStore({ sqliteFile: file });
     notifier = new Notifier(store, new LocalBus());
-    userId = (await createUser(store.db, { email: 'ann@example.org', name: 'Ann' })).userid;
+    userId = (await createUser(store.db, store.secrets, { email: 'ann@example.org', name: 'Ann' })).userid;
   });
   afterAll(async () => {
     await store?.close();

@@ -19,7 +19,7 @@ describeEachStore('the per-user feed', (kind) => {
     bus.subscribe((list) => published.push(...list));
     notifier = new Notifier(store, bus);
     for (const name of ['ann', 'ben', 'cat']) {
-      users.push((await createUser(store.db, { email: `${name}@example.org`, name })).userid);
+      users.push((await createUser(store.db, store.secrets, { email: `${name}@example.org`, name })).userid);
     }
   });
   afterAll(async () => store?.close());

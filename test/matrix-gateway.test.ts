@@ -5,6 +5,7 @@ import { MATRIX_APPS, iosPusher, specExample, startMatrixScene, type MatrixScene
 import { TestBrowser } from './helpers/webpush-browser.ts';
 import { fcmToken } from './mocks/push-env.ts';
 import { pusherUserId } from '../src/chat/matrix-pushers.ts';
+import { apiKeyOf } from '../src/chat/users.ts';
 
 describeEachStore('Herald as a Matrix push gateway', (kind) => {
   let scene: MatrixScene;
@@ -61,7 +62,8 @@ describeEachStore('Herald as a Matrix push gateway', (kind) => {
       .executeTakeFirstOrThrow();
     expect(user.name).toBe('Matrix pusher');
     expect(user.email).toMatch(/^[0-9a-f]{64}@matrix\.invalid$/);
-    expect(user.apikey).toMatch(/^[0-9a-f]{48}$/);
+    expect(user.apikey_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(apiKeyOf(scene.server.app.parts.store.secrets, user)).toMatch(/^[0-9a-f]{48}$/);
     const device = await db().selectFrom('devices').selectAll().where('user_id', '=', user.id).executeTakeFirstOrThrow();
     expect(device).toMatchObject({ platform: 'ios', push_provider: 'apns', push_token: token, push_disabled_at: null });
     expect(device.station).toMatch(/^[0-9a-f]{32}$/);

@@ -25,14 +25,14 @@ for (const threads of ['0', '1']) {
       const now = Date.now();
       const devices = [];
       for (let u = 0; u < USERS; u++) {
-        const { userid } = await createUser(db, { email: `burst${u}@example.org`, name: `Burst ${u}` });
+        const { userid } = await createUser(db, server.app.parts.store.secrets, { email: `burst${u}@example.org`, name: `Burst ${u}` });
         userIds.push(userid);
         for (let d = 0; d < DEVICES_PER_USER; d++) {
           devices.push({
             station: newStation(),
             user_id: userid,
             platform: 'ios',
-            udp_secret: null,
+            udp_secret_sealed: null,
             push_provider: 'apns',
             push_token: apnsToken(),
             push_keys: null,

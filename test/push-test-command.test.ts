@@ -38,12 +38,12 @@ describe('herald push test <station>', () => {
     doubles = await startPushDoubles();
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-pushtest-'));
     const store = await openStore({ sqliteFile: path.join(dataDir, 'herald.db') });
-    const { userid } = await createUser(store.db, { email: 'bob@example.org', name: 'Bob' });
+    const { userid } = await createUser(store.db, store.secrets, { email: 'bob@example.org', name: 'Bob' });
     for (const [station, token] of [
       [goodStation, goodToken],
       [goneStation, goneToken],
     ]) {
-      await bindStation(store.db, station, userid, 'ios');
+      await bindStation(store.db, store.secrets, station, userid, 'ios');
       await registerDevice(store.db, station, userid, { platform: 'ios', pushToken: token });
     }
     await store.close();

@@ -10,7 +10,7 @@ import { openStore, type Store } from '../src/store/db.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { feedHead, readFeed } from '../src/notify/feed.ts';
 import { notificationId } from '../src/model/notification.ts';
-import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, TEST_SECRETS, describeOnPostgres } from './helpers/stores.ts';
 
 /**
  * 0008_feed_by_user_key rebuilds the feed and the outbox of a running installation: every
@@ -112,7 +112,15 @@ async function checkMigrated(store: Store): Promise<void> {
   // A user made afterwards gets a key of its own, above every key handed out before.
   await db
     .insertInto('users')
-    .values({ id: 'u-dan', email: 'dan@example.org', name: 'dan', nick: 'dan', apikey: 'k-dan', created_at: 2 } as any)
+    .values({
+      id: 'u-dan',
+      email: 'dan@example.org',
+      name: 'dan',
+      nick: 'dan',
+      apikey_hash: 'h-dan',
+      apikey_sealed: 's-dan',
+      created_at: 2,
+    } as any)
     .execute();
   const dan = await db.selectFrom('users').select('key').where('id', '=', 'u-dan').executeTakeFirstOrThrow();
   expect(dan.key).toBeGreaterThan(Math.max(...keys));
@@ -146,7 +154,7 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
       const database = new SQLite(file);
       database.pragma('foreign_keys = ON');
       const old = new Kysely<any>({ dialect: new SqliteDialect({ database }) });
-      await migrateToLatest(old, 'sqlite', undefined, BEFORE);
+      await migrateToLatest(old, 'sqlite', TEST_SECRETS, undefined, BEFORE);
       await writeOldRows(old);
       await old.destroy();
 
@@ -157,7 +165,15 @@ describe('migration 0008 (feed keyed by user key) on sqlite', () => {
         await sql`DELETE FROM users WHERE id = 'u-dan'`.execute(store.db);
         await store.db
           .insertInto('users')
-          .values({ id: 'u-eve', email: 'eve@example.org', name: 'eve', nick: 'eve', apikey: 'k-eve', created_at: 3 } as any)
+          .values({
+            id: 'u-eve',
+            email: 'eve@example.org',
+            name: 'eve',
+            nick: 'eve',
+            apikey_hash: 'h-eve',
+            apikey_sealed: 's-eve',
+            created_at: 3,
+          } as any)
           .execute();
         const keys = await store.db.selectFrom('users').select(['id', 'key']).where('id', '=', 'u-eve').executeTakeFirstOrThrow();
         expect(keys.key).toBe(USERS.length + 2);
@@ -182,11 +198,11 @@ describeOnPostgres('migration 0008 (feed keyed by user key)', () => {
   it('keeps every feed row and outbox row of a database made before it', async () => {
     const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, options: `-c search_path=${schema}` });
     const old = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
-    await migrateToLatest(old, 'postgres', schema, BEFORE);
+    await migrateToLatest(old, 'postgres', TEST_SECRETS, schema, BEFORE);
     await writeOldRows(old);
     await old.destroy();
 
-    const store = await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2 });
+    const store = await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2, secrets: TEST_SECRETS });
     try {
       await checkMigrated(store);
     } finally {

@@ -27,7 +27,8 @@ describe('the SQLite write-ahead log under a steady stream of group messages', (
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-log-bound-'));
     store = await openStore({ sqliteFile: path.join(dir, 'herald.db'), logBoundBytes: BOUND });
     await store.db.transaction().execute(async (trx) => {
-      for (let i = 0; i < USERS; i++) users.push((await createUser(trx, { email: `u${i}@example.org`, name: `U${i}` })).userid);
+      for (let i = 0; i < USERS; i++)
+        users.push((await createUser(trx, store.secrets, { email: `u${i}@example.org`, name: `U${i}` })).userid);
     });
   });
   afterAll(async () => {

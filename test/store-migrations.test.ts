@@ -6,7 +6,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/db.ts';
 import { migrations } from '../src/store/migrations.ts';
-import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, TEST_SECRETS, describeOnPostgres } from './helpers/stores.ts';
 
 const names = migrations.map(([name]) => name);
 
@@ -28,7 +28,7 @@ describe('migrations on sqlite', () => {
       expect(await appliedMigrations(first)).toEqual(names);
       await first.db
         .insertInto('users')
-        .values({ id: 'u1', email: 'a@example.org', name: 'A', nick: 'a', apikey: 'k1', created_at: 1 } as any)
+        .values({ id: 'u1', email: 'a@example.org', name: 'A', nick: 'a', apikey_hash: 'h1', apikey_sealed: 's1', created_at: 1 } as any)
         .execute();
       await first.close();
 
@@ -58,8 +58,8 @@ describeOnPostgres('migrations', () => {
     const schema = newSchema();
     try {
       const [a, b] = await Promise.all([
-        openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2 }),
-        openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2 }),
+        openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2, secrets: TEST_SECRETS }),
+        openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2, secrets: TEST_SECRETS }),
       ]);
       expect(await appliedMigrations(a)).toEqual(names);
       expect(await appliedMigrations(b)).toEqual(names);
@@ -73,8 +73,11 @@ describeOnPostgres('migrations', () => {
     const doomed = Array.from({ length: 6 }, newSchema);
     const fresh = Array.from({ length: 6 }, newSchema);
     try {
-      for (const schema of doomed) await (await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 1 })).close();
-      const opening = Promise.all(fresh.map((schema) => openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2 })));
+      for (const schema of doomed)
+        await (await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 1, secrets: TEST_SECRETS })).close();
+      const opening = Promise.all(
+        fresh.map((schema) => openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 2, secrets: TEST_SECRETS })),
+      );
       const dropping = withAdmin(async (c) => {
         for (const schema of doomed) await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       });

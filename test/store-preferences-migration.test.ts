@@ -7,13 +7,13 @@ import { migrateToLatest } from '../src/store/migrations.ts';
 import type { Database, Dialect } from '../src/store/schema.ts';
 import { PreferenceView } from '../src/notify/preferences.ts';
 import { readPreferences } from '../src/chat/preferences.ts';
-import { TEST_DATABASE_URL, describeOnPostgres } from './helpers/stores.ts';
+import { TEST_DATABASE_URL, TEST_SECRETS, describeOnPostgres } from './helpers/stores.ts';
 
 /** 0012_preferences on an installation in use: its users and devices go on as they were. */
 const BEFORE = '0010_gateway_sends';
 
 async function devicesKeepAlerting(db: Kysely<any>, dialect: Dialect, schema?: string) {
-  await migrateToLatest(db, dialect, schema, BEFORE);
+  await migrateToLatest(db, dialect, TEST_SECRETS, schema, BEFORE);
   await db
     .insertInto('users')
     .values({ id: 'u-ann', email: 'ann@example.org', name: 'Ann', nick: 'ann', apikey: 'k-ann', created_at: 1 })
@@ -32,7 +32,7 @@ async function devicesKeepAlerting(db: Kysely<any>, dialect: Dialect, schema?: s
     })
     .execute();
 
-  await migrateToLatest(db, dialect, schema);
+  await migrateToLatest(db, dialect, TEST_SECRETS, schema);
   const typed = db as Kysely<Database>;
   expect(await readPreferences(typed, 'u-ann')).toEqual({
     dndUntil: null,

@@ -4,6 +4,7 @@ import { describeEachStore } from './helpers/stores.ts';
 import { newStation, startTestServer, waitFor, type TestServer } from './helpers/server.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { RawWeb3mqUser, ed25519FromSeedHex, newWallet, type Reply } from './helpers/web3mq.ts';
+import { apiKeyOf } from '../src/chat/users.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { installBrowserGlobals } from './helpers/web3mq-live.ts';
 import { feedHead } from '../src/notify/feed.ts';
@@ -122,9 +123,10 @@ describeEachStore('the Web3MQ SDK against Herald', (kind) => {
     bob = await new RawWeb3mqUser(server.http).registerAndLogin();
 
     // Alice's one device, a browser tab on Herald's own WebSocket, logged in with her API key.
-    const alice = await server.app.parts.store.db.selectFrom('users').select('apikey').where('id', '=', aliceId).executeTakeFirstOrThrow();
+    const { store } = server.app.parts;
+    const alice = await store.db.selectFrom('users').select(['id', 'apikey_sealed']).where('id', '=', aliceId).executeTakeFirstOrThrow();
     const aliceTab = new OzekiClient(server.http, newStation());
-    await aliceTab.login(alice.apikey, 'browser');
+    await aliceTab.login(apiKeyOf(store.secrets, alice), 'browser');
     device = await connectDevice(server, aliceTab.station);
 
     const asked = await bob.signedPost('/api/contacts/add_friends/', { target_userid: aliceId, content: 'Bob here' }, [

@@ -46,7 +46,7 @@ describeEachStore("Herald's VAPID key", (kind) => {
         expect(response.status).toBe(200);
         const { publickey } = (await response.json()) as { publickey: string };
         served.push(publickey);
-        const { apikey } = await createUser(store.db, { email: `a${served.length}@example.org`, name: 'Alice' });
+        const { apikey } = await createUser(store.db, store.secrets, { email: `a${served.length}@example.org`, name: 'Alice' });
         const login = await new OzekiClient(app.endpoints.http, newStation()).login(apikey, 'browser');
         expect(login.vapidpublickey).toBe(publickey);
       } finally {

@@ -71,6 +71,17 @@ describeEachStore('devices of a WebSocket user', (kind) => {
     expect(await refusedAgain).toEqual({ code: 4401, reason: 'unknown station: log in with chatlogin first' });
   });
 
+  it('the admin may name the user by e-mail address when removing a device', async () => {
+    const laptop = new OzekiClient(server.http, newStation());
+    await laptop.login(bob.apikey, 'linux');
+    const path = `${server.http}/v1/users/${encodeURIComponent(bob.email)}/devices/${laptop.station}`;
+    expect((await fetch(path, { method: 'DELETE', headers: admin })).status).toBe(204);
+    expect(Object.keys(await platforms())).not.toContain(laptop.station);
+    const again = await fetch(path, { method: 'DELETE', headers: admin });
+    expect(again.status).toBe(404);
+    expect(await again.json()).toEqual({ error: 'no such device' });
+  });
+
   it(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: one more login forgets and disconnects the one seen longest ago`, async () => {
     const dave = await addUser(server, 'Dave');
     const oldest = new OzekiClient(server.http, newStation());

@@ -28,7 +28,9 @@ describe('WebSocket liveness', () => {
     const { hub, metrics, log, store, bus } = server.app.parts;
     live = new LiveServer([extra], { hub, metrics, log, pingIntervalMs: PING_MS });
     const feed = feedReader(store.db);
-    live.register(new WebSocketChannel({ feed, devices: devices(store.db, bus), metrics, log, pingIntervalMs: live.pingIntervalMs }));
+    live.register(
+      new WebSocketChannel({ feed, devices: devices(store.db, store.secrets, bus), metrics, log, pingIntervalMs: live.pingIntervalMs }),
+    );
     await new Promise<void>((resolve) => extra.listen(0, '127.0.0.1', resolve));
     url = `ws://127.0.0.1:${(extra.address() as AddressInfo).port}/ws?station=${bob.client.station}`;
   });

@@ -39,6 +39,8 @@ export class HeraldProcess {
         HERALD_HTTPS_PORT: '0',
         HERALD_UDP_PORT: '0',
         HERALD_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+        // One data key for every node, as a cluster shares HERALD_SECRET_KEY.
+        HERALD_SECRET_KEY: 'b'.repeat(64),
         HERALD_LOG_LEVEL: 'error',
         ...env,
       },

@@ -37,13 +37,14 @@ const notifier = new Notifier(store, new LocalBus());
 const pairs: Array<{ a: { id: string; name: string }; conversation: string }> = [];
 if (GROUP) {
   const members: string[] = [];
-  for (let i = 0; i < GROUP; i++) members.push((await createUser(store.db, { email: `g${i}@example.org`, name: `G${i}` })).userid);
+  for (let i = 0; i < GROUP; i++)
+    members.push((await createUser(store.db, store.secrets, { email: `g${i}@example.org`, name: `G${i}` })).userid);
   const conversation = await createConversation(notifier, members[0], { participantIds: members.slice(1) });
   pairs.push({ a: { id: members[0], name: 'G0' }, conversation: conversation.id });
 }
 for (let i = 0; i < (GROUP ? 0 : PAIRS); i++) {
-  const a = await createUser(store.db, { email: `a${i}@example.org`, name: `A${i}` });
-  const b = await createUser(store.db, { email: `b${i}@example.org`, name: `B${i}` });
+  const a = await createUser(store.db, store.secrets, { email: `a${i}@example.org`, name: `A${i}` });
+  const b = await createUser(store.db, store.secrets, { email: `b${i}@example.org`, name: `B${i}` });
   const conversation = await createConversation(notifier, a.userid, { participantIds: [b.userid] });
   pairs.push({ a: { id: a.userid, name: `A${i}` }, conversation: conversation.id });
 }

@@ -32,11 +32,11 @@ const store = await openStore({ sqliteFile: path.join(dir, 'herald.db') });
 const notifier = new Notifier(store, new LocalBus());
 const userIds: string[] = [];
 for (let u = 0; u < USERS; u++) {
-  const { userid } = await createUser(store.db, { email: `p${u}@example.org`, name: `P${u}` });
+  const { userid } = await createUser(store.db, store.secrets, { email: `p${u}@example.org`, name: `P${u}` });
   userIds.push(userid);
   for (let d = 0; d < DEVICES; d++) {
     const station = `${userid.slice(0, 20)}-${d}`;
-    await bindStation(store.db, station, userid, 'ios');
+    await bindStation(store.db, store.secrets, station, userid, 'ios');
     await registerDevice(store.db, station, userid, { platform: 'ios', pushToken: (u * DEVICES + d).toString(16).padStart(64, '0') });
   }
 }

@@ -25,7 +25,8 @@ const MODES = (process.env.MODES ?? 'none,empty,tenth').split(',');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-prefs-'));
 const store = await openStore({ sqliteFile: path.join(dir, 'herald.db') });
 const members: string[] = [];
-for (let i = 0; i < GROUP; i++) members.push((await createUser(store.db, { email: `g${i}@example.org`, name: `G${i}` })).userid);
+for (let i = 0; i < GROUP; i++)
+  members.push((await createUser(store.db, store.secrets, { email: `g${i}@example.org`, name: `G${i}` })).userid);
 const plain = new Notifier(store, new LocalBus());
 const conversation = await createConversation(plain, members[0], { participantIds: members.slice(1) });
 const sender = { id: members[0], name: 'G0' };

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { SecretBox } from '../../src/store/secrets.ts';
 import { openStore } from '../../src/store/db.ts';
 import { createUser } from '../../src/chat/users.ts';
 import { bindStation, registerDevice } from '../../src/chat/devices.ts';
@@ -20,17 +21,19 @@ const ROUNDS = Number(process.env.ROUNDS ?? 30);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-hold-'));
 const databaseUrl = process.env.DATABASE_URL;
 const schema = `bench_hold_${process.pid}`;
-const store = await openStore(databaseUrl ? { databaseUrl, pgSchema: schema } : { sqliteFile: path.join(dir, 'herald.db') });
+const store = await openStore(
+  databaseUrl ? { databaseUrl, pgSchema: schema, secrets: SecretBox.ephemeral() } : { sqliteFile: path.join(dir, 'herald.db') },
+);
 const userIds: string[] = [];
 const desktops: string[] = [];
 for (let u = 0; u < RECIPIENTS; u++) {
-  const { userid } = await createUser(store.db, { email: `h${u}@example.org`, name: `H${u}` });
+  const { userid } = await createUser(store.db, store.secrets, { email: `h${u}@example.org`, name: `H${u}` });
   userIds.push(userid);
   const phone = `${u.toString(16).padStart(8, '0')}${'a'.repeat(24)}`;
-  await bindStation(store.db, phone, userid, 'ios');
+  await bindStation(store.db, store.secrets, phone, userid, 'ios');
   await registerDevice(store.db, phone, userid, { platform: 'ios', pushToken: u.toString(16).padStart(64, '0') });
   const desktop = `${u.toString(16).padStart(8, '0')}${'d'.repeat(24)}`;
-  await bindStation(store.db, desktop, userid, 'windows');
+  await bindStation(store.db, store.secrets, desktop, userid, 'windows');
   desktops.push(desktop);
 }
 

@@ -42,12 +42,15 @@ serveParent({
     for (let start = 0; start < args.count; start += CHUNK) {
       await db.transaction().execute(async (trx) => {
         for (let i = start; i < Math.min(args.count, start + CHUNK); i++) {
-          const { userid, apikey } = await createUser(trx, { email: `${args.prefix}${i}@bench.example`, name: `Bench ${i}` });
+          const { userid, apikey } = await createUser(trx, app!.parts.store.secrets, {
+            email: `${args.prefix}${i}@bench.example`,
+            name: `Bench ${i}`,
+          });
           const stations: string[] = [];
           for (let d = 0; d < args.stationsPerUser; d++) {
             const id = station(args.prefix, i, d);
             stations.push(id);
-            await bindStation(trx, id, userid, args.apns ? 'ios' : 'browser');
+            await bindStation(trx, app!.parts.store.secrets, id, userid, args.apns ? 'ios' : 'browser');
           }
           users.push({ userid, apikey, stations });
         }

@@ -10,11 +10,6 @@ export function sameSecret(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** True when the request's `Authorization: Bearer …` is the given token. */
-export function bearerIs(authorization: unknown, token: string): boolean {
-  return typeof authorization === 'string' && authorization.startsWith('Bearer ') && sameSecret(authorization.slice(7).trim(), token);
-}
-
 export function errorStatus(error: unknown): number {
   if (error instanceof HeraldError) return error.httpStatus;
   const status = (error as { statusCode?: number }).statusCode;

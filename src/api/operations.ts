@@ -1,13 +1,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
-import { bearerIs } from './http.ts';
+import { isAdminToken, type AdminTokenHash } from '../admin-token.ts';
 
 /** What the operator's endpoints work with. */
 export interface OperationsParts {
   /** Resolves when the database answers. */
   ping(): Promise<void>;
   registry: Registry;
-  adminToken: string;
+  /** The admin token's SHA-256. */
+  adminTokenHash: AdminTokenHash;
 }
 
 /** `/healthz` for load balancers and `/metrics` for Prometheus. */
@@ -20,7 +21,8 @@ export function operationsApi(parts: OperationsParts): FastifyPluginAsync {
     // The metrics tell who is busy and what fails: only the operator reads them (Prometheus
     // sends the admin token with `authorization: { credentials: … }` or `bearer_token`).
     app.get('/metrics', async (request, reply) => {
-      if (!bearerIs(request.headers.authorization, parts.adminToken)) {
+      const authorization = request.headers.authorization;
+      if (!authorization?.startsWith('Bearer ') || !isAdminToken(authorization.slice(7).trim(), parts.adminTokenHash)) {
         return reply
           .status(401)
           .header('www-authenticate', 'Bearer')

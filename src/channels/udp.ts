@@ -54,7 +54,7 @@ const COOKIE_SLOT_MIN_MS = 60_000;
 export interface UdpChannelParts {
   config: Pick<Config, 'host' | 'udpPort' | 'udpKeepAliveMs' | 'udpEndpointTimeoutMs'>;
   feed: FeedReader;
-  devices: Pick<Devices, 'deviceOf' | 'recordLiveProgress'>;
+  devices: Pick<Devices, 'deviceOf' | 'udpSecretOf' | 'recordLiveProgress'>;
   hub: Pick<Hub, 'add' | 'remove'>;
   /** Devices removed on any node: their endpoints and cached secrets go at once. */
   bus: Pick<Bus, 'onDisconnect'>;
@@ -84,6 +84,8 @@ interface StationState {
   station: string;
   userId: string;
   secret: Buffer;
+  /** The secret as the database holds it (sealed): a new text means a new secret. */
+  sealedSecret: string;
   checkedAt: number;
   window: ReplayWindow;
   endpoint?: UdpEndpoint;
@@ -279,7 +281,7 @@ export class UdpChannel {
 
   private async lookUp(station: string, cached: StationState | undefined): Promise<StationState | undefined> {
     const device = await this.devices.deviceOf(station);
-    if (!device || !device.udp_secret) {
+    if (!device || !device.udp_secret_sealed) {
       if (cached) {
         this.forget(cached, 'device removed');
         this.stations.delete(station);
@@ -288,7 +290,8 @@ export class UdpChannel {
       this.unknownStations.set(station, Date.now());
       return undefined;
     }
-    if (cached && cached.userId === device.user_id && cached.secret.equals(secretBytes(device.udp_secret))) {
+    // The same sealed text is the same secret: it is opened only when it changed.
+    if (cached && cached.userId === device.user_id && cached.sealedSecret === device.udp_secret_sealed) {
       cached.checkedAt = Date.now();
       return cached;
     }
@@ -296,7 +299,8 @@ export class UdpChannel {
     const state: StationState = {
       station,
       userId: device.user_id,
-      secret: secretBytes(device.udp_secret),
+      secret: secretBytes(this.devices.udpSecretOf(device)!),
+      sealedSecret: device.udp_secret_sealed,
       checkedAt: Date.now(),
       window: cached?.window ?? new ReplayWindow(),
       ackedSeq: device.acked_seq,

@@ -6,6 +6,7 @@ import { STATION } from './ids.ts';
 import { checkPushSubscription } from './push-subscription.ts';
 import type { Bus } from '../cluster/bus.ts';
 import { Statement } from '../store/statement.ts';
+import { sealContext, type SecretBox } from '../store/secrets.ts';
 
 type Db = Kysely<Database>;
 
@@ -42,7 +43,7 @@ export function newDevice(
     station,
     user_id: userId,
     platform,
-    udp_secret: null,
+    udp_secret_sealed: null,
     push_provider: null,
     push_token: null,
     push_keys: null,
@@ -59,33 +60,53 @@ export function newDevice(
   };
 }
 
+/** A device as login leaves it, with its UDP secret opened (the login's answer carries it). */
+export interface BoundDevice {
+  device: DevicesTable;
+  udpSecret: string;
+}
+
 /**
  * Login binds a station to its user. A station already bound to another user is refused:
- * it would otherwise receive that user's notifications.
+ * it would otherwise receive that user's notifications. A device gets its UDP secret at its
+ * first login and keeps it; the database holds it sealed.
  */
-export async function bindStation(db: Db, station: string, userId: string, platform?: Platform): Promise<DevicesTable> {
+export async function bindStation(db: Db, secrets: SecretBox, station: string, userId: string, platform?: Platform): Promise<BoundDevice> {
   const now = Date.now();
   const existing = await db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirst();
   if (existing && existing.user_id !== userId) {
     throw forbidden('this station belongs to another user; use a new station id');
   }
+  const kept = existing ? udpSecretOf(secrets, existing) : null;
+  const udpSecret = kept ?? newSecret();
+  const sealed = kept === null ? sealUdpSecret(secrets, station, udpSecret) : existing!.udp_secret_sealed;
   if (existing) {
     await db
       .updateTable('devices')
-      .set({ last_seen_at: now, ...(platform ? { platform } : {}), udp_secret: existing.udp_secret ?? newSecret() })
+      .set({ last_seen_at: now, ...(platform ? { platform } : {}), udp_secret_sealed: sealed })
       .where('station', '=', station)
       .execute();
   } else {
     await db
       .insertInto('devices')
-      .values(newDevice(station, userId, platform ?? 'browser', now, { udp_secret: newSecret() }))
+      .values(newDevice(station, userId, platform ?? 'browser', now, { udp_secret_sealed: sealed }))
       .execute();
   }
-  return (await db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirstOrThrow())!;
+  const device = await db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirstOrThrow();
+  return { device, udpSecret };
 }
 
 function newSecret(): string {
   return randomBytes(32).toString('hex');
+}
+
+function sealUdpSecret(secrets: SecretBox, station: string, udpSecret: string): string {
+  return secrets.seal(udpSecret, sealContext.udpSecret(station));
+}
+
+/** A device's UDP secret, opened; null for a device that never logged in (an admin-made push device). */
+export function udpSecretOf(secrets: SecretBox, device: Pick<DevicesTable, 'station' | 'udp_secret_sealed'>): string | null {
+  return device.udp_secret_sealed === null ? null : secrets.open(device.udp_secret_sealed, sealContext.udpSecret(device.station));
 }
 
 export async function deviceOf(db: Db, station: string): Promise<DevicesTable | undefined> {

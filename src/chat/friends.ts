@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
-import { badRequest } from '../errors.ts';
+import { badRequest, notFound } from '../errors.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -18,6 +18,17 @@ export async function addFriendship(db: Db, a: string, b: string): Promise<void>
       .onConflict((oc) => oc.columns(['user_id', 'friend_id']).doNothing())
       .execute();
   }
+}
+
+/** Ends a friendship both ways; a 404 when the two were not friends. */
+export async function removeFriendship(db: Db, a: string, b: string): Promise<void> {
+  const result = await db
+    .deleteFrom('friendships')
+    .where((eb) =>
+      eb.or([eb.and([eb('user_id', '=', a), eb('friend_id', '=', b)]), eb.and([eb('user_id', '=', b), eb('friend_id', '=', a)])]),
+    )
+    .executeTakeFirst();
+  if (Number(result.numDeletedRows) === 0) throw notFound(`${a} and ${b} are not friends`);
 }
 
 export async function friendIdsOf(db: Db, userId: string): Promise<string[]> {

@@ -9,6 +9,8 @@ import { userKeyOf } from '../notify/feed.ts';
 import type { Database, DevicesTable } from '../store/schema.ts';
 import { newApiKey, userIdOf } from './ids.ts';
 import { newDevice, type Platform } from './devices.ts';
+import { apiKeyColumns, apiKeyOf } from './users.ts';
+import type { SecretBox } from '../store/secrets.ts';
 import { checkPushSubscription, isInternalAddress } from './push-subscription.ts';
 
 /*
@@ -144,7 +146,12 @@ function pushFields(n: MatrixNotification): Record<string, string> {
 }
 
 /** The pusher's user, made on first sight; its key and API key. */
-async function pusherUser(trx: Transaction<Database>, hash: string, now: number): Promise<{ id: string; apikey: string }> {
+async function pusherUser(
+  trx: Transaction<Database>,
+  secrets: SecretBox,
+  hash: string,
+  now: number,
+): Promise<{ id: string; apikey: string }> {
   const email = `${hash}@${PUSHER_EMAIL_DOMAIN}`;
   const id = userIdOf(email);
   // A random API key: the pusher's user exists to hold a feed, and nobody logs in as it.
@@ -155,14 +162,15 @@ async function pusherUser(trx: Transaction<Database>, hash: string, now: number)
       email,
       name: PUSHER_NAME,
       nick: PUSHER_NAME,
-      apikey: newApiKey(),
+      ...apiKeyColumns(secrets, id, newApiKey()),
       availability: 'offline',
       availability_changed_at: 0,
       created_at: now,
     })
     .onConflict((oc) => oc.column('id').doNothing())
     .execute();
-  return trx.selectFrom('users').select(['id', 'apikey']).where('id', '=', id).executeTakeFirstOrThrow();
+  const user = await trx.selectFrom('users').select(['id', 'apikey_sealed']).where('id', '=', id).executeTakeFirstOrThrow();
+  return { id: user.id, apikey: apiKeyOf(secrets, user) };
 }
 
 /** The pusher's one device, made on first sight. */
@@ -204,6 +212,8 @@ export interface MatrixGatewayOptions {
   apps: ReadonlyMap<string, MatrixProvider>;
   /** Whether a Web Push endpoint may be on an internal address (HERALD_WEBPUSH_ALLOW_PRIVATE). */
   allowPrivateEndpoints: boolean;
+  /** Opens a pusher user's API key, of which its station is made. */
+  secrets: SecretBox;
 }
 
 /**
@@ -238,7 +248,7 @@ export async function notifyPushers(
     // Pushers in hash order, so two requests naming the same new ones take their locks alike.
     for (const hash of [...pushers.keys()].sort()) {
       const { device, target } = pushers.get(hash)!;
-      const user = await pusherUser(trx, hash, now);
+      const user = await pusherUser(trx, options.secrets, hash, now);
       const stored = await pusherDevice(trx, user, target, now);
       if (stored.push_disabled_at !== null) {
         // The provider called the token dead. The homeserver sets the pusher again (a newer

@@ -1,8 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Bus } from '../cluster/bus.ts';
 import type { Notifier } from '../notify/notifier.ts';
-import type { Database } from '../store/schema.ts';
+import type { Database, DevicesTable } from '../store/schema.ts';
 import type { PreferenceView } from '../notify/preferences.ts';
+import type { SecretBox } from '../store/secrets.ts';
 import { authenticateApiToken, createApiToken, listApiTokens, revokeApiToken, type NewApiToken } from './api-tokens.ts';
 import { setAvailability } from './availability.ts';
 import { block, blocklist, unblock, type BlockTarget } from './blocks.ts';
@@ -16,16 +17,18 @@ import {
   recordLiveProgress,
   registerDevice,
   removeDevice,
+  udpSecretOf,
   type DeviceRegistration,
   type LiveProgress,
   type Platform,
 } from './devices.ts';
-import { addFriendship, listFriends } from './friends.ts';
+import { addFriendship, listFriends, removeFriendship } from './friends.ts';
 import { addMessage, downloadConversation } from './messages.ts';
 import { addReport } from './reports.ts';
 import { changePreferences, readPreferences, type PreferencesChange } from './preferences.ts';
 import { feedPage, markRead, sendNotifications, type GatewaySend, type IdempotentCall, type ReadMark } from './sends.ts';
-import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from './users.ts';
+import { createUser, listUsers, resetApiKey, resolveUser, userByApiKey, type NewUser } from './users.ts';
+import { deleteUser } from './user-deletion.ts';
 
 /*
  * The chat layer as the API surfaces see it: each concern bound once, in app.ts, to the
@@ -33,22 +36,30 @@ import { createUser, listUsers, resolveUser, userByApiKey, type NewUser } from '
  * these), never for the database itself.
  */
 
-export function users(db: Kysely<Database>) {
+export function users(db: Kysely<Database>, secrets: SecretBox, bus: Pick<Bus, 'publishDisconnect'>) {
   return {
-    create: (input: NewUser) => createUser(db, input),
+    /** Returns the new user's API key, the only time it is seen. */
+    create: (input: NewUser) => createUser(db, secrets, input),
+    /** Deletes the user and all that is theirs (a 404 when there is none); their devices' live connections end on every node. */
+    delete: (emailOrId: string) => deleteUser(db, bus, emailOrId),
     list: () => listUsers(db),
     /** By e-mail address or user id; a 404 when there is none. */
     resolve: (emailOrId: string) => resolveUser(db, emailOrId),
-    byApiKey: (apikey: string) => userByApiKey(db, apikey),
+    byApiKey: (apikey: string) => userByApiKey(db, secrets, apikey),
+    /** A new API key for the user (e-mail or id), returned once; the old one stops working. */
+    resetApiKey: (emailOrId: string) => resetApiKey(db, secrets, emailOrId),
   };
 }
 export type Users = ReturnType<typeof users>;
 
-export function devices(db: Kysely<Database>, bus: Pick<Bus, 'publishDisconnect'>) {
+export function devices(db: Kysely<Database>, secrets: SecretBox, bus: Pick<Bus, 'publishDisconnect'>) {
   return {
     deviceOf: (station: string) => deviceOf(db, station),
+    /** The device's UDP secret, opened; null when it has none. */
+    udpSecretOf: (device: Pick<DevicesTable, 'station' | 'udp_secret_sealed'>) => udpSecretOf(secrets, device),
     list: (userId: string) => listDevices(db, userId),
-    bind: (station: string, userId: string, platform?: Platform) => bindStation(db, station, userId, platform),
+    /** Binds the station to the user (login), with the device's UDP secret opened. */
+    bind: (station: string, userId: string, platform?: Platform) => bindStation(db, secrets, station, userId, platform),
     register: (station: string, userId: string, registration: DeviceRegistration) => registerDevice(db, station, userId, registration),
     /** Forgets the user's oldest devices past the limit, except `keep`; their live connections end on every node. */
     forgetBeyondLimit: (userId: string, keep: string) => forgetDevicesBeyondLimit(db, bus, userId, keep),
@@ -63,6 +74,8 @@ export function friends(db: Kysely<Database>, notifier: Notifier) {
   return {
     list: (userId: string) => listFriends(db, userId),
     add: (a: string, b: string) => addFriendship(db, a, b),
+    /** Ends a friendship both ways; a 404 when there was none. */
+    remove: (a: string, b: string) => removeFriendship(db, a, b),
     /** Tells the user's friends their new availability. */
     setAvailability: (userId: string, availability: string) => setAvailability(notifier, userId, availability),
   };

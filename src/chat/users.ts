@@ -3,6 +3,7 @@ import type { Database, UsersTable } from '../store/schema.ts';
 import { badRequest, conflict, notFound } from '../errors.ts';
 import { isEmail, newApiKey, normaliseEmail, userIdNamed, userIdOf } from './ids.ts';
 import { Statement } from '../store/statement.ts';
+import { sealContext, type SecretBox } from '../store/secrets.ts';
 
 type Db = Kysely<Database>;
 
@@ -15,7 +16,18 @@ export interface NewUser {
   nick?: string;
 }
 
-export async function createUser(db: Db, input: NewUser): Promise<{ userid: string; apikey: string }> {
+/** How a user's API key lies in the database: its lookup hash and the key sealed. */
+export function apiKeyColumns(secrets: SecretBox, userId: string, apikey: string): Pick<UsersTable, 'apikey_hash' | 'apikey_sealed'> {
+  return { apikey_hash: secrets.lookupHash(apikey), apikey_sealed: secrets.seal(apikey, sealContext.apikey(userId)) };
+}
+
+/** A user's API key, opened (Ozeki-Signature HMACs are keyed with it). */
+export function apiKeyOf(secrets: SecretBox, user: Pick<User, 'id' | 'apikey_sealed'>): string {
+  return secrets.open(user.apikey_sealed, sealContext.apikey(user.id));
+}
+
+/** Makes a user; the answer is the only time their API key is seen (the database keeps it sealed). */
+export async function createUser(db: Db, secrets: SecretBox, input: NewUser): Promise<{ userid: string; apikey: string }> {
   if (typeof input.email !== 'string' || !isEmail(input.email)) throw badRequest('email must be an e-mail address');
   if (typeof input.name !== 'string' || input.name.trim() === '' || input.name.length > 200) {
     throw badRequest('name must be a non-empty string of at most 200 characters');
@@ -35,7 +47,7 @@ export async function createUser(db: Db, input: NewUser): Promise<{ userid: stri
       email,
       name: input.name.trim(),
       nick: (input.nick ?? input.name).trim(),
-      apikey,
+      ...apiKeyColumns(secrets, userid, apikey),
       availability: 'offline',
       availability_changed_at: 0,
       created_at: Date.now(),
@@ -73,8 +85,24 @@ export async function resolveUser(db: Db, emailOrId: string): Promise<User> {
   return user;
 }
 
-export async function userByApiKey(db: Db, apikey: string): Promise<User | undefined> {
-  return db.selectFrom('users').selectAll().where('apikey', '=', apikey).executeTakeFirst();
+export async function userByApiKey(db: Db, secrets: SecretBox, apikey: string): Promise<User | undefined> {
+  return db.selectFrom('users').selectAll().where('apikey_hash', '=', secrets.lookupHash(apikey)).executeTakeFirst();
+}
+
+/**
+ * Gives a user (e-mail or id) a new API key and returns it, the only time it is seen. The old
+ * key stops opening a login at once on every node (logins look the key's hash up in the
+ * database); the user's stations stay bound.
+ */
+export async function resetApiKey(db: Db, secrets: SecretBox, emailOrId: string): Promise<{ userid: string; apikey: string }> {
+  const user = await resolveUser(db, emailOrId);
+  const apikey = newApiKey();
+  await db
+    .updateTable('users')
+    .set(apiKeyColumns(secrets, user.id, apikey))
+    .where('id', '=', user.id)
+    .execute();
+  return { userid: user.id, apikey };
 }
 
 /** The user a station is bound to, in one query (every authenticated API call asks). */

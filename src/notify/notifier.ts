@@ -5,6 +5,7 @@ import type { Database } from '../store/schema.ts';
 import { appendNotifications, type AppendOptions, type PushHoldPolicy } from './feed.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
 import type { Silencer } from './preferences.ts';
+import { HeraldError } from '../errors.ts';
 
 export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
 
@@ -59,6 +60,9 @@ export class Notifier {
   private committedListeners: CommittedListener[] = [];
   private queue: Unit[] = [];
   private draining = false;
+  private closing = false;
+  /** Who waits in close() for the queue to empty. */
+  private drained: (() => void)[] = [];
 
   constructor(
     readonly store: Store,
@@ -80,6 +84,7 @@ export class Notifier {
   }
 
   transact<T>(work: Work<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new HeraldError(503, 'the server is stopping; try again shortly'));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
         work: work as Work<unknown>,
@@ -92,6 +97,16 @@ export class Notifier {
       });
       if (!this.draining) void this.drain();
     });
+  }
+
+  /**
+   * Refuses new work (503) and resolves once every transaction already queued has committed
+   * or failed, so the node can close its database after it: no batch runs against a closed
+   * pool, and nothing accepted is dropped.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    while (this.draining) await new Promise<void>((resolve) => this.drained.push(resolve));
   }
 
   private async drain(): Promise<void> {
@@ -110,6 +125,7 @@ export class Notifier {
       }
     } finally {
       this.draining = false;
+      for (const resolve of this.drained.splice(0)) resolve();
     }
   }
 

@@ -3,7 +3,9 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
 import type { Database, Dialect } from './schema.ts';
-import { migrateToLatest } from './migrations.ts';
+import { migrateToLatest, SECRETS_SEALED } from './migrations.ts';
+import { dataKeyFromDir, SecretBox } from './secrets.ts';
+import { makePrivateDir, PRIVATE_FILE_MODE } from '../files.ts';
 import { postgresBulkWriter, sqliteBulkWriter, type BulkWriter } from './bulk.ts';
 import { registerSqliteConnection } from './statement.ts';
 import { LOG_BOUND_BYTES, startCheckpointer } from './checkpointer.ts';
@@ -11,6 +13,8 @@ import { LOG_BOUND_BYTES, startCheckpointer } from './checkpointer.ts';
 export interface Store {
   db: Kysely<Database>;
   dialect: Dialect;
+  /** The data key: seals and opens the API keys and UDP secrets this database holds. */
+  secrets: SecretBox;
   /** The hot path's audience-sized statements, written for this database. */
   bulk: BulkWriter;
   /**
@@ -40,6 +44,11 @@ export interface OpenStoreOptions {
   poolSize?: number;
   /** SQLite: the write-ahead log's size past which writers wait for the checkpoint (tests make it small). */
   logBoundBytes?: number;
+  /**
+   * The data key. Required with PostgreSQL; SQLite takes `secret.key` beside its file when it
+   * is not given (made there once), and a throwaway key for ':memory:'.
+   */
+  secrets?: SecretBox;
 }
 
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
@@ -52,12 +61,27 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       max: options.poolSize ?? 10,
       ...(schema ? { options: `-c search_path=${schema}` } : {}),
     });
+    const secrets = options.secrets;
+    if (!secrets) throw new Error('a PostgreSQL store needs the data key');
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    await migrateToLatest(db, 'postgres', schema);
-    return { db, dialect: 'postgres', bulk: postgresBulkWriter, close: () => db.destroy() };
+    try {
+      await migrateToLatest(db, 'postgres', secrets, schema);
+    } catch (error) {
+      await db.destroy();
+      throw error;
+    }
+    return { db, dialect: 'postgres', secrets, bulk: postgresBulkWriter, close: () => db.destroy() };
   }
   const file = options.sqliteFile ?? ':memory:';
-  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  const inMemory = file === ':memory:';
+  if (!inMemory) {
+    makePrivateDir(path.dirname(file));
+    // Made owner-only before SQLite opens it: SQLite gives its -wal and -shm files the
+    // database file's mode.
+    fs.closeSync(fs.openSync(file, 'a', PRIVATE_FILE_MODE));
+    fs.chmodSync(file, PRIVATE_FILE_MODE);
+  }
+  const secrets = options.secrets ?? (inMemory ? SecretBox.ephemeral() : new SecretBox(dataKeyFromDir(path.dirname(file)).key));
   const database = new SQLite(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
@@ -69,10 +93,24 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   const checkpointer = file === ':memory:' ? undefined : startCheckpointer(database, file, options.logBoundBytes ?? LOG_BOUND_BYTES);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
   registerSqliteConnection(db, database);
-  await migrateToLatest(db, 'sqlite');
+  let applied: string[];
+  try {
+    applied = await migrateToLatest(db, 'sqlite', secrets);
+  } catch (error) {
+    await checkpointer?.close();
+    await db.destroy();
+    throw error;
+  }
+  if (!inMemory && applied.includes(SECRETS_SEALED)) {
+    // The clear keys the migration replaced are still in the file's free space and in the
+    // log: the database is written anew, and the log emptied.
+    database.exec('VACUUM');
+    database.pragma('wal_checkpoint(TRUNCATE)');
+  }
   return {
     db,
     dialect: 'sqlite',
+    secrets,
     bulk: sqliteBulkWriter(database),
     logRoom: checkpointer?.room,
     async close() {

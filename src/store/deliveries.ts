@@ -323,3 +323,69 @@ class TransactionMarks implements OutcomeMarks {
     return true;
   }
 }
+
+/** How the outbox of one provider stands (`herald outbox status`). */
+export interface OutboxStatus {
+  provider: string;
+  /** Waiting for their first attempt, or on it now. */
+  pending: number;
+  /** Tried at least once without success and to be tried again (a row whose sender died too). */
+  retrying: number;
+  /** Waiting for the user to see their notification on a device in use before alerting. */
+  held: number;
+  delivered: number;
+  /** The provider called the token dead; the device's push is disabled. */
+  dead: number;
+  failed: number;
+  expired: number;
+  cancelled: number;
+  /** When the oldest row still pending, retrying or held was written (unix ms); null when none is. */
+  oldestopen: number | null;
+}
+
+/**
+ * Counts per provider and state. The claim adds its attempt before sending, so a row on its
+ * first attempt (one attempt, under a lease) still counts as pending. Reads the whole table:
+ * a command for the operator, never run on the hot path.
+ */
+const OUTBOX_STATUS = new Statement<OutboxStatus>(`SELECT provider,
+    sum(CASE WHEN state = 'pending' AND (attempts = 0 OR (attempts = 1 AND lease_owner IS NOT NULL)) THEN 1 ELSE 0 END) AS pending,
+    sum(CASE WHEN state = 'pending' AND (attempts > 1 OR (attempts = 1 AND lease_owner IS NULL)) THEN 1 ELSE 0 END) AS retrying,
+    sum(CASE WHEN state = 'held' THEN 1 ELSE 0 END) AS held,
+    sum(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
+    sum(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead,
+    sum(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS failed,
+    sum(CASE WHEN state = 'expired' THEN 1 ELSE 0 END) AS expired,
+    sum(CASE WHEN state = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
+    min(CASE WHEN state IN ('pending', 'held') THEN created_at END) AS oldestopen
+  FROM deliveries GROUP BY provider ORDER BY provider`);
+
+/** The providers `outboxStatus` always reports, with zeros when they have no rows. */
+export const PUSH_PROVIDERS = ['apns', 'fcm', 'webpush'] as const;
+
+/** The outbox per provider: APNs, FCM and Web Push always, any other provider that has rows. */
+export async function outboxStatus(db: Db): Promise<OutboxStatus[]> {
+  const rows = new Map((await OUTBOX_STATUS.all(db, [])).map((row) => [row.provider, row]));
+  const zero = (provider: string): OutboxStatus => ({
+    provider,
+    pending: 0,
+    retrying: 0,
+    held: 0,
+    delivered: 0,
+    dead: 0,
+    failed: 0,
+    expired: 0,
+    cancelled: 0,
+    oldestopen: null,
+  });
+  const providers = [...new Set([...PUSH_PROVIDERS, ...rows.keys()])];
+  return providers.map((provider) => {
+    const row = rows.get(provider);
+    if (!row) return zero(provider);
+    // PostgreSQL's sum is numeric (text through pg); SQLite's an integer.
+    const counts = Object.fromEntries(
+      Object.entries(row).map(([key, value]) => [key, key === 'provider' || value === null ? value : Number(value)]),
+    );
+    return { ...zero(provider), ...counts } as OutboxStatus;
+  });
+}

@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import type { Dialect } from './schema.ts';
+import type { SecretBox } from './secrets.ts';
 
 /**
  * One set of migrations for both databases. The few places where SQLite and PostgreSQL
@@ -11,6 +12,8 @@ export interface MigrationContext {
   serial: 'integer' | 'bigserial';
   /** Column type for unix-millisecond times and other 64-bit counts. */
   time: 'integer' | 'bigint';
+  /** The data key: a migration that seals secrets (or opens them) uses it. */
+  secrets: SecretBox;
 }
 
 export type HeraldMigration = (ctx: MigrationContext) => Migration;

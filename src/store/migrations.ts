@@ -6,6 +6,9 @@ import { gatewayMigration } from './migrations-gateway.ts';
 import { apiTokensMigration } from './migrations-api-tokens.ts';
 import { presenceHoldMigration } from './migrations-presence-hold.ts';
 import { preferencesMigration } from './migrations-preferences.ts';
+import { secretsAtRestMigration } from './migrations-secrets.ts';
+import type { SecretBox } from './secrets.ts';
+import { ConfigError } from '../config.ts';
 
 const initial: HeraldMigration = ({ serial, time, dialect }) => ({
   async up(db: Kysely<any>) {
@@ -307,7 +310,11 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0010_gateway_sends', gatewayMigration],
   ['0011_presence_hold', presenceHoldMigration],
   ['0012_preferences', preferencesMigration],
+  ['0013_secrets_at_rest', secretsAtRestMigration],
 ];
+
+/** The migration after which no secret lies in the database in the clear. */
+export const SECRETS_SEALED = '0013_secrets_at_rest';
 
 /** Where applied migrations are recorded, in the store's own schema. */
 const MIGRATION_TABLE = 'herald_migration';
@@ -322,16 +329,20 @@ const MIGRATION_TABLE = 'herald_migration';
 export async function migrateToLatest(
   db: Kysely<any>,
   dialect: Dialect,
+  /** The data key; the database's check value must be this key's (see checkDataKey). */
+  secrets: SecretBox,
   pgSchema?: string,
   /** Stop after this migration (tests of a migration start from the one before it). */
   through?: string,
-): Promise<void> {
+): Promise<string[]> {
   const ctx: MigrationContext = {
     dialect,
     serial: dialect === 'sqlite' ? 'integer' : 'bigserial',
     time: dialect === 'sqlite' ? 'integer' : 'bigint',
+    secrets,
   };
   let current = '';
+  const appliedNow: string[] = [];
   try {
     await db.transaction().execute(async (trx) => {
       if (dialect === 'postgres') {
@@ -351,12 +362,33 @@ export async function migrateToLatest(
           current = name;
           await make(ctx).up(trx);
           await trx.insertInto(MIGRATION_TABLE).values({ name, applied_at: Date.now() }).execute();
+          appliedNow.push(name);
         }
         if (name === through) break;
       }
+      current = '';
+      await checkDataKey(trx, secrets);
     });
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     throw new Error(`database migration ${current} failed: ${String(error)}`, { cause: error });
+  }
+  return appliedNow;
+}
+
+/**
+ * Refuses a data key other than the one the database's secrets were sealed with: a node
+ * holding it would fail every login and every UDP datagram. (Nothing to check before the
+ * secrets were sealed.)
+ */
+async function checkDataKey(db: Kysely<any>, secrets: SecretBox): Promise<void> {
+  const sealed = await db.selectFrom(MIGRATION_TABLE).select('name').where('name', '=', SECRETS_SEALED).executeTakeFirst();
+  if (!sealed) return;
+  const row = await db.selectFrom('herald_data_key').select('check_value').where('id', '=', 1).executeTakeFirst();
+  if (row?.check_value !== secrets.checkValue) {
+    throw new ConfigError(
+      'the data key is not the one this database was sealed with: set HERALD_SECRET_KEY to the key of the other nodes, or put back the secret.key the database was made with',
+    );
   }
 }
 

@@ -14,7 +14,10 @@ export interface UsersTable {
   email: string;
   name: string;
   nick: string;
-  apikey: string;
+  /** The lookup hash of the user's API key (SecretBox.lookupHash): logins find the user by it. */
+  apikey_hash: string;
+  /** The API key sealed with the data key: Ozeki-Signature HMACs are keyed with it. */
+  apikey_sealed: string;
   availability: string;
   availability_changed_at: number;
   created_at: number;
@@ -24,8 +27,8 @@ export interface DevicesTable {
   station: string; // Ozeki-Station: 32 hex characters chosen by the client
   user_id: string;
   platform: string;
-  /** Secret for authenticating UDP datagrams, handed out over HTTPS. */
-  udp_secret: string | null;
+  /** The secret that authenticates UDP datagrams (handed out over HTTPS), sealed with the data key. */
+  udp_secret_sealed: string | null;
   push_provider: string | null; // 'apns' | 'fcm' | 'webpush'
   push_token: string | null;
   /** Extra push data (Web Push keys) as JSON text. */

@@ -68,7 +68,7 @@ export interface TestUser {
 /** Creates a user in the server's store and logs a new station in. */
 export async function addUser(server: TestServer, name: string, platform?: string): Promise<TestUser> {
   const email = `${name.toLowerCase()}.${randomBytes(3).toString('hex')}@example.org`;
-  const { userid, apikey } = await createUser(server.app.parts.store.db, { email, name });
+  const { userid, apikey } = await createUser(server.app.parts.store.db, server.app.parts.store.secrets, { email, name });
   const client = new OzekiClient(server.http, newStation());
   await client.login(apikey, platform);
   return { userid, apikey, name, email, client };

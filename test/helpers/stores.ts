@@ -2,9 +2,16 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { describe } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.ts';
+import { SecretBox } from '../../src/store/secrets.ts';
 
 export const TEST_DATABASE_URL = process.env.HERALD_TEST_DATABASE_URL;
 export const TEST_REDIS_URL = process.env.HERALD_TEST_REDIS_URL;
+
+/**
+ * The data key of PostgreSQL test stores: stores opened on one schema (two nodes) share it,
+ * as the nodes of a cluster share HERALD_SECRET_KEY.
+ */
+export const TEST_SECRETS = new SecretBox(Buffer.alloc(32, 7));
 
 export interface StoreKind {
   name: 'sqlite' | 'postgres';
@@ -25,7 +32,7 @@ export const POSTGRES: StoreKind | undefined = TEST_DATABASE_URL
       name: 'postgres',
       async open() {
         const schema = `t_${randomBytes(6).toString('hex')}`;
-        const store = await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 5 });
+        const store = await openStore({ databaseUrl: TEST_DATABASE_URL, pgSchema: schema, poolSize: 5, secrets: TEST_SECRETS });
         return {
           ...store,
           async close() {

@@ -17,7 +17,7 @@ import { getPreferences, setPreferences } from './preferences.ts';
 /** What the Ozeki API works with: built once per node in app.ts. */
 export interface OzekiParts {
   users: Pick<Users, 'byApiKey'>;
-  devices: Pick<Devices, 'bind' | 'register' | 'forgetBeyondLimit'>;
+  devices: Pick<Devices, 'bind' | 'register' | 'forgetBeyondLimit' | 'udpSecretOf'>;
   friends: Pick<Friends, 'list' | 'setAvailability'>;
   blocks: Blocks;
   changes: Changes;
@@ -220,7 +220,7 @@ const apis: Record<string, Record<string, Handler>> = {
         pushToken,
         pushSubscription: pushSubscriptionField(fields.body.pushsubscription),
       });
-      return { device: describeDevice(device), udpsecret: device.udp_secret };
+      return { device: describeDevice(device), udpsecret: parts.devices.udpSecretOf(device) };
     },
   },
 };
@@ -313,9 +313,9 @@ async function handle(parts: OzekiParts, request: FastifyRequest): Promise<Recor
     if (platformField !== undefined && !isPlatform(platformField)) {
       throw badRequest(`platform must be one of ${PLATFORMS.join(', ')}`);
     }
-    const device = await parts.devices.bind(station, user.id, platformField);
+    const { udpSecret } = await parts.devices.bind(station, user.id, platformField);
     await parts.devices.forgetBeyondLimit(user.id, station);
-    return loginResponse(parts, user, device.udp_secret);
+    return loginResponse(parts, user, udpSecret);
   }
 
   const user = await parts.stationUsers.get(station);

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { sameSecret } from '../http.ts';
+import { isAdminToken, type AdminTokenHash } from '../../admin-token.ts';
 import { forbidden, unauthorized } from '../../errors.ts';
 import { API_TOKEN_PREFIX, SCOPES, type Scope } from '../../chat/api-tokens.ts';
 import type { ApiTokens, Devices } from '../../chat/services.ts';
@@ -16,8 +16,8 @@ export { SCOPES, type Scope };
 
 /** What authentication needs of the node. */
 export interface AuthParts {
-  /** The root credential. */
-  adminToken: string;
+  /** The root credential, as its SHA-256. */
+  adminTokenHash: AdminTokenHash;
   devices: Pick<Devices, 'deviceOf'>;
   apiTokens: Pick<ApiTokens, 'authenticate'>;
   /** Refused bearer tokens per address; calls per station and user for a station's calls. */
@@ -44,7 +44,7 @@ export async function restCaller(parts: AuthParts, request: FastifyRequest): Pro
   if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
     const bearer = auth.slice(7).trim();
     parts.limits.beforeCredential(request.ip);
-    if (sameSecret(bearer, parts.adminToken)) return { kind: 'admin' };
+    if (isAdminToken(bearer, parts.adminTokenHash)) return { kind: 'admin' };
     if (!bearer.startsWith(API_TOKEN_PREFIX)) {
       parts.limits.credentialRefused(request.ip);
       throw unauthorized('the bearer token is neither the admin token nor an API token');

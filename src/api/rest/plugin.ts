@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { errorStatus } from '../http.ts';
+import type { AdminTokenHash } from '../../admin-token.ts';
 import type { ApiTokens, Devices, Friends, Gateway, Preferences, Users } from '../../chat/services.ts';
 import { userIdNamed } from '../../chat/ids.ts';
 import { notificationRoutes } from './notifications.ts';
@@ -16,14 +17,14 @@ import type { CallLimits } from '../../limits/limiter.ts';
 
 /** What the native API works with: built once per node in app.ts. */
 export interface RestParts {
-  users: Pick<Users, 'create' | 'list' | 'resolve'>;
+  users: Pick<Users, 'create' | 'list' | 'resolve' | 'resetApiKey' | 'delete'>;
   devices: Pick<Devices, 'deviceOf' | 'list' | 'bind' | 'register' | 'forgetBeyondLimit' | 'remove'>;
-  friends: Pick<Friends, 'add'>;
+  friends: Pick<Friends, 'add' | 'remove'>;
   gateway: Gateway;
   /** Scoped tokens: managed through /v1/tokens, checked on every call that carries one. */
   apiTokens: Pick<ApiTokens, 'create' | 'list' | 'revoke' | 'authenticate'>;
-  /** The root credential. */
-  adminToken: string;
+  /** The root credential, as its SHA-256. */
+  adminTokenHash: AdminTokenHash;
   vapidPublicKey: string;
   /** Gives an existing user a Web3MQ main key (the Web3MQ API's own checks and answer). */
   attachWeb3mqKey(userId: string, fields: Record<string, unknown>): Promise<unknown>;
@@ -60,6 +61,7 @@ const UserId = Type.String({ description: 'an e-mail address or a user id (the M
 const Station = Type.String({ description: "the device's Ozeki-Station: 32 hexadecimal characters", minLength: 1 });
 const UserParams = Type.Object({ id: UserId });
 const DeviceParams = Type.Object({ id: UserId, station: Station });
+const FriendParams = Type.Object({ id: UserId, friend: UserId });
 
 const Device = Type.Object({
   station: Type.String(),
@@ -203,6 +205,28 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       async () => ({ users: await users.list() }),
     );
 
+    // A new API key for a user who lost theirs or whose key leaked: the old one stops working
+    // for logins at once; the user's stations stay bound.
+    app.post(
+      '/users/:id/apikey',
+      {
+        preValidation: needs('users:write'),
+        schema: {
+          summary: 'Give a user a new API key (the old one stops working)',
+          tags: ['users'],
+          security: SECURITY.admin,
+          params: UserParams,
+          response: {
+            200: Type.Object({
+              userid: Type.String(),
+              apikey: Type.String({ description: "the user's new Ozeki API key: shown in this answer only" }),
+            }),
+          },
+        },
+      },
+      async (request) => users.resetApiKey(request.params.id),
+    );
+
     app.post(
       '/friends',
       {
@@ -220,6 +244,45 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
         const b = await users.resolve(request.body.b);
         await parts.friends.add(a.id, b.id);
         return reply.status(201).send({ a: a.id, b: b.id });
+      },
+    );
+
+    app.delete(
+      '/users/:id/friends/:friend',
+      {
+        preValidation: needs('users:write'),
+        schema: {
+          summary: 'End the friendship of two users, both ways',
+          tags: ['users'],
+          security: SECURITY.admin,
+          params: FriendParams,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        const a = await users.resolve(request.params.id);
+        const b = await users.resolve(request.params.friend);
+        await parts.friends.remove(a.id, b.id);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.delete(
+      '/users/:id',
+      {
+        preValidation: needs('users:write'),
+        schema: {
+          summary: 'Delete a user with their devices, feed, outbox, friendships and memberships',
+          tags: ['users'],
+          security: SECURITY.admin,
+          params: UserParams,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        // Their devices' live connections end on every node, as when a device is removed.
+        await users.delete(request.params.id);
+        return reply.status(204).send(null);
       },
     );
 
@@ -341,7 +404,7 @@ export function restApi(parts: RestParts): FastifyPluginAsync {
       async (request, reply) => {
         const station = request.params.station.toLowerCase();
         // Its live connections end on every node, not only on the one that took the call.
-        await devices.remove(request.params.id, station);
+        await devices.remove(pathUser(request), station);
         return reply.status(204).send(null);
       },
     );

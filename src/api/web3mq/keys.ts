@@ -2,6 +2,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../../store/schema.ts';
 import { HeraldError, badRequest, conflict, forbidden, notFound, unauthorized } from '../../errors.ts';
 import { newApiKey } from '../../chat/ids.ts';
+import { apiKeyColumns } from '../../chat/users.ts';
+import type { SecretBox } from '../../store/secrets.ts';
 import { canonicalDidValue, spendSignature } from './auth.ts';
 import { ed25519SignatureKey, type ReplayGuard } from './replay.ts';
 import { refuseDuplicates } from './conflicts.ts';
@@ -81,7 +83,7 @@ export function registerNonce(f: {
  * userid, the main key and the timestamp; the main key is then the user's, and the user is
  * an ordinary Herald user (same feed, friends and devices).
  */
-export async function register(db: Db, guard: ReplayGuard, fields: Fields, now = Date.now()): Promise<AccountInfo> {
+export async function register(db: Db, secrets: SecretBox, guard: ReplayGuard, fields: Fields, now = Date.now()): Promise<AccountInfo> {
   const id = userid(fields);
   const didType = requiredText(fields, 'did_type', { max: 32 });
   if (didType !== 'eth') throw badRequest(`did_type ${JSON.stringify(didType)} is not supported: only eth wallets can register`);
@@ -139,7 +141,8 @@ export async function register(db: Db, guard: ReplayGuard, fields: Fields, now =
             email: `${id}@web3mq.invalid`,
             name,
             nick: name,
-            apikey: newApiKey(),
+            // A Web3MQ user signs with their keys; the API key every user has is never shown.
+            ...apiKeyColumns(secrets, id, newApiKey()),
             availability: 'offline',
             availability_changed_at: 0,
             created_at: now,

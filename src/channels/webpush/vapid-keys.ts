@@ -3,6 +3,7 @@ import path from 'node:path';
 import { createECDH } from 'node:crypto';
 import webPush from 'web-push';
 import type { Config } from '../../config.ts';
+import { createPrivateFile } from '../../files.ts';
 import { decodeBase64url } from '../../chat/push-subscription.ts';
 
 /** The application server's key pair: raw P-256 keys, base64url (the `web-push` CLI's JSON too). */
@@ -38,15 +39,8 @@ export function loadVapidKeys(config: Config): VapidKeys {
   }
   if (text === undefined) {
     const generated = webPush.generateVAPIDKeys();
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    try {
-      // 'wx': another process starting on the same data directory at the same moment keeps its pair.
-      fs.writeFileSync(file, JSON.stringify(generated, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-      text = JSON.stringify(generated);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      text = fs.readFileSync(file, 'utf8');
-    }
+    // Written all at once: another process starting on the same data directory at the same moment keeps its pair.
+    text = createPrivateFile(file, JSON.stringify(generated, null, 2) + '\n') ? JSON.stringify(generated) : fs.readFileSync(file, 'utf8');
   }
   let parsed: unknown;
   try {
