@@ -60,7 +60,7 @@ const leafZone = {
 };
 
 export default defineConfig(
-  { ignores: ['node_modules/', 'dist/', 'data/', '.bench-tmp/', 'web/dist/'] },
+  { ignores: ['node_modules/', '**/dist/', 'data/', '.bench-tmp/'] },
   js.configs.recommended,
   tseslint.configs.recommended,
   {

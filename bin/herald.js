@@ -1,5 +1,11 @@
 #!/usr/bin/env node
-// The CLI runs the TypeScript sources through tsx, so a fresh clone needs no build step.
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli.ts');
+// The CLI runs the JavaScript that `npm run build` compiles into dist/ (npm install and
+// npm start build it; tsx is only a development tool).
+import fs from 'node:fs';
+
+const cli = new URL('../dist/src/cli.js', import.meta.url);
+if (!fs.existsSync(cli)) {
+  process.stderr.write('herald: dist/ is missing: run npm run build\n');
+  process.exit(1);
+}
+await import(cli.href);

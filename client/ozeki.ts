@@ -12,25 +12,46 @@ export function ozekiTime(date = new Date()): string {
   return date.toISOString().slice(0, 19).replace('T', ' ');
 }
 
+export interface OzekiClientOptions {
+  /**
+   * Extra CA certificate(s) (PEM) to trust for an https:// base URL, e.g. Herald's
+   * self-signed one (data/tls-cert.pem). Node only: a browser trusts what its system trusts.
+   */
+  ca?: string | string[];
+  /** Give up on a call that has not been answered after this long (default: wait); it then rejects with a TimeoutError. */
+  timeoutMs?: number;
+}
+
+interface Answer {
+  status: number;
+  text: string;
+}
+
 export class OzekiClient {
   constructor(
-    /** Base URL of the server, e.g. http://127.0.0.1:9080 */
+    /** Base URL of the server, e.g. http://127.0.0.1:9080 or https://chat.example.org:9443 */
     readonly baseUrl: string,
     /** This client instance's station id: 32 hex characters. */
     readonly station: string,
-    /** Give up on a call that has not been answered after this long (default: wait). */
-    readonly timeoutMs?: number,
+    private readonly options: OzekiClientOptions = {},
   ) {}
 
   /** Sends one API call; resolves with the HTTP status and the parsed body, whatever the status. */
   async call(api: string, body: Record<string, unknown>, headers: Record<string, string> = {}) {
-    const response = await fetch(`${this.baseUrl}/?srv=chatserver&api=${encodeURIComponent(api)}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'ozeki-station': this.station, ...headers },
-      body: JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...body }),
-      ...(this.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(this.timeoutMs) }),
-    });
-    return { httpStatus: response.status, body: (await response.json()) as OzekiResponse };
+    const url = `${this.baseUrl}/?srv=chatserver&api=${encodeURIComponent(api)}`;
+    const text = JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...body });
+    const allHeaders = { 'content-type': 'application/json', 'ozeki-station': this.station, ...headers };
+    const signal = this.options.timeoutMs === undefined ? undefined : AbortSignal.timeout(this.options.timeoutMs);
+    const answer = this.options.ca
+      ? await postTrusting(this.options.ca, url, allHeaders, text, signal)
+      : await postWithFetch(url, allHeaders, text, signal);
+    let parsed: OzekiResponse;
+    try {
+      parsed = JSON.parse(answer.text) as OzekiResponse;
+    } catch {
+      throw new Error(`${api}: HTTP ${answer.status} with a body that is not JSON: ${answer.text.slice(0, 200)}`);
+    }
+    return { httpStatus: answer.status, body: parsed };
   }
 
   /** Like call, but throws unless the answer is status OK. */
@@ -70,4 +91,41 @@ export class OzekiClient {
   changesSince(timestamp: string) {
     return this.ok('chatnotification', { action: 'download', timestamp });
   }
+}
+
+async function postWithFetch(url: string, headers: Record<string, string>, body: string, signal?: AbortSignal): Promise<Answer> {
+  const response = await fetch(url, { method: 'POST', headers, body, ...(signal ? { signal } : {}) });
+  return { status: response.status, text: await response.text() };
+}
+
+/**
+ * A POST that trusts the given CA. Node's fetch takes no CA of its own (that needs undici's
+ * Agent, which is not part of Node's API), so this goes through node:https, loaded only here
+ * so that the client still works in a browser.
+ */
+async function postTrusting(
+  ca: string | string[],
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  signal?: AbortSignal,
+): Promise<Answer> {
+  const target = new URL(url);
+  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    // A timeout rejects as fetch does: with the signal's TimeoutError, not the socket's abort.
+    const fail = (error: Error) => reject(signal?.aborted ? signal.reason : error);
+    const outgoing = request(
+      target,
+      { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca, ...(signal ? { signal } : {}) },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        response.on('error', fail);
+      },
+    );
+    outgoing.on('error', fail);
+    outgoing.end(body);
+  });
 }

@@ -11,7 +11,8 @@ import {
   peekHeader,
   secretBytes,
   type Datagram,
-} from '../src/channels/udp-protocol.ts';
+} from './udp-protocol.ts';
+import { NotificationStream } from './notification-stream.ts';
 
 /** A push as the receiver hands it on: a notification, a clean, or a fetch signal. */
 export interface UdpFrame {
@@ -55,9 +56,9 @@ const MAX_REMEMBERED = 4096;
  * endpoint yet.
  *
  * Events: 'notification' (UdpFrame), 'registered' (welcome payload), 'challenged',
- * 'refused' (reason).
+ * 'refused' (reason). Or `for await (const frame of receiver)`, which ends at close().
  */
-export class UdpReceiver extends EventEmitter {
+export class UdpReceiver extends EventEmitter implements AsyncIterable<UdpFrame> {
   readonly stats = { received: 0, duplicates: 0, refused: 0, lost: 0 };
   private readonly socket: dgram.Socket;
   private readonly secret: Buffer;
@@ -78,6 +79,7 @@ export class UdpReceiver extends EventEmitter {
   private lastChallengeAnsweredAt = -Infinity;
   /** What setActive last said; undefined: never said (every ack then counts as use). */
   private use: 'active' | 'idle' | undefined;
+  private readonly streams = new Set<NotificationStream<UdpFrame>>();
 
   constructor(private readonly options: UdpReceiverOptions) {
     super();
@@ -139,9 +141,22 @@ export class UdpReceiver extends EventEmitter {
     this.send('resume', { after: afterSeq });
   }
 
+  /**
+   * `for await (const frame of receiver)`: every frame the 'notification' event carries from
+   * now on (notification, clean or fetch), once each, in the order they arrive; the loop
+   * ends when close() is called.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<UdpFrame> {
+    const stream = new NotificationStream<UdpFrame>((ended) => this.streams.delete(ended));
+    if (this.closed) stream.end();
+    else this.streams.add(stream);
+    return stream;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const stream of [...this.streams]) stream.end();
     clearTimeout(this.helloTimer);
     clearInterval(this.keepAliveTimer);
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
@@ -250,5 +265,6 @@ export class UdpReceiver extends EventEmitter {
       this.markSeenThrough(Math.min(...this.above));
     }
     this.emit('notification', frame as UdpFrame);
+    for (const stream of this.streams) stream.push(frame as UdpFrame);
   }
 }

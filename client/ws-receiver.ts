@@ -4,6 +4,7 @@
  * backoff and resumes with `since`, so it sees every notification exactly once in order.
  */
 import WebSocket from 'ws';
+import { NotificationStream } from './notification-stream.ts';
 
 export interface NotificationFrame {
   type: 'notification';
@@ -94,7 +95,10 @@ const REFUSALS = new Set([4400, 4401, 4403]);
 
 type Listener<T> = (value: T) => void;
 
-export class WsReceiver {
+/** What async iteration over a WsReceiver yields: the feed's entries, in sequence order. */
+export type FeedFrame = NotificationFrame | CleanFrame;
+
+export class WsReceiver implements AsyncIterable<FeedFrame> {
   /** Highest sequence received (or the replay start announced by the server). */
   lastSeq: number | undefined;
   private socket: WebSocket | undefined;
@@ -108,6 +112,7 @@ export class WsReceiver {
   private use: 'active' | 'idle' | undefined;
   private acked = 0;
   private pingIntervalMs = 30_000;
+  private readonly streams = new Set<NotificationStream<FeedFrame>>();
 
   constructor(private readonly options: ReceiverOptions) {
     this.lastSeq = options.since;
@@ -151,6 +156,18 @@ export class WsReceiver {
     });
   }
 
+  /**
+   * `for await (const frame of receiver)`: every notification and clean frame from now on
+   * (check `frame.type`), the same ones the events carry. The loop ends when close() is
+   * called and throws when the server refuses the station.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<FeedFrame> {
+    const stream = new NotificationStream<FeedFrame>((ended) => this.streams.delete(ended));
+    if (this.stopped) stream.end();
+    else this.streams.add(stream);
+    return stream;
+  }
+
   start(): this {
     this.stopped = false;
     this.connect();
@@ -163,6 +180,7 @@ export class WsReceiver {
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.deadTimer);
     this.socket?.close(1000, 'client closing');
+    for (const stream of [...this.streams]) stream.end();
   }
 
   /** Drops the connection as a network failure would; the receiver reconnects and resumes. */
@@ -211,6 +229,7 @@ export class WsReceiver {
       if (REFUSALS.has(code)) {
         this.stopped = true;
         this.emit('refused', { code, reason });
+        for (const stream of [...this.streams]) stream.end(new Error(`the server refused this station: ${code} ${reason}`));
         return;
       }
       const retryInMs = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
@@ -250,6 +269,7 @@ export class WsReceiver {
         if (this.lastSeq === undefined || frame.seq > this.lastSeq) this.lastSeq = frame.seq;
         if (frame.type === 'clean') this.emit('clean', frame);
         else this.emit('notification', frame);
+        for (const stream of this.streams) stream.push(frame);
         if (this.options.autoAck !== false) this.scheduleAck();
         break;
       case 'synced':

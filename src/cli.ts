@@ -1,11 +1,11 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { inspect } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { loadConfig, ConfigError, unknownVariableWarnings, type Config } from './config.ts';
 import { applyEnvFile, type EnvFileResult } from './env-file.ts';
 import { configCheck } from './config-check.ts';
 import { banner, wantsBanner } from './banner.ts';
-import { openConfiguredStore, startApp, testPush } from './app.ts';
 import { createUser, listUsers, resetApiKey, resolveUser } from './chat/users.ts';
 import { resetAdminToken } from './admin-token.ts';
 import { addFriendship, removeFriendship } from './chat/friends.ts';
@@ -19,7 +19,14 @@ import { checkNewApiToken, createApiToken, listApiTokens, revokeApiToken, SCOPES
 import { HeraldError } from './errors.ts';
 import type { Store } from './store/db.ts';
 
+/**
+ * The node's composition (Fastify, the channels, the push providers) loads only for the
+ * commands that use it: `herald --help` and a usage error answer in a fraction of the time.
+ */
+const composition = () => import('./app.ts');
+
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
+  const { openConfiguredStore } = await composition();
   const store = await openConfiguredStore(loadConfig());
   try {
     return await work(store);
@@ -53,7 +60,16 @@ class UsageError extends Error {}
 
 const examples = (...lines: string[]) => `\nExamples:\n${lines.map((line) => `  $ ${line}`).join('\n')}\n`;
 
-const { version } = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+/** Herald's package.json: beside src/ from the sources, two folders up from dist/src/ when built. */
+function packageFile(): string {
+  for (let dir = import.meta.dirname; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) return file;
+    if (path.dirname(dir) === dir) throw new Error('herald: package.json not found above ' + import.meta.dirname);
+  }
+}
+
+const { version } = JSON.parse(fs.readFileSync(packageFile(), 'utf8')) as { version: string };
 
 const program = new Command('herald')
   .description('Herald, the notification server for chat')
@@ -70,6 +86,7 @@ program
   .addHelpText('after', examples('herald serve', 'HERALD_HTTP_PORT=8080 HERALD_DATABASE_URL=postgres://herald@db/herald herald serve'))
   .action(async () => {
     for (const warning of unknownVariableWarnings()) process.stderr.write(`herald: warning: ${warning}\n`);
+    const { startApp } = await composition();
     const app = await startApp(loadConfig());
     if (wantsBanner(app.parts.config)) {
       process.stderr.write(banner({ config: app.parts.config, endpoints: app.endpoints, tls: app.tls }));
@@ -277,6 +294,7 @@ const FEED_POLL_MS = 500;
 const FEED_PAGE = 1000;
 
 async function tailFeed(config: Config, who: string, after: number | undefined, lines: number, follow: boolean): Promise<void> {
+  const { openConfiguredStore } = await composition();
   const store = await openConfiguredStore(config);
   let stopped = false;
   let wake: (() => void) | undefined;
@@ -380,6 +398,7 @@ program
   .addHelpText('after', examples('herald push test 0123456789abcdef0123456789abcdef'))
   .action(async (station: string) => {
     const config = loadConfig();
+    const { testPush } = await composition();
     const result = await withStore((store) => testPush(config, store, station));
     print(result);
     if (result.outcome.kind !== 'delivered') process.exitCode = 2;
@@ -431,7 +450,7 @@ async function listenUdp(options: ListenOptions): Promise<void> {
     const url = usage(() => new URL(server));
     if (url.protocol !== 'http:' && url.protocol !== 'https:')
       throw new UsageError(`--server must be an http:// or https:// URL, not ${server}`);
-    const client = new OzekiClient(server.replace(/\/+$/, ''), station, LOGIN_TIMEOUT_MS);
+    const client = new OzekiClient(server.replace(/\/+$/, ''), station, { timeoutMs: LOGIN_TIMEOUT_MS });
     const login = await client.login(options.apikey, 'windows').catch((error: unknown) => {
       const reason = networkFailure(error);
       throw new Failure(reason ? `cannot reach ${server}: ${reason}` : `the login at ${server} failed: ${(error as Error).message}`);

@@ -2,7 +2,6 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import type { Config } from './config.ts';
 import { writePrivateFile } from './files.ts';
 
@@ -43,6 +42,8 @@ export async function loadTls(config: Config): Promise<TlsPair> {
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
     return { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), generated: false, certFile };
   }
+  // Loaded only here: the certificate library is a tenth of a second of every start otherwise.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: config.publicHost ?? 'localhost' }], {
     notAfterDate: new Date(Date.now() + 3650 * 24 * 3600 * 1000),
     keyType: 'ec',

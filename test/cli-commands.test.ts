@@ -289,7 +289,7 @@ describe('the Ozeki client behind herald listen', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = silent.address() as net.AddressInfo;
-      const client = new OzekiClient(`http://127.0.0.1:${port}`, newStation(), 200);
+      const client = new OzekiClient(`http://127.0.0.1:${port}`, newStation(), { timeoutMs: 200 });
       await expect(client.login('x')).rejects.toMatchObject({ name: 'TimeoutError' });
     } finally {
       for (const socket of sockets) socket.destroy();

@@ -7,7 +7,7 @@ import { SQLITE } from './helpers/stores.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { openStore, type Store } from '../src/store/db.ts';
 
-describe('herald token: scoped API tokens from the command line', { timeout: 90_000 }, () => {
+describe('herald token: scoped API tokens from the command line', { timeout: 60_000 }, () => {
   let dataDir: string;
   let env: Record<string, string>;
   let store: Store;
@@ -56,8 +56,8 @@ describe('herald token: scoped API tokens from the command line', { timeout: 90_
     const refused = await users(token.token);
     expect(refused.status).toBe(401);
     expect(((await refused.json()) as { error: string }).error).toMatch(/revoked/);
-    // Three runs of the command line, each starting Node and TypeScript anew.
-  }, 120_000);
+    // Three runs of the command line and a node started as a process of its own.
+  }, 90_000);
 
   // One case each: every one starts the command line anew.
   it.each<[string, string[], RegExp]>([

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
 
 // Each run starts Node and compiles the CLI: seconds apiece on a busy machine.
-describe('the herald command line', { timeout: 90_000 }, () => {
+describe('the herald command line', { timeout: 60_000 }, () => {
   let dataDir: string;
   let env: Record<string, string>;
 

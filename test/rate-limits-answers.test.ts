@@ -6,7 +6,7 @@ import { snapshot } from './helpers/snapshot.ts';
 import { requestFrom } from './helpers/from-address.ts';
 import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
-import { CounterClock, encodeDatagram, helloPayload, secretBytes } from '../src/channels/udp-protocol.ts';
+import { CounterClock, encodeDatagram, helloPayload, secretBytes } from '../client/udp-protocol.ts';
 import { ozekiTime } from '../client/ozeki.ts';
 
 /** herald_rate_limited_total{limit}, read from the node's registry (an HTTP scrape would pay the address limit). */

@@ -8,7 +8,7 @@ import {
   helloPayload,
   openDatagram,
   secretBytes,
-} from '../src/channels/udp-protocol.ts';
+} from '../client/udp-protocol.ts';
 
 const SECRET = secretBytes('00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff');
 const STATION = '0123456789abcdef0123456789abcdef';

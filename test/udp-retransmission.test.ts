@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { listen, metric } from './helpers/udp.ts';
-import { DatagramType } from '../src/channels/udp-protocol.ts';
+import { DatagramType } from '../client/udp-protocol.ts';
 import { readFeed } from '../src/notify/feed.ts';
 import type { UdpFrame } from '../client/udp-receiver.ts';
 

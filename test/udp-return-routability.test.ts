@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { addUser, befriend, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, proveAddress, rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
-import { CounterClock, encodeDatagram, helloPayload, openDatagram, secretBytes } from '../src/channels/udp-protocol.ts';
+import { CounterClock, encodeDatagram, helloPayload, openDatagram, secretBytes } from '../client/udp-protocol.ts';
 import { UdpReceiver, type UdpFrame } from '../client/udp-receiver.ts';
 
 const DROPPED = 'herald_udp_datagrams_dropped_total';

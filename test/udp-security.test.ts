@@ -3,15 +3,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { hasUdpEndpoint, listen, metric, proveAddress, rawSocket, udpCredentials, udpPort, waitForMetric } from './helpers/udp.ts';
-import {
-  CounterClock,
-  DatagramType,
-  encodeDatagram,
-  encodeRaw,
-  helloPayload,
-  openDatagram,
-  secretBytes,
-} from '../src/channels/udp-protocol.ts';
+import { CounterClock, DatagramType, encodeDatagram, encodeRaw, helloPayload, openDatagram, secretBytes } from '../client/udp-protocol.ts';
 
 const DROPPED = 'herald_udp_datagrams_dropped_total';
 

@@ -29,7 +29,7 @@ import {
   peekHeader,
   secretBytes,
   type Datagram,
-} from './udp-protocol.ts';
+} from '../../client/udp-protocol.ts';
 
 /** A known device's secret is re-read this often, so a removed device stops being accepted. */
 const SECRET_CACHE_MS = 60_000;
@@ -137,8 +137,8 @@ class UdpEndpoint implements LiveConnection {
 }
 
 /**
- * The UDP push listener on HERALD_UDP_PORT. Protocol in udp-protocol.ts and in the README
- * ("UDP push for desktop clients"):
+ * The UDP push listener on HERALD_UDP_PORT. Protocol in client/udp-protocol.ts (the client
+ * package owns the wire format) and in the README ("UDP push for desktop clients"):
  * an authenticated hello that echoes the cookie of a challenge sent to its source address
  * binds the device's endpoint; each notification goes as one
  * authenticated datagram, retransmitted with backoff until acknowledged; a resume replays

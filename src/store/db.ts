@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
-import pg from 'pg';
 import type { Database, Dialect } from './schema.ts';
 import { migrateToLatest, SECRETS_SEALED } from './migrations.ts';
 import { dataKeyFromDir, SecretBox } from './secrets.ts';
@@ -27,9 +26,14 @@ export interface Store {
   close(): Promise<void>;
 }
 
-// PostgreSQL returns int8 as text by default; every bigint here is a time or a count
-// well inside Number.MAX_SAFE_INTEGER.
-pg.types.setTypeParser(20, (value) => Number(value));
+/** The PostgreSQL driver, loaded only by a node that uses it (it costs a SQLite node's start). */
+async function loadPg() {
+  const { default: pg } = await import('pg');
+  // PostgreSQL returns int8 as text by default; every bigint here is a time or a count
+  // well inside Number.MAX_SAFE_INTEGER.
+  pg.types.setTypeParser(20, (value) => Number(value));
+  return pg;
+}
 
 export interface OpenStoreOptions {
   databaseUrl?: string;
@@ -51,6 +55,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (options.databaseUrl) {
     const schema = options.pgSchema;
     if (schema && !/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`bad schema name ${schema}`);
+    const pg = await loadPg();
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,

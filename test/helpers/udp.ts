@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import { CounterClock, encodeDatagram, helloPayload, openDatagram, secretBytes, type Datagram } from '../../src/channels/udp-protocol.ts';
+import { CounterClock, encodeDatagram, helloPayload, openDatagram, secretBytes, type Datagram } from '../../client/udp-protocol.ts';
 import { UdpReceiver, type UdpFrame, type UdpReceiverOptions } from '../../client/udp-receiver.ts';
 import type { TestServer, TestUser } from './server.ts';
 import { metricsText, waitFor } from './server.ts';

@@ -1,5 +1,6 @@
-// The entry of a push channel's worker thread (see thread.ts): the sources are TypeScript,
-// run through tsx as in the main thread, and a worker loads its modules on its own.
+// The entry of a push channel's worker thread (see thread.ts) when Herald runs from its
+// TypeScript sources (tests, tsx): a worker loads its modules on its own, so it registers
+// tsx as the main thread did. The compiled build starts push-thread-body.js directly.
 import { register } from 'tsx/esm/api';
 
 register();

@@ -19,6 +19,13 @@ import { pushThreadResourceLimits } from './thread-heap.ts';
  * its turn starts a new one, so nothing handed over is lost: the outbox row stays pending.
  */
 
+/**
+ * The worker's entry file. Compiled (dist/), the body is JavaScript and runs as it is; from
+ * the TypeScript sources (tests, `node --import tsx`) a worker loads its modules on its own,
+ * so push-thread.mjs registers tsx in it first.
+ */
+const PUSH_THREAD_ENTRY = import.meta.url.endsWith('.ts') ? './push-thread.mjs' : './push-thread-body.js';
+
 /** Main thread → worker. */
 export type ToThread =
   /** pushes: [push number, index into notifications, device token] triples, flat. */
@@ -86,7 +93,7 @@ export class ThreadedApnsChannel implements PushChannel {
   }
 
   private spawn(slot: number): Thread {
-    const worker = new Worker(new URL('./push-thread.mjs', import.meta.url), {
+    const worker = new Worker(new URL(PUSH_THREAD_ENTRY, import.meta.url), {
       workerData: { config: this.config } satisfies ThreadData,
       resourceLimits: pushThreadResourceLimits(),
     });
