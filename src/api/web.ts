@@ -73,12 +73,19 @@ export function webPages(web: ReturnType<typeof loadWeb>): FastifyPluginAsync {
     const page = (name: string) => (_request: unknown, reply: FastifyReply) =>
       send(reply, web?.manifest.pages[name]?.html ?? `${name}.html`, 'text/html; charset=utf-8', PAGE_HEADERS);
 
-    app.get('/', page('app'));
+    const appPage = page('app');
+    app.get('/', (request, reply) => {
+      // An Ozeki call sent with GET: the Ozeki API's own 405, as for its other paths.
+      const query = request.query as Record<string, unknown>;
+      if ('srv' in query || 'api' in query) {
+        return reply.status(405).header('allow', 'OPTIONS, POST').send({ status: 'ERROR', errormessage: '/ takes OPTIONS, POST, not GET' });
+      }
+      return appPage(request, reply);
+    });
     app.get('/console', page('console'));
     app.get('/sw.js', (_request, reply) =>
       send(reply, 'sw.js', 'text/javascript; charset=utf-8', { ...PAGE_HEADERS, 'service-worker-allowed': '/' }),
     );
-    app.get('/favicon.ico', (_request, reply) => reply.redirect('/assets/favicon.svg', 301));
     app.get<{ Params: { file: string } }>('/assets/:file', (request, reply) => {
       const type = web?.manifest.assets[request.params.file];
       if (!type) return reply.status(404).send({ error: `no asset ${request.params.file}` });
