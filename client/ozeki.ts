@@ -98,6 +98,24 @@ async function postWithFetch(url: string, headers: Record<string, string>, body:
   return { status: response.status, text: await response.text() };
 }
 
+/** What postTrusting uses of node:http and node:https, typed here so the file needs no Node types. */
+interface NodeHttpModule {
+  request(
+    url: URL,
+    options: Record<string, unknown>,
+    onResponse: (response: {
+      statusCode?: number;
+      setEncoding(encoding: 'utf8'): void;
+      on(event: 'data', listener: (chunk: string) => void): void;
+      on(event: 'end', listener: () => void): void;
+      on(event: 'error', listener: (error: Error) => void): void;
+    }) => void,
+  ): { on(event: 'error', listener: (error: Error) => void): void; end(body: string): void };
+}
+
+/** The module of each protocol, named at run time so that a browser bundle never follows it. */
+const NODE_HTTP_MODULES: Record<string, string> = { 'https:': 'node:https', 'http:': 'node:http' };
+
 /**
  * A POST that trusts the given CA. Node's fetch takes no CA of its own (that needs undici's
  * Agent, which is not part of Node's API), so this goes through node:https, loaded only here
@@ -111,17 +129,19 @@ async function postTrusting(
   signal?: AbortSignal,
 ): Promise<Answer> {
   const target = new URL(url);
-  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  const { request } = (await import(NODE_HTTP_MODULES[target.protocol] ?? 'node:https')) as NodeHttpModule;
   return new Promise((resolve, reject) => {
     // A timeout rejects as fetch does: with the signal's TimeoutError, not the socket's abort.
     const fail = (error: Error) => reject(signal?.aborted ? signal.reason : error);
+    const length = new TextEncoder().encode(body).length;
     const outgoing = request(
       target,
-      { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca, ...(signal ? { signal } : {}) },
+      { method: 'POST', headers: { ...headers, 'content-length': length }, ca, ...(signal ? { signal } : {}) },
       (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
         response.on('error', fail);
       },
     );

@@ -89,7 +89,7 @@ describe('the client package', () => {
       fs.writeFileSync(
         path.join(project, 'entries.mjs'),
         [
-          "const entries = ['@herald/client', '@herald/client/ws', '@herald/client/udp', '@herald/client/ozeki'];",
+          "const entries = ['@herald/client', '@herald/client/ws', '@herald/client/udp', '@herald/client/ozeki', '@herald/client/browser'];",
           'const names = {};',
           'for (const entry of entries) names[entry] = Object.keys(await import(entry)).sort();',
           'console.log(JSON.stringify(names));',
@@ -101,6 +101,7 @@ describe('the client package', () => {
       expect(names['@herald/client/ws']).toContain('WsReceiver');
       expect(names['@herald/client/udp']).toEqual(expect.arrayContaining(['UdpReceiver', 'udpProtocol']));
       expect(names['@herald/client/ozeki']).toEqual(expect.arrayContaining(['OzekiClient', 'ozekiTime']));
+      expect(names['@herald/client/browser']).toContain('BrowserReceiver');
       // A path the exports do not name stays private.
       await expect(run(process.execPath, ['-e', "await import('@herald/client/dist/udp-protocol.js')"], { cwd: project })).rejects.toThrow(
         /ERR_PACKAGE_PATH_NOT_EXPORTED/,

@@ -73,7 +73,13 @@ describeEachStore('Web Push of a message and its clean push', (kind) => {
 
     await bob.client.viewed(conversationId, ['hello-1']);
     const clean = await waitFor(() => pushService.messagesTo(endpoint)[1], 5000, 'the clean push');
-    expect(browser.decrypt(clean.body)).toEqual({ type: 'clean', badge: 0, conversationid: conversationId });
+    expect(browser.decrypt(clean.body)).toEqual({
+      type: 'clean',
+      badge: 0,
+      conversationid: conversationId,
+      seq: (shown.seq as number) + 1,
+      id: expect.any(String),
+    });
     expect(clean.urgency).toBe('normal');
     // Same Topic: a clean push waiting at the push service replaces the alert it clears.
     expect(clean.topic).toBe(alert.topic);

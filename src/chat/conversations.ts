@@ -21,6 +21,8 @@ export interface ConversationEntry {
   lastmessageid: string;
   lastreportid: string;
   lastaccess: number;
+  /** The viewer's unread messages in this conversation. */
+  unread: number;
   secret: string;
   instance: string;
   mutedby: string[];
@@ -49,6 +51,7 @@ export async function conversationEntries(db: Db, conversationIds: string[], vie
       'participants.hide_id',
       'participants.background_color',
       'participants.last_access_at',
+      'participants.unread_count',
       'users.name',
     ])
     .where('participants.conversation_id', 'in', conversationIds)
@@ -73,6 +76,7 @@ export async function conversationEntries(db: Db, conversationIds: string[], vie
       lastmessageid: c.last_message_id,
       lastreportid: c.last_report_id,
       lastaccess: Math.floor((viewer?.last_access_at ?? 0) / 1000),
+      unread: viewer?.unread_count ?? 0,
       secret: c.secret,
       instance: c.instance,
       mutedby: members.filter((m) => m.is_muted === 1).map((m) => m.user_id),

@@ -12,6 +12,14 @@ export type SendOutcome =
 
 export type PushProvider = 'apns' | 'fcm' | 'webpush';
 
+/**
+ * Providers that cannot carry a silent push: a browser subscribes with `userVisibleOnly`,
+ * so every Web Push must show something (Chrome shows a generic notice otherwise, Safari
+ * revokes the subscription). A silent notification gets no outbox row for these devices, and
+ * one made silent only at send time (a kind the device does not alert for) is cancelled.
+ */
+export const SILENT_PUSH_REFUSED: readonly PushProvider[] = ['webpush'];
+
 /** The device a push goes to, as the outbox knows it. */
 export interface PushTarget {
   station: string;

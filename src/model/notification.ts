@@ -97,6 +97,11 @@ export function alertsOnPush(n: Pick<Notification, 'type' | 'silent'>): boolean 
   return n.type !== 'clean' && !n.silent;
 }
 
+/** True when a push of this notification may show nothing: pushKindOf's `background` (clean pushes set the badge). */
+export function isBackgroundPush(n: Pick<Notification, 'type' | 'silent'>): boolean {
+  return n.type !== 'clean' && n.silent;
+}
+
 /**
  * The JSON frame of a notification on the live channels (WebSocket, UDP). `clean` is
  * its own frame type because clients treat it differently: it only resets the badge.

@@ -1,7 +1,8 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
-import { isPushedType, notificationId } from '../model/notification.ts';
+import { isBackgroundPush, isPushedType, notificationId } from '../model/notification.ts';
+import { SILENT_PUSH_REFUSED } from '../model/channel.ts';
 import { rowToNotification } from '../store/rows.ts';
 import type { BulkWriter, PushHold } from '../store/bulk.ts';
 import type { SilenceReason, Silencer } from './preferences.ts';
@@ -126,17 +127,23 @@ async function enqueuePushes(
   const hold: PushHold | undefined =
     policy && policy.holdMs > 0 ? { activeAfter: now - policy.activeWindowMs, until: now + policy.holdMs } : undefined;
   // A time to live of the sender's own: the drafts of one call share it, so this is one group.
-  const byExpiry = new Map<number, Notification[]>();
+  // Background pushes are a group of their own: they skip the providers that must show every push.
+  const groups = new Map<number, { expiresAt: number; background: boolean; notifications: Notification[] }>();
   for (const n of pushed) {
     const expiresAt = n.push?.ttl === undefined ? now + PUSH_TIME_TO_LIVE_MS : now + n.push.ttl * 1000;
-    const group = byExpiry.get(expiresAt);
-    if (group) group.push(n);
-    else byExpiry.set(expiresAt, [n]);
+    const background = isBackgroundPush(n);
+    // A number, not a string, per recipient: milliseconds × 2 stay well inside 2^53.
+    const key = expiresAt * 2 + (background ? 1 : 0);
+    const group = groups.get(key);
+    if (group) group.notifications.push(n);
+    else groups.set(key, { expiresAt, background, notifications: [n] });
   }
   const total = { queued: 0, held: 0 };
-  for (const [expiresAt, group] of byExpiry) {
-    // A push that would expire before its hold ends is not held.
-    const { queued, held } = await bulk.queuePushes(trx, group, now, expiresAt, hold && hold.until < expiresAt ? hold : undefined);
+  for (const { expiresAt, background, notifications: group } of groups.values()) {
+    // A push that would expire before its hold ends is not held; a background push never is.
+    const { queued, held } = background
+      ? await bulk.queuePushes(trx, group, now, expiresAt, undefined, SILENT_PUSH_REFUSED)
+      : await bulk.queuePushes(trx, group, now, expiresAt, hold && hold.until < expiresAt ? hold : undefined);
     total.queued += queued;
     total.held += held;
   }

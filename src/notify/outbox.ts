@@ -2,8 +2,8 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
-import type { PushChannel, PushProvider, PushTarget, SendOutcome } from '../model/channel.ts';
-import { notificationId, parseNotificationId, type Notification } from '../model/notification.ts';
+import { SILENT_PUSH_REFUSED, type PushChannel, type PushProvider, type PushTarget, type SendOutcome } from '../model/channel.ts';
+import { isBackgroundPush, notificationId, parseNotificationId, type Notification } from '../model/notification.ts';
 import type {
   ClaimedDelivery,
   DeliveryStore,
@@ -241,6 +241,10 @@ class Dispatcher implements Outbox {
         const original = notification;
         notification = (withheld ??= new Map()).get(original.id);
         if (!notification) withheld.set(original.id, (notification = { ...original, silent: true }));
+      }
+      if (isBackgroundPush(notification) && SILENT_PUSH_REFUSED.includes(row.provider as PushProvider)) {
+        this.finish(row, 'cancelled', 'a browser must show every push: silent notifications are not sent by Web Push');
+        continue;
       }
       this.send(row, notification, {
         station: row.station,

@@ -42,9 +42,16 @@ export interface BulkWriter {
    * devices are joined by the database itself: a message to a large group queues tens of
    * thousands of pushes without a device row or an outbox row passing through JavaScript.
    * With a `hold`, the rows of an alerting notification whose recipient has a device in use
-   * are `held` instead, due at `hold.until`.
+   * are `held` instead, due at `hold.until`. Without a hold, devices of `exceptProviders` get no row.
    */
-  queuePushes(trx: Db, notifications: Notification[], now: number, expiresAt: number, hold?: PushHold): Promise<QueuedPushes>;
+  queuePushes(
+    trx: Db,
+    notifications: Notification[],
+    now: number,
+    expiresAt: number,
+    hold?: PushHold,
+    exceptProviders?: readonly string[],
+  ): Promise<QueuedPushes>;
 }
 
 /** Presence-aware hold: who counts as in use, and until when their alerting pushes wait. */
@@ -66,6 +73,13 @@ const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, stati
   lease_until, lease_owner, expires_at, last_error, created_at, updated_at)`;
 /** What makes a device one that takes pushes (the partial index devices_push_user holds just these). */
 const PUSH_DEVICE = 'd.push_token IS NOT NULL AND d.push_provider IS NOT NULL AND d.push_disabled_at IS NULL';
+
+/** PUSH_DEVICE without the devices of some providers (names of Herald's own, never a caller's text). */
+function pushDeviceExcept(providers: readonly string[] | undefined): string {
+  if (!providers?.length) return PUSH_DEVICE;
+  if (!providers.every((p) => /^[a-z]+$/.test(p))) throw new Error(`not a provider name: ${providers.join(', ')}`);
+  return `${PUSH_DEVICE} AND d.push_provider NOT IN (${providers.map((p) => `'${p}'`).join(', ')})`;
+}
 
 const NOTIFICATION_COLUMNS = [
   'user_key',
@@ -159,7 +173,8 @@ class FeedHeadMemory {
 export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   let heads: SQLite.Statement | undefined;
   let insert: SQLite.Statement | undefined;
-  let queue: SQLite.Statement | undefined;
+  /** The statement without a hold, per providers left out ('' for none). */
+  const queues = new Map<string, SQLite.Statement>();
   let queueHolding: SQLite.Statement | undefined;
   let countHeld: SQLite.Statement | undefined;
   const memory = new FeedHeadMemory(database);
@@ -218,16 +233,21 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
-    async queuePushes(_trx, notifications, now, expiresAt, hold) {
+    async queuePushes(_trx, notifications, now, expiresAt, hold, exceptProviders) {
       if (!hold) {
         // The notifications travel as one JSON parameter of [user id, notification id] pairs.
-        queue ??= database.prepare(
-          `${DELIVERY_INSERT}
-           SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
-           FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${PUSH_DEVICE}`,
-        );
+        const key = exceptProviders?.join(',') ?? '';
+        let statement = queues.get(key);
+        if (!statement) {
+          statement = database.prepare(
+            `${DELIVERY_INSERT}
+             SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
+             FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${pushDeviceExcept(exceptProviders)}`,
+          );
+          queues.set(key, statement);
+        }
         const pairs = JSON.stringify(notifications.map((n) => [n.userId, n.id]));
-        return { queued: queue.run(now, expiresAt, now, now, pairs).changes, held: 0 };
+        return { queued: statement.run(now, expiresAt, now, now, pairs).changes, held: 0 };
       }
       // [user id, notification id, 1 when it alerts]; whether a recipient is in use is asked
       // once per recipient (materialised), not once per push device.
@@ -285,7 +305,7 @@ export const postgresBulkWriter: BulkWriter = {
         ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
         ${column('status_at')}::bigint[], ${column('created_at')}::bigint[], ${column('push_options')}::text[])`.execute(trx);
   },
-  async queuePushes(trx, notifications, now, expiresAt, hold) {
+  async queuePushes(trx, notifications, now, expiresAt, hold, exceptProviders) {
     const users = notifications.map((n) => n.userId);
     const ids = notifications.map((n) => n.id);
     if (!hold) {
@@ -295,7 +315,7 @@ export const postgresBulkWriter: BulkWriter = {
           SELECT t.n, d.user_id, d.station, d.push_provider, 'pending', 0, ${now}::bigint, NULL, NULL, ${expiresAt}::bigint,
                  NULL, ${now}::bigint, ${now}::bigint
           FROM unnest(${users}::varchar[], ${ids}::varchar[]) AS t(u, n)
-          JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(PUSH_DEVICE)}
+          JOIN devices AS d ON d.user_id = t.u AND ${sql.raw(pushDeviceExcept(exceptProviders))}
           RETURNING 1
         )
         SELECT count(*)::integer AS queued FROM queued`.execute(trx);

@@ -1,7 +1,4 @@
 import { render } from 'preact';
-
-function App() {
-  return <main>Herald</main>;
-}
+import { App } from './App.tsx';
 
 render(<App />, document.getElementById('root')!);

@@ -13,7 +13,10 @@ export function topicOf(conversationId: string | null): string | undefined {
 
 /** The JSON the service worker receives in its `push` event (event.data.json()). */
 export function webPushPayload(n: Notification): Record<string, unknown> {
-  if (n.type === 'clean') return { ...sourceFields(n), type: 'clean', badge: n.badge, conversationid: n.conversationId };
+  // A clean push carries its place in the feed too: a worker closes only what came before it
+  // and ignores a push older than one it has shown (push services do not keep order).
+  if (n.type === 'clean')
+    return { ...sourceFields(n), type: 'clean', badge: n.badge, conversationid: n.conversationId, seq: n.seq, id: n.id };
   return {
     ...sourceFields(n),
     type: n.type,
