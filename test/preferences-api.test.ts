@@ -74,6 +74,16 @@ describeEachStore('preferences over the Ozeki API and /v1', (kind) => {
       quiethours: { start: '22:30', end: '06:45', timezone: 'Europe/Budapest', days: ['sun', 'fri'] },
     });
 
+    // An alias stays as Bob wrote it, whichever of its names this Node's ICU calls canonical.
+    for (const alias of ['Asia/Kolkata', 'Asia/Calcutta']) {
+      answer = await bob.client.ok('chatpreferences', { action: 'set', quiethours: { start: '22:30', end: '06:45', timezone: alias } });
+      expect((answer.preferences as { quiethours: { timezone: string } }).quiethours.timezone).toBe(alias);
+    }
+    answer = await bob.client.ok('chatpreferences', {
+      action: 'set',
+      quiethours: { start: '22:30', end: '06:45', timezone: 'europe/budapest', days: ['sun', 'fri', 'fri'] },
+    });
+
     answer = await bob.client.ok('chatpreferences', {
       action: 'set',
       conversationmutes: { c0ffee: at(dnd), invoices: at(dnd + HOUR) },

@@ -66,13 +66,20 @@ export function checkUntil(value: number, field: string, now: number): number {
   return value;
 }
 
-/** True for a name Intl knows as an IANA time zone. */
+/**
+ * The zone's name as the user spelled it, with Intl's capitals when only they differ;
+ * undefined when Intl does not know it. An alias (Asia/Kolkata, Asia/Calcutta) keeps the
+ * user's spelling: which of the two Intl calls canonical depends on the ICU of the Node
+ * running, and the user should read back what they chose.
+ */
 function canonicalTimeZone(name: string): string | undefined {
+  let resolved: string;
   try {
-    return new Intl.DateTimeFormat(undefined, { timeZone: name }).resolvedOptions().timeZone;
+    resolved = new Intl.DateTimeFormat(undefined, { timeZone: name }).resolvedOptions().timeZone;
   } catch {
     return undefined;
   }
+  return resolved.toLowerCase() === name.toLowerCase() ? resolved : name;
 }
 
 /** Quiet hours as sent: `start` and `end` `HH:MM`, `timezone` an IANA zone, `days` mon…sun (all when left out). */
