@@ -79,7 +79,7 @@ describeEachStore('preferences over the Ozeki API and /v1', (kind) => {
       answer = await bob.client.ok('chatpreferences', { action: 'set', quiethours: { start: '22:30', end: '06:45', timezone: alias } });
       expect((answer.preferences as { quiethours: { timezone: string } }).quiethours.timezone).toBe(alias);
     }
-    answer = await bob.client.ok('chatpreferences', {
+    await bob.client.ok('chatpreferences', {
       action: 'set',
       quiethours: { start: '22:30', end: '06:45', timezone: 'europe/budapest', days: ['sun', 'fri', 'fri'] },
     });
