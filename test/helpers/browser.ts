@@ -7,8 +7,15 @@ export const CHROMIUM = process.env.HERALD_TEST_CHROMIUM ?? '/usr/bin/chromium';
 export const chromiumMissing = !fs.existsSync(CHROMIUM);
 if (chromiumMissing) console.warn(`browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 
-/** Where tests save screenshots; the README shows the current ones. */
-export const SCREENSHOTS = path.resolve(import.meta.dirname, '../../docs/screenshots');
+/**
+ * Where tests save screenshots: test-results/screenshots (not kept in git), or the directory
+ * named by HERALD_TEST_SCREENSHOTS; `HERALD_TEST_SCREENSHOTS=docs/screenshots` refreshes the
+ * ones the README shows.
+ */
+export const SCREENSHOTS = path.resolve(
+  process.env.HERALD_TEST_SCREENSHOTS ?? path.join(import.meta.dirname, '../../test-results/screenshots'),
+);
+fs.mkdirSync(SCREENSHOTS, { recursive: true });
 
 /**
  * A headless Chromium of its own (Playwright gives it a fresh profile; no network beyond loopback), trusting
