@@ -357,7 +357,14 @@ export const FAST_PATH_SWITCHES = [
 ] as const;
 
 /** Read by the tests, the CLI's test helpers and the .env loader, not by a node's configuration. */
-const OTHER_NAMES = ['HERALD_TEST_DATABASE_URL', 'HERALD_TEST_REDIS_URL', 'HERALD_TEST_CHROMIUM', 'HERALD_BIN', 'HERALD_ENV_FILE'];
+const OTHER_NAMES = [
+  'HERALD_TEST_DATABASE_URL',
+  'HERALD_TEST_REDIS_URL',
+  'HERALD_TEST_CHROMIUM',
+  'HERALD_BIN',
+  'HERALD_ENV_FILE',
+  'HERALD_TEST_BUS_DROP',
+];
 
 function read(r: Reader): Config {
   const dataDir = path.resolve(r.optional('HERALD_DATA_DIR', path.resolve('./data')) ?? './data');
