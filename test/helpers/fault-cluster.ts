@@ -200,6 +200,8 @@ export async function sendMessages(
   let accepted = 0;
   let refused = 0;
   let fault: Promise<void> | undefined;
+  // Message ids are the client's: a repeated id is the same message (not a new notification).
+  const prefix = newStation().slice(0, 8);
   for (let i = 0; i < count; i += parallel) {
     if (!fault && options.during && i >= count / 3) fault = options.during();
     const batch = Array.from({ length: Math.min(parallel, count - i) }, (_, k) => {
@@ -208,7 +210,7 @@ export async function sendMessages(
         action: 'add',
         conversationid: audience.conversationId,
         instance: '',
-        message: JSON.stringify({ ID: `m-${i + k}`, Type: 'Message', Created: ozekiTime(), ValidUntil: '', Data: 'eA==' }),
+        message: JSON.stringify({ ID: `${prefix}-${i + k}`, Type: 'Message', Created: ozekiTime(), ValidUntil: '', Data: 'eA==' }),
       });
     });
     for (const result of await Promise.allSettled(batch)) {
