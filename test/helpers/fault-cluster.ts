@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,22 +14,45 @@ import { newStation } from './server.ts';
 
 const SECRET_KEY = '5a'.repeat(32);
 
-/** Nodes started by startNode, killed (SIGKILL) by killNodes whatever state they are in. */
-const nodes = new Set<HeraldProcess>();
+/** Node processes started by startNode (from the moment they are spawned), killed by killNodes whatever state they are in. */
+const nodes = new Set<ChildProcess>();
 const dirs: string[] = [];
+process.once('exit', () => {
+  for (const child of nodes) child.kill('SIGKILL');
+});
+const START_TIMEOUT_MS = 30_000;
 
 export async function startNode(env: Record<string, string>): Promise<HeraldProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-fault-'));
   dirs.push(dataDir);
-  const node = await startHerald(dataDir, { HERALD_SECRET_KEY: SECRET_KEY, HERALD_LOG_LEVEL: 'info', ...env });
-  nodes.add(node);
-  return node;
+  let spawned: ChildProcess | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      spawned?.kill('SIGKILL');
+      reject(new Error(`herald serve did not listen within ${START_TIMEOUT_MS} ms`));
+    }, START_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([
+      startHerald(dataDir, { HERALD_SECRET_KEY: SECRET_KEY, HERALD_LOG_LEVEL: 'info', ...env }, (child) => {
+        spawned = child;
+        nodes.add(child);
+      }),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function killNodes(): Promise<void> {
-  for (const node of nodes) {
-    if (node.process.exitCode === null && node.process.signalCode === null) node.process.kill('SIGKILL');
-    await node.exited;
+  for (const child of nodes) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
   }
   nodes.clear();
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
