@@ -48,6 +48,7 @@ import { web3mqServices } from './api/web3mq/services.ts';
 import { LiveServer } from './channels/live/server.ts';
 import { WebSocketChannel } from './channels/websocket.ts';
 import { UdpChannel } from './channels/udp.ts';
+import { LiveCatchUp } from './channels/live/catch-up.ts';
 import { loadVapidKeys, type VapidKeys } from './channels/webpush/vapid-keys.ts';
 
 declare module 'fastify' {
@@ -356,9 +357,20 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-async function redisBus(url: string) {
+async function redisBus(url: string, log: Logger) {
   const { RedisBus } = await import('./cluster/redis-bus.ts');
-  return RedisBus.connect(url);
+  // While Redis is away every publish fails: told once per outage, not once per commit.
+  let failing = false;
+  const bus = await RedisBus.connect(url, {
+    onPublishError(error) {
+      if (failing) return;
+      failing = true;
+      log.warn({ err: error }, 'publishing to Redis failed; other nodes read what they missed from the feed');
+      setTimeout(() => (failing = false), 10_000).unref();
+    },
+  });
+  if (bus.dropRate > 0) log.warn({ dropRate: bus.dropRate }, 'HERALD_TEST_BUS_DROP: received bus messages are dropped on purpose');
+  return bus;
 }
 
 /**
@@ -396,7 +408,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     bus = options.bus;
     spentSignatures = options.spentSignatures;
   } else if (config.redisUrl) {
-    const redis = await redisBus(config.redisUrl).catch(async (error: unknown) => {
+    const redis = await redisBus(config.redisUrl, log).catch(async (error: unknown) => {
       await closeStore();
       throw new ConfigError(`HERALD_REDIS_URL: cannot reach Redis: ${reason(error)}`, { cause: error });
     });
@@ -552,6 +564,18 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     throw listenError(error, config.host, config.udpPort, 'HERALD_UDP_PORT');
   }
   endpoints.udp = `udp://${host}:${udp.port}`;
+  // Live delivery at least once across nodes: what the bus may have lost is read from the feed.
+  const catchUp = new LiveCatchUp({
+    hub,
+    feed,
+    ownersOf: chatDevices.ownersOf,
+    disconnect: (disconnect) => bus.disconnectHere(disconnect),
+    log: log.child({ part: 'catch-up' }),
+  });
+  bus.onPossibleLoss((why) => {
+    log.debug({ why }, 'bus messages may have been lost; catching up from the feed');
+    catchUp.request();
+  });
   const outboxLog = log.child({ part: 'outbox' });
   const outbox = options.withoutOutbox
     ? undefined
@@ -588,6 +612,7 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       // misses something meanwhile resumes with `since`).
       await Promise.all([http.close(), https.close(), live.close()]);
       await udp.close();
+      await catchUp.close();
       await outbox?.close();
       // What was accepted commits before the database closes; anything later is refused.
       await notifier.close();

@@ -364,6 +364,7 @@ const OTHER_NAMES = [
   'HERALD_TEST_SCREENSHOTS',
   'HERALD_BIN',
   'HERALD_ENV_FILE',
+  'HERALD_TEST_BUS_DROP',
 ];
 
 function read(r: Reader): Config {

@@ -114,6 +114,8 @@ class UdpEndpoint implements LiveConnection {
   silence: NodeJS.Timeout | undefined = undefined;
   readonly pending = new Map<number, PendingPush>();
   resuming = false;
+  /** The highest sequence pushed (live or by a resume); the client asks for gaps below it. */
+  deliveredSeq: number | undefined = undefined;
 
   constructor(
     private readonly udp: UdpChannel,
@@ -472,6 +474,7 @@ export class UdpChannel {
       this.metrics.udpPending.dec();
       this.metrics.udpGaveUp.inc();
     }
+    if (endpoint.deliveredSeq === undefined || seq > endpoint.deliveredSeq) endpoint.deliveredSeq = seq;
     const pending = new PendingPush(endpoint, seq, payload);
     endpoint.pending.set(seq, pending);
     this.metrics.udpPending.inc();

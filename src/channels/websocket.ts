@@ -70,6 +70,10 @@ class WsConnection implements LiveSocketConnection<RawData> {
   readonly channel = 'ws' as const;
   /** Highest sequence sent on this connection. */
   lastSent = 0;
+  /** Frames go out strictly in order, so everything up to the last one sent was sent. */
+  get deliveredSeq(): number {
+    return this.lastSent;
+  }
   ackedSeq = 0;
   recordedAck = 0;
   recordedDelivered = 0;

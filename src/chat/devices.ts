@@ -113,6 +113,15 @@ export async function deviceOf(db: Db, station: string): Promise<DevicesTable | 
   return db.selectFrom('devices').selectAll().where('station', '=', station).executeTakeFirst();
 }
 
+/** Whose each of these stations is, for the stations that are still devices. */
+export async function ownersOf(db: Db, stations: readonly string[]): Promise<Map<string, string>> {
+  const owners = new Map<string, string>();
+  if (stations.length === 0) return owners;
+  const rows = await db.selectFrom('devices').select(['station', 'user_id']).where('station', 'in', stations).execute();
+  for (const row of rows) owners.set(row.station, row.user_id);
+  return owners;
+}
+
 export interface DeviceRegistration {
   platform: Platform;
   pushToken?: string | null;

@@ -14,6 +14,7 @@ import {
   deviceOf,
   forgetDevicesBeyondLimit,
   listDevices,
+  ownersOf,
   recordLiveProgress,
   registerDevice,
   removeDevice,
@@ -56,6 +57,8 @@ export type Users = ReturnType<typeof users>;
 export function devices(db: Kysely<Database>, secrets: SecretBox, bus: Pick<Bus, 'publishDisconnect'>) {
   return {
     deviceOf: (station: string) => deviceOf(db, station),
+    /** Whose each station is, for the stations that are still devices. */
+    ownersOf: (stations: readonly string[]) => ownersOf(db, stations),
     /** The device's UDP secret, opened; null when it has none. */
     udpSecretOf: (device: Pick<DevicesTable, 'station' | 'udp_secret_sealed'>) => udpSecretOf(secrets, device),
     list: (userId: string) => listDevices(db, userId),

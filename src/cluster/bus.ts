@@ -2,7 +2,9 @@ import type { Notification } from '../model/notification.ts';
 
 /**
  * Publish/subscribe between the nodes. Carries committed notifications to the node that holds the recipient's live
- * connections. In-process on a single node; Redis pub/sub when several nodes run.
+ * connections. In-process on a single node; Redis pub/sub when several nodes run. Delivery may lose messages (Redis
+ * pub/sub is at most once): a bus that notices it may have lost one says so (onPossibleLoss), and the node then reads
+ * what its live devices are missing from the durable feed.
  */
 export interface Bus {
   publish(notifications: Notification[]): Promise<void>;
@@ -12,10 +14,17 @@ export interface Bus {
   publishDisconnect(disconnect: Disconnect): Promise<void>;
   /** Called on every node for a disconnect published anywhere. */
   onDisconnect(handler: (disconnect: Disconnect) => void): void;
+  /** Runs this node's disconnect handlers only: a check found one of its devices gone. */
+  disconnectHere(disconnect: Disconnect): void;
   /** Tells every node that a user's alert preferences changed (they re-read them). */
   publishPreferences(userId: string): Promise<void>;
   /** Called on every node for a change of preferences published anywhere. */
   onPreferences(handler: (userId: string) => void): void;
+  /**
+   * Called when messages from another node may have been lost: a gap in its sequence, its
+   * heartbeat gone quiet, or this node's own link to the bus dropped and came back.
+   */
+  onPossibleLoss(handler: (why: string) => void): void;
   close(): Promise<void>;
 }
 
@@ -47,6 +56,10 @@ export class LocalBus implements Bus {
     this.disconnectHandlers.push(handler);
   }
 
+  disconnectHere(disconnect: Disconnect): void {
+    for (const handler of this.disconnectHandlers) handler(disconnect);
+  }
+
   async publishPreferences(userId: string): Promise<void> {
     for (const handler of this.preferencesHandlers) handler(userId);
   }
@@ -54,6 +67,9 @@ export class LocalBus implements Bus {
   onPreferences(handler: (userId: string) => void): void {
     this.preferencesHandlers.push(handler);
   }
+
+  /** In process nothing is lost. */
+  onPossibleLoss(): void {}
 
   async close(): Promise<void> {
     this.handlers = [];

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Notification } from '../model/notification.ts';
 import type { Bus, Disconnect } from './bus.ts';
@@ -6,38 +7,78 @@ import type { SpentSignatures } from './spent-signatures.ts';
 const CHANNEL = 'herald:notifications';
 const DISCONNECT_CHANNEL = 'herald:disconnect';
 const PREFERENCES_CHANNEL = 'herald:preferences';
+const BEAT_CHANNEL = 'herald:beat';
 const SPENT_PREFIX = 'herald:spent:';
+
+/** Every node says its current sequence this often, so a lost last message is noticed. */
+export const BEAT_INTERVAL_MS = 1000;
+/** A node not heard from for this long may have sent something this node never got. */
+export const SILENT_AFTER_MS = 3500;
+
+/**
+ * Test only: the share of received bus messages (0 to 1) thrown away as if Redis had lost
+ * them, to prove that the feed makes up for them. Read once at start; off unless set.
+ */
+const TEST_DROP_RATE = Math.min(1, Math.max(0, Number(process.env.HERALD_TEST_BUS_DROP) || 0));
+
+/** What one node last told this one: its sequence, and when. */
+interface Peer {
+  seq: number;
+  heardAt: number;
+}
+
+export interface RedisBusOptions {
+  /** Told when a publish to Redis fails (the notifications are committed; the feed has them). */
+  onPublishError?: (error: unknown) => void;
+  /** Share of received messages dropped on purpose (tests); HERALD_TEST_BUS_DROP otherwise. */
+  dropRate?: number;
+}
 
 /**
  * Publishes committed notifications to every node through Redis pub/sub, and keeps the
  * spent signatures every node must see.
+ *
+ * Pub/sub is at most once, so every message carries its node's id and a sequence number
+ * that node counts up one per message, and every node says where its count stands once a
+ * second (`beat`). A receiver that sees a gap in a node's count, stops hearing a node, or
+ * whose own subscription dropped and came back says so (onPossibleLoss): the node then
+ * reads what its live devices missed from the feed. A node's own messages reach its own
+ * handlers in process, before Redis, so its devices never wait on Redis, and a commit
+ * never waits for a publish.
  */
 export class RedisBus implements Bus, SpentSignatures {
+  /** Changes with every process: a restarted node counts from 1 again under a new id. */
+  readonly nodeId = randomBytes(8).toString('hex');
+  private seq = 0;
+  private readonly peers = new Map<string, Peer>();
   private handlers: Array<(notifications: Notification[]) => void> = [];
   private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
   private preferencesHandlers: Array<(userId: string) => void> = [];
+  private lossHandlers: Array<(why: string) => void> = [];
+  private readonly beater: NodeJS.Timeout;
+  private readonly onPublishError: (error: unknown) => void;
+  readonly dropRate: number;
+  /** Received messages dropped on purpose (tests). */
+  dropped = 0;
 
   private constructor(
     private readonly pub: Redis,
     private readonly sub: Redis,
+    options: RedisBusOptions,
   ) {
-    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
-      if (channel.toString() === DISCONNECT_CHANNEL) {
-        const disconnect = JSON.parse(message.toString('utf8')) as Disconnect;
-        for (const handler of this.disconnectHandlers) handler(disconnect);
-        return;
-      }
-      if (channel.toString() === PREFERENCES_CHANNEL) {
-        const userId = message.toString('utf8');
-        for (const handler of this.preferencesHandlers) handler(userId);
-        return;
-      }
-      const notifications = JSON.parse(message.toString('utf8')) as Notification[];
-      for (const handler of this.handlers) handler(notifications);
-    });
+    this.onPublishError = options.onPublishError ?? (() => {});
+    this.dropRate = options.dropRate ?? TEST_DROP_RATE;
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.received(channel.toString(), message.toString('utf8')));
+    // ioredis subscribes again by itself after a reconnect; whatever was published meanwhile is gone.
+    sub.on('ready', () => this.possibleLoss('the Redis subscription was restored'));
+    // Without a listener an error event would end the process; ioredis reconnects by itself.
+    pub.on('error', () => {});
+    sub.on('error', () => {});
+    this.beater = setInterval(() => this.beat(), BEAT_INTERVAL_MS);
+    this.beater.unref();
   }
 
-  static async connect(url: string): Promise<RedisBus> {
+  static async connect(url: string, options: RedisBusOptions = {}): Promise<RedisBus> {
     const pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 });
     const sub = new Redis(url, { lazyConnect: true });
     // A first connection that fails rejects with the socket's own error (ECONNREFUSED…),
@@ -49,7 +90,7 @@ export class RedisBus implements Bus, SpentSignatures {
     try {
       await pub.connect();
       await sub.connect();
-      await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL, PREFERENCES_CHANNEL);
+      await sub.subscribe(CHANNEL, DISCONNECT_CHANNEL, PREFERENCES_CHANNEL, BEAT_CHANNEL);
     } catch (error) {
       pub.disconnect();
       sub.disconnect();
@@ -58,11 +99,72 @@ export class RedisBus implements Bus, SpentSignatures {
       pub.off('error', remember);
       sub.off('error', remember);
     }
-    return new RedisBus(pub, sub);
+    return new RedisBus(pub, sub, options);
+  }
+
+  private received(channel: string, text: string): void {
+    if (this.dropRate > 0 && Math.random() < this.dropRate) {
+      this.dropped++;
+      return;
+    }
+    let message: { node: string; seq: number; body: unknown };
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof message?.node !== 'string' || typeof message.seq !== 'number' || message.node === this.nodeId) return;
+    const peer = this.peers.get(message.node);
+    // A node not heard from yet counts from 0: its first message shows whether any came before.
+    const expected = (peer?.seq ?? 0) + (channel === BEAT_CHANNEL ? 0 : 1);
+    if (peer) {
+      peer.heardAt = Date.now();
+      if (message.seq > peer.seq) peer.seq = message.seq;
+    } else {
+      this.peers.set(message.node, { seq: message.seq, heardAt: Date.now() });
+    }
+    if (message.seq > expected) this.possibleLoss(`bus messages from node ${message.node} were lost`);
+    switch (channel) {
+      case CHANNEL:
+        for (const handler of this.handlers) handler(message.body as Notification[]);
+        break;
+      case DISCONNECT_CHANNEL:
+        for (const handler of this.disconnectHandlers) handler(message.body as Disconnect);
+        break;
+      case PREFERENCES_CHANNEL:
+        for (const handler of this.preferencesHandlers) handler(message.body as string);
+        break;
+    }
+  }
+
+  /** Says where this node's count stands, and notices the nodes that went quiet. */
+  private beat(): void {
+    this.pub.publish(BEAT_CHANNEL, `{"node":"${this.nodeId}","seq":${this.seq}}`).catch(() => {});
+    const now = Date.now();
+    for (const [node, peer] of this.peers) {
+      if (now - peer.heardAt <= SILENT_AFTER_MS) continue;
+      // Gone (stopped, killed, or cut off): when it is heard again it counts as new, from 0.
+      this.peers.delete(node);
+      this.possibleLoss(`node ${node} went quiet`);
+    }
+  }
+
+  private possibleLoss(why: string): void {
+    for (const handler of this.lossHandlers) handler(why);
+  }
+
+  /** Sends one message in order behind the others; a failed send shows up as a gap on the other nodes. */
+  private send(channel: string, body: string): Promise<void> {
+    const text = `{"node":"${this.nodeId}","seq":${++this.seq},"body":${body}}`;
+    return this.pub.publish(channel, text).then(
+      () => undefined,
+      (error: unknown) => this.onPublishError(error),
+    );
   }
 
   async publish(notifications: Notification[]): Promise<void> {
-    await this.pub.publish(CHANNEL, JSON.stringify(notifications));
+    for (const handler of this.handlers) handler(notifications);
+    void this.send(CHANNEL, JSON.stringify(notifications));
   }
 
   subscribe(handler: (notifications: Notification[]) => void): void {
@@ -70,19 +172,29 @@ export class RedisBus implements Bus, SpentSignatures {
   }
 
   async publishDisconnect(disconnect: Disconnect): Promise<void> {
-    await this.pub.publish(DISCONNECT_CHANNEL, JSON.stringify(disconnect));
+    this.disconnectHere(disconnect);
+    await this.send(DISCONNECT_CHANNEL, JSON.stringify(disconnect));
   }
 
   onDisconnect(handler: (disconnect: Disconnect) => void): void {
     this.disconnectHandlers.push(handler);
   }
 
+  disconnectHere(disconnect: Disconnect): void {
+    for (const handler of this.disconnectHandlers) handler(disconnect);
+  }
+
   async publishPreferences(userId: string): Promise<void> {
-    await this.pub.publish(PREFERENCES_CHANNEL, userId);
+    for (const handler of this.preferencesHandlers) handler(userId);
+    await this.send(PREFERENCES_CHANNEL, JSON.stringify(userId));
   }
 
   onPreferences(handler: (userId: string) => void): void {
     this.preferencesHandlers.push(handler);
+  }
+
+  onPossibleLoss(handler: (why: string) => void): void {
+    this.lossHandlers.push(handler);
   }
 
   async spendEverywhere(key: string, use: 'read' | 'write', ttlMs: number): Promise<boolean> {
@@ -93,10 +205,12 @@ export class RedisBus implements Bus, SpentSignatures {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.beater);
     this.handlers = [];
     this.disconnectHandlers = [];
     this.preferencesHandlers = [];
+    this.lossHandlers = [];
     this.sub.disconnect();
-    await this.pub.quit();
+    await this.pub.quit().catch(() => undefined);
   }
 }

@@ -55,6 +55,12 @@ export interface LiveConnection {
   readonly station: string;
   /** Also the metrics label. */
   readonly channel: 'ws' | 'udp' | 'web3mq';
+  /**
+   * The highest sequence number of the user's feed this connection has been handed, through
+   * which nothing is missing; undefined while it does not follow the feed. What a node reads
+   * from the feed after a bus message may have been lost starts here.
+   */
+  readonly deliveredSeq?: number;
   /** `frame` is the notification's JSON text, shared by every connection of the user. */
   deliver(notification: Notification, frame: string): void;
   /** Ends the connection because its device may no longer listen (it was removed). */

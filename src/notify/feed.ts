@@ -175,6 +175,20 @@ export async function readFeed(db: Db, userId: string, afterSeq: number, limit =
   return rows.map((row) => rowToNotification(row, userId));
 }
 
+/** Where each of these users' feeds stands (users that no longer exist are left out). */
+export async function feedHeads(db: Db, userIds: readonly string[]): Promise<Map<string, number>> {
+  const heads = new Map<string, number>();
+  if (userIds.length === 0) return heads;
+  // The newest row of each feed is one step down its index, on SQLite and PostgreSQL alike.
+  const rows = await db
+    .selectFrom('users')
+    .select(['id', sql<number>`coalesce((SELECT max(seq) FROM notifications WHERE user_key = users.key), 0)`.as('seq')])
+    .where('id', 'in', userIds)
+    .execute();
+  for (const row of rows) heads.set(row.id, Number(row.seq));
+  return heads;
+}
+
 /** The user key of a user, as a subquery (the feed is keyed by it). */
 export function userKeyOf(userId: string) {
   return sql<number>`(SELECT key FROM users WHERE id = ${userId})`;
@@ -183,6 +197,8 @@ export function userKeyOf(userId: string) {
 /** What the live channels read of a user's feed: where it stands, and what a device missed. */
 export interface FeedReader {
   head(userId: string): Promise<{ lastSeq: number; badge: number }>;
+  /** The last sequence number of each of these users' feeds. */
+  heads(userIds: readonly string[]): Promise<Map<string, number>>;
   /** Notifications after `afterSeq`, oldest first, at most `limit`. */
   read(userId: string, afterSeq: number, limit: number): Promise<Notification[]>;
 }
@@ -190,6 +206,7 @@ export interface FeedReader {
 export function feedReader(db: Kysely<Database>): FeedReader {
   return {
     head: (userId) => feedHead(db, userId),
+    heads: (userIds) => feedHeads(db, userIds),
     read: (userId, afterSeq, limit) => readFeed(db, userId, afterSeq, limit),
   };
 }

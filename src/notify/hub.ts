@@ -35,6 +35,11 @@ export class Hub {
     return this.byUser.get(userId);
   }
 
+  /** The users with live connections on this node, and their connections. */
+  users(): IterableIterator<[string, ReadonlySet<LiveConnection>]> {
+    return this.byUser.entries();
+  }
+
   get connectionCount(): number {
     let count = 0;
     for (const set of this.byUser.values()) count += set.size;

@@ -61,6 +61,10 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       max: options.poolSize ?? 10,
       ...(schema ? { options: `-c search_path=${schema}` } : {}),
     });
+    // An idle client whose server went away (a restart, a failover) is an error event of the
+    // pool: without a listener it would end the process. The pool drops that client, and
+    // the next query connects anew (or fails, and is answered 503, while the server is away).
+    pool.on('error', () => {});
     const secrets = options.secrets;
     if (!secrets) throw new Error('a PostgreSQL store needs the data key');
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -145,4 +149,28 @@ function withStatementCache(database: SQLite.Database): SqliteDatabase {
       return statement;
     },
   };
+}
+
+/** PostgreSQL error classes that mean the server cannot be used just now (57P01–57P03 shutdowns, 08 connection exceptions). */
+const UNAVAILABLE_SQLSTATE = /^(57P0[123]|08...)$/;
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
+const UNAVAILABLE_MESSAGE = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect)/;
+
+/**
+ * Whether an error says the database cannot be reached or is restarting, rather than that
+ * the request was wrong: the request may succeed as it is once the database is back (503).
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (
+    let current = error as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown } | undefined, depth = 0;
+    current && depth < 4;
+    depth++
+  ) {
+    const code = current.code;
+    if (typeof code === 'string' && (UNAVAILABLE_ERRNO.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;
+    if (typeof current.message === 'string' && UNAVAILABLE_MESSAGE.test(current.message)) return true;
+    if (Array.isArray(current.errors) && current.errors.some((inner) => isDatabaseUnavailable(inner))) return true;
+    current = current.cause as typeof current;
+  }
+  return false;
 }

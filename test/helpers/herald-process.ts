@@ -14,7 +14,12 @@ export interface HeraldProcess {
 }
 
 /** Runs `herald serve` as a process of its own (so a test can SIGKILL it) and resolves once it listens. */
-export async function startHerald(dataDir: string, env: Record<string, string>): Promise<HeraldProcess> {
+export async function startHerald(
+  dataDir: string,
+  env: Record<string, string>,
+  /** Told the process as soon as it is spawned, so a caller can kill one that never listens. */
+  onSpawn?: (child: ChildProcess) => void,
+): Promise<HeraldProcess> {
   const child = spawn(process.execPath, [path.join(root, 'bin/herald.js'), 'serve'], {
     cwd: root,
     env: {
@@ -30,6 +35,7 @@ export async function startHerald(dataDir: string, env: Record<string, string>):
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  onSpawn?.(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { HeraldError } from '../../errors.ts';
 import type { MatrixDevice, MatrixGateway, MatrixNotification } from '../../chat/matrix-pushers.ts';
-import { errorStatus } from '../http.ts';
+import { errorStatus, serverErrorMessage } from '../http.ts';
 
 /*
  * The Matrix Push Gateway API (spec.matrix.org, "Push Gateway API"): POST /notify under
@@ -143,7 +143,7 @@ function sendMatrixError(reply: FastifyReply, error: unknown, log: Logger) {
   if (status === 400 && error instanceof HeraldError) return reply.status(400).send({ errcode: 'M_NOT_JSON', error: error.message });
   if (status === 413) return reply.status(413).send({ errcode: 'M_TOO_LARGE', error: 'the request body is too large' });
   if (status >= 500) log.error({ err: error }, 'Matrix notify failed');
-  const message = status >= 500 ? 'internal error' : (error as Error).message;
+  const message = status >= 500 ? serverErrorMessage(error, status) : (error as Error).message;
   return reply.status(status).send({ errcode: status === 404 ? 'M_UNRECOGNIZED' : 'M_UNKNOWN', error: message });
 }
 

@@ -9,7 +9,7 @@ import { MAX_PARTICIPANTS, type PropertyAction } from '../../chat/conversations.
 import { AVAILABILITY_STATES, isAvailability } from '../../chat/availability.ts';
 import { MAX_DOWNLOAD, type IncomingMessage } from '../../chat/messages.ts';
 import { HeraldError, badRequest, forbidden, notFound, unauthorized } from '../../errors.ts';
-import { errorStatus, sameSecret, type Endpoints } from '../http.ts';
+import { errorStatus, sameSecret, serverErrorMessage, type Endpoints } from '../http.ts';
 import type { CallLimits } from '../../limits/limiter.ts';
 import { Fields } from './fields.ts';
 import { getPreferences, setPreferences } from './preferences.ts';
@@ -351,7 +351,7 @@ export function ozekiApi(parts: OzekiParts): FastifyPluginAsync {
       if (status >= 500) parts.log.error({ err: error }, 'Ozeki API call failed');
       const message =
         status >= 500
-          ? 'internal error'
+          ? serverErrorMessage(error, status)
           : error instanceof HeraldError
             ? error.message
             : status === 413

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
-import { errorStatus } from '../http.ts';
+import { errorStatus, serverErrorMessage } from '../http.ts';
 import type { AdminTokenHash } from '../../admin-token.ts';
 import { notFound } from '../../errors.ts';
 import type { ApiTokens, Devices, Friends, Gateway, Preferences, Users } from '../../chat/services.ts';
@@ -54,7 +54,7 @@ export function sendError(reply: FastifyReply, error: unknown, log: Logger) {
   }
   const status = errorStatus(error);
   if (status >= 500) log.error({ err: error }, 'request failed');
-  return reply.status(status).send({ error: status >= 500 ? 'internal error' : (error as Error).message });
+  return reply.status(status).send({ error: status >= 500 ? serverErrorMessage(error, status) : (error as Error).message });
 }
 
 /** The user id the path's `:id` names (an e-mail address stands for its user). */

@@ -100,6 +100,8 @@ class Web3mqLiveConnection implements LiveSocketConnection<LiveFrame> {
   readonly station: string;
   readonly expiresAt: number;
   closed = false;
+  /** The highest sequence offered since the socket opened (it replays nothing: history is a call of its own). */
+  deliveredSeq: number | undefined = undefined;
 
   constructor(
     private readonly endpoint: Web3mqLiveEndpoint,
@@ -112,6 +114,7 @@ class Web3mqLiveConnection implements LiveSocketConnection<LiveFrame> {
   }
 
   deliver(notification: Notification): void {
+    if (this.deliveredSeq === undefined || notification.seq > this.deliveredSeq) this.deliveredSeq = notification.seq;
     if (this.closed || !isNoticeType(notification.type)) return;
     this.socket.send(notificationListFrame(notification), { binary: true });
     this.endpoint.metrics.framesSent.inc({ channel: 'web3mq' });

@@ -2,6 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Notifier } from '../../notify/notifier.ts';
 import { HeraldError, badRequest } from '../../errors.ts';
+import { DATABASE_UNAVAILABLE } from '../http.ts';
+import { isDatabaseUnavailable } from '../../store/db.ts';
 import type { SignedCall, Web3mqCaller } from './auth.ts';
 import type { CallLimits } from '../../limits/limiter.ts';
 import { type Fields, bodyOf, boundedInteger, requiredText, stringList, text, timestamp, userid } from './fields.ts';
@@ -23,6 +25,7 @@ function sendWeb3mqError(reply: FastifyReply, error: unknown, log: Logger) {
     return reply.status(status).send({ code: status, msg: (error as Error).message });
   }
   log.error({ err: error }, 'Web3MQ request failed');
+  if (isDatabaseUnavailable(error)) return reply.status(503).send({ code: 503, msg: DATABASE_UNAVAILABLE });
   return reply.status(500).send({ code: 500, msg: 'internal error' });
 }
 

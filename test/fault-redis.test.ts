@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers/stores.ts';
+import { waitFor } from './helpers/server.ts';
+import { killPrivateServices, startPrivatePostgres, startPrivateRedis, type PrivateService } from './helpers/private-services.ts';
+import {
+  feedsOf,
+  killNodes,
+  makeAudience,
+  messagesIn,
+  missingCount,
+  sendMessages,
+  startNode,
+  tally,
+  type Tally,
+} from './helpers/fault-cluster.ts';
+
+const RECIPIENTS = 20;
+const MESSAGES = 90;
+
+const skip = !TEST_DATABASE_URL || !TEST_REDIS_URL;
+if (skip) console.warn('HERALD_TEST_DATABASE_URL or HERALD_TEST_REDIS_URL is unset: the Redis fault tests are skipped');
+
+function report(title: string, figures: Tally & { accepted: number; refused: number }): void {
+  console.log(
+    `${title}: ${figures.accepted} messages accepted (${figures.refused} refused) to ${RECIPIENTS} devices; ` +
+      `expected ${figures.expected}, delivered ${figures.delivered}, lost ${figures.lost}, duplicated ${figures.duplicated}, ` +
+      `out of order ${figures.outOfOrder}, unknown ${figures.unknown}`,
+  );
+}
+
+// Two `herald serve` nodes on a private PostgreSQL and a private Redis, devices split between
+// them; node starts and a Redis restart take seconds on a busy machine.
+describe.skipIf(skip)('live delivery across nodes when Redis fails', { timeout: 90_000 }, () => {
+  let postgres: PrivateService;
+  let redis: PrivateService;
+
+  beforeAll(async () => {
+    postgres = await startPrivatePostgres();
+    redis = await startPrivateRedis();
+  }, 120_000);
+  afterAll(async () => {
+    await killNodes();
+    await redis?.destroy();
+    await postgres?.destroy();
+    await killPrivateServices();
+  }, 60_000);
+
+  async function fanOut(env: Record<string, string>, during?: () => Promise<void>) {
+    const nodes = [await startNode(env), await startNode(env)];
+    try {
+      const audience = await makeAudience(
+        nodes.map((n) => n.http),
+        RECIPIENTS,
+      );
+      await Promise.all(audience.devices.map((device, i) => device.connect(nodes[i % 2].ws)));
+      const sent = await sendMessages(audience, MESSAGES, { during });
+      expect(sent, 'messages accepted').toEqual({ accepted: MESSAGES, refused: 0 });
+      const feeds = await feedsOf(nodes[0].ws, audience.devices, audience.readers);
+      for (const feed of feeds.values()) expect(messagesIn(feed)).toBe(sent.accepted);
+      // Every live device gets everything without reconnecting: from the bus, or from the feed.
+      await waitFor(() => missingCount(feeds) === 0, 20_000, 'every device to get every notification of its feed').catch(() => {});
+      const figures = { ...tally(feeds), ...sent };
+      for (const device of audience.devices) expect(device.socket?.readyState).toBe(1);
+      for (const device of audience.devices) device.close();
+      return figures;
+    } finally {
+      await killNodes();
+    }
+  }
+
+  it('Redis restarted during fan-out: every live device gets every notification once, in order', async () => {
+    const env = { HERALD_DATABASE_URL: postgres.url, HERALD_REDIS_URL: redis.url };
+    const figures = await fanOut(env, async () => {
+      await redis.stop();
+      // Away for a while: messages keep being committed and published into nothing.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await redis.start();
+    });
+    report('Redis restarted', figures);
+    expect(figures.accepted).toBe(MESSAGES);
+    expect(figures.lost).toBe(0);
+    expect(figures.duplicated).toBe(0);
+    expect(figures.unknown).toBe(0);
+    expect(figures.outOfOrder).toBe(0);
+    expect(figures.delivered).toBe(figures.expected);
+  });
+
+  it('a third of bus messages dropped: every live device gets every notification once, in order', async () => {
+    const env = { HERALD_DATABASE_URL: postgres.url, HERALD_REDIS_URL: redis.url, HERALD_TEST_BUS_DROP: '0.33' };
+    const figures = await fanOut(env);
+    report('bus dropping 33 %', figures);
+    expect(figures.accepted).toBe(MESSAGES);
+    expect(figures.lost).toBe(0);
+    expect(figures.duplicated).toBe(0);
+    expect(figures.unknown).toBe(0);
+    expect(figures.outOfOrder).toBe(0);
+    expect(figures.delivered).toBe(figures.expected);
+  });
+});
