@@ -26,6 +26,8 @@ export interface LatencyRun {
 }
 
 export interface LatencyResult {
+  /** The database Herald ran on. */
+  database: 'SQLite' | 'PostgreSQL';
   devices: number;
   rate: number;
   seconds: number;
@@ -41,11 +43,13 @@ export interface LatencyResult {
 
 const WARMUP_SECONDS = 3;
 
-export async function runLatency(log: (line: string) => void): Promise<LatencyResult> {
+/** The latency scenario on SQLite, or on a fresh database of the PostgreSQL server at `databaseUrl`. */
+export async function runLatency(log: (line: string) => void, databaseUrl?: string): Promise<LatencyResult> {
   const { devices, rate, seconds } = benchConfig.latency;
   const runs = benchConfig.runs;
-  log(`latency: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs`);
-  const herald = await HeraldProcess.start();
+  const database = databaseUrl ? 'PostgreSQL' : 'SQLite';
+  log(`latency on ${database}: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs`);
+  const herald = await HeraldProcess.start({ databaseUrl, env: databaseUrl ? {} : { HERALD_DATABASE_URL: '' } });
   const generator = new Child('latency-generator', 'clients/latency.ts');
   try {
     const users = await herald.seed('latency', devices - (devices % 2));
@@ -67,7 +71,7 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
     if (benchConfig.cpuProfile) {
       const dir = path.join(BENCH_DIR, 'profiles');
       fs.mkdirSync(dir, { recursive: true });
-      profile = path.join(dir, `latency-herald-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+      profile = path.join(dir, `latency-herald-${database.toLowerCase()}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
       // A profiled run is extra, apart from the measured ones.
       await herald.child.request('profileStart');
       await generator.request('run', { rate, seconds, label: 'profiled', graceMs: 5000 }, seconds * 1000 + 60_000);
@@ -77,6 +81,7 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
     const results: LatencyRun[] = [];
     for (let run = 0; run < runs; run++) {
       await sleep(300);
+      await herald.child.request('statements');
       const cpuBefore = await herald.child.request<number>('cpu');
       const result = await generator.request<LatencyRun>(
         'run',
@@ -87,6 +92,12 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
       // The generator answers after its grace wait, so the server is idle again by now.
       result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;
       results.push(result);
+      if (databaseUrl) {
+        const counted = await herald.child.request<Array<[string, number]>>('statements');
+        const total = counted.reduce((sum, [, n]) => sum + n, 0);
+        log(`  statements per message: ${(total / result.sent).toFixed(2)}`);
+        for (const [text, n] of counted.slice(0, 12)) log(`    ${(n / result.sent).toFixed(2)}  ${text}`);
+      }
       log(
         `  run ${run + 1}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms ` +
           `(${result.framed}/${result.sent} framed, ${Math.round(result.achievedRate)}/s sent, answer p99 ${result.answerP99.toFixed(2)} ms, ` +
@@ -94,6 +105,7 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
       );
     }
     return {
+      database,
       devices,
       rate,
       seconds,

@@ -13,6 +13,22 @@ import { bindStation, registerDevice } from '../../src/chat/devices.ts';
 import { serveParent, settledRss } from '../lib/ipc.ts';
 
 let app: RunningApp | undefined;
+
+/**
+ * On PostgreSQL, every statement the node sends, by its text: what one message costs in
+ * round trips. Counted in pg's Client.query, which every statement of the pool goes through.
+ */
+const statements = new Map<string, number>();
+if (process.env.HERALD_DATABASE_URL) {
+  const { default: pg } = await import('pg');
+  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+  pg.Client.prototype.query = function (this: unknown, ...args: unknown[]) {
+    const config = args[0] as string | { text?: string };
+    const text = (typeof config === 'string' ? config : (config?.text ?? '?')).replace(/\s+/g, ' ').slice(0, 90);
+    statements.set(text, (statements.get(text) ?? 0) + 1);
+    return query.apply(this, args);
+  } as typeof pg.Client.prototype.query;
+}
 let profiler: Session | undefined;
 
 interface SeedArgs {
@@ -81,6 +97,12 @@ serveParent({
     profiler.disconnect();
     profiler = undefined;
     return { file };
+  },
+  /** The statements counted since the last call (PostgreSQL only), most frequent first. */
+  statements() {
+    const counted = [...statements].sort((a, b) => b[1] - a[1]);
+    statements.clear();
+    return counted;
   },
   liveConnections: () => app?.parts.hub.connectionCount ?? 0,
   rss: () => settledRss(),

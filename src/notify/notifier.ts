@@ -36,7 +36,12 @@ interface Unit {
   pushesHeld: number;
   result?: unknown;
   error?: unknown;
+  /** Runs in a transaction of its own (after a batch without savepoints failed). */
+  alone?: boolean;
 }
+
+/** A unit of a batch without savepoints failed: the batch is rolled back and its units run alone. */
+class SplitBatch extends Error {}
 
 function isRetryable(error: unknown): boolean {
   const code = (error as { code?: string }).code;
@@ -111,8 +116,13 @@ export class Notifier {
 
   private async drain(): Promise<void> {
     this.draining = true;
+    const running = new Set<Promise<void>>();
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 || running.size > 0) {
+        if (this.queue.length === 0 || running.size >= this.store.writers) {
+          await Promise.race(running);
+          continue;
+        }
         // One turn of the event loop first: requests already received but not yet parsed
         // (SQLite work is synchronous, so they wait behind us) join this transaction.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -120,13 +130,21 @@ export class Notifier {
         // transaction starts it over (see Store.logRoom).
         const room = this.store.logRoom?.();
         if (room) await room;
-        const batch = this.queue.splice(0, MAX_BATCH);
-        await this.runBatch(batch);
+        const batch = this.queue[0].alone ? this.queue.splice(0, 1) : this.takeBatch();
+        const done: Promise<void> = this.runBatch(batch).finally(() => running.delete(done));
+        running.add(done);
       }
     } finally {
       this.draining = false;
       for (const resolve of this.drained.splice(0)) resolve();
     }
+  }
+
+  /** Up to MAX_BATCH units from the head of the queue, stopping before one that must run alone. */
+  private takeBatch(): Unit[] {
+    let count = 0;
+    while (count < MAX_BATCH && count < this.queue.length && !this.queue[count].alone) count++;
+    return this.queue.splice(0, count);
   }
 
   private async runBatch(batch: Unit[]): Promise<void> {
@@ -138,6 +156,9 @@ export class Notifier {
       unit.error = undefined;
     }
     const single = batch.length === 1;
+    // Savepoints cost SQLite next to nothing; on PostgreSQL two round trips per unit. There a
+    // batch runs without them, and if one unit fails, all of its units run again, each alone.
+    const savepoints = !single && this.store.dialect === 'sqlite';
     let trx;
     try {
       trx = await this.store.db.startTransaction().execute();
@@ -160,6 +181,14 @@ export class Notifier {
           unit.result = await unit.work(trx, emit);
           continue;
         }
+        if (!savepoints) {
+          try {
+            unit.result = await unit.work(trx, emit);
+          } catch {
+            throw new SplitBatch();
+          }
+          continue;
+        }
         const savepoint = await trx.savepoint('unit').execute();
         try {
           unit.result = await unit.work(savepoint, emit);
@@ -180,6 +209,17 @@ export class Notifier {
           .rollback()
           .execute()
           .catch(() => {});
+      if (error instanceof SplitBatch) {
+        // Nothing of the batch was committed: its units go back to the head of the queue, to
+        // run again each alone, where the failing one fails by itself (not an attempt of theirs).
+        for (const unit of batch) {
+          unit.attempts--;
+          unit.alone = true;
+          unit.produced = [];
+        }
+        this.queue.unshift(...batch);
+        return;
+      }
       // The whole transaction is gone: every unit either retries or fails with the error.
       for (const unit of batch) {
         unit.produced = [];

@@ -1,5 +1,5 @@
 import type SQLite from 'better-sqlite3';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { alertsOnPush, dataText, type Notification } from '../model/notification.ts';
 import { notificationToRow } from './rows.ts';
@@ -280,16 +280,8 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
  */
 export const postgresBulkWriter: BulkWriter = {
   async feedHeads(trx, userIds) {
-    // Each user's row is locked (in id order, so two bursts to overlapping audiences do not
-    // deadlock) before the feeds are read: the read is a statement of its own, so it sees
-    // what the previous holder of a lock committed.
-    await sql`SELECT id FROM users WHERE id = ANY(${userIds}::varchar[]) ORDER BY id FOR UPDATE`.execute(trx);
-    const result = await sql<FeedHead>`
-      SELECT users.id, users.key, coalesce(head.seq, 0) AS seq, coalesce(head.badge, 0) AS badge
-      FROM users LEFT JOIN LATERAL (
-        SELECT seq, badge FROM notifications WHERE user_key = users.key ORDER BY seq DESC LIMIT 1
-      ) AS head ON true
-      WHERE users.id = ANY(${userIds}::varchar[])`.execute(trx);
+    // Locked and read in one round trip (see migrations-feed-heads.ts).
+    const result = await trx.executeQuery<FeedHead>(CompiledQuery.raw('SELECT * FROM herald_feed_heads($1::varchar[])', [userIds]));
     return result.rows;
   },
   async insertNotifications(trx, notifications, keys) {

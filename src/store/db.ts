@@ -23,8 +23,17 @@ export interface Store {
    * starts it over (see startCheckpointer). The notifier waits on it before a transaction.
    */
   logRoom?(): Promise<void> | undefined;
+  /**
+   * How many of the notifier's transactions may run at once. SQLite has one writer; on
+   * PostgreSQL each transaction waits a round trip per statement, so several run side by
+   * side on the pool's connections (feed heads are locked per user, see bulk.ts).
+   */
+  writers: number;
   close(): Promise<void>;
 }
+
+/** The notifier's transactions at once on PostgreSQL, leaving the rest of the pool to reads. */
+const POSTGRES_WRITERS = 4;
 
 /** The PostgreSQL driver, loaded only by a node that uses it (it costs a SQLite node's start). */
 async function loadPg() {
@@ -70,7 +79,9 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       await db.destroy();
       throw error;
     }
-    return { db, dialect: 'postgres', secrets, bulk: postgresBulkWriter, close: () => db.destroy() };
+    const poolSize = options.poolSize ?? 10;
+    const writers = Math.max(1, Math.min(POSTGRES_WRITERS, poolSize - 2));
+    return { db, dialect: 'postgres', secrets, bulk: postgresBulkWriter, writers, close: () => db.destroy() };
   }
   const file = options.sqliteFile ?? ':memory:';
   const inMemory = file === ':memory:';
@@ -112,6 +123,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     dialect: 'sqlite',
     secrets,
     bulk: sqliteBulkWriter(database),
+    writers: 1,
     logRoom: checkpointer?.room,
     async close() {
       // The checkpointer's connection closes first, so the serving connection is the last

@@ -14,17 +14,18 @@ type Db = Kysely<Database> | Transaction<Database>;
  * without Kysely's layers around each call.
  */
 export class Statement<Row> {
-  private readonly text: Record<Dialect, string>;
+  private readonly text: { sqlite?: string; postgres: string };
   private readonly prepared = new WeakMap<SQLite.Database, SQLite.Statement>();
 
   /**
-   * `text` uses `?` for parameters (numbered `$1`, `$2`… for PostgreSQL); where the two
-   * databases need different SQL, give both.
+   * `text` uses `?` for parameters (numbered `$1`, `$2`… for PostgreSQL; `?3` there is `$3`,
+   * for a parameter used twice); where the two databases need different SQL, give both, and
+   * a statement of one database only is given for it alone.
    */
-  constructor(text: string | Record<Dialect, string>) {
+  constructor(text: string | { sqlite?: string; postgres: string }) {
     const both = typeof text === 'string' ? { sqlite: text, postgres: text } : text;
     let n = 0;
-    this.text = { sqlite: both.sqlite, postgres: both.postgres.replace(/\?/g, () => `$${++n}`) };
+    this.text = { sqlite: both.sqlite, postgres: both.postgres.replace(/\?(\d*)/g, (_, d: string) => `$${d || ++n}`) };
   }
 
   async all(db: Db, parameters: readonly unknown[]): Promise<Row[]> {
@@ -32,6 +33,7 @@ export class Statement<Row> {
     if (connection) {
       let statement = this.prepared.get(connection);
       if (!statement) {
+        if (this.text.sqlite === undefined) throw new Error('a PostgreSQL statement run on SQLite');
         statement = connection.prepare(this.text.sqlite);
         this.prepared.set(connection, statement);
       }
@@ -39,7 +41,9 @@ export class Statement<Row> {
       statement.run(...parameters);
       return [];
     }
-    const result = await db.executeQuery<Row>(CompiledQuery.raw(this.text[dialectOf(db)], parameters as unknown[]));
+    const text = this.text[dialectOf(db)];
+    if (text === undefined) throw new Error('a PostgreSQL statement run on SQLite');
+    const result = await db.executeQuery<Row>(CompiledQuery.raw(text, parameters as unknown[]));
     return result.rows;
   }
 
