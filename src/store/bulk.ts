@@ -3,6 +3,7 @@ import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { alertsOnPush, dataText, type Notification } from '../model/notification.ts';
 import { notificationToRow } from './rows.ts';
+import { preparedOnPostgres } from './statement.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -302,7 +303,8 @@ function feedColumns(notifications: Notification[], keys: number[]): unknown[][]
 
 const FEED_ROWS_PG = `SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[],
   $7::text[], $8::integer[], $9::integer[], $10::text[], $11::varchar[], $12::bigint[], $13::bigint[], $14::text[])`;
-const INSERT_FEED_ROWS_PG = `INSERT INTO notifications (${NOTIFICATION_COLUMNS.join(', ')}) ${FEED_ROWS_PG}`;
+const INSERT_FEED_ROWS_PG = preparedOnPostgres(`INSERT INTO notifications (${NOTIFICATION_COLUMNS.join(', ')}) ${FEED_ROWS_PG}`);
+const FEED_HEADS_PG = preparedOnPostgres('SELECT * FROM herald_feed_heads($1::varchar[])');
 
 /** Per set of providers that refuse background pushes (one, in practice). */
 const withPushesText = new Map<string, string>();
@@ -334,7 +336,7 @@ function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string 
       RETURNING state
     )
     SELECT count(*)::integer AS queued, (count(*) FILTER (WHERE state = 'held'))::integer AS held FROM queued`;
-  withPushesText.set(key, text);
+  withPushesText.set(key, preparedOnPostgres(text));
   return text;
 }
 
@@ -345,7 +347,7 @@ function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string 
 export const postgresBulkWriter: BulkWriter = {
   async feedHeads(trx, userIds) {
     // Locked and read in one round trip (see migrations-feed-heads.ts).
-    const result = await trx.executeQuery<FeedHead>(CompiledQuery.raw('SELECT * FROM herald_feed_heads($1::varchar[])', [userIds]));
+    const result = await trx.executeQuery<FeedHead>(CompiledQuery.raw(FEED_HEADS_PG, [userIds]));
     return result.rows;
   },
   async insertNotifications(trx, notifications, keys) {

@@ -7,7 +7,7 @@ import { migrateToLatest, SECRETS_SEALED } from './migrations.ts';
 import { dataKeyFromDir, SecretBox } from './secrets.ts';
 import { makePrivateDir, PRIVATE_FILE_MODE } from '../files.ts';
 import { postgresBulkWriter, sqliteBulkWriter, type BulkWriter } from './bulk.ts';
-import { registerSqliteConnection } from './statement.ts';
+import { preparedName, registerSqliteConnection } from './statement.ts';
 import { LOG_BOUND_BYTES, startCheckpointer } from './checkpointer.ts';
 
 export interface Store {
@@ -72,6 +72,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     });
     const secrets = options.secrets;
     if (!secrets) throw new Error('a PostgreSQL store needs the data key');
+    pool.on('connect', prepareHotStatements);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
       await migrateToLatest(db, 'postgres', secrets, schema);
@@ -132,6 +133,19 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       await db.destroy();
     },
   };
+}
+
+/**
+ * Kysely sends every statement unnamed, so PostgreSQL parses and plans it on every call. The
+ * hot path's statements (preparedOnPostgres) are sent under their name instead: pg prepares
+ * each once per connection, then only binds and executes it.
+ */
+function prepareHotStatements(client: import('pg').PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+    const name = typeof config === 'string' && Array.isArray(values) ? preparedName(config) : undefined;
+    return name ? query({ name, text: config, values }, callback) : query(config, values, callback);
+  }) as typeof client.query;
 }
 
 /** Prepared statements kept per SQL text; the oldest is dropped past this many. */

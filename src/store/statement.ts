@@ -26,6 +26,7 @@ export class Statement<Row> {
     const both = typeof text === 'string' ? { sqlite: text, postgres: text } : text;
     let n = 0;
     this.text = { sqlite: both.sqlite, postgres: both.postgres.replace(/\?(\d*)/g, (_, d: string) => `$${d || ++n}`) };
+    preparedOnPostgres(this.text.postgres);
   }
 
   async all(db: Db, parameters: readonly unknown[]): Promise<Row[]> {
@@ -50,6 +51,24 @@ export class Statement<Row> {
   async first(db: Db, parameters: readonly unknown[]): Promise<Row | undefined> {
     return (await this.all(db, parameters))[0];
   }
+}
+
+/** PostgreSQL statement names by their text: the statements prepared once per connection. */
+const preparedNames = new Map<string, string>();
+
+/**
+ * Marks a statement of the hot path, by its exact text, to be prepared on each PostgreSQL
+ * connection the first time it runs there and only bound and executed afterwards: the server
+ * then parses and plans it once per connection instead of on every call (see openStore).
+ */
+export function preparedOnPostgres(text: string): string {
+  if (!preparedNames.has(text)) preparedNames.set(text, `herald_${preparedNames.size + 1}`);
+  return text;
+}
+
+/** The name a statement is prepared under on PostgreSQL, if it is one of the hot path's. */
+export function preparedName(text: string): string | undefined {
+  return preparedNames.get(text);
 }
 
 /** The SQLite connection behind each SQLite store's Kysely instance (and its transactions). */
