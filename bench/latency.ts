@@ -23,6 +23,8 @@ export interface LatencyRun {
   answerP99: number;
   frameBeforeAnswer: number;
   cpuPerMessage?: number;
+  /** PostgreSQL: CPU time of the database's backends per message, µs (0 on SQLite, where it is the node's). */
+  databaseCpuPerMessage?: number;
 }
 
 export interface LatencyResult {
@@ -39,6 +41,8 @@ export interface LatencyResult {
   achievedRate: number;
   /** Server CPU time (user + system) per message, µs: less disturbed by a busy machine. */
   cpuPerMessage: number;
+  /** PostgreSQL: its backends' CPU time per message, µs. */
+  databaseCpuPerMessage: number;
 }
 
 const WARMUP_SECONDS = 3;
@@ -83,6 +87,7 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
       await sleep(300);
       await herald.child.request('statements');
       const cpuBefore = await herald.child.request<number>('cpu');
+      const databaseCpuBefore = await herald.child.request<number>('databaseCpu');
       const result = await generator.request<LatencyRun>(
         'run',
         { rate, seconds, label: `run${run}`, graceMs: 5000 },
@@ -91,6 +96,7 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
       if (result.failures > 0) throw new Error(`latency: ${result.failures} sends failed: ${result.lastError}`);
       // The generator answers after its grace wait, so the server is idle again by now.
       result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;
+      result.databaseCpuPerMessage = ((await herald.child.request<number>('databaseCpu')) - databaseCpuBefore) / result.sent;
       results.push(result);
       if (databaseUrl) {
         const counted = await herald.child.request<Array<[string, number]>>('statements');
@@ -101,7 +107,8 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
       log(
         `  run ${run + 1}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms ` +
           `(${result.framed}/${result.sent} framed, ${Math.round(result.achievedRate)}/s sent, answer p99 ${result.answerP99.toFixed(2)} ms, ` +
-          `server CPU ${Math.round(result.cpuPerMessage)} µs/message)`,
+          `server CPU ${Math.round(result.cpuPerMessage)} µs/message` +
+          (databaseUrl ? ` + PostgreSQL ${Math.round(result.databaseCpuPerMessage)} µs)` : ')'),
       );
     }
     return {
@@ -116,6 +123,7 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
       answerP99: median(results.map((r) => r.answerP99)),
       achievedRate: median(results.map((r) => r.achievedRate)),
       cpuPerMessage: median(results.map((r) => r.cpuPerMessage ?? NaN)),
+      databaseCpuPerMessage: median(results.map((r) => r.databaseCpuPerMessage ?? 0)),
     };
   } finally {
     await Promise.allSettled([generator.stop(), herald.stop()]);

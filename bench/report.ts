@@ -111,7 +111,7 @@ function rows(r: Report): Row[] {
     const cpuRatio = sqlite ? l.cpuPerMessage / sqlite.cpuPerMessage : NaN;
     out.push({
       scenario: `latency on PostgreSQL: ${formatInt(l.devices)} devices, ${formatInt(l.rate)} messages/s (sent ${formatInt(l.achievedRate)}/s)`,
-      herald: `p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, max ${ms(l.max)}; server CPU ${Math.round(l.cpuPerMessage)} µs per message`,
+      herald: `p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, max ${ms(l.max)}; server CPU ${Math.round(l.cpuPerMessage)} µs per message (+ PostgreSQL's ${Math.round(l.databaseCpuPerMessage)} µs)`,
       baselines: sqlite ? `SQLite: p99 ${ms(sqlite.p99)}, server CPU ${Math.round(sqlite.cpuPerMessage)} µs per message` : '',
       ratios: sqlite ? `CPU ${x(cpuRatio)} SQLite's` : '',
       target: 'p99 < 20 ms; CPU ≤ 1.50× SQLite',

@@ -104,6 +104,27 @@ serveParent({
     statements.clear();
     return counted;
   },
+  /**
+   * CPU time (user + system, µs) the PostgreSQL backends serving this node's database have
+   * used so far, read from /proc (the server runs on this machine): on SQLite that work is
+   * part of the node's own CPU time. Backends that ended took their time with them.
+   */
+  async databaseCpu() {
+    if (!app || app.parts.store.dialect !== 'postgres') return 0;
+    const { sql } = await import('kysely');
+    const rows = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`.execute(app.parts.store.db);
+    const ticks = 1_000_000 / 100; // USER_HZ is 100 on Linux
+    let total = 0;
+    for (const { pid } of rows.rows) {
+      try {
+        const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        total += (Number(fields[11]) + Number(fields[12])) * ticks;
+      } catch {
+        // the backend ended in between
+      }
+    }
+    return total;
+  },
   liveConnections: () => app?.parts.hub.connectionCount ?? 0,
   rss: () => settledRss(),
   /** CPU time this process has used so far (user + system), in microseconds. */

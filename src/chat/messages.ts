@@ -148,7 +148,7 @@ export async function addMessage(
     drafts.push({ userId: senderId, type: 'message', conversationId, senderId, title: 'Message sent', silent: true, data, unread: 0 });
     await emit(drafts, { now });
     return { message: echo, added: true };
-  });
+  }, conversationId);
 }
 
 export interface DownloadWindow {

@@ -38,6 +38,8 @@ interface Unit {
   error?: unknown;
   /** Runs in a transaction of its own (after a batch without savepoints failed). */
   alone?: boolean;
+  /** What the work writes to most (see transact). */
+  key?: string;
 }
 
 /** A unit of a batch without savepoints failed: the batch is rolled back and its units run alone. */
@@ -65,6 +67,8 @@ export class Notifier {
   private committedListeners: CommittedListener[] = [];
   private queue: Unit[] = [];
   private draining = false;
+  /** Keys of the units in running transactions, with how many of them hold each. */
+  private busyKeys = new Map<string, number>();
   private closing = false;
   /** Who waits in close() for the queue to empty. */
   private drained: (() => void)[] = [];
@@ -88,10 +92,17 @@ export class Notifier {
     this.committedListeners.push(listener);
   }
 
-  transact<T>(work: Work<T>): Promise<T> {
+  /**
+   * Runs `work` in a transaction, and publishes its notifications once it committed. `key`
+   * names the rows the work writes to most (a conversation): when transactions run side by
+   * side, work of one key never runs in two at once, so it neither waits for the other's
+   * row locks nor deadlocks with it, and commits in the order it was handed in.
+   */
+  transact<T>(work: Work<T>, key?: string): Promise<T> {
     if (this.closing) return Promise.reject(new HeraldError(503, 'the server is stopping; try again shortly'));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
+        key,
         work: work as Work<unknown>,
         resolve: resolve as (value: unknown) => void,
         reject,
@@ -130,8 +141,22 @@ export class Notifier {
         // transaction starts it over (see Store.logRoom).
         const room = this.store.logRoom?.();
         if (room) await room;
-        const batch = this.queue[0].alone ? this.queue.splice(0, 1) : this.takeBatch();
-        const done: Promise<void> = this.runBatch(batch).finally(() => running.delete(done));
+        const batch = this.takeBatch();
+        if (batch.length === 0) {
+          // Everything queued waits for a key a running transaction holds.
+          if (running.size > 0) await Promise.race(running);
+          continue;
+        }
+        const keys = batch.flatMap((unit) => (unit.key === undefined ? [] : [unit.key]));
+        for (const key of keys) this.busyKeys.set(key, (this.busyKeys.get(key) ?? 0) + 1);
+        const done: Promise<void> = this.runBatch(batch).finally(() => {
+          running.delete(done);
+          for (const key of keys) {
+            const left = this.busyKeys.get(key)! - 1;
+            if (left === 0) this.busyKeys.delete(key);
+            else this.busyKeys.set(key, left);
+          }
+        });
         running.add(done);
       }
     } finally {
@@ -140,11 +165,24 @@ export class Notifier {
     }
   }
 
-  /** Up to MAX_BATCH units from the head of the queue, stopping before one that must run alone. */
+  /**
+   * The next transaction's units, in queue order: up to MAX_BATCH, or one unit that must run
+   * alone. Units whose key a running transaction holds stay queued (as do later units of the
+   * same key, which keeps their order).
+   */
   private takeBatch(): Unit[] {
-    let count = 0;
-    while (count < MAX_BATCH && count < this.queue.length && !this.queue[count].alone) count++;
-    return this.queue.splice(0, count);
+    const batch: Unit[] = [];
+    for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH; ) {
+      const unit = this.queue[i];
+      if (unit.key !== undefined && this.busyKeys.has(unit.key)) {
+        i++;
+        continue;
+      }
+      if (unit.alone && batch.length > 0) break;
+      batch.push(...this.queue.splice(i, 1));
+      if (unit.alone) break;
+    }
+    return batch;
   }
 
   private async runBatch(batch: Unit[]): Promise<void> {

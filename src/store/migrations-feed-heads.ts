@@ -7,7 +7,9 @@ import type { HeraldMigration } from './migration.ts';
  * them), and each feed is read after its lock was granted. In one plain statement the read
  * would use the statement's snapshot, taken before it waited for a lock, and miss what the
  * lock's previous holder committed; a PL/pgSQL function is never inlined, and each of its
- * statements takes a fresh snapshot (READ COMMITTED). SQLite has one writer and needs none.
+ * statements takes a fresh snapshot (READ COMMITTED). NO KEY UPDATE: the key stays, so rows
+ * written elsewhere that refer to the user (their foreign key checks take KEY SHARE) do not
+ * wait for the feed. SQLite has one writer and needs none.
  */
 export const feedHeadsMigration: HeraldMigration = ({ dialect }) => ({
   async up(db: Kysely<any>) {
@@ -18,7 +20,7 @@ export const feedHeadsMigration: HeraldMigration = ({ dialect }) => ({
       LANGUAGE plpgsql VOLATILE AS $$
       #variable_conflict use_column
       BEGIN
-        PERFORM 1 FROM users AS u WHERE u.id = ANY(wanted) ORDER BY u.id FOR UPDATE;
+        PERFORM 1 FROM users AS u WHERE u.id = ANY(wanted) ORDER BY u.id FOR NO KEY UPDATE;
         RETURN QUERY
           SELECT u.id::varchar, u.key::bigint, coalesce(head.seq, 0)::bigint, coalesce(head.badge, 0)::integer
           FROM users AS u LEFT JOIN LATERAL (
