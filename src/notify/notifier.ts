@@ -130,7 +130,11 @@ export class Notifier {
     const running = new Set<Promise<void>>();
     try {
       while (this.queue.length > 0 || running.size > 0) {
-        if (this.queue.length === 0 || running.size >= this.store.writers) {
+        // Another transaction beside a running one only for a full batch: below that the
+        // work waits for the running one and then shares a transaction (one commit, one
+        // flush of the log), and transactions side by side are for what one cannot carry.
+        const room = running.size === 0 || (running.size < this.store.writers && this.queue.length >= MAX_BATCH);
+        if (!room) {
           await Promise.race(running);
           continue;
         }
@@ -139,8 +143,8 @@ export class Notifier {
         await new Promise<void>((resolve) => setImmediate(resolve));
         // SQLite: past its bound the log is first copied into the database, so this
         // transaction starts it over (see Store.logRoom).
-        const room = this.store.logRoom?.();
-        if (room) await room;
+        const logRoom = this.store.logRoom?.();
+        if (logRoom) await logRoom;
         const batch = this.takeBatch();
         if (batch.length === 0) {
           // Everything queued waits for a key a running transaction holds.
