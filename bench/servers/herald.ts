@@ -112,7 +112,9 @@ serveParent({
   async databaseCpu() {
     if (!app || app.parts.store.dialect !== 'postgres') return 0;
     const { sql } = await import('kysely');
-    const rows = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`.execute(app.parts.store.db);
+    const rows = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`.execute(
+      app.parts.store.db,
+    );
     const ticks = 1_000_000 / 100; // USER_HZ is 100 on Linux
     let total = 0;
     for (const { pid } of rows.rows) {

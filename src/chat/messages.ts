@@ -88,7 +88,13 @@ const STORE_MESSAGE_PG = new Statement<{
 });
 
 /** Stores a message of a participant, counts it unread for its recipients and says who they are. */
-async function storeMessage(trx: Db, senderId: string, conversationId: string, message: IncomingMessage, now: number): Promise<StoredMessage> {
+async function storeMessage(
+  trx: Db,
+  senderId: string,
+  conversationId: string,
+  message: IncomingMessage,
+  now: number,
+): Promise<StoredMessage> {
   const values = [conversationId, senderId, message.ID, message.Type, message.Created, message.ValidUntil, message.Data, now];
   if (dialectOf(trx) === 'postgres') {
     const row = (await STORE_MESSAGE_PG.first(trx, values))!;
@@ -97,7 +103,16 @@ async function storeMessage(trx: Db, senderId: string, conversationId: string, m
     return { conversation: row.conversation, added: row.added, recipients: row.recipients };
   }
   const { conversation } = await requireParticipant(trx, conversationId, senderId);
-  const inserted = await INSERT_MESSAGE.first(trx, [conversationId, message.ID, senderId, message.Type, message.Created, message.ValidUntil, message.Data, now]);
+  const inserted = await INSERT_MESSAGE.first(trx, [
+    conversationId,
+    message.ID,
+    senderId,
+    message.Type,
+    message.Created,
+    message.ValidUntil,
+    message.Data,
+    now,
+  ]);
   if (!inserted) return { conversation, added: false, recipients: [] };
   await TOUCH_CONVERSATION.all(trx, [message.ID, now, conversationId]);
   const recipients = await COUNT_UNREAD.all(trx, [conversationId, senderId, senderId, conversationId]);

@@ -159,7 +159,13 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, plan: PlannedPushes): Pr
     const key = expiresAt * 2 + (background ? 1 : 0);
     const group = groups.get(key);
     if (group) group.notifications.push(n);
-    else groups.set(key, { expiresAt, background, holds: plan.hold !== undefined && !background && plan.hold.until < expiresAt, notifications: [n] });
+    else
+      groups.set(key, {
+        expiresAt,
+        background,
+        holds: plan.hold !== undefined && !background && plan.hold.until < expiresAt,
+        notifications: [n],
+      });
   });
   const total = { queued: 0, held: 0 };
   for (const { expiresAt, background, holds, notifications: group } of groups.values()) {

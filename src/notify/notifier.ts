@@ -176,7 +176,7 @@ export class Notifier {
    */
   private takeBatch(): Unit[] {
     const batch: Unit[] = [];
-    for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH; ) {
+    for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH;) {
       const unit = this.queue[i];
       if (unit.key !== undefined && this.busyKeys.has(unit.key)) {
         i++;

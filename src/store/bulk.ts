@@ -320,7 +320,9 @@ function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string 
   let text = withPushesText.get(key);
   if (text) return text;
   if (!backgroundRefusedBy.every((p) => /^[a-z]+$/.test(p))) throw new Error(`not a provider name: ${key}`);
-  const refused = backgroundRefusedBy.length ? `AND NOT (t.b AND d.push_provider IN (${backgroundRefusedBy.map((p) => `'${p}'`).join(', ')}))` : '';
+  const refused = backgroundRefusedBy.length
+    ? `AND NOT (t.b AND d.push_provider IN (${backgroundRefusedBy.map((p) => `'${p}'`).join(', ')}))`
+    : '';
   text = `WITH feed AS (${INSERT_FEED_ROWS_PG}),
     t AS (SELECT * FROM unnest($15::varchar[], $16::varchar[], $17::bigint[], $18::boolean[], $19::boolean[]) AS t(u, n, e, h, b)),
     active AS (
