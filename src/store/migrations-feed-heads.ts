@@ -20,13 +20,14 @@ export const feedHeadsMigration: HeraldMigration = ({ dialect }) => ({
       LANGUAGE plpgsql VOLATILE AS $$
       #variable_conflict use_column
       BEGIN
-        PERFORM 1 FROM users AS u WHERE u.id = ANY(wanted) ORDER BY u.id FOR NO KEY UPDATE;
+        -- Joined from the wanted ids, each found through the primary key: = ANY(wanted) over
+        -- users reads every user (a sequential scan per call, half of a message's database time).
+        PERFORM 1 FROM unnest(wanted) AS w(id) JOIN users AS u ON u.id = w.id ORDER BY u.id FOR NO KEY UPDATE OF u;
         RETURN QUERY
           SELECT u.id::varchar, u.key::bigint, coalesce(head.seq, 0)::bigint, coalesce(head.badge, 0)::integer
-          FROM users AS u LEFT JOIN LATERAL (
+          FROM unnest(wanted) AS w(id) JOIN users AS u ON u.id = w.id LEFT JOIN LATERAL (
             SELECT n.seq, n.badge FROM notifications AS n WHERE n.user_key = u.key ORDER BY n.seq DESC LIMIT 1
-          ) AS head ON true
-          WHERE u.id = ANY(wanted);
+          ) AS head ON true;
       END
       $$`.execute(db);
   },
