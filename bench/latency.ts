@@ -93,6 +93,8 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
         { rate, seconds, label: `run${run}`, graceMs: 5000 },
         seconds * 1000 + 60_000,
       );
+      // No frame at all within the run: its percentiles are NaN, which JSON carried as null.
+      for (const key of ['p50', 'p99', 'max', 'answerP50', 'answerP99'] as const) result[key] ??= NaN;
       if (result.failures > 0) throw new Error(`latency: ${result.failures} sends failed: ${result.lastError}`);
       // The generator answers after its grace wait, so the server is idle again by now.
       result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;

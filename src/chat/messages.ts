@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { dialectOf, Statement } from '../store/statement.ts';
+import type { FeedHead } from '../store/bulk.ts';
 import type { Notifier } from '../notify/notifier.ts';
 import type { NotificationDraft } from '../model/notification.ts';
 import { requireParticipant } from './conversations.ts';
@@ -54,18 +55,22 @@ interface StoredMessage {
   /** False when the message ID was already stored: a retried request, and nothing was written. */
   added: boolean;
   recipients: Recipient[];
+  /** PostgreSQL: where the feeds of the recipients and the sender stand, locked (see bulk.ts). */
+  heads?: FeedHead[];
 }
 
 /**
  * PostgreSQL: the four statements of a message as one (each is a round trip there). Nothing
  * is written unless the sender is a participant; the two updates run only when the message
  * was new. The conversation comes back null when there is none, its user_id null when the
- * sender is not in it.
+ * sender is not in it. A new message's recipients and sender also have their feed heads
+ * locked and read in the same round trip (herald_feed_heads), which the feed then takes.
  */
 const STORE_MESSAGE_PG = new Statement<{
   conversation: { is_group: number; display_name: string; user_id: string | null } | null;
   added: boolean;
   recipients: Recipient[];
+  heads: FeedHead[] | null;
 }>({
   postgres: `WITH target AS (
        SELECT c.is_group, c.display_name, p.user_id
@@ -84,7 +89,8 @@ const STORE_MESSAGE_PG = new Statement<{
        RETURNING user_id, unread_count, is_muted
      )
      SELECT (SELECT row_to_json(target) FROM target) AS conversation, EXISTS (SELECT 1 FROM inserted) AS added,
-       (SELECT coalesce(json_agg(counted), '[]') FROM counted) AS recipients`,
+       (SELECT coalesce(json_agg(counted), '[]') FROM counted) AS recipients,
+       CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN (SELECT json_agg(h) FROM herald_feed_heads(ARRAY(SELECT user_id FROM counted) || ?2::varchar) AS h) END AS heads`,
 });
 
 /** Stores a message of a participant, counts it unread for its recipients and says who they are. */
@@ -100,7 +106,7 @@ async function storeMessage(
     const row = (await STORE_MESSAGE_PG.first(trx, values))!;
     if (!row.conversation) throw notFound(`no such conversation: ${conversationId}`);
     if (row.conversation.user_id === null) throw forbidden('you are not a participant of this conversation');
-    return { conversation: row.conversation, added: row.added, recipients: row.recipients };
+    return { conversation: row.conversation, added: row.added, recipients: row.recipients, heads: row.heads ?? undefined };
   }
   const { conversation } = await requireParticipant(trx, conversationId, senderId);
   const inserted = await INSERT_MESSAGE.first(trx, [
@@ -134,7 +140,7 @@ export async function addMessage(
   const senderId = sender.id;
   return notifier.transact(async (trx, emit) => {
     const now = Date.now();
-    const { conversation, added, recipients } = await storeMessage(trx, senderId, conversationId, message, now);
+    const { conversation, added, recipients, heads } = await storeMessage(trx, senderId, conversationId, message, now);
     if (!added) return { message: echo, added: false };
 
     const groupName = conversation.is_group === 1 ? conversation.display_name : '';
@@ -161,7 +167,7 @@ export async function addMessage(
     });
     // The sender's other devices learn of the message too, without an alert.
     drafts.push({ userId: senderId, type: 'message', conversationId, senderId, title: 'Message sent', silent: true, data, unread: 0 });
-    await emit(drafts, { now });
+    await emit(drafts, { now, heads });
     return { message: echo, added: true };
   }, conversationId);
 }

@@ -4,7 +4,7 @@ import type { Notification, NotificationDraft } from '../model/notification.ts';
 import { alertsOnPush, isBackgroundPush, isPushedType, notificationId } from '../model/notification.ts';
 import { SILENT_PUSH_REFUSED } from '../model/channel.ts';
 import { rowToNotification } from '../store/rows.ts';
-import type { BulkWriter, PlannedPushes, PushHold } from '../store/bulk.ts';
+import type { BulkWriter, FeedHead, PlannedPushes, PushHold } from '../store/bulk.ts';
 import type { SilenceReason, Silencer } from './preferences.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -22,6 +22,11 @@ export interface AppendOptions {
   onPushesQueued?: (count: number, held: number) => void;
   /** Presence-aware hold of alerting pushes; none when unset. */
   pushHold?: PushHoldPolicy;
+  /**
+   * Where recipients' feeds stand, already read (and held against other writers, as
+   * BulkWriter.feedHeads does) by the caller in this transaction; the others are read here.
+   */
+  heads?: FeedHead[];
 }
 
 /** How long alerting pushes wait for a user who is in use, and what counts as in use. */
@@ -65,7 +70,19 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
     claim.unread += draft.unread ?? 0;
     if (draft.badge !== undefined) claim.setBadge = draft.badge;
   }
-  for (const head of await bulk.feedHeads(trx, [...claims.keys()])) {
+  const given = options.heads?.filter((head) => claims.has(head.id)) ?? [];
+  let heads = given;
+  if (given.length < claims.size) {
+    const known = new Set(given.map((head) => head.id));
+    heads = [
+      ...given,
+      ...(await bulk.feedHeads(
+        trx,
+        [...claims.keys()].filter((id) => !known.has(id)),
+      )),
+    ];
+  }
+  for (const head of heads) {
     const claim = claims.get(head.id)!;
     claim.nextSeq = head.seq + 1;
     claim.badge = claim.setBadge ?? Math.max(0, head.badge + claim.unread);

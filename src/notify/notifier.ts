@@ -7,7 +7,7 @@ import type { Notification, NotificationDraft } from '../model/notification.ts';
 import type { Silencer } from './preferences.ts';
 import { HeraldError } from '../errors.ts';
 
-export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
+export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now' | 'heads'>) => Promise<Notification[]>;
 
 export type Work<T> = (trx: Transaction<Database>, emit: Emit) => Promise<T>;
 
