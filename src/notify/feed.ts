@@ -70,18 +70,7 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
     claim.unread += draft.unread ?? 0;
     if (draft.badge !== undefined) claim.setBadge = draft.badge;
   }
-  const given = options.heads?.filter((head) => claims.has(head.id)) ?? [];
-  let heads = given;
-  if (given.length < claims.size) {
-    const known = new Set(given.map((head) => head.id));
-    heads = [
-      ...given,
-      ...(await bulk.feedHeads(
-        trx,
-        [...claims.keys()].filter((id) => !known.has(id)),
-      )),
-    ];
-  }
+  const heads = options.heads ? await completeHeads(trx, bulk, claims, options.heads) : await bulk.feedHeads(trx, [...claims.keys()]);
   for (const head of heads) {
     const claim = claims.get(head.id)!;
     claim.nextSeq = head.seq + 1;
@@ -134,6 +123,20 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   }
   if (pushes.queued > 0) options.onPushesQueued?.(pushes.queued, pushes.held);
   return notifications;
+}
+
+/** The heads the caller read that belong to these claims, and the others read now. */
+async function completeHeads(trx: Db, bulk: BulkWriter, claims: Map<string, Claim>, given: FeedHead[]): Promise<FeedHead[]> {
+  const heads = given.filter((head) => claims.has(head.id));
+  if (heads.length === claims.size) return heads;
+  const known = new Set(heads.map((head) => head.id));
+  return [
+    ...heads,
+    ...(await bulk.feedHeads(
+      trx,
+      [...claims.keys()].filter((id) => !known.has(id)),
+    )),
+  ];
 }
 
 /** Which notifications are pushed, until when, and which of them wait while their user is in use. */
