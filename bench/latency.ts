@@ -23,9 +23,13 @@ export interface LatencyRun {
   answerP99: number;
   frameBeforeAnswer: number;
   cpuPerMessage?: number;
+  /** PostgreSQL: CPU time of the database's backends per message, µs (0 on SQLite, where it is the node's). */
+  databaseCpuPerMessage?: number;
 }
 
 export interface LatencyResult {
+  /** The database Herald ran on. */
+  database: 'SQLite' | 'PostgreSQL';
   devices: number;
   rate: number;
   seconds: number;
@@ -37,15 +41,19 @@ export interface LatencyResult {
   achievedRate: number;
   /** Server CPU time (user + system) per message, µs: less disturbed by a busy machine. */
   cpuPerMessage: number;
+  /** PostgreSQL: its backends' CPU time per message, µs. */
+  databaseCpuPerMessage: number;
 }
 
 const WARMUP_SECONDS = 3;
 
-export async function runLatency(log: (line: string) => void): Promise<LatencyResult> {
+/** The latency scenario on SQLite, or on a fresh database of the PostgreSQL server at `databaseUrl`. */
+export async function runLatency(log: (line: string) => void, databaseUrl?: string): Promise<LatencyResult> {
   const { devices, rate, seconds } = benchConfig.latency;
   const runs = benchConfig.runs;
-  log(`latency: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs`);
-  const herald = await HeraldProcess.start();
+  const database = databaseUrl ? 'PostgreSQL' : 'SQLite';
+  log(`latency on ${database}: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs`);
+  const herald = await HeraldProcess.start({ databaseUrl, env: databaseUrl ? {} : { HERALD_DATABASE_URL: '' } });
   const generator = new Child('latency-generator', 'clients/latency.ts');
   try {
     const users = await herald.seed('latency', devices - (devices % 2));
@@ -67,7 +75,7 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
     if (benchConfig.cpuProfile) {
       const dir = path.join(BENCH_DIR, 'profiles');
       fs.mkdirSync(dir, { recursive: true });
-      profile = path.join(dir, `latency-herald-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+      profile = path.join(dir, `latency-herald-${database.toLowerCase()}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
       // A profiled run is extra, apart from the measured ones.
       await herald.child.request('profileStart');
       await generator.request('run', { rate, seconds, label: 'profiled', graceMs: 5000 }, seconds * 1000 + 60_000);
@@ -77,23 +85,36 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
     const results: LatencyRun[] = [];
     for (let run = 0; run < runs; run++) {
       await sleep(300);
+      await herald.child.request('statements');
       const cpuBefore = await herald.child.request<number>('cpu');
+      const databaseCpuBefore = await herald.child.request<number>('databaseCpu');
       const result = await generator.request<LatencyRun>(
         'run',
         { rate, seconds, label: `run${run}`, graceMs: 5000 },
         seconds * 1000 + 60_000,
       );
+      // No frame at all within the run: its percentiles are NaN, which JSON carried as null.
+      for (const key of ['p50', 'p99', 'max', 'answerP50', 'answerP99'] as const) result[key] ??= NaN;
       if (result.failures > 0) throw new Error(`latency: ${result.failures} sends failed: ${result.lastError}`);
       // The generator answers after its grace wait, so the server is idle again by now.
       result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;
+      result.databaseCpuPerMessage = ((await herald.child.request<number>('databaseCpu')) - databaseCpuBefore) / result.sent;
       results.push(result);
+      if (databaseUrl) {
+        const counted = await herald.child.request<Array<[string, number]>>('statements');
+        const total = counted.reduce((sum, [, n]) => sum + n, 0);
+        log(`  statements per message: ${(total / result.sent).toFixed(2)}`);
+        for (const [text, n] of counted.slice(0, 12)) log(`    ${(n / result.sent).toFixed(2)}  ${text}`);
+      }
       log(
         `  run ${run + 1}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms ` +
           `(${result.framed}/${result.sent} framed, ${Math.round(result.achievedRate)}/s sent, answer p99 ${result.answerP99.toFixed(2)} ms, ` +
-          `server CPU ${Math.round(result.cpuPerMessage)} µs/message)`,
+          `server CPU ${Math.round(result.cpuPerMessage)} µs/message` +
+          (databaseUrl ? ` + PostgreSQL ${Math.round(result.databaseCpuPerMessage)} µs)` : ')'),
       );
     }
     return {
+      database,
       devices,
       rate,
       seconds,
@@ -104,6 +125,7 @@ export async function runLatency(log: (line: string) => void): Promise<LatencyRe
       answerP99: median(results.map((r) => r.answerP99)),
       achievedRate: median(results.map((r) => r.achievedRate)),
       cpuPerMessage: median(results.map((r) => r.cpuPerMessage ?? NaN)),
+      databaseCpuPerMessage: median(results.map((r) => r.databaseCpuPerMessage ?? 0)),
     };
   } finally {
     await Promise.allSettled([generator.stop(), herald.stop()]);

@@ -24,6 +24,8 @@ export interface Report {
   load: [number, number];
   fanout: Outcome<FanoutResult>;
   latency: Outcome<LatencyResult>;
+  /** The latency scenario on PostgreSQL (BENCH_DATABASE_URL), beside SQLite's in the same run. */
+  latencyPostgres?: Outcome<LatencyResult>;
   connections: Outcome<ConnectionsResult>;
   push: Outcome<PushResult>;
 }
@@ -103,6 +105,19 @@ function rows(r: Report): Row[] {
       result: atMost(l.p99, 10, ms),
     });
   } else out.push(notRun('latency', r.latency, latencyTarget));
+  if (r.latencyPostgres?.state === 'done') {
+    const l = r.latencyPostgres.value;
+    const sqlite = r.latency.state === 'done' ? r.latency.value : undefined;
+    const cpuRatio = sqlite ? l.cpuPerMessage / sqlite.cpuPerMessage : NaN;
+    out.push({
+      scenario: `latency on PostgreSQL: ${formatInt(l.devices)} devices, ${formatInt(l.rate)} messages/s (sent ${formatInt(l.achievedRate)}/s)`,
+      herald: `p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, max ${ms(l.max)}; server CPU ${Math.round(l.cpuPerMessage)} µs per message (+ PostgreSQL's ${Math.round(l.databaseCpuPerMessage)} µs)`,
+      baselines: sqlite ? `SQLite: p99 ${ms(sqlite.p99)}, server CPU ${Math.round(sqlite.cpuPerMessage)} µs per message` : '',
+      ratios: sqlite ? `CPU ${x(cpuRatio)} SQLite's` : '',
+      target: 'p99 < 20 ms; CPU ≤ 1.50× SQLite',
+      result: `${atMost(l.p99, 20, ms)}; ${sqlite ? atMost(cpuRatio, 1.5, x) : 'no SQLite figure'}`,
+    });
+  } else if (r.latencyPostgres) out.push(notRun('latency on PostgreSQL', r.latencyPostgres, 'p99 < 20 ms; CPU ≤ 1.50× SQLite'));
 
   const memoryTarget = '≤ 12 KB per connection at 15,000';
   if (r.connections.state === 'done') {
@@ -186,6 +201,11 @@ function runDetails(r: Report): string[] {
   if (r.latency.state === 'done') {
     lines.push(
       `- latency runs (p50 / p99 / max): ${r.latency.value.runs.map((l) => `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.max)}`).join('; ')}`,
+    );
+  }
+  if (r.latencyPostgres?.state === 'done') {
+    lines.push(
+      `- latency on PostgreSQL runs (p50 / p99 / max; CPU per message): ${r.latencyPostgres.value.runs.map((l) => `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.max)}; ${Math.round(l.cpuPerMessage ?? NaN)} µs`).join('; ')}`,
     );
   }
   if (r.connections.state === 'done') {

@@ -7,6 +7,7 @@
  *   BENCH_QUICK=1          a small, fast smoke run
  *   BENCH_RUNS=n           measured runs per figure (median; default 3)
  *   BENCH_ONLY=a,b         some of: fanout, latency, connections, push
+ *   BENCH_DATABASE_URL=postgres://…  fan-out and latency also on PostgreSQL, beside SQLite
  *   BENCH_CPU_PROF=1       also write a CPU profile of Herald's fan-out (bench/profiles/)
  *   BENCH_NO_WRITE=1       print only, leave BENCHMARKS.md alone (a QUICK run never writes it)
  * and the sizes in bench/lib/config.ts (BENCH_FANOUT_N, BENCH_FANOUT_M, BENCH_LATENCY_RATE …).
@@ -98,6 +99,11 @@ try {
   const latency = await attempt<LatencyResult>('latency', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
     runLatency(log),
   );
+  const latencyPostgres = benchConfig.databaseUrl
+    ? await attempt<LatencyResult>('latency', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
+        runLatency(log, benchConfig.databaseUrl),
+      )
+    : undefined;
   const connections = await attempt<ConnectionsResult>('connections', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
     runConnections(log),
   );
@@ -118,6 +124,7 @@ try {
     load: [loadBefore, os.loadavg()[0]],
     fanout,
     latency,
+    latencyPostgres,
     connections,
     push,
   };
@@ -130,7 +137,7 @@ try {
     writeBenchmarks(markdown, history);
     log(`results written to BENCHMARKS.md`);
   }
-  const failed = [fanout, latency, connections, push].some((o) => o.state === 'failed');
+  const failed = [fanout, latency, latencyPostgres, connections, push].some((o) => o?.state === 'failed');
   clearTimeout(watchdog);
   killAllChildren();
   process.exitCode = failed ? 1 : 0;

@@ -83,4 +83,26 @@ describeEachStore('the per-user feed', (kind) => {
     );
     expect(feed.map((n) => n.seq)).toEqual(Array.from({ length: 11 }, (_, i) => before + i + 1));
   });
+
+  it("a conversation's messages commit in the order they were handed in, beside other work", async () => {
+    const before = (await readFeed(store.db, users[0], 0, 10_000)).length;
+    // Keyed work (three conversations) between unkeyed work, enough of it at once for
+    // PostgreSQL to run transactions side by side.
+    await Promise.all(
+      Array.from({ length: 60 }, (_, i) => {
+        const key = i % 4 === 3 ? undefined : `conversation-${i % 4}`;
+        return notifier.transact(
+          async (_trx, emit) => emit([{ userId: users[0], type: 'test', title: `${key ?? 'none'} ${i}`, unread: 1 }]),
+          key,
+        );
+      }),
+    );
+    const feed = await readFeed(store.db, users[0], before, 10_000);
+    expect(feed.map((n) => n.seq)).toEqual(Array.from({ length: 60 }, (_, i) => before + i + 1));
+    for (const key of ['conversation-0', 'conversation-1', 'conversation-2']) {
+      const order = feed.filter((n) => n.title.startsWith(`${key} `)).map((n) => Number(n.title.split(' ')[1]));
+      expect(order).toHaveLength(15);
+      expect(order).toEqual([...order].sort((a, b) => a - b));
+    }
+  });
 });

@@ -23,6 +23,11 @@ export const benchConfig = {
   sourceAddresses: int('BENCH_SOURCE_ADDRESSES', 4),
   /** Which scenarios to run (comma-separated); all by default. */
   only: (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean),
+  /**
+   * A PostgreSQL server (postgres://…): fan-out and latency also run Herald on it, beside
+   * SQLite in the same run, each node in a fresh database of its own on that server.
+   */
+  databaseUrl: process.env.BENCH_DATABASE_URL || undefined,
   /** Write the server's CPU profile of the fan-out (bench/profiles/). */
   cpuProfile: process.env.BENCH_CPU_PROF === '1',
   fanout: {

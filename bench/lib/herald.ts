@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Child } from './ipc.ts';
+import { createBenchDatabase, type BenchDatabase } from './database.ts';
 
 export const BENCH_ADMIN_TOKEN = 'bench-admin-token';
 
@@ -23,6 +24,8 @@ export interface SeededUser {
 export class HeraldProcess {
   readonly child: Child;
   endpoints!: HeraldEndpoints;
+  /** The PostgreSQL database of its own this node runs on (dropped at stop); SQLite when unset. */
+  database?: BenchDatabase;
 
   private constructor(
     readonly dataDir: string,
@@ -47,10 +50,22 @@ export class HeraldProcess {
     });
   }
 
-  static async start(options: { dataDir?: string; env?: Record<string, string>; nodeFlags?: string[] } = {}) {
+  /**
+   * With `databaseUrl` (a PostgreSQL server), the node gets a fresh database of its own on
+   * that server, so runs never meet each other's users; otherwise SQLite in its data dir.
+   */
+  static async start(options: { dataDir?: string; env?: Record<string, string>; nodeFlags?: string[]; databaseUrl?: string } = {}) {
     const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'herald-bench-'));
-    const herald = new HeraldProcess(dataDir, !options.dataDir, options.env ?? {}, options.nodeFlags ?? []);
-    herald.endpoints = await herald.child.request<HeraldEndpoints>('start', {}, 60_000);
+    const database = options.databaseUrl ? await createBenchDatabase(options.databaseUrl) : undefined;
+    const env = { ...options.env, ...(database ? { HERALD_DATABASE_URL: database.url } : {}) };
+    const herald = new HeraldProcess(dataDir, !options.dataDir, env, options.nodeFlags ?? []);
+    herald.database = database;
+    try {
+      herald.endpoints = await herald.child.request<HeraldEndpoints>('start', {}, 60_000);
+    } catch (error) {
+      await herald.stop();
+      throw error;
+    }
     return herald;
   }
 
@@ -68,6 +83,7 @@ export class HeraldProcess {
 
   async stop(removeData = this.ownsDataDir): Promise<void> {
     await this.child.stop(15_000);
+    await this.database?.drop();
     if (removeData) fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

@@ -13,6 +13,22 @@ import { bindStation, registerDevice } from '../../src/chat/devices.ts';
 import { serveParent, settledRss } from '../lib/ipc.ts';
 
 let app: RunningApp | undefined;
+
+/**
+ * On PostgreSQL, every statement the node sends, by its text: what one message costs in
+ * round trips. Counted in pg's Client.query, which every statement of the pool goes through.
+ */
+const statements = new Map<string, number>();
+if (process.env.HERALD_DATABASE_URL) {
+  const { default: pg } = await import('pg');
+  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+  pg.Client.prototype.query = function (this: unknown, ...args: unknown[]) {
+    const config = args[0] as string | { text?: string };
+    const text = (typeof config === 'string' ? config : (config?.text ?? '?')).replace(/\s+/g, ' ').slice(0, 90);
+    statements.set(text, (statements.get(text) ?? 0) + 1);
+    return query.apply(this, args);
+  } as typeof pg.Client.prototype.query;
+}
 let profiler: Session | undefined;
 
 interface SeedArgs {
@@ -81,6 +97,35 @@ serveParent({
     profiler.disconnect();
     profiler = undefined;
     return { file };
+  },
+  /** The statements counted since the last call (PostgreSQL only), most frequent first. */
+  statements() {
+    const counted = [...statements].sort((a, b) => b[1] - a[1]);
+    statements.clear();
+    return counted;
+  },
+  /**
+   * CPU time (user + system, µs) the PostgreSQL backends serving this node's database have
+   * used so far, read from /proc (the server runs on this machine): on SQLite that work is
+   * part of the node's own CPU time. Backends that ended took their time with them.
+   */
+  async databaseCpu() {
+    if (!app || app.parts.store.dialect !== 'postgres') return 0;
+    const { sql } = await import('kysely');
+    const rows = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`.execute(
+      app.parts.store.db,
+    );
+    const ticks = 1_000_000 / 100; // USER_HZ is 100 on Linux
+    let total = 0;
+    for (const { pid } of rows.rows) {
+      try {
+        const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        total += (Number(fields[11]) + Number(fields[12])) * ticks;
+      } catch {
+        // the backend ended in between
+      }
+    }
+    return total;
   },
   liveConnections: () => app?.parts.hub.connectionCount ?? 0,
   rss: () => settledRss(),

@@ -1,9 +1,11 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
-import { Statement } from '../store/statement.ts';
+import { dialectOf, Statement } from '../store/statement.ts';
+import type { FeedHead } from '../store/bulk.ts';
 import type { Notifier } from '../notify/notifier.ts';
 import type { NotificationDraft } from '../model/notification.ts';
 import { requireParticipant } from './conversations.ts';
+import { forbidden, notFound } from '../errors.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -41,6 +43,88 @@ const COUNT_UNREAD = new Statement<{ user_id: string; unread_count: number; is_m
    RETURNING user_id, unread_count, is_muted`,
 );
 
+/** A recipient of a stored message: their unread count after it, and whether they muted the conversation. */
+interface Recipient {
+  user_id: string;
+  unread_count: number;
+  is_muted: number;
+}
+
+interface StoredMessage {
+  conversation: { is_group: number; display_name: string };
+  /** False when the message ID was already stored: a retried request, and nothing was written. */
+  added: boolean;
+  recipients: Recipient[];
+  /** PostgreSQL: where the feeds of the recipients and the sender stand, locked (see bulk.ts). */
+  heads?: FeedHead[];
+}
+
+/**
+ * PostgreSQL: the four statements of a message as one (each is a round trip there). Nothing
+ * is written unless the sender is a participant; the two updates run only when the message
+ * was new. The conversation comes back null when there is none, its user_id null when the
+ * sender is not in it. A new message's recipients and sender also have their feed heads
+ * locked and read in the same round trip (herald_feed_heads), which the feed then takes.
+ */
+const STORE_MESSAGE_PG = new Statement<{
+  conversation: { is_group: number; display_name: string; user_id: string | null } | null;
+  added: boolean;
+  recipients: Recipient[];
+  heads: FeedHead[] | null;
+}>({
+  postgres: `WITH target AS (
+       SELECT c.is_group, c.display_name, p.user_id
+       FROM conversations c LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = ?2
+       WHERE c.id = ?1
+     ), inserted AS (
+       INSERT INTO messages (conversation_id, id, sender_id, type, created, valid_until, data, received_at)
+       SELECT ?1, ?3, ?2, ?4, ?5, ?6, ?7, ?8 FROM target WHERE target.user_id IS NOT NULL
+       ON CONFLICT (conversation_id, id) DO NOTHING RETURNING seq
+     ), touched AS (
+       UPDATE conversations SET last_message_id = ?3, changed_at = ?8 WHERE id = ?1 AND EXISTS (SELECT 1 FROM inserted)
+     ), counted AS (
+       UPDATE participants SET unread_count = unread_count + 1
+       WHERE conversation_id = ?1 AND user_id != ?2 AND EXISTS (SELECT 1 FROM inserted)
+         AND user_id NOT IN (SELECT user_id FROM blocks WHERE blocked_user_id = ?2 OR blocked_conversation_id = ?1)
+       RETURNING user_id, unread_count, is_muted
+     )
+     SELECT (SELECT row_to_json(target) FROM target) AS conversation, EXISTS (SELECT 1 FROM inserted) AS added,
+       (SELECT coalesce(json_agg(counted), '[]') FROM counted) AS recipients,
+       CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN (SELECT json_agg(h) FROM herald_feed_heads(ARRAY(SELECT user_id FROM counted) || ?2::varchar) AS h) END AS heads`,
+});
+
+/** Stores a message of a participant, counts it unread for its recipients and says who they are. */
+async function storeMessage(
+  trx: Db,
+  senderId: string,
+  conversationId: string,
+  message: IncomingMessage,
+  now: number,
+): Promise<StoredMessage> {
+  const values = [conversationId, senderId, message.ID, message.Type, message.Created, message.ValidUntil, message.Data, now];
+  if (dialectOf(trx) === 'postgres') {
+    const row = (await STORE_MESSAGE_PG.first(trx, values))!;
+    if (!row.conversation) throw notFound(`no such conversation: ${conversationId}`);
+    if (row.conversation.user_id === null) throw forbidden('you are not a participant of this conversation');
+    return { conversation: row.conversation, added: row.added, recipients: row.recipients, heads: row.heads ?? undefined };
+  }
+  const { conversation } = await requireParticipant(trx, conversationId, senderId);
+  const inserted = await INSERT_MESSAGE.first(trx, [
+    conversationId,
+    message.ID,
+    senderId,
+    message.Type,
+    message.Created,
+    message.ValidUntil,
+    message.Data,
+    now,
+  ]);
+  if (!inserted) return { conversation, added: false, recipients: [] };
+  await TOUCH_CONVERSATION.all(trx, [message.ID, now, conversationId]);
+  const recipients = await COUNT_UNREAD.all(trx, [conversationId, senderId, senderId, conversationId]);
+  return { conversation, added: true, recipients };
+}
+
 /**
  * The hot path. In one transaction: store the message (idempotent by its ID), raise each
  * recipient's unread count, append one notification per recipient (and the sender's silent
@@ -55,21 +139,9 @@ export async function addMessage(
   const echo = { ID: message.ID, Type: message.Type, Created: message.Created, ValidUntil: message.ValidUntil };
   const senderId = sender.id;
   return notifier.transact(async (trx, emit) => {
-    const { conversation } = await requireParticipant(trx, conversationId, senderId);
     const now = Date.now();
-    const inserted = await INSERT_MESSAGE.first(trx, [
-      conversationId,
-      message.ID,
-      senderId,
-      message.Type,
-      message.Created,
-      message.ValidUntil,
-      message.Data,
-      now,
-    ]);
-    if (!inserted) return { message: echo, added: false };
-    await TOUCH_CONVERSATION.all(trx, [message.ID, now, conversationId]);
-    const recipients = await COUNT_UNREAD.all(trx, [conversationId, senderId, senderId, conversationId]);
+    const { conversation, added, recipients, heads } = await storeMessage(trx, senderId, conversationId, message, now);
+    if (!added) return { message: echo, added: false };
 
     const groupName = conversation.is_group === 1 ? conversation.display_name : '';
     const data = { messageid: message.ID };
@@ -95,9 +167,9 @@ export async function addMessage(
     });
     // The sender's other devices learn of the message too, without an alert.
     drafts.push({ userId: senderId, type: 'message', conversationId, senderId, title: 'Message sent', silent: true, data, unread: 0 });
-    await emit(drafts, { now });
+    await emit(drafts, { now, heads });
     return { message: echo, added: true };
-  });
+  }, conversationId);
 }
 
 export interface DownloadWindow {

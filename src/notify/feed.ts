@@ -1,10 +1,10 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
-import { isBackgroundPush, isPushedType, notificationId } from '../model/notification.ts';
+import { alertsOnPush, isBackgroundPush, isPushedType, notificationId } from '../model/notification.ts';
 import { SILENT_PUSH_REFUSED } from '../model/channel.ts';
 import { rowToNotification } from '../store/rows.ts';
-import type { BulkWriter, PushHold } from '../store/bulk.ts';
+import type { BulkWriter, FeedHead, PlannedPushes, PushHold } from '../store/bulk.ts';
 import type { SilenceReason, Silencer } from './preferences.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -22,6 +22,11 @@ export interface AppendOptions {
   onPushesQueued?: (count: number, held: number) => void;
   /** Presence-aware hold of alerting pushes; none when unset. */
   pushHold?: PushHoldPolicy;
+  /**
+   * Where recipients' feeds stand, already read (and held against other writers, as
+   * BulkWriter.feedHeads does) by the caller in this transaction; the others are read here.
+   */
+  heads?: FeedHead[];
 }
 
 /** How long alerting pushes wait for a user who is in use, and what counts as in use. */
@@ -65,7 +70,8 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
     claim.unread += draft.unread ?? 0;
     if (draft.badge !== undefined) claim.setBadge = draft.badge;
   }
-  for (const head of await bulk.feedHeads(trx, [...claims.keys()])) {
+  const heads = options.heads ? await completeHeads(trx, bulk, claims, options.heads) : await bulk.feedHeads(trx, [...claims.keys()]);
+  for (const head of heads) {
     const claim = claims.get(head.id)!;
     claim.nextSeq = head.seq + 1;
     claim.badge = claim.setBadge ?? Math.max(0, head.badge + claim.unread);
@@ -107,43 +113,85 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   }
 
   if (silenced) for (const [reason, count] of silenced) silencer!.counted?.(reason, count);
-  await bulk.insertNotifications(trx, notifications, keys);
-
-  const pushes = await enqueuePushes(trx, bulk, notifications, now, options.pushHold);
+  const plan = planPushes(notifications, now, options.pushHold);
+  let pushes: { queued: number; held: number };
+  if (bulk.insertWithPushes) {
+    pushes = await bulk.insertWithPushes(trx, notifications, keys, plan);
+  } else {
+    await bulk.insertNotifications(trx, notifications, keys);
+    pushes = await enqueuePushes(trx, bulk, plan);
+  }
   if (pushes.queued > 0) options.onPushesQueued?.(pushes.queued, pushes.held);
   return notifications;
 }
 
-/** One outbox row per push-token device of each recipient; says how many it wrote and held. */
-async function enqueuePushes(
-  trx: Db,
-  bulk: BulkWriter,
-  notifications: Notification[],
-  now: number,
-  policy: PushHoldPolicy | undefined,
-): Promise<{ queued: number; held: number }> {
-  const pushed = notifications.filter((n) => isPushedType(n.type));
-  if (pushed.length === 0) return { queued: 0, held: 0 };
+/** The heads the caller read that belong to these claims, and the others read now. */
+async function completeHeads(trx: Db, bulk: BulkWriter, claims: Map<string, Claim>, given: FeedHead[]): Promise<FeedHead[]> {
+  const heads = given.filter((head) => claims.has(head.id));
+  if (heads.length === claims.size) return heads;
+  const known = new Set(heads.map((head) => head.id));
+  return [
+    ...heads,
+    ...(await bulk.feedHeads(
+      trx,
+      [...claims.keys()].filter((id) => !known.has(id)),
+    )),
+  ];
+}
+
+/** Which notifications are pushed, until when, and which of them wait while their user is in use. */
+function planPushes(notifications: Notification[], now: number, policy: PushHoldPolicy | undefined): PlannedPushes {
   const hold: PushHold | undefined =
     policy && policy.holdMs > 0 ? { activeAfter: now - policy.activeWindowMs, until: now + policy.holdMs } : undefined;
-  // A time to live of the sender's own: the drafts of one call share it, so this is one group.
-  // Background pushes are a group of their own: they skip the providers that must show every push.
-  const groups = new Map<number, { expiresAt: number; background: boolean; notifications: Notification[] }>();
-  for (const n of pushed) {
+  const plan: PlannedPushes = {
+    now,
+    hold,
+    notifications: [],
+    expiresAt: [],
+    holdable: [],
+    background: [],
+    backgroundRefusedBy: SILENT_PUSH_REFUSED,
+  };
+  for (const n of notifications) {
+    if (!isPushedType(n.type)) continue;
+    // A time to live of the sender's own, or the default.
     const expiresAt = n.push?.ttl === undefined ? now + PUSH_TIME_TO_LIVE_MS : now + n.push.ttl * 1000;
     const background = isBackgroundPush(n);
+    plan.notifications.push(n);
+    plan.expiresAt.push(expiresAt);
+    plan.background.push(background);
+    // A push that would expire before its hold ends is not held; a background push never is.
+    plan.holdable.push(hold !== undefined && !background && hold.until < expiresAt && alertsOnPush(n));
+  }
+  return plan;
+}
+
+/** One outbox row per push-token device of each recipient, one statement per group; says how many it wrote and held. */
+async function enqueuePushes(trx: Db, bulk: BulkWriter, plan: PlannedPushes): Promise<{ queued: number; held: number }> {
+  if (plan.notifications.length === 0) return { queued: 0, held: 0 };
+  // The drafts of one call share a time to live, so this is one group; background pushes are
+  // a group of their own: they skip the providers that must show every push.
+  const groups = new Map<number, { expiresAt: number; background: boolean; holds: boolean; notifications: Notification[] }>();
+  plan.notifications.forEach((n, i) => {
+    const expiresAt = plan.expiresAt[i];
+    const background = plan.background[i];
     // A number, not a string, per recipient: milliseconds × 2 stay well inside 2^53.
     const key = expiresAt * 2 + (background ? 1 : 0);
     const group = groups.get(key);
     if (group) group.notifications.push(n);
-    else groups.set(key, { expiresAt, background, notifications: [n] });
-  }
+    else
+      groups.set(key, {
+        expiresAt,
+        background,
+        holds: plan.hold !== undefined && !background && plan.hold.until < expiresAt,
+        notifications: [n],
+      });
+  });
   const total = { queued: 0, held: 0 };
-  for (const { expiresAt, background, notifications: group } of groups.values()) {
-    // A push that would expire before its hold ends is not held; a background push never is.
+  for (const { expiresAt, background, holds, notifications: group } of groups.values()) {
     const { queued, held } = background
-      ? await bulk.queuePushes(trx, group, now, expiresAt, undefined, SILENT_PUSH_REFUSED)
-      : await bulk.queuePushes(trx, group, now, expiresAt, hold && hold.until < expiresAt ? hold : undefined);
+      ? await bulk.queuePushes(trx, group, plan.now, expiresAt, undefined, plan.backgroundRefusedBy)
+      : await bulk.queuePushes(trx, group, plan.now, expiresAt, holds ? plan.hold : undefined);
     total.queued += queued;
     total.held += held;
   }

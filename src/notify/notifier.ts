@@ -7,7 +7,7 @@ import type { Notification, NotificationDraft } from '../model/notification.ts';
 import type { Silencer } from './preferences.ts';
 import { HeraldError } from '../errors.ts';
 
-export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now'>) => Promise<Notification[]>;
+export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now' | 'heads'>) => Promise<Notification[]>;
 
 export type Work<T> = (trx: Transaction<Database>, emit: Emit) => Promise<T>;
 
@@ -36,7 +36,14 @@ interface Unit {
   pushesHeld: number;
   result?: unknown;
   error?: unknown;
+  /** Runs in a transaction of its own (after a batch without savepoints failed). */
+  alone?: boolean;
+  /** What the work writes to most (see transact). */
+  key?: string;
 }
+
+/** A unit of a batch without savepoints failed: the batch is rolled back and its units run alone. */
+class SplitBatch extends Error {}
 
 function isRetryable(error: unknown): boolean {
   const code = (error as { code?: string }).code;
@@ -60,6 +67,8 @@ export class Notifier {
   private committedListeners: CommittedListener[] = [];
   private queue: Unit[] = [];
   private draining = false;
+  /** Keys of the units in running transactions, with how many of them hold each. */
+  private busyKeys = new Map<string, number>();
   private closing = false;
   /** Who waits in close() for the queue to empty. */
   private drained: (() => void)[] = [];
@@ -83,10 +92,17 @@ export class Notifier {
     this.committedListeners.push(listener);
   }
 
-  transact<T>(work: Work<T>): Promise<T> {
+  /**
+   * Runs `work` in a transaction, and publishes its notifications once it committed. `key`
+   * names the rows the work writes to most (a conversation): when transactions run side by
+   * side, work of one key never runs in two at once, so it neither waits for the other's
+   * row locks nor deadlocks with it, and commits in the order it was handed in.
+   */
+  transact<T>(work: Work<T>, key?: string): Promise<T> {
     if (this.closing) return Promise.reject(new HeraldError(503, 'the server is stopping; try again shortly'));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
+        key,
         work: work as Work<unknown>,
         resolve: resolve as (value: unknown) => void,
         reject,
@@ -111,22 +127,66 @@ export class Notifier {
 
   private async drain(): Promise<void> {
     this.draining = true;
+    const running = new Set<Promise<void>>();
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 || running.size > 0) {
+        // Another transaction beside a running one only for a full batch: below that the
+        // work waits for the running one and then shares a transaction (one commit, one
+        // flush of the log), and transactions side by side are for what one cannot carry.
+        const room = running.size === 0 || (running.size < this.store.writers && this.queue.length >= MAX_BATCH);
+        if (!room) {
+          await Promise.race(running);
+          continue;
+        }
         // One turn of the event loop first: requests already received but not yet parsed
         // (SQLite work is synchronous, so they wait behind us) join this transaction.
         await new Promise<void>((resolve) => setImmediate(resolve));
         // SQLite: past its bound the log is first copied into the database, so this
         // transaction starts it over (see Store.logRoom).
-        const room = this.store.logRoom?.();
-        if (room) await room;
-        const batch = this.queue.splice(0, MAX_BATCH);
-        await this.runBatch(batch);
+        const logRoom = this.store.logRoom?.();
+        if (logRoom) await logRoom;
+        const batch = this.takeBatch();
+        if (batch.length === 0) {
+          // Everything queued waits for a key a running transaction holds.
+          if (running.size > 0) await Promise.race(running);
+          continue;
+        }
+        const keys = batch.flatMap((unit) => (unit.key === undefined ? [] : [unit.key]));
+        for (const key of keys) this.busyKeys.set(key, (this.busyKeys.get(key) ?? 0) + 1);
+        const done: Promise<void> = this.runBatch(batch).finally(() => {
+          running.delete(done);
+          for (const key of keys) {
+            const left = this.busyKeys.get(key)! - 1;
+            if (left === 0) this.busyKeys.delete(key);
+            else this.busyKeys.set(key, left);
+          }
+        });
+        running.add(done);
       }
     } finally {
       this.draining = false;
       for (const resolve of this.drained.splice(0)) resolve();
     }
+  }
+
+  /**
+   * The next transaction's units, in queue order: up to MAX_BATCH, or one unit that must run
+   * alone. Units whose key a running transaction holds stay queued (as do later units of the
+   * same key, which keeps their order).
+   */
+  private takeBatch(): Unit[] {
+    const batch: Unit[] = [];
+    for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH;) {
+      const unit = this.queue[i];
+      if (unit.key !== undefined && this.busyKeys.has(unit.key)) {
+        i++;
+        continue;
+      }
+      if (unit.alone && batch.length > 0) break;
+      batch.push(...this.queue.splice(i, 1));
+      if (unit.alone) break;
+    }
+    return batch;
   }
 
   private async runBatch(batch: Unit[]): Promise<void> {
@@ -138,6 +198,9 @@ export class Notifier {
       unit.error = undefined;
     }
     const single = batch.length === 1;
+    // Savepoints cost SQLite next to nothing; on PostgreSQL two round trips per unit. There a
+    // batch runs without them, and if one unit fails, all of its units run again, each alone.
+    const savepoints = !single && this.store.dialect === 'sqlite';
     let trx;
     try {
       trx = await this.store.db.startTransaction().execute();
@@ -160,6 +223,14 @@ export class Notifier {
           unit.result = await unit.work(trx, emit);
           continue;
         }
+        if (!savepoints) {
+          try {
+            unit.result = await unit.work(trx, emit);
+          } catch {
+            throw new SplitBatch();
+          }
+          continue;
+        }
         const savepoint = await trx.savepoint('unit').execute();
         try {
           unit.result = await unit.work(savepoint, emit);
@@ -180,6 +251,17 @@ export class Notifier {
           .rollback()
           .execute()
           .catch(() => {});
+      if (error instanceof SplitBatch) {
+        // Nothing of the batch was committed: its units go back to the head of the queue, to
+        // run again each alone, where the failing one fails by itself (not an attempt of theirs).
+        for (const unit of batch) {
+          unit.attempts--;
+          unit.alone = true;
+          unit.produced = [];
+        }
+        this.queue.unshift(...batch);
+        return;
+      }
       // The whole transaction is gone: every unit either retries or fails with the error.
       for (const unit of batch) {
         unit.produced = [];

@@ -1,8 +1,9 @@
 import type SQLite from 'better-sqlite3';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { alertsOnPush, dataText, type Notification } from '../model/notification.ts';
 import { notificationToRow } from './rows.ts';
+import { preparedOnPostgres } from './statement.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -52,6 +53,26 @@ export interface BulkWriter {
     hold?: PushHold,
     exceptProviders?: readonly string[],
   ): Promise<QueuedPushes>;
+  /**
+   * Feed rows and their outbox rows in one statement, for a database where each statement is
+   * a round trip: what insertNotifications and one queuePushes per group of `pushes` do.
+   */
+  insertWithPushes?(trx: Db, notifications: Notification[], keys: number[], pushes: PlannedPushes): Promise<QueuedPushes>;
+}
+
+/** The outbox rows to make for notifications: each with its expiry, and whether it may be held or is a background push. */
+export interface PlannedPushes {
+  now: number;
+  /** The hold of the rows marked `holdable`, if any. */
+  hold?: PushHold;
+  /** Per pushed notification (the others have no entry). */
+  notifications: Notification[];
+  expiresAt: number[];
+  /** Held while its user is in use: it alerts, is no background push, and the hold ends before it expires. */
+  holdable: boolean[];
+  /** Background pushes skip `backgroundRefusedBy`. */
+  background: boolean[];
+  backgroundRefusedBy: readonly string[];
 }
 
 /** Presence-aware hold: who counts as in use, and until when their alerting pushes wait. */
@@ -274,36 +295,84 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   };
 }
 
+/** The feed rows as one array parameter per column (spread by unnest). */
+function feedColumns(notifications: Notification[], keys: number[]): unknown[][] {
+  const rows = notifications.map((n, i) => notificationToRow(n, keys[i]));
+  return NOTIFICATION_COLUMNS.map((name) => rows.map((r) => r[name]));
+}
+
+const FEED_ROWS_PG = `SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[],
+  $7::text[], $8::integer[], $9::integer[], $10::text[], $11::varchar[], $12::bigint[], $13::bigint[], $14::text[])`;
+const INSERT_FEED_ROWS_PG = preparedOnPostgres(`INSERT INTO notifications (${NOTIFICATION_COLUMNS.join(', ')}) ${FEED_ROWS_PG}`);
+const FEED_HEADS_PG = preparedOnPostgres('SELECT * FROM herald_feed_heads($1::varchar[])');
+
+/** Per set of providers that refuse background pushes (one, in practice). */
+const withPushesText = new Map<string, string>();
+
+/**
+ * The feed rows ($1–$14), then the pushed ones' user ids, notification ids, expiries, whether
+ * each is held when its user is in use, whether each is a background push ($15–$19), the hold's
+ * activity bound and end, and now ($20–$22). The recipients in use are found in one scan of the
+ * index of devices with an activity (devices_active), then joined like a table.
+ */
+function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string {
+  const key = backgroundRefusedBy.join(',');
+  let text = withPushesText.get(key);
+  if (text) return text;
+  if (!backgroundRefusedBy.every((p) => /^[a-z]+$/.test(p))) throw new Error(`not a provider name: ${key}`);
+  const refused = backgroundRefusedBy.length
+    ? `AND NOT (t.b AND d.push_provider IN (${backgroundRefusedBy.map((p) => `'${p}'`).join(', ')}))`
+    : '';
+  text = `WITH feed AS (${INSERT_FEED_ROWS_PG}),
+    t AS (SELECT * FROM unnest($15::varchar[], $16::varchar[], $17::bigint[], $18::boolean[], $19::boolean[]) AS t(u, n, e, h, b)),
+    active AS (
+      SELECT DISTINCT a.user_id FROM devices AS a
+      WHERE a.user_id IN (SELECT u FROM t WHERE h) AND a.active_at IS NOT NULL AND a.active_at > $20::bigint
+    ), queued AS (
+      ${DELIVERY_INSERT}
+      SELECT t.n, d.user_id, d.station, d.push_provider, CASE WHEN t.h AND active.user_id IS NOT NULL THEN 'held' ELSE 'pending' END, 0,
+             CASE WHEN t.h AND active.user_id IS NOT NULL THEN $21::bigint ELSE $22::bigint END, NULL, NULL,
+             t.e, NULL, $22::bigint, $22::bigint
+      FROM t JOIN devices AS d ON d.user_id = t.u AND ${PUSH_DEVICE} ${refused}
+      LEFT JOIN active ON active.user_id = t.u
+      RETURNING state
+    )
+    SELECT count(*)::integer AS queued, (count(*) FILTER (WHERE state = 'held'))::integer AS held FROM queued`;
+  withPushesText.set(key, preparedOnPostgres(text));
+  return text;
+}
+
 /**
  * PostgreSQL: one statement whatever the audience, with each column passed as one array
  * parameter and spread by unnest, instead of thousands of bound parameters.
  */
 export const postgresBulkWriter: BulkWriter = {
   async feedHeads(trx, userIds) {
-    // Each user's row is locked (in id order, so two bursts to overlapping audiences do not
-    // deadlock) before the feeds are read: the read is a statement of its own, so it sees
-    // what the previous holder of a lock committed.
-    await sql`SELECT id FROM users WHERE id = ANY(${userIds}::varchar[]) ORDER BY id FOR UPDATE`.execute(trx);
-    const result = await sql<FeedHead>`
-      SELECT users.id, users.key, coalesce(head.seq, 0) AS seq, coalesce(head.badge, 0) AS badge
-      FROM users LEFT JOIN LATERAL (
-        SELECT seq, badge FROM notifications WHERE user_key = users.key ORDER BY seq DESC LIMIT 1
-      ) AS head ON true
-      WHERE users.id = ANY(${userIds}::varchar[])`.execute(trx);
+    // Locked and read in one round trip (see migrations-feed-heads.ts).
+    const result = await trx.executeQuery<FeedHead>(CompiledQuery.raw(FEED_HEADS_PG, [userIds]));
     return result.rows;
   },
   async insertNotifications(trx, notifications, keys) {
     if (notifications.length === 0) return;
-    const rows = notifications.map((n, i) => notificationToRow(n, keys[i]));
-    const column = <K extends (typeof NOTIFICATION_COLUMNS)[number]>(name: K) => rows.map((r) => r[name]);
-    await sql`
-      INSERT INTO notifications (${sql.raw(NOTIFICATION_COLUMNS.join(', '))})
-      SELECT * FROM unnest(
-        ${column('user_key')}::bigint[], ${column('seq')}::bigint[],
-        ${column('type')}::varchar[], ${column('conversation_id')}::varchar[], ${column('sender_id')}::varchar[],
-        ${column('title')}::varchar[], ${column('body')}::text[], ${column('badge')}::integer[],
-        ${column('silent')}::integer[], ${column('data')}::text[], ${column('status')}::varchar[],
-        ${column('status_at')}::bigint[], ${column('created_at')}::bigint[], ${column('push_options')}::text[])`.execute(trx);
+    await trx.executeQuery(CompiledQuery.raw(INSERT_FEED_ROWS_PG, feedColumns(notifications, keys)));
+  },
+  async insertWithPushes(trx, notifications, keys, pushes) {
+    if (notifications.length === 0) return { queued: 0, held: 0 };
+    const p = pushes.notifications;
+    const result = await trx.executeQuery<QueuedPushes>(
+      CompiledQuery.raw(feedRowsWithPushesText(pushes.backgroundRefusedBy), [
+        ...feedColumns(notifications, keys),
+        p.map((n) => n.userId),
+        p.map((n) => n.id),
+        pushes.expiresAt,
+        pushes.holdable,
+        pushes.background,
+        pushes.hold?.activeAfter ?? 0,
+        pushes.hold?.until ?? 0,
+        pushes.now,
+      ]),
+    );
+    return result.rows[0];
   },
   async queuePushes(trx, notifications, now, expiresAt, hold, exceptProviders) {
     const users = notifications.map((n) => n.userId);

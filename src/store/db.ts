@@ -7,7 +7,7 @@ import { migrateToLatest, SECRETS_SEALED } from './migrations.ts';
 import { dataKeyFromDir, SecretBox } from './secrets.ts';
 import { makePrivateDir, PRIVATE_FILE_MODE } from '../files.ts';
 import { postgresBulkWriter, sqliteBulkWriter, type BulkWriter } from './bulk.ts';
-import { registerSqliteConnection } from './statement.ts';
+import { preparedName, registerSqliteConnection } from './statement.ts';
 import { LOG_BOUND_BYTES, startCheckpointer } from './checkpointer.ts';
 
 export interface Store {
@@ -23,8 +23,17 @@ export interface Store {
    * starts it over (see startCheckpointer). The notifier waits on it before a transaction.
    */
   logRoom?(): Promise<void> | undefined;
+  /**
+   * How many of the notifier's transactions may run at once. SQLite has one writer; on
+   * PostgreSQL each transaction waits a round trip per statement, so several run side by
+   * side on the pool's connections (feed heads are locked per user, see bulk.ts).
+   */
+  writers: number;
   close(): Promise<void>;
 }
+
+/** The notifier's transactions at once on PostgreSQL, leaving the rest of the pool to reads. */
+const POSTGRES_WRITERS = 4;
 
 /** The PostgreSQL driver, loaded only by a node that uses it (it costs a SQLite node's start). */
 async function loadPg() {
@@ -67,6 +76,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     pool.on('error', () => {});
     const secrets = options.secrets;
     if (!secrets) throw new Error('a PostgreSQL store needs the data key');
+    pool.on('connect', prepareHotStatements);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
       await migrateToLatest(db, 'postgres', secrets, schema);
@@ -74,7 +84,9 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       await db.destroy();
       throw error;
     }
-    return { db, dialect: 'postgres', secrets, bulk: postgresBulkWriter, close: () => db.destroy() };
+    const poolSize = options.poolSize ?? 10;
+    const writers = Math.max(1, Math.min(POSTGRES_WRITERS, poolSize - 2));
+    return { db, dialect: 'postgres', secrets, bulk: postgresBulkWriter, writers, close: () => db.destroy() };
   }
   const file = options.sqliteFile ?? ':memory:';
   const inMemory = file === ':memory:';
@@ -116,6 +128,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     dialect: 'sqlite',
     secrets,
     bulk: sqliteBulkWriter(database),
+    writers: 1,
     logRoom: checkpointer?.room,
     async close() {
       // The checkpointer's connection closes first, so the serving connection is the last
@@ -124,6 +137,19 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
       await db.destroy();
     },
   };
+}
+
+/**
+ * Kysely sends every statement unnamed, so PostgreSQL parses and plans it on every call. The
+ * hot path's statements (preparedOnPostgres) are sent under their name instead: pg prepares
+ * each once per connection, then only binds and executes it.
+ */
+function prepareHotStatements(client: import('pg').PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+    const name = typeof config === 'string' && Array.isArray(values) ? preparedName(config) : undefined;
+    return name ? query({ name, text: config, values }, callback) : query(config, values, callback);
+  }) as typeof client.query;
 }
 
 /** Prepared statements kept per SQL text; the oldest is dropped past this many. */

@@ -7,6 +7,7 @@ import { apiTokensMigration } from './migrations-api-tokens.ts';
 import { presenceHoldMigration } from './migrations-presence-hold.ts';
 import { preferencesMigration } from './migrations-preferences.ts';
 import { secretsAtRestMigration } from './migrations-secrets.ts';
+import { feedHeadsMigration } from './migrations-feed-heads.ts';
 import type { SecretBox } from './secrets.ts';
 import { ConfigError } from '../config.ts';
 
@@ -311,6 +312,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0011_presence_hold', presenceHoldMigration],
   ['0012_preferences', preferencesMigration],
   ['0013_secrets_at_rest', secretsAtRestMigration],
+  ['0014_feed_heads_in_one_trip', feedHeadsMigration],
 ];
 
 /** The migration after which no secret lies in the database in the clear. */

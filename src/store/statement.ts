@@ -14,17 +14,19 @@ type Db = Kysely<Database> | Transaction<Database>;
  * without Kysely's layers around each call.
  */
 export class Statement<Row> {
-  private readonly text: Record<Dialect, string>;
+  private readonly text: { sqlite?: string; postgres: string };
   private readonly prepared = new WeakMap<SQLite.Database, SQLite.Statement>();
 
   /**
-   * `text` uses `?` for parameters (numbered `$1`, `$2`… for PostgreSQL); where the two
-   * databases need different SQL, give both.
+   * `text` uses `?` for parameters (numbered `$1`, `$2`… for PostgreSQL; `?3` there is `$3`,
+   * for a parameter used twice); where the two databases need different SQL, give both, and
+   * a statement of one database only is given for it alone.
    */
-  constructor(text: string | Record<Dialect, string>) {
+  constructor(text: string | { sqlite?: string; postgres: string }) {
     const both = typeof text === 'string' ? { sqlite: text, postgres: text } : text;
     let n = 0;
-    this.text = { sqlite: both.sqlite, postgres: both.postgres.replace(/\?/g, () => `$${++n}`) };
+    this.text = { sqlite: both.sqlite, postgres: both.postgres.replace(/\?(\d*)/g, (_, d: string) => `$${d || ++n}`) };
+    preparedOnPostgres(this.text.postgres);
   }
 
   async all(db: Db, parameters: readonly unknown[]): Promise<Row[]> {
@@ -32,6 +34,7 @@ export class Statement<Row> {
     if (connection) {
       let statement = this.prepared.get(connection);
       if (!statement) {
+        if (this.text.sqlite === undefined) throw new Error('a PostgreSQL statement run on SQLite');
         statement = connection.prepare(this.text.sqlite);
         this.prepared.set(connection, statement);
       }
@@ -39,13 +42,33 @@ export class Statement<Row> {
       statement.run(...parameters);
       return [];
     }
-    const result = await db.executeQuery<Row>(CompiledQuery.raw(this.text[dialectOf(db)], parameters as unknown[]));
+    const text = this.text[dialectOf(db)];
+    if (text === undefined) throw new Error('a PostgreSQL statement run on SQLite');
+    const result = await db.executeQuery<Row>(CompiledQuery.raw(text, parameters as unknown[]));
     return result.rows;
   }
 
   async first(db: Db, parameters: readonly unknown[]): Promise<Row | undefined> {
     return (await this.all(db, parameters))[0];
   }
+}
+
+/** PostgreSQL statement names by their text: the statements prepared once per connection. */
+const preparedNames = new Map<string, string>();
+
+/**
+ * Marks a statement of the hot path, by its exact text, to be prepared on each PostgreSQL
+ * connection the first time it runs there and only bound and executed afterwards: the server
+ * then parses and plans it once per connection instead of on every call (see openStore).
+ */
+export function preparedOnPostgres(text: string): string {
+  if (!preparedNames.has(text)) preparedNames.set(text, `herald_${preparedNames.size + 1}`);
+  return text;
+}
+
+/** The name a statement is prepared under on PostgreSQL, if it is one of the hot path's. */
+export function preparedName(text: string): string | undefined {
+  return preparedNames.get(text);
 }
 
 /** The SQLite connection behind each SQLite store's Kysely instance (and its transactions). */
