@@ -6,7 +6,8 @@
  *
  *   BENCH_QUICK=1          a small, fast smoke run
  *   BENCH_RUNS=n           measured runs per figure (median; default 3)
- *   BENCH_ONLY=a,b         some of: fanout, latency, connections, push, cluster-fanout,
+ *   BENCH_ONLY=a,b         some of: fanout, latency, connections, push (APNs, FCM, Web Push:
+ *                          BENCH_PUSH_PROVIDERS=apns,fcm,webpush), cluster-fanout,
  *                          cluster-latency, cluster-connections
  *   BENCH_CPU_PROF=1       also write a CPU profile of Herald's fan-out (bench/profiles/)
  *   BENCH_NO_WRITE=1       print only, leave BENCHMARKS.md alone (a QUICK run never writes it)
@@ -29,6 +30,7 @@ import { summarise } from './profile-summary.ts';
 import { runClusterFanout, runClusterLatency, type ClusterFanoutResult, type ClusterLatencyResult } from './cluster.ts';
 import { runClusterConnections, type ClusterConnectionsResult } from './cluster-connections.ts';
 import { postgresMissing, redisMissing } from './lib/cluster-env.ts';
+import { runFcmPush, runWebPush, type ProviderPushResult } from './push-providers.ts';
 
 /** The whole run stops by itself after this long, whatever is still going. */
 const WALL_CLOCK_LIMIT_MS = Number(process.env.BENCH_LIMIT_S ?? 590) * 1000;
@@ -114,9 +116,11 @@ try {
   const connections = await attempt<ConnectionsResult>('connections', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
     runConnections(log),
   );
-  const push = await attempt<PushResult>('push', needFile('test/mocks/apns-server.ts', 'the APNs test double as a process'), () =>
-    runPush(log),
-  );
+  // BENCH_PUSH_PROVIDERS=apns,fcm,webpush picks the providers of the push scenario.
+  const provider = (name: string) => () => (benchConfig.push.providers.includes(name) ? undefined : 'not in BENCH_PUSH_PROVIDERS');
+  const push = await attempt<PushResult>('push', provider('apns'), () => runPush(log));
+  const pushFcm = await attempt<ProviderPushResult>('push', provider('fcm'), () => runFcmPush(log));
+  const pushWebPush = await attempt<ProviderPushResult>('push', provider('webpush'), () => runWebPush(log));
   const clusterFanout = await attempt<ClusterFanoutResult>('cluster-fanout', needCluster(true), () => runClusterFanout(log));
   const clusterLatency = await attempt<ClusterLatencyResult>('cluster-latency', needCluster(true), () => runClusterLatency(log));
   const clusterConnections = await attempt<ClusterConnectionsResult>('cluster-connections', needCluster(true), () =>
@@ -138,6 +142,8 @@ try {
     latency,
     connections,
     push,
+    pushFcm,
+    pushWebPush,
     clusterFanout,
     clusterLatency,
     clusterConnections,
@@ -151,7 +157,9 @@ try {
     writeBenchmarks(markdown, history);
     log(`results written to BENCHMARKS.md`);
   }
-  const failed = [fanout, latency, connections, push, clusterFanout, clusterLatency, clusterConnections].some((o) => o.state === 'failed');
+  const failed = [fanout, latency, connections, push, pushFcm, pushWebPush, clusterFanout, clusterLatency, clusterConnections].some(
+    (o) => o.state === 'failed',
+  );
   clearTimeout(watchdog);
   killAllChildren();
   process.exitCode = failed ? 1 : 0;

@@ -55,6 +55,11 @@ export const benchConfig = {
     pushes: int('BENCH_PUSHES', quick ? 2000 : 20000),
     /** Streams in flight at once for the bare client (and the concurrency Herald is told). */
     streams: int('BENCH_PUSH_STREAMS', 500),
+    /** Pushes per run to the FCM and Web Push doubles. */
+    fcmPushes: int('BENCH_FCM_PUSHES', quick ? 1000 : 10000),
+    webPushes: int('BENCH_WEBPUSH_PUSHES', quick ? 400 : 2000),
+    /** Which providers the push scenario measures. */
+    providers: (process.env.BENCH_PUSH_PROVIDERS ?? 'apns,fcm,webpush').split(',').filter(Boolean),
   },
 };
 
