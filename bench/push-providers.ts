@@ -8,10 +8,12 @@
  *    sendNotification (bench/clients/webpush-lib.ts).
  * Herald is timed as for APNs: first add request → the double has accepted every push.
  */
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { benchConfig } from './lib/config.ts';
 import { HeraldProcess } from './lib/herald.ts';
-import { Child, sleep, spawnWithJsonLine, stopProcess, wallNow } from './lib/ipc.ts';
+import { BENCH_DIR, Child, sleep, spawnWithJsonLine, stopProcess, wallNow } from './lib/ipc.ts';
 import { median } from './lib/stats.ts';
 import type { FcmDoubleInfo } from './clients/fcm-http2.ts';
 import type { Subscription } from './clients/webpush-lib.ts';
@@ -148,9 +150,24 @@ async function interleave(
   herald: () => Promise<Run>,
   other: () => Promise<Run>,
   log: (line: string) => void,
+  /** With BENCH_CPU_PROF=1: the Herald whose CPU profile one extra run writes. */
+  profiled?: HeraldProcess,
 ): Promise<ProviderPushResult> {
   await herald();
   await other();
+  if (profiled) {
+    const dir = path.join(BENCH_DIR, 'profiles');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(
+      dir,
+      `push-${label.replace(/\W/g, '').toLowerCase()}-herald-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`,
+    );
+    // A profiled run is extra, apart from the measured ones.
+    await profiled.child.request('profileStart');
+    await herald();
+    await profiled.child.request('profileStop', { file });
+    log(`  CPU profile of Herald pushing (${label}): ${path.relative(process.cwd(), file)}`);
+  }
   const h: Run[] = [];
   const o: Run[] = [];
   for (let run = 0; run < benchConfig.runs; run++) {
@@ -200,6 +217,7 @@ export async function runFcmPush(log: (line: string) => void): Promise<ProviderP
       () => heraldRun(h, sender, stats, group.messages, group.perMessage, 'FCM'),
       () => clientRun(bare, { tokens, streams: benchConfig.push.streams }, tokens.length, stats, 'FCM node:http2'),
       log,
+      benchConfig.cpuProfile ? h : undefined,
     );
   } finally {
     await Promise.allSettled([sender.stop(), bare.stop(), herald?.stop()]);
@@ -237,6 +255,7 @@ export async function runWebPush(log: (line: string) => void): Promise<ProviderP
       () => heraldRun(h, sender, stats, group.messages, group.perMessage, 'Web Push'),
       () => clientRun(library, { subscriptions, streams: WEB_PUSH_IN_FLIGHT }, subscriptions.length, stats, 'web-push'),
       log,
+      benchConfig.cpuProfile ? h : undefined,
     );
   } finally {
     await Promise.allSettled([sender.stop(), library.stop(), herald?.stop()]);
