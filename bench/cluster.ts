@@ -192,6 +192,33 @@ export interface ClusterLatencyResult {
 }
 
 const LATENCY_WARMUP_SECONDS = 3;
+/** Before a run, every node must have been this quiet (CPU share over QUIET_WINDOW_MS), or QUIET_LIMIT_MS have passed. */
+const QUIET_SHARE = 0.1;
+const QUIET_WINDOW_MS = 500;
+const QUIET_LIMIT_MS = 20_000;
+
+/**
+ * Waits until no node of any cluster is still working off an earlier run: a set-up that
+ * fell behind (PostgreSQL at 1,000 messages/s today) would otherwise go on committing its
+ * backlog through the next set-up's run. Returns how long it waited.
+ */
+async function waitQuiet(clusters: Cluster[]): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    const before = await Promise.all(clusters.map((c) => c.cpu()));
+    const t0 = Date.now();
+    await sleep(QUIET_WINDOW_MS);
+    const after = await Promise.all(clusters.map((c) => c.cpu()));
+    const share = Math.max(...after.map((cpu, i) => (cpu - before[i]) / 1000 / (Date.now() - t0)));
+    if (share < QUIET_SHARE || Date.now() - started > QUIET_LIMIT_MS) return Date.now() - started;
+  }
+}
+
+/** Over the IPC channel a NaN (no frame at all) arrives as null. */
+function restoreNaN(run: LatencyRun): LatencyRun {
+  for (const key of ['p50', 'p99', 'max', 'answerP50', 'answerP99'] as const) run[key] = run[key] ?? NaN;
+  return run;
+}
 
 interface LatencyLoad {
   side: LatencySide;
@@ -251,17 +278,17 @@ export async function runClusterLatency(log: (line: string) => void): Promise<Cl
       log(`  ${SETUP_LABEL[setup]}: ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
     for (const load of loads) {
+      await waitQuiet(clusters);
       await load.generator.request('run', { rate, seconds: LATENCY_WARMUP_SECONDS, label: 'warmup', graceMs: 2000 }, 60_000);
     }
     const results: Record<LatencySide, LatencyRun[]> = { sqlite: [], pg1: [], 'pg2-cross': [], 'pg2-same': [] };
     for (let run = 0; run < runs; run++) {
       for (const load of loads) {
-        await sleep(300);
+        const waited = await waitQuiet(clusters);
+        if (waited > 2000) log(`  waited ${(waited / 1000).toFixed(1)} s for the nodes to finish earlier runs`);
         const cpuBefore = await load.cluster.cpu();
-        const result = await load.generator.request<LatencyRun>(
-          'run',
-          { rate, seconds, label: `run${run}`, graceMs: 5000 },
-          seconds * 1000 + 60_000,
+        const result = restoreNaN(
+          await load.generator.request<LatencyRun>('run', { rate, seconds, label: `run${run}`, graceMs: 5000 }, seconds * 1000 + 60_000),
         );
         result.cpuPerMessage = ((await load.cluster.cpu()) - cpuBefore) / result.sent;
         results[load.side].push(result);

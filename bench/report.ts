@@ -48,7 +48,7 @@ interface Row {
 const x = (v: number) => `${v.toFixed(2)}×`;
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
 const signed = (v: number) => (v < 0 ? `−${ms(-v)}` : `+${ms(v)}`);
-const ms = (v: number) => (v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`);
+const ms = (v: number) => (!Number.isFinite(v) ? 'n/a' : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`);
 
 /** "met (by +0.12×)" / "NOT met (0.26× of the 0.70× needed: 2.7× short)". */
 function atLeast(ratio: number, needed: number): string {
