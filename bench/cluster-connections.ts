@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import { benchConfig, loopbackSources } from './lib/config.ts';
-import { BENCH_REDIS_URL, freshSchema } from './lib/cluster-env.ts';
+import { benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
 import { Fleet, waitForCount } from './lib/fleet.ts';
 import { HeraldProcess } from './lib/herald.ts';
 import { Child, sleep } from './lib/ipc.ts';
@@ -96,7 +96,7 @@ export async function runClusterConnections(log: (line: string) => void): Promis
   log(`cluster connections: ${steps.join(', ')} idle WebSockets over ${count} nodes (PostgreSQL + Redis), descriptor limit ${limit}`);
 
   const schema = await freshSchema();
-  const env = { HERALD_DATABASE_URL: schema.url, HERALD_REDIS_URL: BENCH_REDIS_URL };
+  const env = { HERALD_DATABASE_URL: schema.url, HERALD_REDIS_URL: await benchRedisUrl() };
   const nodes: HeraldProcess[] = [];
   let bare: Child | undefined;
   try {

@@ -5,7 +5,7 @@
  * the same-node latency in the same two-node cluster. Every node is a process of its own.
  */
 import { benchConfig, loopbackSources } from './lib/config.ts';
-import { BENCH_REDIS_URL, freshSchema } from './lib/cluster-env.ts';
+import { benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
 import { Fleet, waitForCount } from './lib/fleet.ts';
 import { HeraldProcess, type SeededUser } from './lib/herald.ts';
 import { Child, sleep } from './lib/ipc.ts';
@@ -33,7 +33,10 @@ class Cluster {
     if (setup === 'sqlite') return new Cluster(setup, [await HeraldProcess.start()]);
     const schema = await freshSchema();
     const count = setup === 'pg2' ? 2 : 1;
-    const env: Record<string, string> = { HERALD_DATABASE_URL: schema.url, ...(count > 1 ? { HERALD_REDIS_URL: BENCH_REDIS_URL } : {}) };
+    const env: Record<string, string> = {
+      HERALD_DATABASE_URL: schema.url,
+      ...(count > 1 ? { HERALD_REDIS_URL: await benchRedisUrl() } : {}),
+    };
     const nodes: HeraldProcess[] = [];
     try {
       // One after the other: the first migrates the schema, the next finds it ready.
@@ -195,7 +198,7 @@ const LATENCY_WARMUP_SECONDS = 3;
 /** Before a run, every node must have been this quiet (CPU share over QUIET_WINDOW_MS), or QUIET_LIMIT_MS have passed. */
 const QUIET_SHARE = 0.1;
 const QUIET_WINDOW_MS = 500;
-const QUIET_LIMIT_MS = 20_000;
+const QUIET_LIMIT_MS = 10_000;
 
 /**
  * Waits until no node of any cluster is still working off an earlier run: a set-up that
@@ -258,7 +261,7 @@ async function prepareLatency(
 export async function runClusterLatency(log: (line: string) => void): Promise<ClusterLatencyResult> {
   const { latencyRate: rate, latencySeconds: seconds, runs } = benchConfig.cluster;
   const devices = benchConfig.cluster.latencyDevices - (benchConfig.cluster.latencyDevices % 2);
-  log(`cluster latency: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs, on ${LATENCY_SIDES.length} set-ups`);
+  log(`cluster latency: ${devices} devices, ${rate} messages/s for ${seconds} s, ${runs} runs, on ${LATENCY_SIDES.length} set-ups in turn`);
   const clusters: Cluster[] = [];
   const loads: LatencyLoad[] = [];
   try {
@@ -277,13 +280,14 @@ export async function runClusterLatency(log: (line: string) => void): Promise<Cl
       }
       log(`  ${SETUP_LABEL[setup]}: ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
+    // One set-up after the other, each with its warm-up and its runs: at 1,000 messages/s
+    // PostgreSQL falls behind and works off its backlog for tens of seconds afterwards, which
+    // spoilt the next set-up's runs when they alternated (SQLite p50 131–1,088 ms instead of ~1 ms).
+    const results: Record<LatencySide, LatencyRun[]> = { sqlite: [], pg1: [], 'pg2-cross': [], 'pg2-same': [] };
     for (const load of loads) {
       await waitQuiet(clusters);
       await load.generator.request('run', { rate, seconds: LATENCY_WARMUP_SECONDS, label: 'warmup', graceMs: 2000 }, 60_000);
-    }
-    const results: Record<LatencySide, LatencyRun[]> = { sqlite: [], pg1: [], 'pg2-cross': [], 'pg2-same': [] };
-    for (let run = 0; run < runs; run++) {
-      for (const load of loads) {
+      for (let run = 0; run < runs; run++) {
         const waited = await waitQuiet(clusters);
         if (waited > 2000) log(`  waited ${(waited / 1000).toFixed(1)} s for the nodes to finish earlier runs`);
         const cpuBefore = await load.cluster.cpu();

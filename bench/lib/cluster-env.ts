@@ -3,19 +3,58 @@
  *
  *   BENCH_DATABASE_URL  the bench's own database (default postgres://postgres@127.0.0.1:5432/herald_bench,
  *                       created when missing); every cluster gets a fresh schema in it, dropped after
- *   BENCH_REDIS_URL     Redis for the multi-node bus (default redis://127.0.0.1:6379/11: a db number of
- *                       the bench's own for the keys Herald writes)
+ *   BENCH_REDIS_URL     Redis for the multi-node bus; by default the bench starts a Redis server of
+ *                       its own (this machine's redis-server, loopback, an ephemeral port, nothing
+ *                       saved), stopped with the other children
  *
- * Redis pub/sub channels ignore the db number: nodes of other Herald instances on the same
- * Redis (tests running beside the bench) see the bench's notifications and the reverse.
- * Herald has no channel prefix yet; their user ids never meet, so this costs CPU, not correctness.
+ * Why not the machine's Redis on 6379 with a db number of the bench's own: pub/sub channels
+ * ignore the db number, and Herald has no channel prefix. Nodes of other Herald trees on the
+ * same Redis (tests and other branches running beside the bench) publish on the same
+ * `herald:notifications`; one whose bus format had changed killed both bench nodes mid-run
+ * ("TypeError: notifications is not iterable" in Hub.dispatch).
  */
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { adopt } from './ipc.ts';
 
 export const BENCH_DATABASE_URL = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/herald_bench';
-export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379/11';
+let redisUrl: Promise<string> | undefined = process.env.BENCH_REDIS_URL ? Promise.resolve(process.env.BENCH_REDIS_URL) : undefined;
+
+/** The Redis the cluster nodes share: BENCH_REDIS_URL, or a server of the bench's own, started once. */
+export function benchRedisUrl(): Promise<string> {
+  redisUrl ??= startOwnRedis();
+  return redisUrl;
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function startOwnRedis(): Promise<string> {
+  const port = await freePort();
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  adopt(server);
+  const failed = new Promise<never>((_, reject) => {
+    server.once('error', (error) => reject(new Error(`redis-server: ${error.message}`)));
+    server.once('exit', (code) => reject(new Error(`redis-server exited (code ${code}) while starting`)));
+  });
+  failed.catch(() => {});
+  const url = `redis://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  while ((await Promise.race([redisPing(url), failed])) !== undefined) {
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer within 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return url;
+}
 
 /** Why PostgreSQL cannot be used, or undefined when it can (the database is created if missing). */
 export async function postgresMissing(): Promise<string | undefined> {
@@ -47,9 +86,18 @@ export async function postgresMissing(): Promise<string | undefined> {
   }
 }
 
-/** Why Redis cannot be reached, or undefined (a PING over a plain socket). */
-export function redisMissing(): Promise<string | undefined> {
-  const url = new URL(BENCH_REDIS_URL);
+/** Why the cluster's Redis cannot be had, or undefined. */
+export async function redisMissing(): Promise<string | undefined> {
+  try {
+    return await redisPing(await benchRedisUrl());
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+/** Why Redis at `address` does not answer, or undefined (a PING over a plain socket). */
+function redisPing(address: string): Promise<string | undefined> {
+  const url = new URL(address);
   return new Promise((resolve) => {
     const socket = net.connect(Number(url.port || 6379), url.hostname);
     const done = (why: string | undefined) => {
