@@ -34,7 +34,7 @@ export interface FanoutResult {
   profile?: string;
 }
 
-interface Prepared {
+export interface Prepared {
   herald?: HeraldProcess;
   target: Target;
   /** The gateway API's request to the same recipients (Herald only). */
@@ -50,7 +50,7 @@ const SIDES = ['herald', 'gateway', 'ws', 'socketio'] as const;
 type Side = (typeof SIDES)[number];
 
 /** One burst of `count` messages; returns deliveries per second and the mean frame size. */
-async function burst(p: Prepared, count: number, label: string) {
+export async function burst(p: Prepared, count: number, label: string) {
   const { concurrency } = benchConfig.fanout;
   const timeoutMs = 120_000;
   await p.fleet.arm(count);
@@ -68,7 +68,7 @@ async function burst(p: Prepared, count: number, label: string) {
   return { rate: got.received / ((got.lastAt - sent.t0) / 1000), frameBytes: got.bytes / got.received, cpuPerDelivery: cpu / got.received };
 }
 
-async function warmUp(p: Prepared, messages: number, label: string) {
+export async function warmUp(p: Prepared, messages: number, label: string) {
   await p.sender.request('configure', p.target);
   return burst(p, Math.max(2, Math.ceil(messages / 5)), label);
 }

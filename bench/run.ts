@@ -6,11 +6,16 @@
  *
  *   BENCH_QUICK=1          a small, fast smoke run
  *   BENCH_RUNS=n           measured runs per figure (median; default 3)
- *   BENCH_ONLY=a,b         some of: fanout, latency, connections, push
- *   BENCH_DATABASE_URL=postgres://…  fan-out and latency also on PostgreSQL, beside SQLite
+ *   BENCH_ONLY=a,b         some of: fanout, latency, connections, push (APNs, FCM, Web Push:
+ *                          BENCH_PUSH_PROVIDERS=apns,fcm,webpush), cluster-fanout,
+ *                          cluster-latency, cluster-connections
+ *   BENCH_DATABASE_URL=postgres://…  the cluster scenarios' database; when set, the latency
+ *                          scenario also runs on it, beside SQLite
  *   BENCH_CPU_PROF=1       also write a CPU profile of Herald's fan-out (bench/profiles/)
  *   BENCH_NO_WRITE=1       print only, leave BENCHMARKS.md alone (a QUICK run never writes it)
  * and the sizes in bench/lib/config.ts (BENCH_FANOUT_N, BENCH_FANOUT_M, BENCH_LATENCY_RATE …).
+ * The cluster scenarios use PostgreSQL and Redis (BENCH_DATABASE_URL, BENCH_REDIS_URL: see
+ * bench/lib/cluster-env.ts) and say so when either cannot be reached.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,9 +29,13 @@ import { runConnections, type ConnectionsResult } from './connections.ts';
 import { runPush, type PushResult } from './push.ts';
 import { renderReport, type Outcome, type Report } from './report.ts';
 import { summarise } from './profile-summary.ts';
+import { runClusterFanout, runClusterLatency, type ClusterFanoutResult, type ClusterLatencyResult } from './cluster.ts';
+import { runClusterConnections, type ClusterConnectionsResult } from './cluster-connections.ts';
+import { postgresMissing, redisMissing } from './lib/cluster-env.ts';
+import { runFcmPush, runWebPush, type ProviderPushResult } from './push-providers.ts';
 
 /** The whole run stops by itself after this long, whatever is still going. */
-const WALL_CLOCK_LIMIT_MS = Number(process.env.BENCH_LIMIT_S ?? 590) * 1000;
+const WALL_CLOCK_LIMIT_MS = Number(process.env.BENCH_LIMIT_S ?? 1500) * 1000;
 
 const started = Date.now();
 const log = (line: string) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
@@ -48,9 +57,13 @@ function wanted(name: string): boolean {
   return benchConfig.only.length === 0 || benchConfig.only.includes(name);
 }
 
-async function attempt<T>(name: string, available: () => string | undefined, run: () => Promise<T>): Promise<Outcome<T>> {
+async function attempt<T>(
+  name: string,
+  available: () => string | undefined | Promise<string | undefined>,
+  run: () => Promise<T>,
+): Promise<Outcome<T>> {
   if (!wanted(name)) return { state: 'skipped', reason: 'not selected (BENCH_ONLY)' };
-  const missing = available();
+  const missing = await available();
   if (missing) {
     log(`${name}: not available yet (${missing})`);
     return { state: 'unavailable', reason: missing };
@@ -69,6 +82,9 @@ async function attempt<T>(name: string, available: () => string | undefined, run
 
 const needFile = (file: string, what: string) => () =>
   fs.existsSync(path.join(ROOT_DIR, file)) ? undefined : `${what} (${file}) has not landed`;
+
+/** PostgreSQL, and Redis when `redis`: the first reason either is missing. */
+const needCluster = (redis: boolean) => async () => (await postgresMissing()) ?? (redis ? await redisMissing() : undefined);
 
 function commitOf(): string {
   try {
@@ -107,8 +123,15 @@ try {
   const connections = await attempt<ConnectionsResult>('connections', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
     runConnections(log),
   );
-  const push = await attempt<PushResult>('push', needFile('test/mocks/apns-server.ts', 'the APNs test double as a process'), () =>
-    runPush(log),
+  // BENCH_PUSH_PROVIDERS=apns,fcm,webpush picks the providers of the push scenario.
+  const provider = (name: string) => () => (benchConfig.push.providers.includes(name) ? undefined : 'not in BENCH_PUSH_PROVIDERS');
+  const push = await attempt<PushResult>('push', provider('apns'), () => runPush(log));
+  const pushFcm = await attempt<ProviderPushResult>('push', provider('fcm'), () => runFcmPush(log));
+  const pushWebPush = await attempt<ProviderPushResult>('push', provider('webpush'), () => runWebPush(log));
+  const clusterFanout = await attempt<ClusterFanoutResult>('cluster-fanout', needCluster(true), () => runClusterFanout(log));
+  const clusterLatency = await attempt<ClusterLatencyResult>('cluster-latency', needCluster(true), () => runClusterLatency(log));
+  const clusterConnections = await attempt<ClusterConnectionsResult>('cluster-connections', needCluster(true), () =>
+    runClusterConnections(log),
   );
 
   const report: Report = {
@@ -127,6 +150,11 @@ try {
     latencyPostgres,
     connections,
     push,
+    pushFcm,
+    pushWebPush,
+    clusterFanout,
+    clusterLatency,
+    clusterConnections,
   };
   const { table, markdown, history } = renderReport(report);
   process.stdout.write(table + '\n');
@@ -137,7 +165,18 @@ try {
     writeBenchmarks(markdown, history);
     log(`results written to BENCHMARKS.md`);
   }
-  const failed = [fanout, latency, latencyPostgres, connections, push].some((o) => o?.state === 'failed');
+  const failed = [
+    fanout,
+    latency,
+    latencyPostgres,
+    connections,
+    push,
+    pushFcm,
+    pushWebPush,
+    clusterFanout,
+    clusterLatency,
+    clusterConnections,
+  ].some((o) => o?.state === 'failed');
   clearTimeout(watchdog);
   killAllChildren();
   process.exitCode = failed ? 1 : 0;

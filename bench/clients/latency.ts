@@ -17,6 +17,9 @@ const DATA = Buffer.alloc(96, 7).toString('base64');
 interface Device {
   userid: string;
   station: string;
+  /** The node this device connects to and sends through (cluster scenarios); the setup's own otherwise. */
+  http?: string;
+  ws?: string;
   socket?: WebSocket;
 }
 
@@ -29,21 +32,20 @@ interface Pending {
 
 let devices: Device[] = [];
 let conversations: string[] = [];
-let baseUrl = '';
 const pending = new Map<string, Pending>();
 
 function ozekiTime(ms = Date.now()): string {
   return new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
 }
 
-function post(station: string, api: string, body: Record<string, unknown>, onAnswer: (status: number, text: string) => void): void {
+function post(device: Device, api: string, body: Record<string, unknown>, onAnswer: (status: number, text: string) => void): void {
   const text = JSON.stringify({ clientversioncode: 3, timestamp: ozekiTime(), ...body });
   const request = http.request(
-    `${baseUrl}/?srv=chatserver&api=${api}`,
+    `${device.http}/?srv=chatserver&api=${api}`,
     {
       method: 'POST',
       agent,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'ozeki-station': station },
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'ozeki-station': device.station },
     },
     (response) => {
       const chunks: Buffer[] = [];
@@ -55,9 +57,9 @@ function post(station: string, api: string, body: Record<string, unknown>, onAns
   request.end(text);
 }
 
-function call(station: string, api: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+function call(device: Device, api: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) =>
-    post(station, api, body, (status, text) => {
+    post(device, api, body, (status, text) => {
       try {
         const parsed = JSON.parse(text) as Record<string, unknown>;
         if (parsed.status === 'OK') resolve(parsed);
@@ -93,12 +95,11 @@ async function pool<T>(items: T[], width: number, work: (item: T, index: number)
 serveParent({
   /** Pairs the devices into conversations (through the API) and connects every device. */
   async setup(args: { baseUrl: string; ws: string; devices: Device[]; localAddresses: string[] }) {
-    baseUrl = args.baseUrl;
-    devices = args.devices;
+    devices = args.devices.map((d) => ({ ...d, http: d.http ?? args.baseUrl, ws: d.ws ?? args.ws }));
     const pairs = Array.from({ length: devices.length >> 1 }, (_, i) => i);
     conversations = [];
     await pool(pairs, 16, async (i) => {
-      const created = (await call(devices[2 * i].station, 'chatconversation', {
+      const created = (await call(devices[2 * i], 'chatconversation', {
         action: 'create',
         participantids: [devices[2 * i + 1].userid],
       })) as { conversation: { id: string } };
@@ -106,7 +107,7 @@ serveParent({
     });
     await pool(devices, 100, async (device, i) => {
       await new Promise<void>((resolve, reject) => {
-        const socket = new WebSocket(`${args.ws}?station=${device.station}`, {
+        const socket = new WebSocket(`${device.ws}?station=${device.station}`, {
           localAddress: args.localAddresses[i % args.localAddresses.length],
           perMessageDeflate: false,
         });
@@ -145,7 +146,7 @@ serveParent({
           pending.set(id, entry);
           ids.push(id);
           post(
-            devices[from].station,
+            devices[from],
             'chatconversation',
             {
               action: 'add',

@@ -44,10 +44,27 @@ export const benchConfig = {
   connections: {
     steps: (process.env.BENCH_CONNECTIONS ?? (quick ? '500,1500' : '5000,15000')).split(',').map(Number),
   },
+  /** The cluster scenarios (bench/cluster.ts, bench/cluster-connections.ts): PostgreSQL, Redis, several nodes. */
+  cluster: {
+    runs: int('BENCH_CLUSTER_RUNS', quick ? 1 : 3),
+    fanoutDevices: int('BENCH_CLUSTER_FANOUT_N', quick ? 300 : 2000),
+    fanoutMessages: int('BENCH_CLUSTER_FANOUT_M', quick ? 10 : 30),
+    latencyDevices: int('BENCH_CLUSTER_LATENCY_DEVICES', quick ? 200 : 1000),
+    latencyRate: int('BENCH_CLUSTER_LATENCY_RATE', quick ? 200 : 1000),
+    latencySeconds: int('BENCH_CLUSTER_LATENCY_SECONDS', quick ? 2 : 5),
+    /** Nodes of the idle-connections cluster, and the totals measured across them. */
+    connectionNodes: int('BENCH_CLUSTER_NODES', 4),
+    connectionSteps: (process.env.BENCH_CLUSTER_CONNECTIONS ?? (quick ? '2000,4000' : '20000,60000')).split(',').map(Number),
+  },
   push: {
     pushes: int('BENCH_PUSHES', quick ? 2000 : 20000),
     /** Streams in flight at once for the bare client (and the concurrency Herald is told). */
     streams: int('BENCH_PUSH_STREAMS', 500),
+    /** Pushes per run to the FCM and Web Push doubles. */
+    fcmPushes: int('BENCH_FCM_PUSHES', quick ? 1000 : 10000),
+    webPushes: int('BENCH_WEBPUSH_PUSHES', quick ? 400 : 2000),
+    /** Which providers the push scenario measures. */
+    providers: (process.env.BENCH_PUSH_PROVIDERS ?? 'apns,fcm,webpush').split(',').filter(Boolean),
   },
 };
 

@@ -69,8 +69,18 @@ export class HeraldProcess {
     return herald;
   }
 
-  seed(prefix: string, count: number, stationsPerUser = 1, apns = false): Promise<SeededUser[]> {
-    return this.child.request<SeededUser[]>('seed', { prefix, count, stationsPerUser, apns }, 300_000);
+  seed(
+    prefix: string,
+    count: number,
+    stationsPerUser = 1,
+    apns = false,
+    push?: { kind: 'fcm' | 'webpush'; subscriptions?: unknown[] },
+  ): Promise<SeededUser[]> {
+    return this.child.request<SeededUser[]>(
+      'seed',
+      { prefix, count, stationsPerUser, apns, push: push?.kind, subscriptions: push?.subscriptions },
+      300_000,
+    );
   }
 
   liveConnections(): Promise<number> {

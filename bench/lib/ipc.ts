@@ -29,6 +29,12 @@ interface Event {
 
 const children = new Set<ChildProcess>();
 
+/** Kills `child` with the bench's own children (a server the bench started, say). */
+export function adopt(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
 /** Kills every child still running (on the way out, and when anything fails). */
 export function killAllChildren(): void {
   for (const child of children) {
@@ -112,6 +118,8 @@ export class Child {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.add(this.process);
+    // A request to a child that died fails by itself (below); the channel's own error is not the bench's end.
+    this.process.on('error', () => {});
     this.exited = new Promise((resolve) => {
       this.process.once('exit', (code) => {
         children.delete(this.process);
@@ -148,6 +156,7 @@ export class Child {
 
   async request<T>(cmd: string, args: unknown = {}, timeoutMs = 120_000): Promise<T> {
     await this.ready;
+    if (!this.process.connected) throw new Error(`${this.name} has exited; "${cmd}" cannot be asked`);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {

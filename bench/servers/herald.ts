@@ -38,6 +38,9 @@ interface SeedArgs {
   stationsPerUser: number;
   /** Register every station as an iOS device with an APNs token. */
   apns?: boolean;
+  /** Or as an Android device with an FCM registration token, or a browser with one of these Web Push subscriptions (one per station, in order). */
+  push?: 'fcm' | 'webpush';
+  subscriptions?: Array<{ endpoint: string; keys: { p256dh: string; auth: string } }>;
 }
 
 /** A bench station id: 32 hex characters, stable for a given user and device. */
@@ -66,7 +69,7 @@ serveParent({
           for (let d = 0; d < args.stationsPerUser; d++) {
             const id = station(args.prefix, i, d);
             stations.push(id);
-            await bindStation(trx, app!.parts.store.secrets, id, userid, args.apns ? 'ios' : 'browser');
+            await bindStation(trx, app!.parts.store.secrets, id, userid, args.apns ? 'ios' : args.push === 'fcm' ? 'android' : 'browser');
           }
           users.push({ userid, apikey, stations });
         }
@@ -76,6 +79,20 @@ serveParent({
       for (const user of users) {
         for (const id of user.stations) {
           await registerDevice(db, id, user.userid, { platform: 'ios', pushToken: `${id}${id}` });
+        }
+      }
+    }
+    if (args.push) {
+      let next = 0;
+      for (const user of users) {
+        for (const id of user.stations) {
+          if (args.push === 'fcm') {
+            await registerDevice(db, id, user.userid, { platform: 'android', pushToken: `fcm-bench:${id}` });
+            continue;
+          }
+          const subscription = args.subscriptions?.[next++];
+          if (!subscription) throw new Error('fewer Web Push subscriptions than stations');
+          await registerDevice(db, id, user.userid, { platform: 'browser', pushSubscription: subscription });
         }
       }
     }

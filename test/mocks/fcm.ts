@@ -60,12 +60,19 @@ export interface FcmMock {
   messages: FcmMessageRecord[];
   /** Access tokens issued by the token endpoint. */
   tokensIssued: number;
+  /** HTTP/2 connections opened by clients so far, and messages:send requests that came over HTTP/1.1. */
+  http2Sessions: number;
+  http1Sends: number;
+  /** The most messages:send requests open at once. */
+  peakSends: number;
   events: EventEmitter;
   unregister(token: string): void;
   /** The next sends get this error (optionally only for one registration token). */
   failNext(failure: { errorCode: FcmErrorCode; retryAfter?: number; token?: string; times?: number; field?: string }): void;
   /** Revokes every access token issued so far (the next send gets 401 UNAUTHENTICATED). */
   revokeAccessTokens(): void;
+  /** Drops every client connection, as a front end that restarts does. */
+  dropConnections(): void;
   messagesTo(token: string): FcmMessageRecord[];
   close(): Promise<void>;
 }
@@ -108,6 +115,7 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
     socket.on('close', () => sockets.delete(socket));
   });
   server.on('session', (session) => {
+    mock.http2Sessions++;
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
   });
@@ -119,10 +127,17 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
     serviceAccount: {},
     messages: [],
     tokensIssued: 0,
+    http2Sessions: 0,
+    http1Sends: 0,
+    peakSends: 0,
     events,
     unregister: (token) => void unregistered.add(token),
     failNext: (failure) => void failures.push({ ...failure, times: failure.times ?? 1 }),
     revokeAccessTokens: () => accessTokens.clear(),
+    dropConnections() {
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+    },
     messagesTo: (token) => mock.messages.filter((m) => m.token === token),
     async close() {
       for (const session of sessions) session.destroy();
@@ -224,7 +239,15 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
     reply(200, { name: `projects/${projectId}/messages/${randomBytes(8).toString('hex')}` });
   }
 
+  let openSends = 0;
   server.on('request', (request, response) => {
+    const isSend = request.url?.endsWith('/messages:send') ?? false;
+    if (isSend) {
+      if (request.httpVersionMajor === 1) mock.http1Sends++;
+      openSends++;
+      if (openSends > mock.peakSends) mock.peakSends = openSends;
+      response.once('close', () => openSends--);
+    }
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {

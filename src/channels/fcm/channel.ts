@@ -7,15 +7,18 @@ import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.t
 import { fcmMessage } from './payload.ts';
 import { fcmOutcome, readFcmAnswer, type FcmAnswer } from './outcomes.ts';
 import { AccessTokens, parseServiceAccount, type ServiceAccount } from './service-account.ts';
-import { httpsPost } from './https-post.ts';
+import { Http2Origin } from './http2-origin.ts';
 
 /*
  * Firebase Cloud Messaging HTTP v1: an OAuth access token from the service account (RS256
- * JWT grant to the account's token_uri), then one POST per message.
+ * JWT grant to the account's token_uri), then one POST per message. FCM has no batch
+ * endpoint any more: the messages go as concurrent streams of one HTTP/2 connection, as
+ * APNs pushes do (64 keep-alive HTTP/1.1 sockets reached 0.67x a bare node:http2 client
+ * against the FCM double; see BENCHMARKS.md, "Scale-out (issue 18)").
  */
 
-/** Concurrent HTTPS connections to FCM; FCM has no batch endpoint any more. */
-const MAX_SOCKETS = 64;
+/** HTTPS connections to the token endpoint (one access token an hour). */
+const TOKEN_SOCKETS = 2;
 
 export interface FcmOptions {
   account: ServiceAccount;
@@ -29,12 +32,15 @@ export class FcmChannel implements PushChannel {
   readonly provider = 'fcm' as const;
   private readonly agent: https.Agent;
   private readonly accessTokens: AccessTokens;
-  private readonly sendUrl: URL;
+  private readonly sendPath: string;
+  private readonly fcm: Http2Origin;
 
   constructor(options: FcmOptions) {
-    this.agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: TOKEN_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
     this.accessTokens = new AccessTokens(options.account, this.agent);
-    this.sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
+    const sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
+    this.sendPath = sendUrl.pathname;
+    this.fcm = new Http2Origin(sendUrl.origin, options.ca, options.log);
   }
 
   static async fromConfig(config: Config, log?: Logger): Promise<FcmChannel> {
@@ -87,15 +93,17 @@ export class FcmChannel implements PushChannel {
   }
 
   private async post(body: string): Promise<FcmAnswer> {
-    const token = await this.accessTokens.current();
-    const response = await httpsPost(this.agent, this.sendUrl, body, {
-      authorization: `Bearer ${token}`,
-      'content-type': 'application/json; charset=utf-8',
-    });
+    const token = this.accessTokens.fresh() ?? (await this.accessTokens.current());
+    const response = await this.fcm.post(
+      this.sendPath,
+      { authorization: `Bearer ${token}`, 'content-type': 'application/json; charset=utf-8' },
+      body,
+    );
     return readFcmAnswer(response.status, response.body, response.headers['retry-after']);
   }
 
   async close(): Promise<void> {
     this.agent.destroy();
+    await this.fcm.close();
   }
 }

@@ -1,0 +1,176 @@
+import http2 from 'node:http2';
+import { AsyncResource } from 'node:async_hooks';
+import type { Logger } from 'pino';
+import { leanBind } from '../apns/lean-async-bind.ts';
+import { streamOptions } from '../apns/stream-options.ts';
+
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Never more streams at once than this, whatever the peer advertises. */
+const MAX_STREAMS_CAP = 1000;
+/** What to assume until the peer's SETTINGS arrive (RFC 9113 recommends allowing at least 100). */
+const DEFAULT_STREAMS = 100;
+/** How long close() waits for open streams before it destroys the session. */
+const CLOSE_GRACE_MS = 2000;
+
+/** AsyncResource#bind as Node has it, and one without the deprecated accessor (see apns/lean-async-bind.ts). */
+const nodeBind = AsyncResource.prototype.bind;
+function bindWithoutAccessor<Func extends (...args: any[]) => unknown>(this: AsyncResource, fn: Func, thisArg?: unknown): Func {
+  return leanBind(this, fn, thisArg);
+}
+
+/**
+ * Whether session.request() runs with the lean bind: on a Node whose bind adds the
+ * deprecated `asyncResource` accessor (DEP0172), which cost about a tenth of Herald's CPU
+ * time pushing to the FCM double (its two util.deprecate wrappers per request), unless
+ * HERALD_NO_LEAN_BIND=1. Unlike the APNs push thread, the main thread runs everything
+ * else too, so the lean bind is set only around the call and Node's own put back at once.
+ */
+function leanRequests(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.HERALD_NO_LEAN_BIND === '1') return false;
+  const probe = new AsyncResource('HeraldBindProbe').bind(() => {});
+  return Object.prototype.hasOwnProperty.call(probe, 'asyncResource');
+}
+
+export interface Http2Answer {
+  status: number;
+  body: string;
+  headers: http2.IncomingHttpHeaders;
+}
+
+/**
+ * One HTTP/2 connection to an origin (FCM's fcm.googleapis.com), carrying every request
+ * as a stream of its own, as many at once as the peer's SETTINGS allow; requests past that
+ * wait in order. A connection that is lost or told to go away (GOAWAY) is replaced by a
+ * new one on the next request; requests already on it fail and are retried by the outbox.
+ */
+export class Http2Origin {
+  private session?: http2.ClientHttp2Session;
+  private active = 0;
+  /** Requests waiting for a stream, first come first served (head-indexed). */
+  private waiting: Array<(() => void) | undefined> = [];
+  private waitingHead = 0;
+  private closed = false;
+  private readonly lean = leanRequests();
+  private readonly streamOptions = streamOptions();
+
+  constructor(
+    private readonly origin: string,
+    private readonly ca: string | undefined,
+    private readonly log?: Logger,
+  ) {}
+
+  /** POSTs `body` to `path` and reads the whole answer; rejects on a connection error, a reset stream or 30 s without an answer. */
+  async post(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
+    if (this.closed) throw new Error('the channel is closed');
+    // A waiting request is woken with its stream already counted (see next()).
+    if (this.active < this.streamLimit()) this.active++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      if (this.closed) throw new Error('the channel is closed');
+      return await this.request(path, headers, body);
+    } finally {
+      this.active--;
+      this.next();
+    }
+  }
+
+  /** Hands free streams to waiting requests, in order. */
+  private next(): void {
+    while (this.waitingHead < this.waiting.length && (this.closed || this.active < this.streamLimit())) {
+      const wake = this.waiting[this.waitingHead]!;
+      this.waiting[this.waitingHead++] = undefined;
+      this.active++;
+      wake();
+    }
+    if (this.waitingHead === this.waiting.length) {
+      this.waiting = [];
+      this.waitingHead = 0;
+    }
+  }
+
+  private streamLimit(): number {
+    const advertised = this.session?.remoteSettings.maxConcurrentStreams;
+    return Math.max(1, Math.min(advertised ?? DEFAULT_STREAMS, MAX_STREAMS_CAP));
+  }
+
+  private connection(): http2.ClientHttp2Session {
+    const current = this.session;
+    if (current && !current.closed && !current.destroyed) return current;
+    const session = http2.connect(this.origin, { ...(this.ca ? { ca: this.ca } : {}), minVersion: 'TLSv1.2' });
+    const forget = () => {
+      if (this.session === session) this.session = undefined;
+    };
+    session.on('goaway', (code) => {
+      this.log?.warn({ code }, 'FCM sent GOAWAY; the next request opens a new connection');
+      forget();
+    });
+    session.on('close', forget);
+    session.on('error', (error) => {
+      this.log?.warn({ err: error }, 'FCM connection error');
+      forget();
+    });
+    // A larger limit from the peer lets waiting requests go.
+    session.on('remoteSettings', () => this.next());
+    this.session = session;
+    return session;
+  }
+
+  private request(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
+    return new Promise((resolve, reject) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = this.open(this.connection(), { ':method': 'POST', ':path': path, ...headers });
+      } catch (error) {
+        // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION …).
+        this.session = undefined;
+        return reject(error as Error);
+      }
+      let status = 0;
+      let answerHeaders: http2.IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      stream.setTimeout(REQUEST_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+        answerHeaders = h;
+      });
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }));
+      stream.on('close', () => {
+        // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
+        if (status === 0 || !stream.readableEnded)
+          reject(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
+      });
+      stream.on('error', reject);
+      stream.end(body);
+    });
+  }
+
+  private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
+    if (!this.lean) return session.request(headers, this.streamOptions);
+    AsyncResource.prototype.bind = bindWithoutAccessor;
+    try {
+      return session.request(headers, this.streamOptions);
+    } finally {
+      AsyncResource.prototype.bind = nodeBind;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    // Waiting requests fail at once.
+    this.next();
+    const session = this.session;
+    this.session = undefined;
+    if (!session || session.closed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        session.destroy();
+        resolve();
+      }, CLOSE_GRACE_MS);
+      session.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
