@@ -126,6 +126,8 @@ export class RedisBus implements Bus, SpentSignatures {
     if (message.seq > expected) this.possibleLoss(`bus messages from node ${message.node} were lost`);
     switch (channel) {
       case CHANNEL:
+        // A node of another version may say something else here: the sweep covers it.
+        if (!Array.isArray(message.body)) return;
         for (const handler of this.handlers) handler(message.body as Notification[]);
         break;
       case DISCONNECT_CHANNEL:
