@@ -6,7 +6,7 @@
  *
  *   BENCH_QUICK=1          a small, fast smoke run
  *   BENCH_RUNS=n           measured runs per figure (median; default 3)
- *   BENCH_ONLY=a,b         some of: fanout, latency, connections, push (APNs, FCM, Web Push:
+ *   BENCH_ONLY=a,b         some of: fanout, latency, latency-ceiling, connections, push (APNs, FCM, Web Push:
  *                          BENCH_PUSH_PROVIDERS=apns,fcm,webpush), cluster-fanout,
  *                          cluster-latency, cluster-connections
  *   BENCH_DATABASE_URL=postgres://…  the cluster scenarios' database; when set, the latency
@@ -25,6 +25,7 @@ import { benchConfig } from './lib/config.ts';
 import { killAllChildren, ROOT_DIR } from './lib/ipc.ts';
 import { runFanout, type FanoutResult } from './fanout.ts';
 import { runLatency, type LatencyResult } from './latency.ts';
+import { runLatencyCeiling, type CeilingResult } from './latency-ceiling.ts';
 import { runConnections, type ConnectionsResult } from './connections.ts';
 import { runPush, type PushResult } from './push.ts';
 import { renderReport, type Outcome, type Report } from './report.ts';
@@ -120,6 +121,11 @@ try {
         runLatency(log, benchConfig.databaseUrl),
       )
     : undefined;
+  const latencyCeiling = await attempt<CeilingResult>(
+    'latency-ceiling',
+    needFile('src/channels/websocket.ts', 'the WebSocket channel'),
+    () => runLatencyCeiling(log),
+  );
   const connections = await attempt<ConnectionsResult>('connections', needFile('src/channels/websocket.ts', 'the WebSocket channel'), () =>
     runConnections(log),
   );
@@ -148,6 +154,7 @@ try {
     fanout,
     latency,
     latencyPostgres,
+    latencyCeiling,
     connections,
     push,
     pushFcm,
@@ -169,6 +176,7 @@ try {
     fanout,
     latency,
     latencyPostgres,
+    latencyCeiling,
     connections,
     push,
     pushFcm,

@@ -41,6 +41,8 @@ export const benchConfig = {
     rate: int('BENCH_LATENCY_RATE', quick ? 200 : 1000),
     seconds: int('BENCH_LATENCY_SECONDS', quick ? 2 : 5),
   },
+  /** The latency ceiling's rates, messages/s, tried in turn until one misses p99 < 50 ms. */
+  ceilingRates: (process.env.BENCH_CEILING_RATES ?? (quick ? '200,400' : '1000,1500,2000,2500,3000,4000')).split(',').map(Number),
   connections: {
     steps: (process.env.BENCH_CONNECTIONS ?? (quick ? '500,1500' : '5000,15000')).split(',').map(Number),
   },
