@@ -45,14 +45,23 @@ export function startServeProcess(env: Record<string, string>, timeoutMs = 20_00
       child.kill('SIGKILL');
       reject(new Error(`herald serve did not start in ${timeoutMs} ms: ${output}`));
     }, timeoutMs);
+    // The JSON log line is looked for in stdout alone: the banner on stderr says "Herald is listening:" too.
+    let logged = '';
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      for (const line of output.split('\n')) {
-        if (!line.includes('Herald is listening')) continue;
+      logged += chunk.toString();
+      for (const line of logged.split('\n').slice(0, -1)) {
+        if (!line.startsWith('{') || !line.includes('Herald is listening')) continue;
         clearTimeout(timer);
         child.stdout!.off('data', onData);
         child.stdout!.on('data', (more) => (output += more));
-        resolve({ child, endpoints: JSON.parse(line).endpoints, output: () => output });
+        try {
+          resolve({ child, endpoints: (JSON.parse(line) as { endpoints: Record<string, string> }).endpoints, output: () => output });
+        } catch (error) {
+          // Nobody else holds the child yet: it must not outlive this failure.
+          child.kill('SIGKILL');
+          reject(new Error(`herald serve logged a line that is not JSON: ${line}`, { cause: error }));
+        }
         return;
       }
     };
