@@ -11,6 +11,7 @@ import { ADMIN_TOKEN, addUser, befriend, newStation, startTestServer, waitFor, t
 import { addPushDevice } from './helpers/push.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { openStore, type Store } from '../src/store/db.ts';
+import { tracked } from './helpers/children.ts';
 
 const lines = (text: string) =>
   text
@@ -143,10 +144,12 @@ describe('herald user, friend, device, outbox and feed commands', { timeout: 120
     const head = await fetch(`${server.http}/v1/users/${alice.userid}/notifications?after=0`, { headers: admin });
     const { notifications } = (await head.json()) as { notifications: Array<{ seq: number }> };
     const lastSeq = notifications.at(-1)!.seq;
-    const child = spawn(process.execPath, [HERALD_BIN, 'feed', 'tail', alice.email, '--after', String(lastSeq), '--follow'], {
-      env: { ...process.env, HERALD_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = tracked(
+      spawn(process.execPath, [HERALD_BIN, 'feed', 'tail', alice.email, '--after', String(lastSeq), '--follow'], {
+        env: { ...process.env, HERALD_LOG_LEVEL: 'warn', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     children.add(child);
     let stdout = '';
     let stderr = '';

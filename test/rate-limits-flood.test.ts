@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { addUser, metricsText, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { OzekiClient, ozekiTime } from '../client/ozeki.ts';
+import { tracked } from './helpers/children.ts';
 
 /** The station limit of this file: bursts of 10 calls, then 10 a second. */
 const STATION_BURST = 10;
@@ -91,18 +92,20 @@ const children = new Set<ChildProcess>();
 
 /** Runs the flood client (test/helpers/flood-client.mjs) and gives its answers. */
 function runFlood(url: string, station: string, conversation: string, prefix: string): Promise<FloodResult> {
-  const child = spawn(process.execPath, [FLOOD_CLIENT], {
-    env: {
-      ...process.env,
-      FLOOD_URL: url,
-      FLOOD_STATION: station,
-      FLOOD_CONVERSATION: conversation,
-      FLOOD_COUNT: String(FLOOD),
-      FLOOD_CONCURRENCY: String(FLOOD_CONCURRENCY),
-      FLOOD_PREFIX: prefix,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = tracked(
+    spawn(process.execPath, [FLOOD_CLIENT], {
+      env: {
+        ...process.env,
+        FLOOD_URL: url,
+        FLOOD_STATION: station,
+        FLOOD_CONVERSATION: conversation,
+        FLOOD_COUNT: String(FLOOD),
+        FLOOD_CONCURRENCY: String(FLOOD_CONCURRENCY),
+        FLOOD_PREFIX: prefix,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   children.add(child);
   // At the lowest priority: a remote client's CPU is not the server's, and on this machine
   // the flood's own work would otherwise be counted against the server's latency.

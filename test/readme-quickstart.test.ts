@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HERALD_BIN, ROOT, startServeProcess } from './helpers/cli.ts';
+import { tracked } from './helpers/children.ts';
 
 /*
  * The README's Quickstart, run as written: its shell block is taken from README.md and run by
@@ -29,13 +30,16 @@ const hasCurl = spawnSync('curl', ['--version']).status === 0;
 function runBash(script: string, cwd: string, timeoutMs: number) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     // A process group of its own: the background watcher is killed with the shell on a timeout.
-    const child = spawn('bash', ['-c', script], {
-      cwd,
-      detached: true,
-      // `require('ws')` of the README's watcher resolves from a clone's node_modules.
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_PATH: path.join(ROOT, 'node_modules') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = tracked(
+      spawn('bash', ['-c', script], {
+        cwd,
+        detached: true,
+        // `require('ws')` of the README's watcher resolves from a clone's node_modules.
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_PATH: path.join(ROOT, 'node_modules') },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+      { group: true },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HERALD_BIN, ROOT, runCli, startServeProcess, type CliResult } from './helpers/cli.ts';
 import { waitFor } from './helpers/server.ts';
+import { tracked } from './helpers/children.ts';
 
 /*
  * `herald serve` that cannot start says why in one line naming the variable, exits 1 and
@@ -110,12 +111,14 @@ describe('herald serve that cannot start', { timeout: 120_000 }, () => {
     const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
     const run = (env: Record<string, string>) =>
       new Promise<CliResult>((resolve, reject) => {
-        const child = spawn(process.execPath, [HERALD_BIN, 'serve'], {
-          cwd: ROOT,
-          env: { PATH: process.env.PATH, HERALD_HTTPS_PORT: '0', HERALD_UDP_PORT: '0', HERALD_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-          ...asUser,
-        });
+        const child = tracked(
+          spawn(process.execPath, [HERALD_BIN, 'serve'], {
+            cwd: ROOT,
+            env: { PATH: process.env.PATH, HERALD_HTTPS_PORT: '0', HERALD_UDP_PORT: '0', HERALD_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+            stdio: ['ignore', 'pipe', 'pipe'],
+            ...asUser,
+          }),
+        );
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (chunk) => (stdout += chunk));

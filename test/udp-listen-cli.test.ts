@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachStore } from './helpers/stores.ts';
 import { addUser, newStation, startTestServer, waitFor, type TestServer, type TestUser } from './helpers/server.ts';
 import { HERALD_BIN } from './helpers/cli.ts';
+import { tracked } from './helpers/children.ts';
 
 describeEachStore('herald listen --udp', (kind) => {
   let server: TestServer;
@@ -16,10 +17,11 @@ describeEachStore('herald listen --udp', (kind) => {
 
   it('logs in with the apikey and prints each incoming notification as a JSON line', async () => {
     const station = newStation();
-    const child = spawn(
-      process.execPath,
-      [HERALD_BIN, 'listen', '--udp', '--station', station, '--apikey', bob.apikey, '--server', server.http],
-      { env: { ...process.env, HERALD_LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    const child = tracked(
+      spawn(process.execPath, [HERALD_BIN, 'listen', '--udp', '--station', station, '--apikey', bob.apikey, '--server', server.http], {
+        env: { ...process.env, HERALD_LOG_LEVEL: 'silent' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
     );
     let stdout = '';
     let stderr = '';

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tracked } from './children.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const HERALD_BIN = path.join(ROOT, 'bin/herald.js');
@@ -14,10 +15,12 @@ export interface CliResult {
 /** Runs `herald …` as a user would, with the given environment on top of this one. */
 export function runCli(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HERALD_BIN, ...args], {
-      env: { ...process.env, HERALD_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = tracked(
+      spawn(process.execPath, [HERALD_BIN, ...args], {
+        env: { ...process.env, HERALD_LOG_LEVEL: 'warn', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -36,10 +39,12 @@ export function runCli(args: string[], env: Record<string, string>, timeoutMs = 
 /** Starts `herald serve` and resolves once it logs that it is listening, with its endpoints. */
 export function startServeProcess(env: Record<string, string>, timeoutMs = 20_000) {
   return new Promise<{ child: ChildProcess; endpoints: Record<string, string>; output: () => string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [HERALD_BIN, 'serve'], {
-      env: { ...process.env, HERALD_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = tracked(
+      spawn(process.execPath, [HERALD_BIN, 'serve'], {
+        env: { ...process.env, HERALD_LOG_LEVEL: 'info', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let output = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { tracked } from './children.ts';
 
 /** The admin token of nodes run as child processes. */
 export const CHILD_ADMIN_TOKEN = 'crash-test-admin-token';
@@ -20,21 +21,23 @@ export async function startHerald(
   /** Told the process as soon as it is spawned, so a caller can kill one that never listens. */
   onSpawn?: (child: ChildProcess) => void,
 ): Promise<HeraldProcess> {
-  const child = spawn(process.execPath, [path.join(root, 'bin/herald.js'), 'serve'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH,
-      HERALD_DATA_DIR: dataDir,
-      HERALD_HOST: '127.0.0.1',
-      HERALD_HTTP_PORT: '0',
-      HERALD_HTTPS_PORT: '0',
-      HERALD_UDP_PORT: '0',
-      HERALD_ADMIN_TOKEN: CHILD_ADMIN_TOKEN,
-      HERALD_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = tracked(
+    spawn(process.execPath, [path.join(root, 'bin/herald.js'), 'serve'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH,
+        HERALD_DATA_DIR: dataDir,
+        HERALD_HOST: '127.0.0.1',
+        HERALD_HTTP_PORT: '0',
+        HERALD_HTTPS_PORT: '0',
+        HERALD_UDP_PORT: '0',
+        HERALD_ADMIN_TOKEN: CHILD_ADMIN_TOKEN,
+        HERALD_LOG_LEVEL: 'info',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   onSpawn?.(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';

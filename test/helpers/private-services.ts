@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { tracked } from './children.ts';
 
 /*
  * A redis-server and a PostgreSQL cluster of a test's own, on free ports in a temporary
@@ -42,7 +43,7 @@ function startProcess(
   options: { cwd?: string } = {},
 ): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd });
+    const child = tracked(spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd }));
     running.add(child);
     child.once('exit', () => running.delete(child));
     let output = '';
@@ -153,7 +154,7 @@ export async function startPrivatePostgres(): Promise<PrivateService> {
     ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'],
     user,
   );
-  const init = spawn(initdb, initArgs, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  const init = tracked(spawn(initdb, initArgs, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir }));
   running.add(init);
   let initOutput = '';
   init.stdout!.on('data', (c) => (initOutput += c));
