@@ -67,6 +67,8 @@ export class Notifier {
   private committedListeners: CommittedListener[] = [];
   private queue: Unit[] = [];
   private draining = false;
+  /** Wakes the drain loop while it waits for a running transaction to end: work arrived. */
+  private arrived?: () => void;
   /** Keys of the units in running transactions, with how many of them hold each. */
   private busyKeys = new Map<string, number>();
   private closing = false;
@@ -112,6 +114,7 @@ export class Notifier {
         pushesHeld: 0,
       });
       if (!this.draining) void this.drain();
+      else this.arrived?.();
     });
   }
 
@@ -130,12 +133,17 @@ export class Notifier {
     const running = new Set<Promise<void>>();
     try {
       while (this.queue.length > 0 || running.size > 0) {
-        // Another transaction beside a running one only for a full batch: below that the
-        // work waits for the running one and then shares a transaction (one commit, one
-        // flush of the log), and transactions side by side are for what one cannot carry.
-        const room = running.size === 0 || (running.size < this.store.writers && this.queue.length >= MAX_BATCH);
+        // Work that arrives while a transaction runs starts another one beside it, up to
+        // Store.writers; past that it waits and shares the next (one commit for a burst).
+        // Waiting for the running one unless a full batch was queued let one transaction that
+        // stalled (a slow fsync, a backend off the CPU) hold every message behind it: latency
+        // bench, PostgreSQL, 200 messages/s, p99 89-237 ms that way, 12-30 ms this way.
+        const room = running.size === 0 || (running.size < this.store.writers && this.queue.length > 0);
         if (!room) {
-          await Promise.race(running);
+          if (running.size < this.store.writers) {
+            await Promise.race([...running, new Promise<void>((resolve) => (this.arrived = resolve))]);
+            this.arrived = undefined;
+          } else await Promise.race(running);
           continue;
         }
         // One turn of the event loop first: requests already received but not yet parsed
