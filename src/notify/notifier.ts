@@ -45,6 +45,14 @@ interface Unit {
 /** A unit of a batch without savepoints failed: the batch is rolled back and its units run alone. */
 class SplitBatch extends Error {}
 
+/** Keyed units first, in key order; keyless ones after them, in queue order. */
+function byKey(a: Unit, b: Unit): number {
+  if (a.key === b.key) return 0;
+  if (a.key === undefined) return 1;
+  if (b.key === undefined) return -1;
+  return a.key < b.key ? -1 : 1;
+}
+
 function isRetryable(error: unknown): boolean {
   const code = (error as { code?: string }).code;
   return code !== undefined && RETRYABLE_PG_CODES.has(code);
@@ -194,6 +202,14 @@ export class Notifier {
       batch.push(...this.queue.splice(i, 1));
       if (unit.alone) break;
     }
+    // Beside other transactions (PostgreSQL) the units run in the order of their keys, so any
+    // two transactions lock conversations' rows in one order: two nodes that took the same two
+    // conversations' messages in opposite orders deadlocked, and each deadlock costs
+    // deadlock_timeout (1 s) before its units run again alone. The sort is stable: units of one
+    // key keep their order. (Users are locked in id order within a unit, not across a batch's
+    // units: two batches whose units share users across different conversations can still
+    // deadlock, and then recover the same way.)
+    if (this.store.writers > 1 && batch.length > 1) batch.sort(byKey);
     return batch;
   }
 
