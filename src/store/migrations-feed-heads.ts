@@ -32,3 +32,40 @@ export const feedHeadsMigration: HeraldMigration = ({ dialect }) => ({
       $$`.execute(db);
   },
 });
+
+/**
+ * PostgreSQL: herald_feed_heads again, planned once per connection and with each user found by
+ * its own primary-key lookup whatever the planner knows. Measured among 1,000 users
+ * (bench/micro/pg-message-cpu.ts and one call per transaction on one connection):
+ * - PL/pgSQL kept choosing custom plans for its two statements (an array parameter looks
+ *   cheaper planned for its value), so both were planned anew on every call: forcing the
+ *   generic plan took a call from ~313 to ~170 µs of the backend's CPU.
+ * - The joins of 0014 left the lookup to statistics, and a users table never analyzed
+ *   (autovacuum off, or not run yet) looked small enough for a hash join over a sequential
+ *   scan of every user, twice per message, growing with the users. A locking clause or a
+ *   LIMIT keeps a LATERAL subquery from being folded into a join, so it runs once per wanted
+ *   id, through users_pkey. The locks are still taken in id order: the subquery runs for each
+ *   id in the order of the sorted ids it is joined to.
+ */
+export const feedHeadsByIndexMigration: HeraldMigration = ({ dialect }) => ({
+  async up(db: Kysely<any>) {
+    if (dialect !== 'postgres') return;
+    await sql`
+      CREATE OR REPLACE FUNCTION herald_feed_heads(wanted varchar[])
+      RETURNS TABLE (id varchar, key bigint, seq bigint, badge integer)
+      LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
+      #variable_conflict use_column
+      BEGIN
+        PERFORM 1 FROM (SELECT w.id FROM unnest(wanted) AS w(id) ORDER BY w.id) AS w
+          CROSS JOIN LATERAL (SELECT 1 FROM users AS u WHERE u.id = w.id FOR NO KEY UPDATE) AS locked;
+        RETURN QUERY
+          SELECT u.id::varchar, u.key::bigint, coalesce(head.seq, 0)::bigint, coalesce(head.badge, 0)::integer
+          FROM unnest(wanted) AS w(id)
+          CROSS JOIN LATERAL (SELECT users.id, users.key FROM users WHERE users.id = w.id LIMIT 1) AS u
+          LEFT JOIN LATERAL (
+            SELECT n.seq, n.badge FROM notifications AS n WHERE n.user_key = u.key ORDER BY n.seq DESC LIMIT 1
+          ) AS head ON true;
+      END
+      $$`.execute(db);
+  },
+});

@@ -7,7 +7,7 @@ import { apiTokensMigration } from './migrations-api-tokens.ts';
 import { presenceHoldMigration } from './migrations-presence-hold.ts';
 import { preferencesMigration } from './migrations-preferences.ts';
 import { secretsAtRestMigration } from './migrations-secrets.ts';
-import { feedHeadsMigration } from './migrations-feed-heads.ts';
+import { feedHeadsByIndexMigration, feedHeadsMigration } from './migrations-feed-heads.ts';
 import type { SecretBox } from './secrets.ts';
 import { ConfigError } from '../config.ts';
 
@@ -313,6 +313,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0012_preferences', preferencesMigration],
   ['0013_secrets_at_rest', secretsAtRestMigration],
   ['0014_feed_heads_in_one_trip', feedHeadsMigration],
+  ['0015_feed_heads_by_index', feedHeadsByIndexMigration],
 ];
 
 /** The migration after which no secret lies in the database in the clear. */
