@@ -11,9 +11,10 @@ import type { HeraldMigration } from './migration.ts';
 export const feedEpochsMigration: HeraldMigration = ({ dialect }) => ({
   async up(db: Kysely<any>) {
     if (dialect === 'postgres') {
-      // PostgreSQL keeps its (user_key, seq) index and every row in epoch 0 (the fan-out's
-      // Herald CPU per delivery does not grow there: 24.5 -> 20.4 us over 8 runs), so each user
-      // has the one entry (1, 0), made with the user; the readers' epoch condition holds as is.
+      // PostgreSQL keeps its (user_key, seq) index for now, every row in epoch 0 and each user
+      // with the one entry (1, 0), made with the user: the readers' epoch condition holds as
+      // is. Its server's CPU per row still grows with the feeds (bench/micro/feed-growth-pg.ts);
+      // epochs there wait for a clock the nodes share.
       await sql`ALTER TABLE notifications ADD COLUMN epoch bigint NOT NULL DEFAULT 0`.execute(db);
       await sql`CREATE TABLE feed_epochs (user_key bigint NOT NULL, first_seq bigint NOT NULL, epoch bigint NOT NULL,
                   PRIMARY KEY (user_key, first_seq))`.execute(db);
