@@ -5,7 +5,7 @@ import type { MatrixProvider } from '../config.ts';
 import { HeraldError } from '../errors.ts';
 import type { NotificationDraft } from '../model/notification.ts';
 import type { Notifier } from '../notify/notifier.ts';
-import { userKeyOf } from '../notify/feed.ts';
+import { feedEpochsAfter, userKeyOf } from '../notify/feed.ts';
 import type { Database, DevicesTable } from '../store/schema.ts';
 import { newApiKey, userIdOf } from './ids.ts';
 import { newDevice, type Platform } from './devices.ts';
@@ -200,6 +200,7 @@ async function alreadyNotified(trx: Transaction<Database>, userId: string, event
   const rows = await trx
     .selectFrom('notifications')
     .select('data')
+    .where(feedEpochsAfter(userKeyOf(userId), 0))
     .where('user_key', '=', userKeyOf(userId))
     .orderBy('seq', 'desc')
     .limit(DUPLICATE_WINDOW)

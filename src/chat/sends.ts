@@ -1,7 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Emit, Notifier } from '../notify/notifier.ts';
-import { feedHead, readFeed, userKeyOf } from '../notify/feed.ts';
+import { feedEpochsAfter, feedHead, readFeed, userKeyOf } from '../notify/feed.ts';
 import {
   notificationId,
   parseNotificationId,
@@ -307,6 +307,7 @@ async function unreadUpTo(trx: Transaction<Database>, userId: string, upto: numb
       .selectFrom('notifications')
       .select('conversation_id')
       .distinct()
+      .where(feedEpochsAfter(userKeyOf(userId), upto))
       .where('user_key', '=', userKeyOf(userId))
       .where('seq', '>', upto)
       .where('type', 'not in', UNCOUNTED)

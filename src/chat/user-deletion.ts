@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Bus } from '../cluster/bus.ts';
 import type { Database } from '../store/schema.ts';
 import { resolveUser } from './users.ts';
@@ -39,7 +39,14 @@ async function deleteUserRows(trx: Transaction<Database>, userId: string, userKe
   const count = (result: { numDeletedRows: bigint }) => Number(result.numDeletedRows);
   const devices = await trx.selectFrom('devices').select('station').where('user_id', '=', userId).orderBy('station').execute();
   const deliveries = count(await trx.deleteFrom('deliveries').where('user_id', '=', userId).executeTakeFirstOrThrow());
-  const notifications = count(await trx.deleteFrom('notifications').where('user_key', '=', userKey).executeTakeFirstOrThrow());
+  const notifications = count(
+    await trx
+      .deleteFrom('notifications')
+      .where(sql<boolean>`epoch IN (SELECT epoch FROM feed_epochs WHERE user_key = ${userKey})`)
+      .where('user_key', '=', userKey)
+      .executeTakeFirstOrThrow(),
+  );
+  await trx.deleteFrom('feed_epochs').where('user_key', '=', userKey).execute();
   await trx.deleteFrom('devices').where('user_id', '=', userId).execute();
   for (const table of ['thread_unread', 'user_preferences', 'conversation_mutes'] as const) {
     await trx.deleteFrom(table).where('user_id', '=', userId).execute();

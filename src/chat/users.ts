@@ -87,7 +87,7 @@ export async function listUsers(db: Db, listing: UserListing = {}) {
     .select(['id as userid', 'email', 'name', 'nick', 'availability', 'created_at'])
     // The badge of each user's newest notification is their unread total.
     .select(
-      sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
+      sql<number>`coalesce((SELECT badge FROM notifications WHERE notifications.epoch = (SELECT epoch FROM feed_epochs WHERE feed_epochs.user_key = users.key ORDER BY first_seq DESC LIMIT 1) AND notifications.user_key = users.key ORDER BY seq DESC LIMIT 1), 0)`.as(
         'unread',
       ),
     )

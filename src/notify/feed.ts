@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
 import { alertsOnPush, isBackgroundPush, isPushedType, notificationId } from '../model/notification.ts';
@@ -200,10 +200,12 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, plan: PlannedPushes): Pr
 
 /** Where a user's feed stands: its last sequence number and the badge (0 and 0 while it is empty). */
 export async function feedHead(db: Db, userId: string): Promise<{ lastSeq: number; badge: number }> {
+  const key = userKeyOf(userId);
   const head = await db
     .selectFrom('notifications')
     .select(['seq', 'badge'])
-    .where('user_key', '=', userKeyOf(userId))
+    .where(sql<boolean>`epoch = ${headEpoch(key)}`)
+    .where('user_key', '=', key)
     .orderBy('seq', 'desc')
     .limit(1)
     .executeTakeFirst();
@@ -212,10 +214,12 @@ export async function feedHead(db: Db, userId: string): Promise<{ lastSeq: numbe
 
 /** A user's notifications after `afterSeq`, oldest first: what a resuming device missed. */
 export async function readFeed(db: Db, userId: string, afterSeq: number, limit = 1000): Promise<Notification[]> {
+  const key = userKeyOf(userId);
   const rows = await db
     .selectFrom('notifications')
     .selectAll()
-    .where('user_key', '=', userKeyOf(userId))
+    .where(feedEpochsAfter(key, afterSeq))
+    .where('user_key', '=', key)
     .where('seq', '>', afterSeq)
     .orderBy('seq', 'asc')
     .limit(limit)
@@ -230,11 +234,30 @@ export async function feedHeads(db: Db, userIds: readonly string[]): Promise<Map
   // The newest row of each feed is one step down its index, on SQLite and PostgreSQL alike.
   const rows = await db
     .selectFrom('users')
-    .select(['id', sql<number>`coalesce((SELECT max(seq) FROM notifications WHERE user_key = users.key), 0)`.as('seq')])
+    .select([
+      'id',
+      sql<number>`coalesce((SELECT max(seq) FROM notifications WHERE epoch = ${headEpoch(sql.ref('users.key'))} AND user_key = users.key), 0)`.as(
+        'seq',
+      ),
+    ])
     .where('id', 'in', userIds)
     .execute();
   for (const row of rows) heads.set(row.id, Number(row.seq));
   return heads;
+}
+
+/**
+ * The epoch of a user's newest feed row, as a subquery: the feed's index is (epoch, user_key,
+ * seq), and feed_epochs says from which seq on a user's rows are in which epoch.
+ */
+export function headEpoch(userKey: RawBuilder<number> | ReturnType<typeof sql.ref>) {
+  return sql<number>`(SELECT epoch FROM feed_epochs WHERE user_key = ${userKey} ORDER BY first_seq DESC LIMIT 1)`;
+}
+
+/** A condition: the row is in an epoch that holds a user's rows after `afterSeq` (each one index seek). */
+export function feedEpochsAfter(userKey: RawBuilder<number>, afterSeq: number) {
+  return sql<boolean>`epoch IN (SELECT epoch FROM feed_epochs WHERE user_key = ${userKey} AND first_seq >= coalesce(
+    (SELECT max(first_seq) FROM feed_epochs WHERE user_key = ${userKey} AND first_seq <= ${afterSeq + 1}), 0))`;
 }
 
 /** The user key of a user, as a subquery (the feed is keyed by it). */

@@ -139,9 +139,13 @@ const DEVICES = new Statement<PushDeviceRow>({
 /** Feed rows by [user key, sequence] pairs, given as one JSON text. */
 const NOTIFICATIONS = new Statement<NotificationsTable>({
   sqlite: `SELECT n.* FROM json_each(?) AS wanted
-           CROSS JOIN notifications n ON n.user_key = wanted.value ->> 0 AND n.seq = wanted.value ->> 1`,
+           CROSS JOIN notifications n ON n.epoch = (SELECT epoch FROM feed_epochs
+               WHERE user_key = wanted.value ->> 0 AND first_seq <= wanted.value ->> 1 ORDER BY first_seq DESC LIMIT 1)
+             AND n.user_key = wanted.value ->> 0 AND n.seq = wanted.value ->> 1`,
   postgres: `SELECT n.* FROM jsonb_array_elements(?::jsonb) AS wanted
-             JOIN notifications n ON n.user_key = (wanted ->> 0)::bigint AND n.seq = (wanted ->> 1)::bigint`,
+             JOIN notifications n ON n.epoch = (SELECT epoch FROM feed_epochs
+                 WHERE user_key = (wanted ->> 0)::bigint AND first_seq <= (wanted ->> 1)::bigint ORDER BY first_seq DESC LIMIT 1)
+               AND n.user_key = (wanted ->> 0)::bigint AND n.seq = (wanted ->> 1)::bigint`,
 });
 
 /*
@@ -187,11 +191,16 @@ const MARK_RETRY = new Statement<never>({
 const SEEN = new Statement<{ user_key: number; seq: number }>({
   sqlite: `SELECT w.value ->> 0 AS user_key, w.value ->> 1 AS seq FROM json_each(?) AS w
     WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = w.value ->> 3 AND seen_seq >= w.value ->> 1)
-      OR EXISTS (SELECT 1 FROM notifications AS c WHERE c.user_key = w.value ->> 0 AND c.seq > w.value ->> 1 AND c.type = 'clean'
+      OR EXISTS (SELECT 1 FROM notifications AS c WHERE c.epoch IN (SELECT epoch FROM feed_epochs WHERE user_key = w.value ->> 0
+          AND first_seq >= coalesce((SELECT max(first_seq) FROM feed_epochs WHERE user_key = w.value ->> 0 AND first_seq <= w.value ->> 1), 0))
+        AND c.user_key = w.value ->> 0 AND c.seq > w.value ->> 1 AND c.type = 'clean'
         AND (c.conversation_id = w.value ->> 2 OR (c.conversation_id IS NULL AND c.data ->> '$.upto' >= w.value ->> 1)))`,
   postgres: `SELECT (w ->> 0)::bigint AS user_key, (w ->> 1)::bigint AS seq FROM jsonb_array_elements(?::jsonb) AS w
     WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = w ->> 3 AND seen_seq >= (w ->> 1)::bigint)
-      OR EXISTS (SELECT 1 FROM notifications AS c WHERE c.user_key = (w ->> 0)::bigint AND c.seq > (w ->> 1)::bigint
+      OR EXISTS (SELECT 1 FROM notifications AS c WHERE c.epoch IN (SELECT epoch FROM feed_epochs WHERE user_key = (w ->> 0)::bigint
+          AND first_seq >= coalesce((SELECT max(first_seq) FROM feed_epochs WHERE user_key = (w ->> 0)::bigint
+            AND first_seq <= (w ->> 1)::bigint), 0))
+        AND c.user_key = (w ->> 0)::bigint AND c.seq > (w ->> 1)::bigint
         AND c.type = 'clean' AND (c.conversation_id = w ->> 2
           OR (c.conversation_id IS NULL AND (c.data::jsonb ->> 'upto')::bigint >= (w ->> 1)::bigint)))`,
 });

@@ -1,8 +1,11 @@
 import type { NotificationsTable } from './schema.ts';
 import { dataText, notificationId, type Notification, type PushOptions } from '../model/notification.ts';
 
+/** A feed row's own fields (its epoch is where the store put it). */
+export type FeedRow = Omit<NotificationsTable, 'epoch'>;
+
 /** The feed row of a notification that was just made: neither delivered nor read yet. */
-export function notificationToRow(n: Notification, userKey: number): NotificationsTable {
+export function notificationToRow(n: Notification, userKey: number): FeedRow {
   return {
     user_key: userKey,
     seq: n.seq,
@@ -22,7 +25,7 @@ export function notificationToRow(n: Notification, userKey: number): Notificatio
 }
 
 /** A stored feed row of the user `userId` as the notification it records. */
-export function rowToNotification(row: NotificationsTable, userId: string): Notification {
+export function rowToNotification(row: FeedRow, userId: string): Notification {
   return {
     id: notificationId(row.user_key, row.seq),
     userId,

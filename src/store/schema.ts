@@ -137,7 +137,19 @@ export interface IdempotencyKeysTable {
   created_at: number;
 }
 
+/** Where a user's feed rows are: those from `first_seq` up to the next entry's are in `epoch`. */
+export interface FeedEpochsTable {
+  user_key: number;
+  first_seq: number;
+  epoch: number;
+}
+
 export interface NotificationsTable {
+  /**
+   * Which stretch of the feed's writes the row belongs to (SQLite: EPOCH_ROWS rows each; 0 on
+   * PostgreSQL): the index is (epoch, user_key, seq), so a commit's recipients share pages.
+   */
+  epoch: Generated<number>;
   /** `users.key` of the recipient. */
   user_key: number;
   seq: number;
@@ -267,6 +279,7 @@ export interface Database {
   messages: MessagesTable;
   reports: ReportsTable;
   notifications: NotificationsTable;
+  feed_epochs: FeedEpochsTable;
   thread_unread: ThreadUnreadTable;
   idempotency_keys: IdempotencyKeysTable;
   deliveries: DeliveriesTable;

@@ -1,10 +1,10 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../../store/schema.ts';
 import type { Notifier } from '../../notify/notifier.ts';
 import type { Notification, NotificationDraft, NotificationType } from '../../model/notification.ts';
 import { parseNotificationId } from '../../model/notification.ts';
 import { rowToNotification } from '../../store/rows.ts';
-import { userKeyOf } from '../../notify/feed.ts';
+import { feedEpochsAfter, userKeyOf } from '../../notify/feed.ts';
 import { notFound } from '../../errors.ts';
 
 type Db = Kysely<Database>;
@@ -91,9 +91,11 @@ export interface HistoryQuery {
 
 /** A user's Web3MQ notifications, newest first; `total` counts every entry that matches. */
 export async function readHistory(db: Db, q: HistoryQuery) {
+  const key = userKeyOf(q.userId);
   let filtered = db
     .selectFrom('notifications')
-    .where('user_key', '=', userKeyOf(q.userId))
+    .where(feedEpochsAfter(key, 0))
+    .where('user_key', '=', key)
     .where('type', 'in', q.noticeType ? [q.noticeType] : [...NOTICE_TYPES]);
   if (q.topic !== undefined) {
     filtered = q.topic === q.userId ? filtered.where('conversation_id', 'is', null) : filtered.where('conversation_id', '=', q.topic);
@@ -135,6 +137,7 @@ export async function changeStatus(
     const owned = await trx
       .selectFrom('notifications')
       .select('seq')
+      .where(feedEpochsAfter(sql<number>`${user.key}`, Math.min(...seqs) - 1))
       .where('user_key', '=', user.key)
       .where('type', 'in', [...NOTICE_TYPES])
       .where('seq', 'in', seqs)
@@ -149,6 +152,7 @@ export async function changeStatus(
     const result = await trx
       .updateTable('notifications')
       .set({ status, status_at: now })
+      .where(feedEpochsAfter(sql<number>`${user.key}`, Math.min(...seqs) - 1))
       .where('user_key', '=', user.key)
       .where('seq', 'in', seqs)
       .where((eb) => (status === 'read' ? eb.or([eb('status', 'is', null), eb('status', '!=', 'read')]) : eb('status', 'is', null)))
