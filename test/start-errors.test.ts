@@ -127,6 +127,11 @@ describe('herald serve that cannot start', { timeout: 120_000 }, () => {
           child.kill('SIGKILL');
           reject(new Error(`herald serve did not exit: ${stderr}`));
         }, 100_000);
+        // nobody may be unable to reach node itself (a directory of root's): say so at once.
+        child.on('error', (error) => {
+          clearTimeout(timer);
+          reject(error);
+        });
         child.on('close', (code) => {
           clearTimeout(timer);
           resolve({ code, stdout, stderr });
