@@ -6,7 +6,8 @@
  * with `since`, so every notification arrives once and in order, also across page reloads
  * when the caller keeps `lastSeq` (see `onSeq`).
  */
-import { REFUSAL_CODES, type ReceiverEvents, type ServerFrame } from './frames.ts';
+import { REFUSAL_CODES, type ServerFrame } from './frames.ts';
+import { ReceiverEventSource } from './receiver-events.ts';
 
 export type { CleanFrame, Disconnection, HelloFrame, NotificationFrame, ReceiverEvents, SyncedFrame } from './frames.ts';
 
@@ -24,16 +25,13 @@ export interface BrowserReceiverOptions {
   maxBackoffMs?: number;
 }
 
-type Listener<T> = (value: T) => void;
-
 /** A close code of our own for a connection we drop (browsers allow 1000 and 3000–4999). */
 const DROPPED = 3000;
 
-export class BrowserReceiver {
+export class BrowserReceiver extends ReceiverEventSource {
   /** Highest sequence received (or the replay start announced by the server). */
   lastSeq: number | undefined;
   private socket: WebSocket | undefined;
-  private readonly listeners = new Map<keyof ReceiverEvents, Set<Listener<never>>>();
   private stopped = true;
   private backoffMs: number;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -45,45 +43,9 @@ export class BrowserReceiver {
   private heardAt = 0;
 
   constructor(private readonly options: BrowserReceiverOptions) {
+    super();
     this.lastSeq = options.since;
     this.backoffMs = options.minBackoffMs ?? 100;
-  }
-
-  on<K extends keyof ReceiverEvents>(event: K, listener: Listener<ReceiverEvents[K]>): this {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    set.add(listener as Listener<never>);
-    return this;
-  }
-
-  off<K extends keyof ReceiverEvents>(event: K, listener: Listener<ReceiverEvents[K]>): this {
-    this.listeners.get(event)?.delete(listener as Listener<never>);
-    return this;
-  }
-
-  private emit<K extends keyof ReceiverEvents>(event: K, value: ReceiverEvents[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<ReceiverEvents[K]>)(value);
-  }
-
-  /** Resolves with the next event of a kind that matches, or rejects after `timeoutMs`. */
-  next<K extends keyof ReceiverEvents>(
-    event: K,
-    match: (value: ReceiverEvents[K]) => boolean = () => true,
-    timeoutMs = 5000,
-  ): Promise<ReceiverEvents[K]> {
-    return new Promise((resolve, reject) => {
-      const listener = (value: ReceiverEvents[K]) => {
-        if (!match(value)) return;
-        clearTimeout(timer);
-        this.off(event, listener);
-        resolve(value);
-      };
-      const timer = setTimeout(() => {
-        this.off(event, listener);
-        reject(new Error(`no matching ${event} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.on(event, listener);
-    });
   }
 
   start(): this {

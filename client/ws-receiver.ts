@@ -5,7 +5,8 @@
  */
 import WebSocket from 'ws';
 import { NotificationStream } from './notification-stream.ts';
-import type { CleanFrame, NotificationFrame, ReceiverEvents, ServerFrame } from './frames.ts';
+import type { CleanFrame, NotificationFrame, ServerFrame } from './frames.ts';
+import { ReceiverEventSource } from './receiver-events.ts';
 
 export type {
   NotificationFrame,
@@ -37,16 +38,13 @@ export interface ReceiverOptions {
 /** Close codes after which trying again cannot help. */
 const REFUSALS = new Set([4400, 4401, 4403]);
 
-type Listener<T> = (value: T) => void;
-
 /** What async iteration over a WsReceiver yields: the feed's entries, in sequence order. */
 export type FeedFrame = NotificationFrame | CleanFrame;
 
-export class WsReceiver implements AsyncIterable<FeedFrame> {
+export class WsReceiver extends ReceiverEventSource implements AsyncIterable<FeedFrame> {
   /** Highest sequence received (or the replay start announced by the server). */
   lastSeq: number | undefined;
   private socket: WebSocket | undefined;
-  private listeners = new Map<keyof ReceiverEvents, Set<Listener<never>>>();
   private stopped = false;
   private backoffMs: number;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -59,45 +57,9 @@ export class WsReceiver implements AsyncIterable<FeedFrame> {
   private readonly streams = new Set<NotificationStream<FeedFrame>>();
 
   constructor(private readonly options: ReceiverOptions) {
+    super();
     this.lastSeq = options.since;
     this.backoffMs = options.minBackoffMs ?? 100;
-  }
-
-  on<K extends keyof ReceiverEvents>(event: K, listener: Listener<ReceiverEvents[K]>): this {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    set.add(listener as Listener<never>);
-    return this;
-  }
-
-  off<K extends keyof ReceiverEvents>(event: K, listener: Listener<ReceiverEvents[K]>): this {
-    this.listeners.get(event)?.delete(listener as Listener<never>);
-    return this;
-  }
-
-  private emit<K extends keyof ReceiverEvents>(event: K, value: ReceiverEvents[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<ReceiverEvents[K]>)(value);
-  }
-
-  /** Resolves with the next event of a kind that matches, or rejects after `timeoutMs`. */
-  next<K extends keyof ReceiverEvents>(
-    event: K,
-    match: (value: ReceiverEvents[K]) => boolean = () => true,
-    timeoutMs = 5000,
-  ): Promise<ReceiverEvents[K]> {
-    return new Promise((resolve, reject) => {
-      const listener = (value: ReceiverEvents[K]) => {
-        if (!match(value)) return;
-        clearTimeout(timer);
-        this.off(event, listener);
-        resolve(value);
-      };
-      const timer = setTimeout(() => {
-        this.off(event, listener);
-        reject(new Error(`no matching ${event} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.on(event, listener);
-    });
   }
 
   /**
