@@ -1,8 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers/stores.ts';
 import { waitFor } from './helpers/server.ts';
-import { killPrivateServices, startPrivatePostgres, startPrivateRedis, type PrivateService } from './helpers/private-services.ts';
-import { feedsOf, killNodes, makeAudience, messagesIn, missingCount, sendMessages, startNode, tally } from './helpers/fault-cluster.ts';
+import {
+  feedsOf,
+  makeAudience,
+  messagesIn,
+  missingCount,
+  sendMessages,
+  startNode,
+  tally,
+  usePrivateCluster,
+} from './helpers/fault-cluster.ts';
 
 const RECIPIENTS = 20;
 const MESSAGES = 90;
@@ -11,22 +19,10 @@ const skip = !TEST_DATABASE_URL || !TEST_REDIS_URL;
 if (skip) console.warn('HERALD_TEST_DATABASE_URL or HERALD_TEST_REDIS_URL is unset: the node-kill fault test is skipped');
 
 describe.skipIf(skip)('a node killed during fan-out', { timeout: 90_000 }, () => {
-  let postgres: PrivateService;
-  let redis: PrivateService;
-
-  beforeAll(async () => {
-    postgres = await startPrivatePostgres();
-    redis = await startPrivateRedis();
-  }, 120_000);
-  afterAll(async () => {
-    await killNodes();
-    await redis?.destroy();
-    await postgres?.destroy();
-    await killPrivateServices();
-  }, 60_000);
+  const cluster = usePrivateCluster();
 
   it('its devices reconnect to the other node with since: nothing missed, nothing twice', async () => {
-    const env = { HERALD_DATABASE_URL: postgres.url, HERALD_REDIS_URL: redis.url };
+    const env = { HERALD_DATABASE_URL: cluster.postgres.url, HERALD_REDIS_URL: cluster.redis.url };
     const [doomed, survivor] = [await startNode(env), await startNode(env)];
     // Everything is sent through the survivor: a request in flight to the killed node is not accepted.
     const audience = await makeAudience([survivor.http], RECIPIENTS);

@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers/stores.ts';
 import { waitFor } from './helpers/server.ts';
-import { killPrivateServices, startPrivatePostgres, startPrivateRedis, type PrivateService } from './helpers/private-services.ts';
 import {
   feedsOf,
   killNodes,
@@ -12,6 +11,7 @@ import {
   startNode,
   tally,
   type Tally,
+  usePrivateCluster,
 } from './helpers/fault-cluster.ts';
 
 const RECIPIENTS = 20;
@@ -31,19 +31,7 @@ function report(title: string, figures: Tally & { accepted: number; refused: num
 // Two `herald serve` nodes on a private PostgreSQL and a private Redis, devices split between
 // them; node starts and a Redis restart take seconds on a busy machine.
 describe.skipIf(skip)('live delivery across nodes when Redis fails', { timeout: 90_000 }, () => {
-  let postgres: PrivateService;
-  let redis: PrivateService;
-
-  beforeAll(async () => {
-    postgres = await startPrivatePostgres();
-    redis = await startPrivateRedis();
-  }, 120_000);
-  afterAll(async () => {
-    await killNodes();
-    await redis?.destroy();
-    await postgres?.destroy();
-    await killPrivateServices();
-  }, 60_000);
+  const cluster = usePrivateCluster();
 
   async function fanOut(env: Record<string, string>, during?: () => Promise<void>) {
     const nodes = [await startNode(env), await startNode(env)];
@@ -69,12 +57,12 @@ describe.skipIf(skip)('live delivery across nodes when Redis fails', { timeout: 
   }
 
   it('Redis restarted during fan-out: every live device gets every notification once, in order', async () => {
-    const env = { HERALD_DATABASE_URL: postgres.url, HERALD_REDIS_URL: redis.url };
+    const env = { HERALD_DATABASE_URL: cluster.postgres.url, HERALD_REDIS_URL: cluster.redis.url };
     const figures = await fanOut(env, async () => {
-      await redis.stop();
+      await cluster.redis.stop();
       // Away for a while: messages keep being committed and published into nothing.
       await new Promise((resolve) => setTimeout(resolve, 1500));
-      await redis.start();
+      await cluster.redis.start();
     });
     report('Redis restarted', figures);
     expect(figures.accepted).toBe(MESSAGES);
@@ -86,7 +74,7 @@ describe.skipIf(skip)('live delivery across nodes when Redis fails', { timeout: 
   });
 
   it('a third of bus messages dropped: every live device gets every notification once, in order', async () => {
-    const env = { HERALD_DATABASE_URL: postgres.url, HERALD_REDIS_URL: redis.url, HERALD_TEST_BUS_DROP: '0.33' };
+    const env = { HERALD_DATABASE_URL: cluster.postgres.url, HERALD_REDIS_URL: cluster.redis.url, HERALD_TEST_BUS_DROP: '0.33' };
     const figures = await fanOut(env);
     report('bus dropping 33 %', figures);
     expect(figures.accepted).toBe(MESSAGES);

@@ -2,10 +2,12 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { WebSocket } from 'ws';
 import { OzekiClient, ozekiTime } from '../../client/ozeki.ts';
 import { adminPost, startHerald, type HeraldProcess } from './herald-process.ts';
 import { newStation } from './server.ts';
+import { killPrivateServices, startPrivatePostgres, startPrivateRedis, type PrivateService } from './private-services.ts';
 
 /*
  * What the fault tests share: `herald serve` nodes as processes of their own, users with one
@@ -247,4 +249,23 @@ export async function sendMessages(
   }
   await fault;
   return { accepted, refused };
+}
+
+/**
+ * A private PostgreSQL and Redis for one describe block, started before its tests and, with
+ * every node, gone after them. Read `services.postgres` / `services.redis` inside the tests.
+ */
+export function usePrivateCluster(): { postgres: PrivateService; redis: PrivateService } {
+  const services = {} as { postgres: PrivateService; redis: PrivateService };
+  beforeAll(async () => {
+    services.postgres = await startPrivatePostgres();
+    services.redis = await startPrivateRedis();
+  }, 120_000);
+  afterAll(async () => {
+    await killNodes();
+    await services.redis?.destroy();
+    await services.postgres?.destroy();
+    await killPrivateServices();
+  }, 60_000);
+  return services;
 }
