@@ -4,6 +4,7 @@ import type { Database } from './schema.ts';
 import { alertsOnPush, dataText, type Notification } from '../model/notification.ts';
 import { notificationToRow } from './rows.ts';
 import { preparedOnPostgres } from './statement.ts';
+import { pushDevice, PushDeviceUsers } from './push-device-users.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -95,7 +96,7 @@ export interface QueuedPushes {
 const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, station, provider, state, attempts, next_attempt_at,
   lease_until, lease_owner, expires_at, last_error, created_at, updated_at)`;
 /** What makes a device one that takes pushes (the partial index devices_push_user holds just these). */
-const PUSH_DEVICE = 'd.push_token IS NOT NULL AND d.push_provider IS NOT NULL AND d.push_disabled_at IS NULL';
+const PUSH_DEVICE = pushDevice('d');
 
 /** PUSH_DEVICE without the devices of some providers (names of Herald's own, never a caller's text). */
 function pushDeviceExcept(providers: readonly string[] | undefined): string {
@@ -208,6 +209,7 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
   let queueHolding: SQLite.Statement | undefined;
   let countHeld: SQLite.Statement | undefined;
   const memory = new FeedHeadMemory(database);
+  const pushUsers = new PushDeviceUsers(database);
   return {
     async feedHeads(trx, userIds) {
       memory.enter(trx);
@@ -277,7 +279,10 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
-    async queuePushes(_trx, notifications, now, expiresAt, hold, exceptProviders) {
+    async queuePushes(_trx, all, now, expiresAt, hold, exceptProviders) {
+      pushUsers.refresh();
+      const notifications = all.filter((n) => pushUsers.mayHave(n.userId));
+      if (notifications.length === 0) return { queued: 0, held: 0 };
       if (!hold) {
         // The notifications travel as one JSON parameter of [user id, notification id] pairs.
         const key = exceptProviders?.join(',') ?? '';
