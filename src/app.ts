@@ -571,8 +571,14 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
     ownersOf: chatDevices.ownersOf,
     disconnect: (disconnect) => bus.disconnectHere(disconnect),
     log: log.child({ part: 'catch-up' }),
+    onRun: ({ delivered, disconnected }) => {
+      metrics.catchUpRuns.inc();
+      metrics.catchUpDelivered.inc(delivered);
+      metrics.catchUpDisconnected.inc(disconnected);
+    },
   });
   bus.onPossibleLoss((why) => {
+    metrics.busPossibleLosses.inc();
     log.debug({ why }, 'bus messages may have been lost; catching up from the feed');
     catchUp.request();
   });

@@ -61,6 +61,26 @@ export function createMetrics(registry: Registry) {
       help: 'UDP endpoints forgotten after staying silent past HERALD_UDP_ENDPOINT_TIMEOUT_MS',
       registers: [registry],
     }),
+    busPossibleLosses: new Counter({
+      name: 'herald_bus_possible_losses_total',
+      help: "Times the bus between nodes may have lost messages (a gap in a node's sequence, a node gone quiet, the subscription restored)",
+      registers: [registry],
+    }),
+    catchUpRuns: new Counter({
+      name: 'herald_live_catch_up_runs_total',
+      help: 'Runs comparing live devices with their feeds (after a possible bus loss, and every 30 s)',
+      registers: [registry],
+    }),
+    catchUpDelivered: new Counter({
+      name: 'herald_live_catch_up_delivered_total',
+      help: 'Notifications handed to live connections from the feed because their bus message did not arrive',
+      registers: [registry],
+    }),
+    catchUpDisconnected: new Counter({
+      name: 'herald_live_catch_up_disconnected_total',
+      help: 'Live connections ended by a catch-up run because their device was removed or given to another user',
+      registers: [registry],
+    }),
     rateLimited: new Counter({
       name: 'herald_rate_limited_total',
       help: 'Calls, handshakes and datagrams refused by a rate limit, by limit (HERALD_LIMIT_*)',

@@ -21,6 +21,8 @@ export interface CatchUpParts {
   disconnect(disconnect: Disconnect): void;
   log: Logger;
   sweepIntervalMs?: number;
+  /** Told what each finished run found (metrics). */
+  onRun?(found: { delivered: number; disconnected: number }): void;
 }
 
 /** What catching up found, for the log and for tests. */
@@ -130,6 +132,7 @@ export class LiveCatchUp {
       }
     }
     this.counts.disconnected += disconnected;
+    this.parts.onRun?.({ delivered, disconnected });
     if (delivered > 0 || disconnected > 0) {
       this.parts.log.info({ delivered, disconnected }, 'live devices caught up from the database');
     }
