@@ -14,7 +14,7 @@ type Db = Kysely<Database> | Transaction<Database>;
  * without Kysely's layers around each call.
  */
 export class Statement<Row> {
-  private readonly text: { sqlite?: string; postgres: string };
+  private readonly text: { sqlite?: string; postgres?: string };
   private readonly prepared = new WeakMap<SQLite.Database, SQLite.Statement>();
 
   /**
@@ -22,11 +22,12 @@ export class Statement<Row> {
    * for a parameter used twice); where the two databases need different SQL, give both, and
    * a statement of one database only is given for it alone.
    */
-  constructor(text: string | { sqlite?: string; postgres: string }) {
+  constructor(text: string | { sqlite?: string; postgres?: string }) {
     const both = typeof text === 'string' ? { sqlite: text, postgres: text } : text;
     let n = 0;
-    this.text = { sqlite: both.sqlite, postgres: both.postgres.replace(/\?(\d*)/g, (_, d: string) => `$${d || ++n}`) };
-    preparedOnPostgres(this.text.postgres);
+    const postgres = both.postgres?.replace(/\?(\d*)/g, (_, d: string) => `$${d || ++n}`);
+    this.text = { sqlite: both.sqlite, postgres };
+    if (postgres !== undefined) preparedOnPostgres(postgres);
   }
 
   async all(db: Db, parameters: readonly unknown[]): Promise<Row[]> {
@@ -42,8 +43,9 @@ export class Statement<Row> {
       statement.run(...parameters);
       return [];
     }
-    const text = this.text[dialectOf(db)];
-    if (text === undefined) throw new Error('a PostgreSQL statement run on SQLite');
+    const dialect = dialectOf(db);
+    const text = this.text[dialect];
+    if (text === undefined) throw new Error(`a statement of the other database run on ${dialect}`);
     const result = await db.executeQuery<Row>(CompiledQuery.raw(text, parameters as unknown[]));
     return result.rows;
   }
