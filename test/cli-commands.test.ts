@@ -268,14 +268,15 @@ describe.skipIf(!TEST_REDIS_URL)('herald user delete and device remove with HERA
     await tablet.login(erin.apikey, 'browser');
     const onTablet = await connectDevice(server, tablet.station);
     receivers.push(onTablet.receiver);
-    const tabletRefused = onTablet.receiver.next('refused');
+    // The CLI starts a process of its own and opens the database first: slow on a busy machine.
+    const tabletRefused = onTablet.receiver.next('refused', undefined, 30_000);
     const removed = await runCli(['device', 'remove', erin.email, tablet.station], env);
     expect(removed.code).toBe(0);
     expect(await tabletRefused).toEqual({ code: 4401, reason: 'this device was removed' });
 
     const onDesk = await connectDevice(server, erin.client.station);
     receivers.push(onDesk.receiver);
-    const deskRefused = onDesk.receiver.next('refused');
+    const deskRefused = onDesk.receiver.next('refused', undefined, 30_000);
     const deleted = await runCli(['user', 'delete', erin.userid], env);
     expect(deleted.code).toBe(0);
     expect(await deskRefused).toEqual({ code: 4401, reason: 'this user was deleted' });

@@ -184,6 +184,10 @@ describe.skipIf(chromiumMissing)('the web app', () => {
     expect(Number(new URL(resumed).searchParams.get('since'))).toBeGreaterThanOrEqual(seenSeq);
     const seqs = sockets.frames.map((f) => f.seq);
     expect(new Set(seqs).size).toBe(seqs.length);
+    // Chromium logs each reconnect tried while offline (more of them on a busy machine): this
+    // case asked for those, so they are no fault of the page.
+    const offline = problems.filter((p) => p.includes('net::ERR_INTERNET_DISCONNECTED'));
+    problems.splice(0, problems.length, ...problems.filter((p) => !offline.includes(p)));
   });
 
   it('a muted conversation counts but does not toast, and sends nothing by Web Push', async () => {
