@@ -29,6 +29,8 @@ export interface WebPushVapidClaims {
   k: string;
 }
 
+type VapidKey = Awaited<ReturnType<typeof importJWK>>;
+
 export interface WebPushRecord {
   endpoint: string;
   ttl: number;
@@ -123,6 +125,27 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     return new URL(endpoint, mock.origin).pathname.replace(/^\/push\//, '');
   }
 
+  /*
+   * The application servers' public keys, imported once per k value. A push service keeps
+   * the applicationServerKey a subscription was created with (RFC 8292 §3.2), so importing
+   * the same key for every request is work a real one does not repeat either. The token is
+   * still verified on every request, whoever signed it and however often it comes back.
+   */
+  const importedKeys = new Map<string, Promise<VapidKey>>();
+  function vapidKey(k: string, point: Buffer): Promise<VapidKey> {
+    let key = importedKeys.get(k);
+    if (!key) {
+      key = importJWK(
+        { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') },
+        'ES256',
+      );
+      // A k that does not import is not kept: each request with it gets its own 401.
+      key.catch(() => importedKeys.delete(k));
+      importedKeys.set(k, key);
+    }
+    return key;
+  }
+
   /** RFC 8292 §3: Authorization: vapid t=<JWT>, k=<public key>. Returns the claims or why not. */
   async function verifyVapid(authorization: string | undefined): Promise<WebPushVapidClaims | string> {
     const match = /^vapid\s+(.+)$/i.exec(authorization ?? '');
@@ -139,10 +162,7 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     if (point.length !== 65 || point[0] !== 4) return 'k is not an uncompressed P-256 point';
     try {
       if (decodeProtectedHeader(t).alg !== 'ES256') return 'the JWT must be ES256';
-      const key = await importJWK(
-        { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') },
-        'ES256',
-      );
+      const key = await vapidKey(k, point);
       const { payload } = await jwtVerify(t, key, { algorithms: ['ES256'], audience: mock.origin });
       const now = Math.floor(Date.now() / 1000);
       if (typeof payload.exp !== 'number') return 'the JWT has no exp';
