@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,9 @@ import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { generate } from 'selfsigned';
 
 /*
- * A test double of a Web Push service (RFC 8030) over HTTPS on loopback. It checks what a
+ * A test double of a Web Push service (RFC 8030) over HTTPS on loopback, speaking HTTP/2 or
+ * HTTP/1.1 as the client asks by ALPN (real push services — FCM's, Mozilla's — offer both;
+ * RFC 8030 §4 recommends HTTP/2). It checks what a
  * real push service checks: TTL, Content-Encoding aes128gcm and the RFC 8188 header of the
  * body, Urgency and Topic when sent, and the VAPID Authorization (RFC 8292: an ES256 JWT
  * verified against k, aud = this origin, exp at most 24 h ahead, sub mailto: or https:).
@@ -39,6 +42,8 @@ export interface WebPushRecord {
   /** The encrypted body exactly as received (salt ‖ rs ‖ idlen ‖ keyid ‖ records). */
   body: Buffer;
   vapid: WebPushVapidClaims;
+  /** The HTTP version it came over: '2.0' or '1.1'. */
+  httpVersion: string;
   at: number;
 }
 
@@ -77,7 +82,12 @@ export interface WebPushMock {
   close(): Promise<void>;
 }
 
-export async function startWebPushMock(): Promise<WebPushMock> {
+export interface WebPushMockOptions {
+  /** Offers only http/1.1 by ALPN, as a push service without HTTP/2 would. */
+  http1Only?: boolean;
+}
+
+export async function startWebPushMock(options: WebPushMockOptions = {}): Promise<WebPushMock> {
   const host = '127.0.0.1';
   const tls = await generate([{ name: 'commonName', value: 'Herald Web Push test double' }], {
     keyType: 'ec',
@@ -176,7 +186,7 @@ export async function startWebPushMock(): Promise<WebPushMock> {
   }
 
   async function handle(
-    request: import('node:http').IncomingMessage,
+    request: import('node:http').IncomingMessage | http2.Http2ServerRequest,
     body: Buffer,
   ): Promise<{ status: number; text: string; headers?: Record<string, string> }> {
     const url = new URL(request.url ?? '/', mock.origin);
@@ -216,11 +226,14 @@ export async function startWebPushMock(): Promise<WebPushMock> {
         headers: failure.retryAfter !== undefined ? { 'retry-after': String(failure.retryAfter) } : undefined,
       };
     }
-    mock.messages.push({ endpoint, ttl: Number(ttlHeader), urgency, topic, body, vapid, at: Date.now() });
+    mock.messages.push({ endpoint, ttl: Number(ttlHeader), urgency, topic, body, vapid, httpVersion: request.httpVersion, at: Date.now() });
     return { status: 201, text: '', headers: { location: `${mock.origin}/message/${randomBytes(12).toString('base64url')}` } };
   }
 
-  const server = https.createServer({ cert: tls.cert, key: tls.private }, (request, response) => {
+  function onRequest(
+    request: import('node:http').IncomingMessage | http2.Http2ServerRequest,
+    response: import('node:http').ServerResponse | http2.Http2ServerResponse,
+  ): void {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
@@ -232,7 +245,11 @@ export async function startWebPushMock(): Promise<WebPushMock> {
         response.end(answer.text);
       });
     });
-  });
+  }
+  const serverOptions = { cert: tls.cert, key: tls.private };
+  const server = options.http1Only
+    ? https.createServer(serverOptions, onRequest)
+    : http2.createSecureServer({ ...serverOptions, allowHTTP1: true }, onRequest);
   server.on('secureConnection', (socket: TLSSocket) => {
     mock.connections++;
     sockets.add(socket);
