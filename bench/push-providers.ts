@@ -229,9 +229,20 @@ export async function runFcmPush(log: (line: string) => void): Promise<ProviderP
 const WEB_PUSH_IN_FLIGHT = 64;
 
 export async function runWebPush(log: (line: string) => void): Promise<ProviderPushResult> {
-  const double = await spawnWithJsonLine<{ origin: string; caFile: string; statsUrl: string }>('Web Push double', [
-    'test/mocks/webpush-server.ts',
-  ]);
+  // With BENCH_CPU_PROF=1 the double's whole life is profiled too (warm-up and both senders' runs):
+  // Node writes one profile per thread (the main one is the larger) into a directory of its own.
+  const profileFlags = benchConfig.cpuProfile
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${path.join(BENCH_DIR, 'profiles', `push-webpush-double-${new Date().toISOString().replace(/[:.]/g, '-')}`)}`,
+      ]
+    : [];
+  const double = await spawnWithJsonLine<{ origin: string; caFile: string; statsUrl: string }>(
+    'Web Push double',
+    ['test/mocks/webpush-server.ts'],
+    undefined,
+    profileFlags,
+  );
   const info = double.line;
   const stats = () => getJson<DoubleStats>(`${info.statsUrl}/stats`);
   const sender = new Child('webpush-sender', 'clients/sender.ts');

@@ -48,8 +48,17 @@ process.on('exit', killAllChildren);
  * A plain child process (not a bench child: the APNs double, say) killed with the others
  * on the way out. Its first stdout line, JSON, is returned.
  */
-export async function spawnWithJsonLine<T>(name: string, args: string[], timeoutMs = 60_000): Promise<{ process: ChildProcess; line: T }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
+export async function spawnWithJsonLine<T>(
+  name: string,
+  args: string[],
+  timeoutMs = 60_000,
+  /** Node flags before the script (--cpu-prof, say). */
+  nodeFlags: string[] = [],
+): Promise<{ process: ChildProcess; line: T }> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', ...args], {
+    cwd: ROOT_DIR,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const line = await new Promise<T>((resolve, reject) => {

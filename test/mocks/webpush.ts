@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,9 @@ import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { generate } from 'selfsigned';
 
 /*
- * A test double of a Web Push service (RFC 8030) over HTTPS on loopback. It checks what a
+ * A test double of a Web Push service (RFC 8030) over HTTPS on loopback, speaking HTTP/2 or
+ * HTTP/1.1 as the client asks by ALPN (real push services — FCM's, Mozilla's — offer both;
+ * RFC 8030 §4 recommends HTTP/2). It checks what a
  * real push service checks: TTL, Content-Encoding aes128gcm and the RFC 8188 header of the
  * body, Urgency and Topic when sent, and the VAPID Authorization (RFC 8292: an ES256 JWT
  * verified against k, aud = this origin, exp at most 24 h ahead, sub mailto: or https:).
@@ -29,6 +32,8 @@ export interface WebPushVapidClaims {
   k: string;
 }
 
+type VapidKey = Awaited<ReturnType<typeof importJWK>>;
+
 export interface WebPushRecord {
   endpoint: string;
   ttl: number;
@@ -37,6 +42,8 @@ export interface WebPushRecord {
   /** The encrypted body exactly as received (salt ‖ rs ‖ idlen ‖ keyid ‖ records). */
   body: Buffer;
   vapid: WebPushVapidClaims;
+  /** The HTTP version it came over: '2.0' or '1.1'. */
+  httpVersion: string;
   at: number;
 }
 
@@ -75,7 +82,12 @@ export interface WebPushMock {
   close(): Promise<void>;
 }
 
-export async function startWebPushMock(): Promise<WebPushMock> {
+export interface WebPushMockOptions {
+  /** Offers only http/1.1 by ALPN, as a push service without HTTP/2 would. */
+  http1Only?: boolean;
+}
+
+export async function startWebPushMock(options: WebPushMockOptions = {}): Promise<WebPushMock> {
   const host = '127.0.0.1';
   const tls = await generate([{ name: 'commonName', value: 'Herald Web Push test double' }], {
     keyType: 'ec',
@@ -123,6 +135,27 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     return new URL(endpoint, mock.origin).pathname.replace(/^\/push\//, '');
   }
 
+  /*
+   * The application servers' public keys, imported once per k value. A push service keeps
+   * the applicationServerKey a subscription was created with (RFC 8292 §3.2), so importing
+   * the same key for every request is work a real one does not repeat either. The token is
+   * still verified on every request, whoever signed it and however often it comes back.
+   */
+  const importedKeys = new Map<string, Promise<VapidKey>>();
+  function vapidKey(k: string, point: Buffer): Promise<VapidKey> {
+    let key = importedKeys.get(k);
+    if (!key) {
+      key = importJWK(
+        { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') },
+        'ES256',
+      );
+      // A k that does not import is not kept: each request with it gets its own 401.
+      key.catch(() => importedKeys.delete(k));
+      importedKeys.set(k, key);
+    }
+    return key;
+  }
+
   /** RFC 8292 §3: Authorization: vapid t=<JWT>, k=<public key>. Returns the claims or why not. */
   async function verifyVapid(authorization: string | undefined): Promise<WebPushVapidClaims | string> {
     const match = /^vapid\s+(.+)$/i.exec(authorization ?? '');
@@ -139,10 +172,7 @@ export async function startWebPushMock(): Promise<WebPushMock> {
     if (point.length !== 65 || point[0] !== 4) return 'k is not an uncompressed P-256 point';
     try {
       if (decodeProtectedHeader(t).alg !== 'ES256') return 'the JWT must be ES256';
-      const key = await importJWK(
-        { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') },
-        'ES256',
-      );
+      const key = await vapidKey(k, point);
       const { payload } = await jwtVerify(t, key, { algorithms: ['ES256'], audience: mock.origin });
       const now = Math.floor(Date.now() / 1000);
       if (typeof payload.exp !== 'number') return 'the JWT has no exp';
@@ -156,7 +186,7 @@ export async function startWebPushMock(): Promise<WebPushMock> {
   }
 
   async function handle(
-    request: import('node:http').IncomingMessage,
+    request: import('node:http').IncomingMessage | http2.Http2ServerRequest,
     body: Buffer,
   ): Promise<{ status: number; text: string; headers?: Record<string, string> }> {
     const url = new URL(request.url ?? '/', mock.origin);
@@ -196,11 +226,14 @@ export async function startWebPushMock(): Promise<WebPushMock> {
         headers: failure.retryAfter !== undefined ? { 'retry-after': String(failure.retryAfter) } : undefined,
       };
     }
-    mock.messages.push({ endpoint, ttl: Number(ttlHeader), urgency, topic, body, vapid, at: Date.now() });
+    mock.messages.push({ endpoint, ttl: Number(ttlHeader), urgency, topic, body, vapid, httpVersion: request.httpVersion, at: Date.now() });
     return { status: 201, text: '', headers: { location: `${mock.origin}/message/${randomBytes(12).toString('base64url')}` } };
   }
 
-  const server = https.createServer({ cert: tls.cert, key: tls.private }, (request, response) => {
+  function onRequest(
+    request: import('node:http').IncomingMessage | http2.Http2ServerRequest,
+    response: import('node:http').ServerResponse | http2.Http2ServerResponse,
+  ): void {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
@@ -212,7 +245,11 @@ export async function startWebPushMock(): Promise<WebPushMock> {
         response.end(answer.text);
       });
     });
-  });
+  }
+  const serverOptions = { cert: tls.cert, key: tls.private };
+  const server = options.http1Only
+    ? https.createServer(serverOptions, onRequest)
+    : http2.createSecureServer({ ...serverOptions, allowHTTP1: true }, onRequest);
   server.on('secureConnection', (socket: TLSSocket) => {
     mock.connections++;
     sockets.add(socket);

@@ -7,7 +7,7 @@ import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.t
 import { fcmMessage } from './payload.ts';
 import { fcmOutcome, readFcmAnswer, type FcmAnswer } from './outcomes.ts';
 import { AccessTokens, parseServiceAccount, type ServiceAccount } from './service-account.ts';
-import { Http2Origin } from './http2-origin.ts';
+import { Http2Origin } from '../http2-origin.ts';
 
 /*
  * Firebase Cloud Messaging HTTP v1: an OAuth access token from the service account (RS256
@@ -40,7 +40,7 @@ export class FcmChannel implements PushChannel {
     this.accessTokens = new AccessTokens(options.account, this.agent);
     const sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
     this.sendPath = sendUrl.pathname;
-    this.fcm = new Http2Origin(sendUrl.origin, options.ca, options.log);
+    this.fcm = new Http2Origin(sendUrl.origin, { name: 'FCM', ca: options.ca, log: options.log });
   }
 
   static async fromConfig(config: Config, log?: Logger): Promise<FcmChannel> {

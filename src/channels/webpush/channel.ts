@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import https from 'node:https';
 import webPush from 'web-push';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
@@ -9,7 +8,8 @@ import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.t
 import type { VapidKeys } from './vapid-keys.ts';
 import { webPushRequest } from './payload.ts';
 import { webPushOutcome } from './outcomes.ts';
-import { InternalEndpointError, publicOnlyLookup } from './public-endpoints.ts';
+import { InternalEndpointError } from './public-endpoints.ts';
+import { PushServiceConnections } from './push-service-connections.ts';
 import { VapidAuthorization } from './vapid-authorization.ts';
 
 /*
@@ -17,13 +17,10 @@ import { VapidAuthorization } from './vapid-authorization.ts';
  * RFC 8291 (aes128gcm payload encryption to the subscription's keys) and RFC 8292 (VAPID).
  *
  * The `web-push` package does the encryption and signs the VAPID JWT; Herald sends the
- * request itself over one keep-alive agent that trusts HERALD_CA_FILE, so every push service
- * origin keeps its connections open and a test double can stand in for the push service.
+ * request itself (push-service-connections.ts: HTTP/2 where the push service offers it, else
+ * HTTP/1.1 over a keep-alive agent), trusting HERALD_CA_FILE, so every push service origin
+ * keeps its connections open and a test double can stand in for the push service.
  */
-
-const REQUEST_TIMEOUT_MS = 30_000;
-/** Concurrent connections per push service origin. */
-const MAX_SOCKETS = 64;
 
 export interface WebPushOptions {
   keys: VapidKeys;
@@ -36,11 +33,11 @@ export interface WebPushOptions {
 
 export class WebPushChannel implements PushChannel {
   readonly provider = 'webpush' as const;
-  private readonly agent: https.Agent;
+  private readonly connections: PushServiceConnections;
   private readonly authorization: VapidAuthorization;
 
   constructor(private readonly options: WebPushOptions) {
-    this.agent = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
+    this.connections = new PushServiceConnections(options);
     this.authorization = new VapidAuthorization(options.keys, options.subject);
   }
 
@@ -89,7 +86,7 @@ export class WebPushChannel implements PushChannel {
     };
     if (request.topic) headers.topic = request.topic;
     try {
-      const answer = await this.post(endpoint, encrypted.cipherText, headers);
+      const answer = await this.connections.post(endpoint, headers, encrypted.cipherText);
       return webPushOutcome(answer.status, answer.body, answer.retryAfter);
     } catch (error) {
       if (error instanceof InternalEndpointError) return { kind: 'dead', reason: error.message };
@@ -97,33 +94,7 @@ export class WebPushChannel implements PushChannel {
     }
   }
 
-  private post(url: URL, body: Buffer, headers: Record<string, string | number>) {
-    return new Promise<{ status: number; body: string; retryAfter?: string | string[] }>((resolve, reject) => {
-      const lookup = this.options.allowPrivateEndpoints ? undefined : publicOnlyLookup;
-      const request = https.request(url, { method: 'POST', agent: this.agent, headers, lookup }, (response) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on('data', (chunk: Buffer) => {
-          // Only the start of an error body is kept for the reason.
-          if (size < 1024) chunks.push(chunk);
-          size += chunk.length;
-        });
-        response.on('end', () =>
-          resolve({
-            status: response.statusCode ?? 0,
-            body: Buffer.concat(chunks).toString('utf8'),
-            retryAfter: response.headers['retry-after'],
-          }),
-        );
-        response.on('error', reject);
-      });
-      request.setTimeout(REQUEST_TIMEOUT_MS, () => request.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-      request.on('error', reject);
-      request.end(body);
-    });
-  }
-
   async close(): Promise<void> {
-    this.agent.destroy();
+    await this.connections.close();
   }
 }

@@ -1,8 +1,10 @@
 import http2 from 'node:http2';
+import type net from 'node:net';
+import type tls from 'node:tls';
 import { AsyncResource } from 'node:async_hooks';
 import type { Logger } from 'pino';
-import { leanBind } from '../apns/lean-async-bind.ts';
-import { streamOptions } from '../apns/stream-options.ts';
+import { leanBind } from './apns/lean-async-bind.ts';
+import { streamOptions } from './apns/stream-options.ts';
 
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Never more streams at once than this, whatever the peer advertises. */
@@ -37,8 +39,20 @@ export interface Http2Answer {
   headers: http2.IncomingHttpHeaders;
 }
 
+export interface Http2OriginOptions {
+  /** Who the origin is, in log lines: `FCM`, `Web Push https://…`. */
+  name: string;
+  /** Trusted certificates (HERALD_CA_FILE) instead of Node's. */
+  ca?: string;
+  log?: Logger;
+  /** How host names are resolved (a check of the address connected to, say). */
+  lookup?: net.LookupFunction;
+  /** A connection already open to the origin with h2 agreed by ALPN: the first session runs on it. */
+  socket?: tls.TLSSocket;
+}
+
 /**
- * One HTTP/2 connection to an origin (FCM's fcm.googleapis.com), carrying every request
+ * One HTTP/2 connection to an origin (FCM's fcm.googleapis.com, a Web Push service), carrying every request
  * as a stream of its own, as many at once as the peer's SETTINGS allow; requests past that
  * wait in order. A connection that is lost or told to go away (GOAWAY) is replaced by a
  * new one on the next request; requests already on it fail and are retried by the outbox.
@@ -53,14 +67,17 @@ export class Http2Origin {
   private readonly lean = leanRequests();
   private readonly streamOptions = streamOptions();
 
+  private socket?: tls.TLSSocket;
+
   constructor(
     private readonly origin: string,
-    private readonly ca: string | undefined,
-    private readonly log?: Logger,
-  ) {}
+    private readonly options: Http2OriginOptions,
+  ) {
+    this.socket = options.socket;
+  }
 
   /** POSTs `body` to `path` and reads the whole answer; rejects on a connection error, a reset stream or 30 s without an answer. */
-  async post(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
+  async post(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer): Promise<Http2Answer> {
     if (this.closed) throw new Error('the channel is closed');
     // A waiting request is woken with its stream already counted (see next()).
     if (this.active < this.streamLimit()) this.active++;
@@ -96,17 +113,25 @@ export class Http2Origin {
   private connection(): http2.ClientHttp2Session {
     const current = this.session;
     if (current && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(this.origin, { ...(this.ca ? { ca: this.ca } : {}), minVersion: 'TLSv1.2' });
+    const { ca, lookup, log, name } = this.options;
+    const socket = this.socket;
+    this.socket = undefined;
+    const session = http2.connect(this.origin, {
+      ...(ca ? { ca } : {}),
+      ...(lookup ? { lookup } : {}),
+      ...(socket ? { createConnection: () => socket } : {}),
+      minVersion: 'TLSv1.2',
+    });
     const forget = () => {
       if (this.session === session) this.session = undefined;
     };
     session.on('goaway', (code) => {
-      this.log?.warn({ code }, 'FCM sent GOAWAY; the next request opens a new connection');
+      log?.warn({ code }, `${name} sent GOAWAY; the next request opens a new connection`);
       forget();
     });
     session.on('close', forget);
     session.on('error', (error) => {
-      this.log?.warn({ err: error }, 'FCM connection error');
+      log?.warn({ err: error }, `${name} connection error`);
       forget();
     });
     // A larger limit from the peer lets waiting requests go.
@@ -115,7 +140,7 @@ export class Http2Origin {
     return session;
   }
 
-  private request(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
+  private request(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer): Promise<Http2Answer> {
     return new Promise((resolve, reject) => {
       let stream: http2.ClientHttp2Stream;
       try {
@@ -161,6 +186,9 @@ export class Http2Origin {
     this.next();
     const session = this.session;
     this.session = undefined;
+    // A connection handed over but never used.
+    this.socket?.destroy();
+    this.socket = undefined;
     if (!session || session.closed) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
