@@ -70,15 +70,20 @@ export class FcmChannel implements PushChannel {
   }
 
   send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
-    this.deliver(target, notification).then(
+    this.sendToToken(target.token, notification, context, done);
+  }
+
+  /** send() for a caller that knows only the registration token (the push thread): FCM needs nothing else. */
+  sendToToken<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    this.deliver(token, notification).then(
       (outcome) => done(outcome, context),
       (error: Error) => done({ kind: 'retry', reason: `send failed: ${error.message}` }, context),
     );
   }
 
   /** Posts the message, fetching a new access token once when FCM refuses the current one. */
-  private async deliver(target: PushTarget, notification: Notification): Promise<SendOutcome> {
-    const body = JSON.stringify({ message: fcmMessage(notification, target.token) });
+  private async deliver(token: string, notification: Notification): Promise<SendOutcome> {
+    const body = JSON.stringify({ message: fcmMessage(notification, token) });
     try {
       let answer = await this.post(body);
       if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR') {

@@ -1,7 +1,7 @@
 import http2 from 'node:http2';
 import { AsyncResource } from 'node:async_hooks';
 import type { Logger } from 'pino';
-import { leanBind } from '../apns/lean-async-bind.ts';
+import { leanBind } from '../lean-async-bind.ts';
 import { streamOptions } from '../apns/stream-options.ts';
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -12,7 +12,7 @@ const DEFAULT_STREAMS = 100;
 /** How long close() waits for open streams before it destroys the session. */
 const CLOSE_GRACE_MS = 2000;
 
-/** AsyncResource#bind as Node has it, and one without the deprecated accessor (see apns/lean-async-bind.ts). */
+/** AsyncResource#bind as Node has it, and one without the deprecated accessor (see ../lean-async-bind.ts). */
 const nodeBind = AsyncResource.prototype.bind;
 function bindWithoutAccessor<Func extends (...args: any[]) => unknown>(this: AsyncResource, fn: Func, thisArg?: unknown): Func {
   return leanBind(this, fn, thisArg);
