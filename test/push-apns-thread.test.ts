@@ -8,6 +8,7 @@ import type { ThreadedPushChannel } from '../src/channels/push-thread/threaded-c
 import { sendOne, type PushTarget, type SendOutcome } from '../src/model/channel.ts';
 import { notificationId, type Notification } from '../src/model/notification.ts';
 import { waitFor } from './helpers/server.ts';
+import { runningThreads as running, sendEach } from './helpers/push-thread.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
 /*
@@ -15,19 +16,9 @@ import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.
  * answered once, also when a thread stops or the channel closes with pushes unanswered.
  */
 
-/** The push threads running now, as Node's Worker sees them: a test stops one the way a crash would. */
-const { running } = vi.hoisted(() => ({ running: new Set<import('node:worker_threads').Worker>() }));
-vi.mock('node:worker_threads', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:worker_threads')>();
-  class WatchedWorker extends real.Worker {
-    constructor(...args: ConstructorParameters<typeof real.Worker>) {
-      super(...args);
-      running.add(this);
-      this.once('exit', () => running.delete(this));
-    }
-  }
-  return { ...real, default: { ...real, Worker: WatchedWorker }, Worker: WatchedWorker };
-});
+vi.mock('node:worker_threads', async (importOriginal) =>
+  (await import('./helpers/push-thread.ts')).watchedWorkerThreads(await importOriginal<typeof import('node:worker_threads')>()),
+);
 
 let doubles: PushDoubles;
 let dataDir: string;
@@ -60,20 +51,12 @@ function target(token: string, n: Notification): PushTarget {
   return { station: 's', userId: n.userId, platform: 'ios', provider: 'apns', token };
 }
 
-/** Sends each [token, notification] through send and resolves to the outcomes in order. */
+/** Sends each [token, notification] through the channel and resolves to the outcomes in order. */
 function sendAll(pushes: Array<[string, Notification]>): Promise<SendOutcome[]> {
-  return new Promise((resolve) => {
-    const outcomes: SendOutcome[] = new Array(pushes.length);
-    let left = pushes.length;
-    pushes.forEach(([token, n], i) =>
-      channel!.send(target(token, n), n, i, (outcome, index) => {
-        // Each push is answered exactly once.
-        expect(outcomes[index]).toBeUndefined();
-        outcomes[index] = outcome;
-        if (--left === 0) resolve(outcomes);
-      }),
-    );
-  });
+  return sendEach(
+    channel!,
+    pushes.map(([token, n]) => [target(token, n), n]),
+  );
 }
 
 beforeAll(async () => {
