@@ -5,6 +5,12 @@ import { leanBind } from '../lean-async-bind.ts';
 import { streamOptions } from '../apns/stream-options.ts';
 
 const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Requests past REQUEST_TIMEOUT_MS are cancelled by one sweep this often (so after 30–35 s),
+ * as APNs pushes are, rather than by a timer per stream (stream.setTimeout re-arms its timer
+ * on every frame the stream reads or writes).
+ */
+const TIMEOUT_SWEEP_MS = 5_000;
 /** Never more streams at once than this, whatever the peer advertises. */
 const MAX_STREAMS_CAP = 1000;
 /** What to assume until the peer's SETTINGS arrive (RFC 9113 recommends allowing at least 100). */
@@ -52,14 +58,27 @@ export class Http2Origin {
   private closed = false;
   private readonly lean = leanRequests();
   private readonly streamOptions = streamOptions();
+  /** The streams waiting for an answer, with when each was opened. */
+  private readonly inFlight = new Map<http2.ClientHttp2Stream, number>();
+  private readonly timeoutSweeper: NodeJS.Timeout;
 
   constructor(
     private readonly origin: string,
     private readonly ca: string | undefined,
     private readonly log?: Logger,
-  ) {}
+  ) {
+    this.timeoutSweeper = setInterval(() => this.cancelOverdueRequests(), TIMEOUT_SWEEP_MS).unref();
+  }
 
-  /** POSTs `body` to `path` and reads the whole answer; rejects on a connection error, a reset stream or 30 s without an answer. */
+  private cancelOverdueRequests(): void {
+    const overdue = Date.now() - REQUEST_TIMEOUT_MS;
+    for (const [stream, openedAt] of this.inFlight) {
+      if (openedAt > overdue) continue;
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }
+  }
+
+  /** POSTs `body` to `path` and reads the whole answer; rejects on a connection error, a reset stream or 30–35 s without an answer. */
   async post(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
     if (this.closed) throw new Error('the channel is closed');
     // A waiting request is woken with its stream already counted (see next()).
@@ -128,7 +147,7 @@ export class Http2Origin {
       let status = 0;
       let answerHeaders: http2.IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
-      stream.setTimeout(REQUEST_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      this.inFlight.set(stream, Date.now());
       stream.on('response', (h) => {
         status = Number(h[':status']);
         answerHeaders = h;
@@ -136,6 +155,7 @@ export class Http2Origin {
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }));
       stream.on('close', () => {
+        this.inFlight.delete(stream);
         // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
         if (status === 0 || !stream.readableEnded)
           reject(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
@@ -157,6 +177,7 @@ export class Http2Origin {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.timeoutSweeper);
     // Waiting requests fail at once.
     this.next();
     const session = this.session;
