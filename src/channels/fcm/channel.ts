@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
 import type { Notification } from '../../model/notification.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
-import { fcmMessage } from './payload.ts';
+import { FcmBodies } from './payload.ts';
 import { fcmOutcome, readFcmAnswer, type FcmAnswer } from './outcomes.ts';
 import { AccessTokens, parseServiceAccount, type ServiceAccount } from './service-account.ts';
 import { Http2Origin } from './http2-origin.ts';
@@ -34,6 +34,7 @@ export class FcmChannel implements PushChannel {
   private readonly accessTokens: AccessTokens;
   private readonly sendPath: string;
   private readonly fcm: Http2Origin;
+  private readonly bodies = new FcmBodies();
 
   constructor(options: FcmOptions) {
     this.agent = new https.Agent({ keepAlive: true, maxSockets: TOKEN_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
@@ -83,7 +84,7 @@ export class FcmChannel implements PushChannel {
 
   /** Posts the message, fetching a new access token once when FCM refuses the current one. */
   private async deliver(token: string, notification: Notification): Promise<SendOutcome> {
-    const body = JSON.stringify({ message: fcmMessage(notification, token) });
+    const body = this.bodies.body(notification, token);
     try {
       let answer = await this.post(body);
       if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR') {
