@@ -28,8 +28,9 @@ function bindWithoutAccessor<Func extends (...args: any[]) => unknown>(this: Asy
  * Whether session.request() runs with the lean bind: on a Node whose bind adds the
  * deprecated `asyncResource` accessor (DEP0172), which cost about a tenth of Herald's CPU
  * time pushing to the FCM double (its two util.deprecate wrappers per request), unless
- * HERALD_NO_LEAN_BIND=1. Unlike the APNs push thread, the main thread runs everything
- * else too, so the lean bind is set only around the call and Node's own put back at once.
+ * HERALD_NO_LEAN_BIND=1. Unlike a push thread, the main thread runs everything else too,
+ * so the lean bind is set only around the call and Node's own put back at once. (In a push
+ * thread installLeanAsyncBind() has replaced bind already, and the probe finds nothing to do.)
  */
 function leanRequests(env: NodeJS.ProcessEnv = process.env): boolean {
   if (env.HERALD_NO_LEAN_BIND === '1') return false;
