@@ -38,6 +38,9 @@ function leanRequests(env: NodeJS.ProcessEnv = process.env): boolean {
   return Object.prototype.hasOwnProperty.call(probe, 'asyncResource');
 }
 
+/** How a request went: its whole answer, or why there is none. */
+export type Answered<C> = (error: Error | undefined, answer: Http2Answer | undefined, context: C) => void;
+
 export interface Http2Answer {
   status: number;
   body: string;
@@ -56,6 +59,8 @@ export class Http2Origin {
   /** Requests waiting for a stream, first come first served (head-indexed). */
   private waiting: Array<(() => void) | undefined> = [];
   private waitingHead = 0;
+  /** next() is handing out streams. */
+  private waking = false;
   private closed = false;
   private readonly lean = leanRequests();
   private readonly streamOptions = streamOptions();
@@ -79,28 +84,47 @@ export class Http2Origin {
     }
   }
 
-  /** POSTs `body` to `path` and reads the whole answer; rejects on a connection error, a reset stream or 30–35 s without an answer. */
-  async post(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
-    if (this.closed) throw new Error('the channel is closed');
+  /**
+   * POSTs `body` to `path` and reads the whole answer, then calls `answered` once, with the
+   * answer or the error: a connection error, a reset stream or 30–35 s without an answer.
+   * Callbacks rather than a promise: at thousands of messages a second a promise chain per
+   * message costs more than its bookkeeping.
+   */
+  post<C>(path: string, headers: http2.OutgoingHttpHeaders, body: string, context: C, answered: Answered<C>): void {
+    if (this.closed) return answered(new Error('the channel is closed'), undefined, context);
     // A waiting request is woken with its stream already counted (see next()).
-    if (this.active < this.streamLimit()) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      if (this.closed) throw new Error('the channel is closed');
-      return await this.request(path, headers, body);
-    } finally {
-      this.active--;
-      this.next();
+    if (this.active < this.streamLimit()) {
+      this.active++;
+      this.request(path, headers, body, context, answered);
+    } else {
+      this.waiting.push(() => this.request(path, headers, body, context, answered));
     }
   }
 
-  /** Hands free streams to waiting requests, in order. */
+  /** The request's stream is done: it is free for the next, and the caller learns how it went. */
+  private settle<C>(error: Error | undefined, answer: Http2Answer | undefined, context: C, answered: Answered<C>): void {
+    this.active--;
+    this.next();
+    answered(error, answer, context);
+  }
+
+  /**
+   * Hands free streams to waiting requests, in order. A request that fails at once (the
+   * channel closed, the session gone) frees its stream from inside this loop: the loop,
+   * already running, hands it on, rather than a call per request on the stack.
+   */
   private next(): void {
-    while (this.waitingHead < this.waiting.length && (this.closed || this.active < this.streamLimit())) {
-      const wake = this.waiting[this.waitingHead]!;
-      this.waiting[this.waitingHead++] = undefined;
-      this.active++;
-      wake();
+    if (this.waking) return;
+    this.waking = true;
+    try {
+      while (this.waitingHead < this.waiting.length && (this.closed || this.active < this.streamLimit())) {
+        const wake = this.waiting[this.waitingHead]!;
+        this.waiting[this.waitingHead++] = undefined;
+        this.active++;
+        wake();
+      }
+    } finally {
+      this.waking = false;
     }
     if (this.waitingHead === this.waiting.length) {
       this.waiting = [];
@@ -135,35 +159,46 @@ export class Http2Origin {
     return session;
   }
 
-  private request(path: string, headers: http2.OutgoingHttpHeaders, body: string): Promise<Http2Answer> {
-    return new Promise((resolve, reject) => {
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = this.open(this.connection(), { ':method': 'POST', ':path': path, ...headers });
-      } catch (error) {
-        // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION …).
-        this.session = undefined;
-        return reject(error as Error);
-      }
-      let status = 0;
-      let answerHeaders: http2.IncomingHttpHeaders = {};
-      const chunks: Buffer[] = [];
-      this.inFlight.set(stream, Date.now());
-      stream.on('response', (h) => {
-        status = Number(h[':status']);
-        answerHeaders = h;
-      });
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }));
-      stream.on('close', () => {
-        this.inFlight.delete(stream);
-        // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
-        if (status === 0 || !stream.readableEnded)
-          reject(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
-      });
-      stream.on('error', reject);
-      stream.end(body);
+  private request<C>(path: string, headers: http2.OutgoingHttpHeaders, body: string, context: C, answered: Answered<C>): void {
+    if (this.closed) return this.settle(new Error('the channel is closed'), undefined, context, answered);
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = this.open(this.connection(), { ':method': 'POST', ':path': path, ...headers });
+    } catch (error) {
+      // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION …).
+      this.session = undefined;
+      return this.settle(error as Error, undefined, context, answered);
+    }
+    let settled = false;
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      this.settle(error, undefined, context, answered);
+    };
+    let status = 0;
+    let answerHeaders: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    this.inFlight.set(stream, Date.now());
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+      answerHeaders = h;
     });
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => {
+      // A stream destroyed with its session (close()'s grace ran out, the connection was
+      // lost) ends without a response: no answer, so the message is retried, never failed.
+      if (status === 0) return fail(new Error('stream ended without a response'));
+      if (settled) return;
+      settled = true;
+      this.settle(undefined, { status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }, context, answered);
+    });
+    stream.on('close', () => {
+      this.inFlight.delete(stream);
+      // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
+      if (status === 0 || !stream.readableEnded) fail(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
+    });
+    stream.on('error', fail);
+    stream.end(body);
   }
 
   private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
