@@ -207,8 +207,8 @@ export function unconfiguredReason(config: Config, provider: string): string | u
 
 /**
  * Opens the channel of one provider. A configured provider that cannot start is an error.
- * `threads`: APNs sends from worker threads when its configuration has them (the outbox); a
- * one-off push (a device's test push) sends from the calling thread.
+ * `threads`: APNs and FCM send from worker threads when their configuration has them (the
+ * outbox); a one-off push (a device's test push) sends from the calling thread.
  */
 async function openPushChannel(
   config: Config,
@@ -218,8 +218,12 @@ async function openPushChannel(
   { threads = false } = {},
 ): Promise<PushChannel> {
   if (provider === 'apns' && threads && config.apns!.threads > 0) {
-    const { ThreadedApnsChannel } = await import('./channels/apns/thread.ts');
-    return ThreadedApnsChannel.start(config, config.apns!.threads, log);
+    const { startApnsThreads } = await import('./channels/apns/thread.ts');
+    return startApnsThreads(config, config.apns!.threads, log);
+  }
+  if (provider === 'fcm' && threads && config.fcm!.threads > 0) {
+    const { startFcmThreads } = await import('./channels/fcm/thread.ts');
+    return startFcmThreads(config, config.fcm!.threads, log);
   }
   if (provider === 'apns') {
     const { ApnsChannel } = await import('./channels/apns/channel.ts');

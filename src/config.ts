@@ -46,6 +46,11 @@ export interface Config {
   fcm?: {
     serviceAccountFile: string;
     url: string;
+    /**
+     * Worker threads that send the outbox's pushes, each with a connection and an access
+     * token of its own (HERALD_FCM_THREADS); 0 sends from the main thread.
+     */
+    threads: number;
   };
   /** Web Push (RFC 8292): always on; the key pair is generated into the data dir unless a file is named. */
   vapid: {
@@ -211,6 +216,21 @@ function seconds(r: Reader, name: string, fallback: number, min: number, max: nu
     return fallback * 1000;
   }
   return value * 1000;
+}
+
+/**
+ * The worker threads that send a provider's outbox pushes (HERALD_APNS_THREADS,
+ * HERALD_FCM_THREADS): 0 to 16, by default one beside the main thread when there is a core
+ * for it; more only when asked.
+ */
+function pushThreads(r: Reader, name: string): number {
+  const fallback = os.availableParallelism() > 1 ? 1 : 0;
+  const raw = r.optional(name, String(fallback));
+  const value = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(value) || value < 0 || value > 16) {
+    r.problem(`${name} must be a whole number from 0 to 16, got "${raw}"`);
+  }
+  return value;
 }
 
 /** A switch: `0` or `1`, nothing else (`true`, `yes` or `on` would be guesses). */
@@ -416,16 +436,11 @@ function read(r: Reader): Config {
   const apnsDefaultUrl = sandbox ? 'https://api.sandbox.push.apple.com' : 'https://api.push.apple.com';
   const apnsUrl = r.optional('HERALD_APNS_URL', apnsDefaultUrl) ?? apnsDefaultUrl;
 
-  // One thread beside the main one when there is a core for it; more only when asked.
-  const apnsThreadsDefault = os.availableParallelism() > 1 ? 1 : 0;
-  const apnsThreadsRaw = r.optional('HERALD_APNS_THREADS', String(apnsThreadsDefault));
-  const apnsThreads = apnsThreadsRaw === undefined ? apnsThreadsDefault : Number(apnsThreadsRaw);
-  if (!Number.isInteger(apnsThreads) || apnsThreads < 0 || apnsThreads > 16) {
-    r.problem(`HERALD_APNS_THREADS must be a whole number from 0 to 16, got "${apnsThreadsRaw}"`);
-  }
+  const apnsThreads = pushThreads(r, 'HERALD_APNS_THREADS');
 
   const fcmAccount = r.optional('HERALD_FCM_SERVICE_ACCOUNT', 'FCM off');
   const fcmUrl = r.optional('HERALD_FCM_URL', 'https://fcm.googleapis.com') ?? 'https://fcm.googleapis.com';
+  const fcmThreads = pushThreads(r, 'HERALD_FCM_THREADS');
   const caFile = r.optional('HERALD_CA_FILE', 'the system CAs only');
 
   const vapidSubject = r.optional('HERALD_VAPID_SUBJECT', 'mailto:admin@localhost') ?? 'mailto:admin@localhost';
@@ -481,7 +496,7 @@ function read(r: Reader): Config {
       apnsKeyFile && apnsKeyId && apnsTeamId && apnsTopic
         ? { keyFile: apnsKeyFile, keyId: apnsKeyId, teamId: apnsTeamId, topic: apnsTopic, url: apnsUrl, threads: apnsThreads }
         : undefined,
-    fcm: fcmAccount ? { serviceAccountFile: fcmAccount, url: fcmUrl } : undefined,
+    fcm: fcmAccount ? { serviceAccountFile: fcmAccount, url: fcmUrl, threads: fcmThreads } : undefined,
     vapid: { subject: vapidSubject, keyFile: vapidKeyFile, allowPrivateEndpoints },
     matrixApps: apps,
     caFile,

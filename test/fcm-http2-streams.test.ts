@@ -5,6 +5,7 @@ import { sendOne, type PushTarget } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
 import { startFcmMock, type FcmMock } from './mocks/fcm.ts';
 import { fcmToken } from './mocks/push-env.ts';
+import { waitFor } from './helpers/server.ts';
 
 function notification(badge: number): Notification {
   return {
@@ -68,5 +69,20 @@ describe('FCM messages travel as concurrent streams of one HTTP/2 connection', (
     expect(outcomes.at(-1)).toBe('delivered');
     expect(outcomes.slice(0, -1).every((kind) => kind === 'retry')).toBe(true);
     expect(double.http2Sessions).toBe(2);
+  });
+
+  it('a message still unanswered when the channel closes comes back as a retry, never as a failure', async () => {
+    const closing = new FcmChannel({ account: double.serviceAccount as never, url: double.url, ca: double.caPem });
+    expect((await sendOne(closing, target(fcmToken()), notification(1))).kind).toBe('delivered');
+    double.hold();
+    try {
+      const unanswered = sendOne(closing, target(fcmToken()), notification(2));
+      await waitFor(() => double.held() === 1, 5000, 'the double to hold the message');
+      // The double never answers: close() waits out its grace, then drops the connection.
+      await closing.close();
+      expect(await unanswered).toMatchObject({ kind: 'retry' });
+    } finally {
+      double.release();
+    }
   });
 });

@@ -3,10 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../src/config.ts';
-import { ThreadedApnsChannel } from '../src/channels/apns/thread.ts';
+import { startApnsThreads } from '../src/channels/apns/thread.ts';
+import type { ThreadedPushChannel } from '../src/channels/push-thread/threaded-channel.ts';
 import { sendOne, type PushTarget, type SendOutcome } from '../src/model/channel.ts';
 import { notificationId, type Notification } from '../src/model/notification.ts';
 import { waitFor } from './helpers/server.ts';
+import { runningThreads as running, sendEach } from './helpers/push-thread.ts';
 import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
 
 /*
@@ -14,23 +16,13 @@ import { apnsToken, startPushDoubles, type PushDoubles } from './mocks/push-env.
  * answered once, also when a thread stops or the channel closes with pushes unanswered.
  */
 
-/** The push threads running now, as Node's Worker sees them: a test stops one the way a crash would. */
-const { running } = vi.hoisted(() => ({ running: new Set<import('node:worker_threads').Worker>() }));
-vi.mock('node:worker_threads', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:worker_threads')>();
-  class WatchedWorker extends real.Worker {
-    constructor(...args: ConstructorParameters<typeof real.Worker>) {
-      super(...args);
-      running.add(this);
-      this.once('exit', () => running.delete(this));
-    }
-  }
-  return { ...real, default: { ...real, Worker: WatchedWorker }, Worker: WatchedWorker };
-});
+vi.mock('node:worker_threads', async (importOriginal) =>
+  (await import('./helpers/push-thread.ts')).watchedWorkerThreads(await importOriginal<typeof import('node:worker_threads')>()),
+);
 
 let doubles: PushDoubles;
 let dataDir: string;
-let channel: ThreadedApnsChannel | undefined;
+let channel: ThreadedPushChannel | undefined;
 
 function configFor(env: Record<string, string> = {}): Config {
   return loadConfig({ HERALD_DATA_DIR: dataDir, ...doubles.env, ...env });
@@ -59,20 +51,12 @@ function target(token: string, n: Notification): PushTarget {
   return { station: 's', userId: n.userId, platform: 'ios', provider: 'apns', token };
 }
 
-/** Sends each [token, notification] through send and resolves to the outcomes in order. */
+/** Sends each [token, notification] through the channel and resolves to the outcomes in order. */
 function sendAll(pushes: Array<[string, Notification]>): Promise<SendOutcome[]> {
-  return new Promise((resolve) => {
-    const outcomes: SendOutcome[] = new Array(pushes.length);
-    let left = pushes.length;
-    pushes.forEach(([token, n], i) =>
-      channel!.send(target(token, n), n, i, (outcome, index) => {
-        // Each push is answered exactly once.
-        expect(outcomes[index]).toBeUndefined();
-        outcomes[index] = outcome;
-        if (--left === 0) resolve(outcomes);
-      }),
-    );
-  });
+  return sendEach(
+    channel!,
+    pushes.map(([token, n]) => [target(token, n), n]),
+  );
 }
 
 beforeAll(async () => {
@@ -91,7 +75,7 @@ afterAll(async () => {
 
 describe('APNs from worker threads', () => {
   it('delivers every push once, each device with its notification, and passes on refusals', async () => {
-    channel = await ThreadedApnsChannel.start(configFor(), 1);
+    channel = await startApnsThreads(configFor(), 1);
     const before = doubles.apns.accepted;
     const pushes: Array<[string, Notification]> = [];
     // 30 users with 10 devices each: a notification crosses to the thread once, its pushes go out ten times.
@@ -124,7 +108,7 @@ describe('APNs from worker threads', () => {
   });
 
   it('answers what a stopped thread held with a retry, and the next push starts a new thread', async () => {
-    channel = await ThreadedApnsChannel.start(configFor(), 1);
+    channel = await startApnsThreads(configFor(), 1);
     // A first answer proves the provider token; until then the channel sends one push at a time.
     expect(await sendAll([[apnsToken(), notification(199, 1)]])).toEqual([{ kind: 'delivered' }]);
     doubles.apns.hold();
@@ -151,7 +135,7 @@ describe('APNs from worker threads', () => {
   });
 
   it('closing answers the pushes still unanswered with a retry, and later pushes at once', async () => {
-    channel = await ThreadedApnsChannel.start(configFor(), 1);
+    channel = await startApnsThreads(configFor(), 1);
     // A first answer proves the provider token; until then the channel sends one push at a time.
     expect(await sendAll([[apnsToken(), notification(199, 1)]])).toEqual([{ kind: 'delivered' }]);
     doubles.apns.hold();
@@ -173,7 +157,7 @@ describe('APNs from worker threads', () => {
   it('spreads batches over several threads, each with a connection of its own', async () => {
     const connections = doubles.apns.connections;
     const verifications = doubles.apns.tokenVerifications;
-    channel = await ThreadedApnsChannel.start(configFor(), 2);
+    channel = await startApnsThreads(configFor(), 2);
     expect([...running]).toHaveLength(2);
     // Batches are what one turn of the event loop hands over: four turns, four batches.
     const outcomes: SendOutcome[] = [];
@@ -193,7 +177,7 @@ describe('APNs from worker threads', () => {
   it('a key that cannot be used stops the start with the reason', async () => {
     const badKey = path.join(dataDir, 'AuthKey_bad.p8');
     fs.writeFileSync(badKey, 'not a key');
-    await expect(ThreadedApnsChannel.start(configFor({ HERALD_APNS_KEY_FILE: badKey }), 1)).rejects.toThrow(
+    await expect(startApnsThreads(configFor({ HERALD_APNS_KEY_FILE: badKey }), 1)).rejects.toThrow(
       /HERALD_APNS_KEY_FILE .* is not a PKCS#8 P-256 key/,
     );
   });

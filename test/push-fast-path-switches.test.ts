@@ -3,8 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import webPush from 'web-push';
 import { ApnsChannel } from '../src/channels/apns/channel.ts';
 import { streamOptions } from '../src/channels/apns/stream-options.ts';
-import { pushThreadResourceLimits } from '../src/channels/apns/thread-heap.ts';
-import { installLeanAsyncBind } from '../src/channels/apns/lean-async-bind.ts';
+import { pushThreadResourceLimits } from '../src/channels/push-thread/heap.ts';
+import { installLeanAsyncBind } from '../src/channels/lean-async-bind.ts';
 import { VapidAuthorization } from '../src/channels/webpush/vapid-authorization.ts';
 import { sendOne, type PushTarget } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';

@@ -1,9 +1,9 @@
 import { AsyncLocalStorage, AsyncResource, executionAsyncId } from 'node:async_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
-import { installLeanAsyncBind, leanBind } from '../src/channels/apns/lean-async-bind.ts';
+import { installLeanAsyncBind, leanBind } from '../src/channels/lean-async-bind.ts';
 
 /*
- * The push thread's AsyncResource#bind (src/channels/apns/lean-async-bind.ts) behaves as Node's
+ * The push thread's AsyncResource#bind (src/channels/lean-async-bind.ts) behaves as Node's
  * own, less the deprecated `asyncResource` accessor: node:http2 relies on it to run each
  * request's start in the request's async context.
  */

@@ -3,10 +3,16 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { AsyncResource } from 'node:async_hooks';
 import type { Logger } from 'pino';
-import { leanBind } from './apns/lean-async-bind.ts';
+import { leanBind } from './lean-async-bind.ts';
 import { streamOptions } from './apns/stream-options.ts';
 
 const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Requests past REQUEST_TIMEOUT_MS are cancelled by one sweep this often (so after 30–35 s),
+ * as APNs pushes are, rather than by a timer per stream (stream.setTimeout re-arms its timer
+ * on every frame the stream reads or writes).
+ */
+const TIMEOUT_SWEEP_MS = 5_000;
 /** Never more streams at once than this, whatever the peer advertises. */
 const MAX_STREAMS_CAP = 1000;
 /** What to assume until the peer's SETTINGS arrive (RFC 9113 recommends allowing at least 100). */
@@ -14,7 +20,7 @@ const DEFAULT_STREAMS = 100;
 /** How long close() waits for open streams before it destroys the session. */
 const CLOSE_GRACE_MS = 2000;
 
-/** AsyncResource#bind as Node has it, and one without the deprecated accessor (see apns/lean-async-bind.ts). */
+/** AsyncResource#bind as Node has it, and one without the deprecated accessor (see lean-async-bind.ts). */
 const nodeBind = AsyncResource.prototype.bind;
 function bindWithoutAccessor<Func extends (...args: any[]) => unknown>(this: AsyncResource, fn: Func, thisArg?: unknown): Func {
   return leanBind(this, fn, thisArg);
@@ -24,14 +30,18 @@ function bindWithoutAccessor<Func extends (...args: any[]) => unknown>(this: Asy
  * Whether session.request() runs with the lean bind: on a Node whose bind adds the
  * deprecated `asyncResource` accessor (DEP0172), which cost about a tenth of Herald's CPU
  * time pushing to the FCM double (its two util.deprecate wrappers per request), unless
- * HERALD_NO_LEAN_BIND=1. Unlike the APNs push thread, the main thread runs everything
- * else too, so the lean bind is set only around the call and Node's own put back at once.
+ * HERALD_NO_LEAN_BIND=1. Unlike a push thread, the main thread runs everything else too,
+ * so the lean bind is set only around the call and Node's own put back at once. (In a push
+ * thread installLeanAsyncBind() has replaced bind already, and the probe finds nothing to do.)
  */
 function leanRequests(env: NodeJS.ProcessEnv = process.env): boolean {
   if (env.HERALD_NO_LEAN_BIND === '1') return false;
   const probe = new AsyncResource('HeraldBindProbe').bind(() => {});
   return Object.prototype.hasOwnProperty.call(probe, 'asyncResource');
 }
+
+/** How a request went: its whole answer, or why there is none. */
+export type Answered<C> = (error: Error | undefined, answer: Http2Answer | undefined, context: C) => void;
 
 export interface Http2Answer {
   status: number;
@@ -63,10 +73,14 @@ export class Http2Origin {
   /** Requests waiting for a stream, first come first served (head-indexed). */
   private waiting: Array<(() => void) | undefined> = [];
   private waitingHead = 0;
+  /** next() is handing out streams. */
+  private waking = false;
   private closed = false;
   private readonly lean = leanRequests();
   private readonly streamOptions = streamOptions();
-
+  /** The streams waiting for an answer, with when each was opened. */
+  private readonly inFlight = new Map<http2.ClientHttp2Stream, number>();
+  private readonly timeoutSweeper: NodeJS.Timeout;
   private socket?: tls.TLSSocket;
 
   constructor(
@@ -74,30 +88,65 @@ export class Http2Origin {
     private readonly options: Http2OriginOptions,
   ) {
     this.socket = options.socket;
+    this.timeoutSweeper = setInterval(() => this.cancelOverdueRequests(), TIMEOUT_SWEEP_MS).unref();
   }
 
-  /** POSTs `body` to `path` and reads the whole answer; rejects on a connection error, a reset stream or 30 s without an answer. */
-  async post(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer): Promise<Http2Answer> {
-    if (this.closed) throw new Error('the channel is closed');
-    // A waiting request is woken with its stream already counted (see next()).
-    if (this.active < this.streamLimit()) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      if (this.closed) throw new Error('the channel is closed');
-      return await this.request(path, headers, body);
-    } finally {
-      this.active--;
-      this.next();
+  private cancelOverdueRequests(): void {
+    const overdue = Date.now() - REQUEST_TIMEOUT_MS;
+    for (const [stream, openedAt] of this.inFlight) {
+      if (openedAt > overdue) continue;
+      stream.close(http2.constants.NGHTTP2_CANCEL);
     }
   }
 
-  /** Hands free streams to waiting requests, in order. */
-  private next(): void {
-    while (this.waitingHead < this.waiting.length && (this.closed || this.active < this.streamLimit())) {
-      const wake = this.waiting[this.waitingHead]!;
-      this.waiting[this.waitingHead++] = undefined;
+  /**
+   * POSTs `body` to `path` and reads the whole answer, then calls `answered` once, with the
+   * answer or the error: a connection error, a reset stream or 30–35 s without an answer.
+   * Callbacks rather than a promise: at thousands of messages a second a promise chain per
+   * message costs more than its bookkeeping.
+   */
+  post<C>(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer, context: C, answered: Answered<C>): void {
+    if (this.closed) return answered(new Error('the channel is closed'), undefined, context);
+    // A waiting request is woken with its stream already counted (see next()).
+    if (this.active < this.streamLimit()) {
       this.active++;
-      wake();
+      this.request(path, headers, body, context, answered);
+    } else {
+      this.waiting.push(() => this.request(path, headers, body, context, answered));
+    }
+  }
+
+  /** post() for a caller that awaits: one promise per request. */
+  postAndWait(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer): Promise<Http2Answer> {
+    return new Promise((resolve, reject) => {
+      this.post(path, headers, body, undefined, (error, answer) => (error ? reject(error) : resolve(answer!)));
+    });
+  }
+
+  /** The request's stream is done: it is free for the next, and the caller learns how it went. */
+  private settle<C>(error: Error | undefined, answer: Http2Answer | undefined, context: C, answered: Answered<C>): void {
+    this.active--;
+    this.next();
+    answered(error, answer, context);
+  }
+
+  /**
+   * Hands free streams to waiting requests, in order. A request that fails at once (the
+   * channel closed, the session gone) frees its stream from inside this loop: the loop,
+   * already running, hands it on, rather than a call per request on the stack.
+   */
+  private next(): void {
+    if (this.waking) return;
+    this.waking = true;
+    try {
+      while (this.waitingHead < this.waiting.length && (this.closed || this.active < this.streamLimit())) {
+        const wake = this.waiting[this.waitingHead]!;
+        this.waiting[this.waitingHead++] = undefined;
+        this.active++;
+        wake();
+      }
+    } finally {
+      this.waking = false;
     }
     if (this.waitingHead === this.waiting.length) {
       this.waiting = [];
@@ -140,34 +189,46 @@ export class Http2Origin {
     return session;
   }
 
-  private request(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer): Promise<Http2Answer> {
-    return new Promise((resolve, reject) => {
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = this.open(this.connection(), { ':method': 'POST', ':path': path, ...headers });
-      } catch (error) {
-        // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION …).
-        this.session = undefined;
-        return reject(error as Error);
-      }
-      let status = 0;
-      let answerHeaders: http2.IncomingHttpHeaders = {};
-      const chunks: Buffer[] = [];
-      stream.setTimeout(REQUEST_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
-      stream.on('response', (h) => {
-        status = Number(h[':status']);
-        answerHeaders = h;
-      });
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }));
-      stream.on('close', () => {
-        // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
-        if (status === 0 || !stream.readableEnded)
-          reject(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
-      });
-      stream.on('error', reject);
-      stream.end(body);
+  private request<C>(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer, context: C, answered: Answered<C>): void {
+    if (this.closed) return this.settle(new Error('the channel is closed'), undefined, context, answered);
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = this.open(this.connection(), { ':method': 'POST', ':path': path, ...headers });
+    } catch (error) {
+      // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION …).
+      this.session = undefined;
+      return this.settle(error as Error, undefined, context, answered);
+    }
+    let settled = false;
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      this.settle(error, undefined, context, answered);
+    };
+    let status = 0;
+    let answerHeaders: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    this.inFlight.set(stream, Date.now());
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+      answerHeaders = h;
     });
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => {
+      // A stream destroyed with its session (close()'s grace ran out, the connection was
+      // lost) ends without a response: no answer, so the message is retried, never failed.
+      if (status === 0) return fail(new Error('stream ended without a response'));
+      if (settled) return;
+      settled = true;
+      this.settle(undefined, { status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }, context, answered);
+    });
+    stream.on('close', () => {
+      this.inFlight.delete(stream);
+      // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
+      if (status === 0 || !stream.readableEnded) fail(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
+    });
+    stream.on('error', fail);
+    stream.end(body);
   }
 
   private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
@@ -182,13 +243,14 @@ export class Http2Origin {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.timeoutSweeper);
     // Waiting requests fail at once.
     this.next();
-    const session = this.session;
-    this.session = undefined;
     // A connection handed over but never used.
     this.socket?.destroy();
     this.socket = undefined;
+    const session = this.session;
+    this.session = undefined;
     if (!session || session.closed) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {

@@ -73,6 +73,12 @@ export interface FcmMock {
   revokeAccessTokens(): void;
   /** Drops every client connection, as a front end that restarts does. */
   dropConnections(): void;
+  /** Parks messages:send requests unanswered until release() (they are not recorded until answered). */
+  hold(): void;
+  /** Answers the parked requests normally and stops holding. */
+  release(): void;
+  /** Parked requests whose client is still waiting. */
+  held(): number;
   messagesTo(token: string): FcmMessageRecord[];
   close(): Promise<void>;
 }
@@ -105,6 +111,8 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
   const unregistered = new Set<string>();
   const failures: Array<{ errorCode: FcmErrorCode; retryAfter?: number; token?: string; times: number; field?: string }> = [];
   const events = new EventEmitter();
+  const heldSends: Array<{ dropped: boolean; answer: () => void }> = [];
+  let holding = false;
 
   const server = http2.createSecureServer({ cert: tls.cert, key: tls.private, allowHTTP1: true });
   const sessions = new Set<http2.Http2Session>();
@@ -138,6 +146,14 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
       for (const session of sessions) session.destroy();
       for (const socket of sockets) socket.destroy();
     },
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+      for (const held of heldSends.splice(0)) if (!held.dropped) held.answer();
+    },
+    held: () => heldSends.filter((held) => !held.dropped).length,
     messagesTo: (token) => mock.messages.filter((m) => m.token === token),
     async close() {
       for (const session of sessions) session.destroy();
@@ -259,7 +275,14 @@ export async function startFcmMock(options: FcmMockOptions = {}): Promise<FcmMoc
       const url = request.url ?? '';
       if (request.method === 'POST' && url === '/token') return void tokenEndpoint(body, reply);
       if (request.method === 'POST' && url === `/v1/projects/${projectId}/messages:send`) {
-        return send(request.headers.authorization, body, reply);
+        const answer = () => send(request.headers.authorization, body, reply);
+        if (holding) {
+          const held = { dropped: false, answer };
+          // The client went away (its connection was lost): nothing to answer, nothing recorded.
+          response.once('close', () => (held.dropped = true));
+          return void heldSends.push(held);
+        }
+        return answer();
       }
       if (/^\/v1\/projects\/[^/]+\/messages:send$/.test(url)) {
         return fcmError(reply, 'SENDER_ID_MISMATCH', 'SenderId mismatch');

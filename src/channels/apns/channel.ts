@@ -8,7 +8,7 @@ import { parseRetryAfter } from '../push-common.ts';
 import { apnsPush, preparePush, type PreparedPush } from './payload.ts';
 import { apnsOutcome, type ApnsAnswer } from './outcomes.ts';
 import { ProviderToken } from './provider-token.ts';
-import { PayloadCache } from './payload-cache.ts';
+import { PayloadCache } from '../payload-cache.ts';
 import { streamOptions } from './stream-options.ts';
 import { ApnsConnection, IDLE_PING_MS, type ConnectionOwner } from './connection.ts';
 import { ConnectionLost, PushRequest, type PushStream, type RequestOwner } from './push-request.ts';

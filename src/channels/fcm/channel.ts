@@ -1,13 +1,14 @@
 import fs from 'node:fs';
+import type http2 from 'node:http2';
 import https from 'node:https';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
 import type { Notification } from '../../model/notification.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../model/channel.ts';
-import { fcmMessage } from './payload.ts';
-import { fcmOutcome, readFcmAnswer, type FcmAnswer } from './outcomes.ts';
+import { FcmBodies } from './payload.ts';
+import { fcmOutcome, readFcmAnswer } from './outcomes.ts';
 import { AccessTokens, parseServiceAccount, type ServiceAccount } from './service-account.ts';
-import { Http2Origin } from '../http2-origin.ts';
+import { Http2Origin, type Http2Answer } from '../http2-origin.ts';
 
 /*
  * Firebase Cloud Messaging HTTP v1: an OAuth access token from the service account (RS256
@@ -28,12 +29,32 @@ export interface FcmOptions {
   log?: Logger;
 }
 
+/** One message on its way: its body, and whom to tell how it went. */
+class FcmSend {
+  /** A new access token was fetched for it after FCM refused the one it was sent with. */
+  refreshed = false;
+
+  constructor(
+    readonly body: string,
+    private readonly context: unknown,
+    /** The context's type is the sender's own (PushChannel.send is generic over it), so it is handed back `as never`. */
+    private readonly done: (outcome: SendOutcome, context: never) => void,
+  ) {}
+
+  finish(outcome: SendOutcome): void {
+    this.done(outcome, this.context as never);
+  }
+}
+
 export class FcmChannel implements PushChannel {
   readonly provider = 'fcm' as const;
   private readonly agent: https.Agent;
   private readonly accessTokens: AccessTokens;
   private readonly sendPath: string;
   private readonly fcm: Http2Origin;
+  private readonly bodies = new FcmBodies();
+  /** The request headers of the current access token. */
+  private headers?: { token: string; headers: http2.OutgoingHttpHeaders };
 
   constructor(options: FcmOptions) {
     this.agent = new https.Agent({ keepAlive: true, maxSockets: TOKEN_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
@@ -70,37 +91,44 @@ export class FcmChannel implements PushChannel {
   }
 
   send<C>(target: PushTarget, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
-    this.deliver(target, notification).then(
-      (outcome) => done(outcome, context),
-      (error: Error) => done({ kind: 'retry', reason: `send failed: ${error.message}` }, context),
+    this.sendToToken(target.token, notification, context, done);
+  }
+
+  /** send() for a caller that knows only the registration token (the push thread): FCM needs nothing else. */
+  sendToToken<C>(token: string, notification: Notification, context: C, done: (outcome: SendOutcome, context: C) => void): void {
+    this.post(new FcmSend(this.bodies.body(notification, token), context, done));
+  }
+
+  /** Posts the message with the current access token (fetched first when there is none at hand). */
+  private post(send: FcmSend): void {
+    const token = this.accessTokens.fresh();
+    if (token !== undefined) return this.fcm.post(this.sendPath, this.headersFor(token), send.body, send, this.answered);
+    this.accessTokens.current().then(
+      (fetched) => this.fcm.post(this.sendPath, this.headersFor(fetched), send.body, send, this.answered),
+      (error: Error) => send.finish({ kind: 'retry', reason: `FCM: ${error.message}` }),
     );
   }
 
-  /** Posts the message, fetching a new access token once when FCM refuses the current one. */
-  private async deliver(target: PushTarget, notification: Notification): Promise<SendOutcome> {
-    const body = JSON.stringify({ message: fcmMessage(notification, target.token) });
-    try {
-      let answer = await this.post(body);
-      if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR') {
-        // The access token was refused (revoked or expired early): fetch a new one once.
-        this.accessTokens.refused();
-        answer = await this.post(body);
-      }
-      return fcmOutcome(answer);
-    } catch (error) {
-      return { kind: 'retry', reason: `FCM: ${(error as Error).message}` };
+  /** The request headers for an access token, one object while the token lasts (node:http2 only reads them). */
+  private headersFor(token: string): http2.OutgoingHttpHeaders {
+    if (this.headers?.token !== token) {
+      this.headers = { token, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json; charset=utf-8' } };
     }
+    return this.headers.headers;
   }
 
-  private async post(body: string): Promise<FcmAnswer> {
-    const token = this.accessTokens.fresh() ?? (await this.accessTokens.current());
-    const response = await this.fcm.post(
-      this.sendPath,
-      { authorization: `Bearer ${token}`, 'content-type': 'application/json; charset=utf-8' },
-      body,
-    );
-    return readFcmAnswer(response.status, response.body, response.headers['retry-after']);
-  }
+  /** FCM answered a message, or it failed: fetches a new access token once when FCM refuses the current one. */
+  private readonly answered = (error: Error | undefined, response: Http2Answer | undefined, send: FcmSend): void => {
+    if (error) return send.finish({ kind: 'retry', reason: `FCM: ${error.message}` });
+    const answer = readFcmAnswer(response!.status, response!.body, response!.headers['retry-after']);
+    if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR' && !send.refreshed) {
+      // The access token was refused (revoked or expired early): fetch a new one once.
+      send.refreshed = true;
+      this.accessTokens.refused();
+      return this.post(send);
+    }
+    send.finish(fcmOutcome(answer));
+  };
 
   async close(): Promise<void> {
     this.agent.destroy();

@@ -54,7 +54,7 @@ export class PushServiceConnections {
   async post(url: URL, headers: Record<string, string | number>, body: Buffer): Promise<PushServiceAnswer> {
     const origin = await this.http2Origin(url);
     if (!origin) return this.postHttp1(url, headers, body);
-    const answer = await origin.post(url.pathname + url.search, headers, body);
+    const answer = await origin.postAndWait(url.pathname + url.search, headers, body);
     return { status: answer.status, body: answer.body, retryAfter: answer.headers['retry-after'] };
   }
 

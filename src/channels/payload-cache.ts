@@ -1,4 +1,4 @@
-import type { Notification } from '../../model/notification.ts';
+import type { Notification } from '../model/notification.ts';
 
 /**
  * The pushes of one notification, prepared once. The outbox hands the pushes to all of a
