@@ -5,7 +5,6 @@
  * Usage: DATABASE_URL=postgres://… node --import tsx bench/micro/pg-message-cpu.ts
  *   MESSAGES=n (4000), IN_FLIGHT=n (8), PAIRS=n (500)
  */
-import fs from 'node:fs';
 import { sql } from 'kysely';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { SecretBox } from '../../src/store/secrets.ts';
@@ -15,6 +14,7 @@ import { createUser } from '../../src/chat/users.ts';
 import { createConversation } from '../../src/chat/conversations.ts';
 import { addMessage } from '../../src/chat/messages.ts';
 import { createBenchDatabase } from '../lib/database.ts';
+import { backendsCpu as backendsCpuOf } from '../lib/pg-cpu.ts';
 
 const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) throw new Error('DATABASE_URL=postgres://… is needed');
@@ -22,20 +22,9 @@ const MESSAGES = Number(process.env.MESSAGES ?? 4000);
 const IN_FLIGHT = Number(process.env.IN_FLIGHT ?? 8);
 const PAIRS = Number(process.env.PAIRS ?? 500);
 
-/** CPU time (µs) of this database's backends so far, from /proc (the server runs here). */
+/** CPU time (µs) of this database's backends so far; none for SQLite. */
 async function backendsCpu(store: Store): Promise<number> {
-  if (store.dialect !== 'postgres') return 0;
-  const rows = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`.execute(store.db);
-  let total = 0;
-  for (const { pid } of rows.rows) {
-    try {
-      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) * 10_000;
-    } catch {
-      // ended in between
-    }
-  }
-  return total;
+  return store.dialect === 'postgres' ? backendsCpuOf(store.db) : 0;
 }
 
 async function measure(store: Store, label: string): Promise<number> {

@@ -69,3 +69,36 @@ export const feedHeadsByIndexMigration: HeraldMigration = ({ dialect }) => ({
       $$`.execute(db);
   },
 });
+
+/**
+ * PostgreSQL: herald_feed_heads finds each user once. The locking pass keeps the keys of the
+ * rows it locked, and the heads are read by those keys: 0015 looked every user up again
+ * through users_pkey to learn the key it had just locked, a third of the function's index
+ * reads (with 2,001 users: ~8,000 buffer hits to lock, ~6,000 to find the users again, ~6,000
+ * to read the heads). A user's key never changes, so the locked row's key is the one to use.
+ */
+export const feedHeadsOnceMigration: HeraldMigration = ({ dialect }) => ({
+  async up(db: Kysely<any>) {
+    if (dialect !== 'postgres') return;
+    await sql`
+      CREATE OR REPLACE FUNCTION herald_feed_heads(wanted varchar[])
+      RETURNS TABLE (id varchar, key bigint, seq bigint, badge integer)
+      LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
+      #variable_conflict use_column
+      DECLARE
+        locked_ids varchar[];
+        locked_keys bigint[];
+      BEGIN
+        SELECT array_agg(locked.id), array_agg(locked.key) INTO locked_ids, locked_keys
+          FROM (SELECT w.id FROM unnest(wanted) AS w(id) ORDER BY w.id) AS w
+          CROSS JOIN LATERAL (SELECT u.id, u.key FROM users AS u WHERE u.id = w.id FOR NO KEY UPDATE) AS locked;
+        RETURN QUERY
+          SELECT k.id::varchar, k.key::bigint, coalesce(head.seq, 0)::bigint, coalesce(head.badge, 0)::integer
+          FROM unnest(locked_ids, locked_keys) AS k(id, key)
+          LEFT JOIN LATERAL (
+            SELECT n.seq, n.badge FROM notifications AS n WHERE n.user_key = k.key ORDER BY n.seq DESC LIMIT 1
+          ) AS head ON true;
+      END
+      $$`.execute(db);
+  },
+});

@@ -7,7 +7,7 @@ import { apiTokensMigration } from './migrations-api-tokens.ts';
 import { presenceHoldMigration } from './migrations-presence-hold.ts';
 import { preferencesMigration } from './migrations-preferences.ts';
 import { secretsAtRestMigration } from './migrations-secrets.ts';
-import { feedHeadsByIndexMigration, feedHeadsMigration } from './migrations-feed-heads.ts';
+import { feedHeadsByIndexMigration, feedHeadsMigration, feedHeadsOnceMigration } from './migrations-feed-heads.ts';
 import { feedEpochsMigration } from './migrations-feed-epochs.ts';
 import type { SecretBox } from './secrets.ts';
 import { ConfigError } from '../config.ts';
@@ -316,6 +316,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0014_feed_heads_in_one_trip', feedHeadsMigration],
   ['0015_feed_heads_by_index', feedHeadsByIndexMigration],
   ['0016_feed_by_epoch', feedEpochsMigration],
+  ['0017_feed_heads_found_once', feedHeadsOnceMigration],
 ];
 
 /** The migration after which no secret lies in the database in the clear. */
