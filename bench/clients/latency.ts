@@ -191,7 +191,8 @@ serveParent({
       achievedRate: total / sendSeconds,
       p50: percentile(latencies, 50),
       p99: percentile(latencies, 99),
-      max: latencies.length ? Math.max(...latencies) : NaN,
+      // A reduce, not Math.max(...latencies): a 5-minute run has 300,000 of them, past the argument limit.
+      max: latencies.length ? latencies.reduce((a, b) => (b > a ? b : a)) : NaN,
       answerP50: percentile(answers, 50),
       answerP99: percentile(answers, 99),
       frameBeforeAnswer,
