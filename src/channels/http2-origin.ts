@@ -251,16 +251,21 @@ export class Http2Origin {
     this.socket = undefined;
     const session = this.session;
     this.session = undefined;
-    if (!session || session.closed) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        session.destroy();
-        resolve();
-      }, CLOSE_GRACE_MS);
-      session.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    if (session) await closeSession(session, CLOSE_GRACE_MS);
   }
+}
+
+/** Closes an HTTP/2 session, letting its open streams finish for up to `graceMs`, then destroys it. */
+export function closeSession(session: http2.ClientHttp2Session, graceMs: number): Promise<void> {
+  if (session.closed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      session.destroy();
+      resolve();
+    }, graceMs);
+    session.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
 import type { Logger } from 'pino';
+import { closeSession } from '../http2-origin.ts';
 
 /** Never use more streams than this, whatever the peer advertises. */
 const MAX_STREAMS_CAP = 2000;
@@ -78,18 +79,7 @@ export class ApnsConnection {
   }
 
   /** Closes the session, letting open streams finish for up to two seconds. */
-  async close(): Promise<void> {
-    const session = this.session;
-    if (session.closed) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        session.destroy();
-        resolve();
-      }, CLOSE_GRACE_MS);
-      session.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  close(): Promise<void> {
+    return closeSession(this.session, CLOSE_GRACE_MS);
   }
 }
