@@ -1,15 +1,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadConfig, type Config } from '../src/config.ts';
+import { describe, expect, it, vi } from 'vitest';
 import { startFcmThreads } from '../src/channels/fcm/thread.ts';
-import type { ThreadedPushChannel } from '../src/channels/push-thread/threaded-channel.ts';
 import type { PushTarget, SendOutcome } from '../src/model/channel.ts';
 import type { Notification } from '../src/model/notification.ts';
 import { waitFor } from './helpers/server.ts';
-import { runningThreads, sendEach } from './helpers/push-thread.ts';
-import { fcmToken, startPushDoubles, type PushDoubles } from './mocks/push-env.ts';
+import { runningThreads, sendEach, usePushThreads } from './helpers/push-thread.ts';
+import { fcmToken } from './mocks/push-env.ts';
 
 /*
  * FCM messages sent from a worker thread (HERALD_FCM_THREADS): the thread answers as the
@@ -21,13 +19,7 @@ vi.mock('node:worker_threads', async (importOriginal) =>
   (await import('./helpers/push-thread.ts')).watchedWorkerThreads(await importOriginal<typeof import('node:worker_threads')>()),
 );
 
-let doubles: PushDoubles;
-let dataDir: string;
-let channel: ThreadedPushChannel | undefined;
-
-function configFor(env: Record<string, string> = {}): Config {
-  return loadConfig({ HERALD_DATA_DIR: dataDir, ...doubles.env, ...env });
-}
+const threads = usePushThreads('herald-fcm-thread-');
 
 let seq = 0;
 function notification(badge: number): Notification {
@@ -57,59 +49,45 @@ function pushes(count: number): Array<[PushTarget, Notification]> {
   });
 }
 
-beforeAll(async () => {
-  doubles = await startPushDoubles();
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-fcm-thread-'));
-});
-afterEach(async () => {
-  doubles.fcm.release();
-  await channel?.close();
-  channel = undefined;
-});
-afterAll(async () => {
-  await doubles?.close();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
-
 describe('FCM from a worker thread', () => {
   it('delivers every message once with its own notification, and passes on refusals', async () => {
-    channel = await startFcmThreads(configFor(), 1);
-    expect(channel.provider).toBe('fcm');
+    threads.channel = await startFcmThreads(threads.configFor(), 1);
+    expect(threads.channel.provider).toBe('fcm');
     expect([...runningThreads]).toHaveLength(1);
     const sent = pushes(200);
     const [gone] = pushes(1);
-    doubles.fcm.unregister(gone[0].token);
+    threads.doubles.fcm.unregister(gone[0].token);
 
-    const outcomes = await sendEach(channel, [...sent, gone]);
+    const outcomes = await sendEach(threads.channel, [...sent, gone]);
     expect(outcomes.slice(0, 200).every((o) => o.kind === 'delivered')).toBe(true);
     expect(outcomes[200]).toMatchObject({ kind: 'dead' });
     expect((outcomes[200] as { reason: string }).reason).toContain('UNREGISTERED');
     for (const [target, n] of sent) {
-      const [received] = doubles.fcm.messagesTo(target.token);
+      const [received] = threads.doubles.fcm.messagesTo(target.token);
       expect(received.message.data.id).toBe(n.id);
       expect(received.message.android.notification.notification_count).toBe(n.badge);
     }
   });
 
   it('fetches a new access token in the thread when FCM refuses the one it has', async () => {
-    channel = await startFcmThreads(configFor(), 1);
-    expect((await sendEach(channel, pushes(1))).map((o) => o.kind)).toEqual(['delivered']);
-    const issued = doubles.fcm.tokensIssued;
-    doubles.fcm.revokeAccessTokens();
+    threads.channel = await startFcmThreads(threads.configFor(), 1);
+    expect((await sendEach(threads.channel, pushes(1))).map((o) => o.kind)).toEqual(['delivered']);
+    const issued = threads.doubles.fcm.tokensIssued;
+    threads.doubles.fcm.revokeAccessTokens();
     const [push] = pushes(1);
-    expect(await sendEach(channel, [push])).toEqual([{ kind: 'delivered' }]);
-    expect(doubles.fcm.tokensIssued).toBe(issued + 1);
-    expect(doubles.fcm.messagesTo(push[0].token)).toHaveLength(1);
+    expect(await sendEach(threads.channel, [push])).toEqual([{ kind: 'delivered' }]);
+    expect(threads.doubles.fcm.tokensIssued).toBe(issued + 1);
+    expect(threads.doubles.fcm.messagesTo(push[0].token)).toHaveLength(1);
   });
 
   it('a thread that stops answers what it held with a retry; sent again, every message arrives once', async () => {
-    channel = await startFcmThreads(configFor(), 1);
+    threads.channel = await startFcmThreads(threads.configFor(), 1);
     // The access token first, so that the held messages are all on the connection.
-    expect((await sendEach(channel, pushes(1))).map((o) => o.kind)).toEqual(['delivered']);
-    doubles.fcm.hold();
+    expect((await sendEach(threads.channel, pushes(1))).map((o) => o.kind)).toEqual(['delivered']);
+    threads.doubles.fcm.hold();
     const held = pushes(30);
-    const answered = sendEach(channel, held);
-    await waitFor(() => doubles.fcm.held() === 30, 5000, 'the double to hold 30 messages');
+    const answered = sendEach(threads.channel, held);
+    await waitFor(() => threads.doubles.fcm.held() === 30, 5000, 'the double to hold 30 messages');
     const [worker] = runningThreads;
     await worker.terminate();
 
@@ -121,41 +99,41 @@ describe('FCM from a worker thread', () => {
     expect([...runningThreads]).toHaveLength(0);
 
     // The double sees the connection gone: the held messages were never taken.
-    await waitFor(() => doubles.fcm.held() === 0, 5000, 'the double to see the held messages dropped');
-    doubles.fcm.release();
+    await waitFor(() => threads.doubles.fcm.held() === 0, 5000, 'the double to see the held messages dropped');
+    threads.doubles.fcm.release();
     // What the outbox does with a retry: the same messages again, through a new thread.
-    const again: SendOutcome[] = await sendEach(channel, held);
+    const again: SendOutcome[] = await sendEach(threads.channel, held);
     expect(again.every((o) => o.kind === 'delivered')).toBe(true);
     expect([...runningThreads]).toHaveLength(1);
     expect([...runningThreads][0]).not.toBe(worker);
-    for (const [target] of held) expect(doubles.fcm.messagesTo(target.token)).toHaveLength(1);
+    for (const [target] of held) expect(threads.doubles.fcm.messagesTo(target.token)).toHaveLength(1);
   });
 
   it('closing answers the messages still unanswered with a retry, and later ones at once', async () => {
-    channel = await startFcmThreads(configFor(), 1);
-    expect((await sendEach(channel, pushes(1))).map((o) => o.kind)).toEqual(['delivered']);
-    doubles.fcm.hold();
-    const answered = sendEach(channel, pushes(10));
-    await waitFor(() => doubles.fcm.held() === 10, 5000, 'the double to hold 10 messages');
-    await channel.close();
+    threads.channel = await startFcmThreads(threads.configFor(), 1);
+    expect((await sendEach(threads.channel, pushes(1))).map((o) => o.kind)).toEqual(['delivered']);
+    threads.doubles.fcm.hold();
+    const answered = sendEach(threads.channel, pushes(10));
+    await waitFor(() => threads.doubles.fcm.held() === 10, 5000, 'the double to hold 10 messages');
+    await threads.channel.close();
     expect((await answered).map((o) => o.kind)).toEqual(new Array(10).fill('retry'));
     expect([...runningThreads]).toHaveLength(0);
-    expect(await sendEach(channel, pushes(1))).toEqual([{ kind: 'retry', reason: 'fcm channel is closed' }]);
+    expect(await sendEach(threads.channel, pushes(1))).toEqual([{ kind: 'retry', reason: 'fcm channel is closed' }]);
   });
 
   it('a service account that cannot be used stops the start with the reason', async () => {
-    const account = path.join(dataDir, 'bad-account.json');
-    fs.writeFileSync(account, JSON.stringify({ ...doubles.fcm.serviceAccount, private_key: 'not a key' }));
-    await expect(startFcmThreads(configFor({ HERALD_FCM_SERVICE_ACCOUNT: account }), 1)).rejects.toThrow(/is not a PKCS#8 RSA key/);
+    const account = path.join(threads.dataDir, 'bad-account.json');
+    fs.writeFileSync(account, JSON.stringify({ ...threads.doubles.fcm.serviceAccount, private_key: 'not a key' }));
+    await expect(startFcmThreads(threads.configFor({ HERALD_FCM_SERVICE_ACCOUNT: account }), 1)).rejects.toThrow(/is not a PKCS#8 RSA key/);
     expect([...runningThreads]).toHaveLength(0);
   });
 
   it('HERALD_FCM_THREADS takes 0 to 16 threads', () => {
-    expect(configFor({ HERALD_FCM_THREADS: '0' }).fcm!.threads).toBe(0);
-    expect(configFor({ HERALD_FCM_THREADS: '3' }).fcm!.threads).toBe(3);
-    expect(configFor().fcm!.threads).toBe(os.availableParallelism() > 1 ? 1 : 0);
+    expect(threads.configFor({ HERALD_FCM_THREADS: '0' }).fcm!.threads).toBe(0);
+    expect(threads.configFor({ HERALD_FCM_THREADS: '3' }).fcm!.threads).toBe(3);
+    expect(threads.configFor().fcm!.threads).toBe(os.availableParallelism() > 1 ? 1 : 0);
     for (const bad of ['-1', '17', '1.5', 'two']) {
-      expect(() => configFor({ HERALD_FCM_THREADS: bad })).toThrow(/HERALD_FCM_THREADS must be a whole number from 0 to 16/);
+      expect(() => threads.configFor({ HERALD_FCM_THREADS: bad })).toThrow(/HERALD_FCM_THREADS must be a whole number from 0 to 16/);
     }
   });
 });

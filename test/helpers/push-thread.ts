@@ -1,5 +1,11 @@
-import { expect } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { Worker } from 'node:worker_threads';
+import { loadConfig, type Config } from '../../src/config.ts';
+import type { ThreadedPushChannel } from '../../src/channels/push-thread/threaded-channel.ts';
+import { startPushDoubles, type PushDoubles } from '../mocks/push-env.ts';
 import type { PushChannel, PushTarget, SendOutcome } from '../../src/model/channel.ts';
 import type { Notification } from '../../src/model/notification.ts';
 
@@ -43,4 +49,45 @@ export function sendEach(channel: PushChannel, pushes: Array<[PushTarget, Notifi
       }),
     );
   });
+}
+
+/**
+ * The set-up of a push-thread test file: the push service doubles and a data directory for
+ * the file, and the channel a test starts (`threads.channel = …`), which is closed after each
+ * test with whatever the doubles held back let go first.
+ */
+export function usePushThreads(prefix: string) {
+  const state: { doubles?: PushDoubles; dataDir?: string; channel?: ThreadedPushChannel } = {};
+  beforeAll(async () => {
+    state.doubles = await startPushDoubles();
+    state.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  });
+  afterEach(async () => {
+    state.doubles?.apns.release();
+    state.doubles?.fcm.release();
+    await state.channel?.close();
+    state.channel = undefined;
+  });
+  afterAll(async () => {
+    await state.doubles?.close();
+    if (state.dataDir) fs.rmSync(state.dataDir, { recursive: true, force: true });
+  });
+  return {
+    get doubles(): PushDoubles {
+      return state.doubles!;
+    },
+    get dataDir(): string {
+      return state.dataDir!;
+    },
+    get channel(): ThreadedPushChannel | undefined {
+      return state.channel;
+    },
+    set channel(channel: ThreadedPushChannel | undefined) {
+      state.channel = channel;
+    },
+    /** The configuration of a node whose pushes go to the doubles. */
+    configFor(env: Record<string, string> = {}): Config {
+      return loadConfig({ HERALD_DATA_DIR: state.dataDir!, ...state.doubles!.env, ...env });
+    },
+  };
 }
