@@ -22,6 +22,12 @@ export interface LatencyRun {
   answerP50: number;
   answerP99: number;
   frameBeforeAnswer: number;
+  /** The longest event-loop delay of the load generator, ms. */
+  clientLoopMax: number;
+  /** The server's longest event-loop delay, its p99, and its longest garbage-collector pause, ms. */
+  serverLoopMax?: number;
+  serverLoopP99?: number;
+  serverGcMax?: number;
   cpuPerMessage?: number;
   /** PostgreSQL: CPU time of the database's backends per message, µs (0 on SQLite, where it is the node's). */
   databaseCpuPerMessage?: number;
@@ -88,6 +94,7 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
       await herald.child.request('statements');
       const cpuBefore = await herald.child.request<number>('cpu');
       const databaseCpuBefore = await herald.child.request<number>('databaseCpu');
+      await herald.child.request('stallsStart');
       const result = await generator.request<LatencyRun>(
         'run',
         { rate, seconds, label: `run${run}`, graceMs: 5000 },
@@ -95,6 +102,17 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
       );
       // No frame at all within the run: its percentiles are NaN, which JSON carried as null.
       for (const key of ['p50', 'p99', 'max', 'answerP50', 'answerP99'] as const) result[key] ??= NaN;
+      const stalls = await herald.child.request<{
+        loopMax: number;
+        loopP99: number;
+        gcMax: number;
+        gcByKind: Record<string, number>;
+        heapUsedMb: number;
+      }>('stallsStop');
+      if (process.env.BENCH_STALLS === '1') log(`  stalls: ${JSON.stringify(stalls)}`);
+      result.serverLoopMax = stalls.loopMax;
+      result.serverLoopP99 = stalls.loopP99;
+      result.serverGcMax = stalls.gcMax;
       if (result.failures > 0) throw new Error(`latency: ${result.failures} sends failed: ${result.lastError}`);
       // The generator answers after its grace wait, so the server is idle again by now.
       result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;
@@ -110,7 +128,9 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
         `  run ${run + 1}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms ` +
           `(${result.framed}/${result.sent} framed, ${Math.round(result.achievedRate)}/s sent, answer p99 ${result.answerP99.toFixed(2)} ms, ` +
           `server CPU ${Math.round(result.cpuPerMessage)} µs/message` +
-          (databaseUrl ? ` + PostgreSQL ${Math.round(result.databaseCpuPerMessage)} µs)` : ')'),
+          (databaseUrl ? ` + PostgreSQL ${Math.round(result.databaseCpuPerMessage)} µs)` : ')') +
+          `; longest stalls: server loop ${result.serverLoopMax.toFixed(1)} ms (p99 ${result.serverLoopP99.toFixed(1)}), ` +
+          `server GC ${result.serverGcMax.toFixed(1)} ms, generator loop ${result.clientLoopMax.toFixed(1)} ms`,
       );
     }
     return {

@@ -7,6 +7,7 @@
  * counts the request's own way in). The HTTP answer time is kept beside it.
  */
 import http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { serveParent } from '../lib/ipc.ts';
 import { percentile } from '../lib/stats.ts';
@@ -132,6 +133,9 @@ serveParent({
     const ids: string[] = [];
     let failures = 0;
     let lastError = '';
+    // This process's own stalls delay the frames' timestamps as much as the server's do.
+    const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+    loopDelay.enable();
     const started = performance.now();
     await new Promise<void>((resolve) => {
       let sent = 0;
@@ -173,6 +177,7 @@ serveParent({
     while (performance.now() < deadline && ids.some((id) => pending.get(id)!.frameAt === undefined)) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    loopDelay.disable();
     const latencies: number[] = [];
     const answers: number[] = [];
     let frameBeforeAnswer = 0;
@@ -196,6 +201,7 @@ serveParent({
       answerP50: percentile(answers, 50),
       answerP99: percentile(answers, 99),
       frameBeforeAnswer,
+      clientLoopMax: loopDelay.max / 1e6,
     };
   },
   stop() {

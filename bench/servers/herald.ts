@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.ts';
 import { startApp, type RunningApp } from '../../src/app.ts';
 import { createUser } from '../../src/chat/users.ts';
@@ -30,6 +31,13 @@ if (process.env.HERALD_DATABASE_URL) {
   } as typeof pg.Client.prototype.query;
 }
 let profiler: Session | undefined;
+/** The event loop's delays and the garbage collector's pauses over a measured run (stallsStart → stallsStop). */
+let loopDelay: IntervalHistogram | undefined;
+let gcPauses: Array<{ duration: number; kind: number }> = [];
+const gcObserver = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries())
+    gcPauses.push({ duration: entry.duration, kind: (entry as { detail?: { kind?: number } }).detail?.kind ?? 0 });
+});
 
 interface SeedArgs {
   /** Users to create: `${prefix}${i}@bench.example`. */
@@ -114,6 +122,33 @@ serveParent({
     profiler.disconnect();
     profiler = undefined;
     return { file };
+  },
+  /** Starts recording the event loop's delays and the collector's pauses. */
+  stallsStart() {
+    loopDelay?.disable();
+    loopDelay = monitorEventLoopDelay({ resolution: 1 });
+    loopDelay.enable();
+    gcPauses = [];
+    gcObserver.observe({ entryTypes: ['gc'] });
+    return {};
+  },
+  /** What was recorded since stallsStart, in ms: the longest loop delay, its p99, the longest and summed GC pauses. */
+  stallsStop() {
+    gcObserver.disconnect();
+    const histogram = loopDelay;
+    loopDelay = undefined;
+    histogram?.disable();
+    return {
+      loopMax: histogram ? histogram.max / 1e6 : NaN,
+      loopP99: histogram ? histogram.percentile(99) / 1e6 : NaN,
+      gcMax: gcPauses.reduce((a, b) => (b.duration > a ? b.duration : a), 0),
+      gcTotal: gcPauses.reduce((a, b) => a + b.duration, 0),
+      /** Longest pause of each kind (1 minor, 4 major, 8 incremental marking, 16 weak callbacks). */
+      gcByKind: Object.fromEntries(
+        [1, 4, 8, 16].map((kind) => [kind, gcPauses.filter((p) => p.kind === kind).reduce((a, b) => (b.duration > a ? b.duration : a), 0)]),
+      ),
+      heapUsedMb: process.memoryUsage().heapUsed / 1e6,
+    };
   },
   /** The statements counted since the last call (PostgreSQL only), most frequent first. */
   statements() {
