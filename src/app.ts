@@ -442,10 +442,14 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   );
   const endpoints: Endpoints = { http: '', https: '', ws: '', wss: '', udp: '' };
   const parts: NodeParts = { config, store, notifier, hub, bus, preferences: preferenceView, log, registry, metrics, endpoints };
-  bus.subscribe((notifications) => hub.dispatch(notifications));
+  // From other nodes, only the notifications of users with live connections here are read.
+  bus.subscribe(
+    (notifications) => hub.dispatch(notifications),
+    (userId) => hub.connectionsOf(userId) !== undefined,
+  );
   // The console's live tail: every node's notifications, as the bus brings them.
   const watchers = new NotificationWatchers();
-  bus.subscribe(watchers.publish);
+  bus.subscribe(watchers.publish, () => watchers.size > 0);
   bus.onDisconnect(({ userId, station, reason }) => hub.disconnectStation(userId, station, reason));
   notifier.onCommitted((notifications) => {
     // Counted per type first: a labelled inc costs a label hash and a map lookup, and a

@@ -8,8 +8,13 @@ import type { Notification } from '../model/notification.ts';
  */
 export interface Bus {
   publish(notifications: Notification[]): Promise<void>;
-  /** Called on every node for notifications published anywhere. */
-  subscribe(handler: (notifications: Notification[]) => void): void;
+  /**
+   * Called on every node for notifications published anywhere. With `wants`, the handler
+   * needs only the notifications of the users it names: a bus may then leave the others of
+   * other nodes unread (RedisBus does not parse them), and hands the handler a list that may
+   * still hold some it did not ask for.
+   */
+  subscribe(handler: (notifications: Notification[]) => void, wants?: (userId: string) => boolean): void;
   /** Asks every node to end the live connections of one device (it was removed). */
   publishDisconnect(disconnect: Disconnect): Promise<void>;
   /** Called on every node for a disconnect published anywhere. */

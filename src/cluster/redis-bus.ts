@@ -21,6 +21,12 @@ export const SILENT_AFTER_MS = 3500;
  */
 const TEST_DROP_RATE = Math.min(1, Math.max(0, Number(process.env.HERALD_TEST_BUS_DROP) || 0));
 
+/** A handler of notifications, and whose notifications it needs (everyone's without `wants`). */
+interface Subscriber {
+  handler: (notifications: Notification[]) => void;
+  wants?: (userId: string) => boolean;
+}
+
 /** What one node last told this one: its sequence, and when. */
 interface Peer {
   seq: number;
@@ -44,14 +50,20 @@ export interface RedisBusOptions {
  * whose own subscription dropped and came back says so (onPossibleLoss): the node then
  * reads what its live devices missed from the feed. A node's own messages reach its own
  * handlers in process, before Redis, so its devices never wait on Redis, and a commit
- * never waits for a publish.
+ * never waits for a publish. What comes back to it from Redis is dropped unread.
+ *
+ * A message of notifications is a header line (node and sequence) followed by one line per
+ * notification, its user id in JSON, a tab, then the notification in JSON (JSON text holds no
+ * raw tab or line break). A node parses only the lines of users some subscriber wants, those
+ * it holds live connections of: with the devices spread over k nodes, each parses about 1/k
+ * of the notifications instead of all of them.
  */
 export class RedisBus implements Bus, SpentSignatures {
   /** Changes with every process: a restarted node counts from 1 again under a new id. */
   readonly nodeId = randomBytes(8).toString('hex');
   private seq = 0;
   private readonly peers = new Map<string, Peer>();
-  private handlers: Array<(notifications: Notification[]) => void> = [];
+  private subscribers: Subscriber[] = [];
   private disconnectHandlers: Array<(disconnect: Disconnect) => void> = [];
   private preferencesHandlers: Array<(userId: string) => void> = [];
   private lossHandlers: Array<(why: string) => void> = [];
@@ -60,6 +72,8 @@ export class RedisBus implements Bus, SpentSignatures {
   readonly dropRate: number;
   /** Received messages dropped on purpose (tests). */
   dropped = 0;
+  /** How this node's own messages begin: they come back from Redis, and are dropped unread. */
+  private readonly ownPrefix: Buffer;
 
   private constructor(
     private readonly pub: Redis,
@@ -68,7 +82,12 @@ export class RedisBus implements Bus, SpentSignatures {
   ) {
     this.onPublishError = options.onPublishError ?? (() => {});
     this.dropRate = options.dropRate ?? TEST_DROP_RATE;
-    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.received(channel.toString(), message.toString('utf8')));
+    this.ownPrefix = Buffer.from(`{"node":"${this.nodeId}",`);
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      const own = this.ownPrefix;
+      if (message.length >= own.length && message.compare(own, 0, own.length, 0, own.length) === 0) return;
+      this.received(channel.toString(), message.toString('utf8'));
+    });
     // ioredis subscribes again by itself after a reconnect; whatever was published meanwhile is gone.
     sub.on('ready', () => this.possibleLoss('the Redis subscription was restored'));
     // Without a listener an error event would end the process; ioredis reconnects by itself.
@@ -107,9 +126,11 @@ export class RedisBus implements Bus, SpentSignatures {
       this.dropped++;
       return;
     }
-    let message: { node: string; seq: number; body: unknown };
+    // The header: the whole text, or its first line when notifications follow it line by line.
+    const newline = text.indexOf('\n');
+    let message: { node: string; seq: number; body?: unknown };
     try {
-      message = JSON.parse(text);
+      message = JSON.parse(newline === -1 ? text : text.slice(0, newline));
     } catch {
       return;
     }
@@ -125,11 +146,14 @@ export class RedisBus implements Bus, SpentSignatures {
     }
     if (message.seq > expected) this.possibleLoss(`bus messages from node ${message.node} were lost`);
     switch (channel) {
-      case CHANNEL:
-        // A node of another version may say something else here: the sweep covers it.
-        if (!Array.isArray(message.body)) return;
-        for (const handler of this.handlers) handler(message.body as Notification[]);
+      case CHANNEL: {
+        // A body array is how nodes of earlier versions send them. A node of another version
+        // may say something else here: the catch-up from the feed covers it.
+        const notifications = newline !== -1 ? this.wantedLines(text, newline + 1) : message.body;
+        if (!Array.isArray(notifications) || notifications.length === 0) return;
+        for (const { handler } of this.subscribers) handler(notifications as Notification[]);
         break;
+      }
       case DISCONNECT_CHANNEL:
         for (const handler of this.disconnectHandlers) handler(message.body as Disconnect);
         break;
@@ -137,6 +161,27 @@ export class RedisBus implements Bus, SpentSignatures {
         for (const handler of this.preferencesHandlers) handler(message.body as string);
         break;
     }
+  }
+
+  /** The notifications of the lines from `start` on whose users a subscriber wants (a line that does not parse is left out). */
+  private wantedLines(text: string, start: number): Notification[] {
+    const subscribers = this.subscribers;
+    const everyone = subscribers.some((s) => s.wants === undefined);
+    const notifications: Notification[] = [];
+    while (start < text.length) {
+      let end = text.indexOf('\n', start);
+      if (end === -1) end = text.length;
+      const tab = text.indexOf('\t', start);
+      if (tab !== -1 && tab < end) {
+        try {
+          if (everyone || wanted(subscribers, userIdOf(text.slice(start, tab)))) notifications.push(JSON.parse(text.slice(tab + 1, end)));
+        } catch {
+          // not a line this node can read; the rest still can be
+        }
+      }
+      start = end + 1;
+    }
+    return notifications;
   }
 
   /** Says where this node's count stands, and notices the nodes that went quiet. */
@@ -156,8 +201,10 @@ export class RedisBus implements Bus, SpentSignatures {
   }
 
   /** Sends one message in order behind the others; a failed send shows up as a gap on the other nodes. */
-  private send(channel: string, body: string): Promise<void> {
-    const text = `{"node":"${this.nodeId}","seq":${++this.seq},"body":${body}}`;
+  private send(channel: string, body: string, lines = false): Promise<void> {
+    const text = lines
+      ? `{"node":"${this.nodeId}","seq":${++this.seq}}\n${body}`
+      : `{"node":"${this.nodeId}","seq":${++this.seq},"body":${body}}`;
     return this.pub.publish(channel, text).then(
       () => undefined,
       (error: unknown) => this.onPublishError(error),
@@ -165,12 +212,18 @@ export class RedisBus implements Bus, SpentSignatures {
   }
 
   async publish(notifications: Notification[]): Promise<void> {
-    for (const handler of this.handlers) handler(notifications);
-    void this.send(CHANNEL, JSON.stringify(notifications));
+    for (const { handler } of this.subscribers) handler(notifications);
+    if (notifications.length === 0) return;
+    let lines = '';
+    for (let i = 0; i < notifications.length; i++) {
+      const n = notifications[i];
+      lines += `${i === 0 ? '' : '\n'}${JSON.stringify(n.userId)}\t${JSON.stringify(n)}`;
+    }
+    void this.send(CHANNEL, lines, true);
   }
 
-  subscribe(handler: (notifications: Notification[]) => void): void {
-    this.handlers.push(handler);
+  subscribe(handler: (notifications: Notification[]) => void, wants?: (userId: string) => boolean): void {
+    this.subscribers.push({ handler, wants });
   }
 
   async publishDisconnect(disconnect: Disconnect): Promise<void> {
@@ -208,11 +261,21 @@ export class RedisBus implements Bus, SpentSignatures {
 
   async close(): Promise<void> {
     clearInterval(this.beater);
-    this.handlers = [];
+    this.subscribers = [];
     this.disconnectHandlers = [];
     this.preferencesHandlers = [];
     this.lossHandlers = [];
     this.sub.disconnect();
     await this.pub.quit().catch(() => undefined);
   }
+}
+
+/** A user id from its JSON text: most need no unescaping. */
+function userIdOf(quoted: string): string {
+  return quoted.includes('\\') ? (JSON.parse(quoted) as string) : quoted.slice(1, -1);
+}
+
+function wanted(subscribers: Subscriber[], userId: string): boolean {
+  for (const subscriber of subscribers) if (subscriber.wants!(userId)) return true;
+  return false;
 }
