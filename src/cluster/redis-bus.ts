@@ -9,6 +9,8 @@ const DISCONNECT_CHANNEL = 'herald:disconnect';
 const PREFERENCES_CHANNEL = 'herald:preferences';
 const BEAT_CHANNEL = 'herald:beat';
 const SPENT_PREFIX = 'herald:spent:';
+const LINE_BREAK = 0x0a;
+const TAB = 0x09;
 
 /** Every node says its current sequence this often, so a lost last message is noticed. */
 export const BEAT_INTERVAL_MS = 1000;
@@ -86,7 +88,7 @@ export class RedisBus implements Bus, SpentSignatures {
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
       const own = this.ownPrefix;
       if (message.length >= own.length && message.compare(own, 0, own.length, 0, own.length) === 0) return;
-      this.received(channel.toString(), message.toString('utf8'));
+      this.received(channel.toString(), message);
     });
     // ioredis subscribes again by itself after a reconnect; whatever was published meanwhile is gone.
     sub.on('ready', () => this.possibleLoss('the Redis subscription was restored'));
@@ -121,16 +123,16 @@ export class RedisBus implements Bus, SpentSignatures {
     return new RedisBus(pub, sub, options);
   }
 
-  private received(channel: string, text: string): void {
+  private received(channel: string, bytes: Buffer): void {
     if (this.dropRate > 0 && Math.random() < this.dropRate) {
       this.dropped++;
       return;
     }
     // The header: the whole text, or its first line when notifications follow it line by line.
-    const newline = text.indexOf('\n');
+    const newline = bytes.indexOf(LINE_BREAK);
     let message: { node: string; seq: number; body?: unknown };
     try {
-      message = JSON.parse(newline === -1 ? text : text.slice(0, newline));
+      message = JSON.parse(bytes.toString('utf8', 0, newline === -1 ? bytes.length : newline));
     } catch {
       return;
     }
@@ -149,7 +151,7 @@ export class RedisBus implements Bus, SpentSignatures {
       case CHANNEL: {
         // A body array is how nodes of earlier versions send them. A node of another version
         // may say something else here: the catch-up from the feed covers it.
-        const notifications = newline !== -1 ? this.wantedLines(text, newline + 1) : message.body;
+        const notifications = newline !== -1 ? this.wantedLines(bytes, newline + 1) : message.body;
         if (!Array.isArray(notifications) || notifications.length === 0) return;
         for (const { handler } of this.subscribers) handler(notifications as Notification[]);
         break;
@@ -163,18 +165,23 @@ export class RedisBus implements Bus, SpentSignatures {
     }
   }
 
-  /** The notifications of the lines from `start` on whose users a subscriber wants (a line that does not parse is left out). */
-  private wantedLines(text: string, start: number): Notification[] {
+  /**
+   * The notifications of the lines from `start` on whose users a subscriber wants; a line
+   * that does not parse is left out. The lines are found in the bytes (a tab or a line break
+   * is never part of a longer UTF-8 sequence), and only the wanted ones are decoded.
+   */
+  private wantedLines(bytes: Buffer, start: number): Notification[] {
     const subscribers = this.subscribers;
     const everyone = subscribers.some((s) => s.wants === undefined);
     const notifications: Notification[] = [];
-    while (start < text.length) {
-      let end = text.indexOf('\n', start);
-      if (end === -1) end = text.length;
-      const tab = text.indexOf('\t', start);
+    while (start < bytes.length) {
+      let end = bytes.indexOf(LINE_BREAK, start);
+      if (end === -1) end = bytes.length;
+      const tab = bytes.indexOf(TAB, start);
       if (tab !== -1 && tab < end) {
         try {
-          if (everyone || wanted(subscribers, userIdOf(text.slice(start, tab)))) notifications.push(JSON.parse(text.slice(tab + 1, end)));
+          if (everyone || wanted(subscribers, userIdOf(bytes.toString('utf8', start, tab))))
+            notifications.push(JSON.parse(bytes.toString('utf8', tab + 1, end)));
         } catch {
           // not a line this node can read; the rest still can be
         }
