@@ -102,9 +102,9 @@ export class FcmChannel implements PushChannel {
   /** Posts the message with the current access token (fetched first when there is none at hand). */
   private post(send: FcmSend): void {
     const token = this.accessTokens.fresh();
-    if (token !== undefined) return this.fcm.post(this.sendPath, this.headersFor(token), send.body, send, this.answered);
+    if (token !== undefined) return this.fcm.post(this.headersFor(token), send.body, send, this.answered);
     this.accessTokens.current().then(
-      (fetched) => this.fcm.post(this.sendPath, this.headersFor(fetched), send.body, send, this.answered),
+      (fetched) => this.fcm.post(this.headersFor(fetched), send.body, send, this.answered),
       (error: Error) => send.finish({ kind: 'retry', reason: `FCM: ${error.message}` }),
     );
   }
@@ -112,7 +112,13 @@ export class FcmChannel implements PushChannel {
   /** The request headers for an access token, one object while the token lasts (node:http2 only reads them). */
   private headersFor(token: string): http2.OutgoingHttpHeaders {
     if (this.headers?.token !== token) {
-      this.headers = { token, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json; charset=utf-8' } };
+      const headers = {
+        ':method': 'POST',
+        ':path': this.sendPath,
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json; charset=utf-8',
+      };
+      this.headers = { token, headers };
     }
     return this.headers.headers;
   }
