@@ -23,6 +23,12 @@ const TOKEN_SOCKETS = 2;
 
 export interface FcmOptions {
   account: ServiceAccount;
+  /**
+   * Whether a delivered message's outcome carries FCM's answer (`200 projects/…/messages/…`,
+   * read from its body), as `herald push test` prints it. A push thread hands back delivered
+   * pushes as bare numbers, so it reads no body of a 200 answer.
+   */
+  deliveredDetail?: boolean;
   /** Origin, e.g. https://fcm.googleapis.com */
   url: string;
   ca?: string;
@@ -53,18 +59,20 @@ export class FcmChannel implements PushChannel {
   private readonly sendPath: string;
   private readonly fcm: Http2Origin;
   private readonly bodies = new FcmBodies();
+  private readonly deliveredDetail: boolean;
   /** The request headers of the current access token. */
   private headers?: { token: string; headers: http2.OutgoingHttpHeaders };
 
   constructor(options: FcmOptions) {
     this.agent = new https.Agent({ keepAlive: true, maxSockets: TOKEN_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
     this.accessTokens = new AccessTokens(options.account, this.agent);
+    this.deliveredDetail = options.deliveredDetail ?? true;
     const sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
     this.sendPath = sendUrl.pathname;
     this.fcm = new Http2Origin(sendUrl.origin, { name: 'FCM', ca: options.ca, log: options.log });
   }
 
-  static async fromConfig(config: Config, log?: Logger): Promise<FcmChannel> {
+  static async fromConfig(config: Config, log?: Logger, options: Pick<FcmOptions, 'deliveredDetail'> = {}): Promise<FcmChannel> {
     const fcm = config.fcm;
     if (!fcm) throw new Error('FCM is not configured');
     let text: string;
@@ -79,6 +87,7 @@ export class FcmChannel implements PushChannel {
       url: fcm.url,
       ca: config.caFile ? fs.readFileSync(config.caFile, 'utf8') : undefined,
       log,
+      ...options,
     });
     try {
       await channel.accessTokens.key;
@@ -126,6 +135,7 @@ export class FcmChannel implements PushChannel {
   /** FCM answered a message, or it failed: fetches a new access token once when FCM refuses the current one. */
   private readonly answered = (error: Error | undefined, response: Http2Answer | undefined, send: FcmSend): void => {
     if (error) return send.finish({ kind: 'retry', reason: `FCM: ${error.message}` });
+    if (response!.status === 200 && !this.deliveredDetail) return send.finish(DELIVERED);
     const answer = readFcmAnswer(response!.status, response!.body, response!.headers['retry-after']);
     if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR' && !send.refreshed) {
       // The access token was refused (revoked or expired early): fetch a new one once.
@@ -141,3 +151,5 @@ export class FcmChannel implements PushChannel {
     await this.fcm.close();
   }
 }
+
+const DELIVERED: SendOutcome = Object.freeze({ kind: 'delivered' });
