@@ -59,6 +59,8 @@ export interface Http2OriginOptions {
   lookup?: net.LookupFunction;
   /** A connection already open to the origin with h2 agreed by ALPN: the first session runs on it. */
   socket?: tls.TLSSocket;
+  /** Answers with this status are handed over with an empty body, theirs left unread (FCM's 200 in a push thread). */
+  unreadBodyStatus?: number;
 }
 
 /** Where a stream's listeners find the request it carries. */
@@ -105,8 +107,10 @@ function onResponse(this: RequestStream, headers: http2.IncomingHttpHeaders, fla
   request.responseHeaders = headers;
   request.status = Number(headers[':status']);
   // An answer of headers alone (END_STREAM set on them) has no body to read; a stream
-  // nobody reads still ends once its last frame has come.
-  if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) this.on('data', onData);
+  // nobody reads still ends once its last frame has come. A body nobody wants flows by unread.
+  if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) return;
+  if (request.status === request.origin.unreadBodyStatus) this.resume();
+  else this.on('data', onData);
 }
 
 function onData(this: RequestStream, chunk: Buffer): void {
@@ -156,12 +160,14 @@ export class Http2Origin {
   private readonly inFlight = new Set<OriginRequest>();
   private readonly timeoutSweeper: NodeJS.Timeout;
   private socket?: tls.TLSSocket;
+  readonly unreadBodyStatus: number | undefined;
 
   constructor(
     private readonly origin: string,
     private readonly options: Http2OriginOptions,
   ) {
     this.socket = options.socket;
+    this.unreadBodyStatus = options.unreadBodyStatus;
     this.timeoutSweeper = setInterval(() => this.cancelOverdueRequests(), TIMEOUT_SWEEP_MS).unref();
   }
 

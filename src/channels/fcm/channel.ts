@@ -66,10 +66,16 @@ export class FcmChannel implements PushChannel {
   constructor(options: FcmOptions) {
     this.agent = new https.Agent({ keepAlive: true, maxSockets: TOKEN_SOCKETS, ...(options.ca ? { ca: options.ca } : {}) });
     this.accessTokens = new AccessTokens(options.account, this.agent);
-    this.deliveredDetail = options.deliveredDetail ?? true;
     const sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
     this.sendPath = sendUrl.pathname;
-    this.fcm = new Http2Origin(sendUrl.origin, { name: 'FCM', ca: options.ca, log: options.log });
+    this.deliveredDetail = options.deliveredDetail ?? true;
+    this.fcm = new Http2Origin(sendUrl.origin, {
+      name: 'FCM',
+      ca: options.ca,
+      log: options.log,
+      // FCM's 200 body holds only the message's name.
+      unreadBodyStatus: this.deliveredDetail ? undefined : 200,
+    });
   }
 
   static async fromConfig(config: Config, log?: Logger, options: Pick<FcmOptions, 'deliveredDetail'> = {}): Promise<FcmChannel> {
