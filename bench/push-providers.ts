@@ -65,6 +65,13 @@ function getJson<T>(url: string): Promise<T> {
 
 const DEVICES_PER_USER = 10;
 
+/**
+ * Streams the bare FCM client keeps in flight: as many as Herald's FCM channel opens against
+ * this double, which advertises no limit (Http2Origin's cap, src/channels/http2-origin.ts),
+ * so that both send with the same concurrency.
+ */
+const FCM_STREAMS = 1000;
+
 /** A group of users with `DEVICES_PER_USER` push devices each, and a sender configured to post to it. */
 async function pushGroup(
   herald: HeraldProcess,
@@ -254,7 +261,7 @@ export async function runFcmPush(log: (line: string) => void): Promise<ProviderP
       'node:http2',
       group.total,
       () => heraldRun(h, sender, stats, group.messages, group.perMessage, 'FCM'),
-      () => clientRun(bare, { tokens, streams: benchConfig.push.streams }, tokens.length, stats, 'FCM node:http2'),
+      () => clientRun(bare, { tokens, streams: FCM_STREAMS }, tokens.length, stats, 'FCM node:http2'),
       log,
       benchConfig.cpuProfile ? h : undefined,
     );
