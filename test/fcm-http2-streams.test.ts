@@ -86,3 +86,37 @@ describe('FCM messages travel as concurrent streams of one HTTP/2 connection', (
     }
   });
 });
+
+describe("FCM's answer to a delivered message", () => {
+  let double: FcmMock;
+  let detailed: FcmChannel;
+
+  beforeAll(async () => {
+    double = await startFcmMock();
+    detailed = new FcmChannel({ account: double.serviceAccount as never, url: double.url, ca: double.caPem });
+  });
+
+  afterAll(async () => {
+    await detailed?.close();
+    await double?.close();
+  });
+
+  it("a delivered message carries FCM's message name, unless the sender (a push thread) asks for none", async () => {
+    const token = fcmToken();
+    const outcome = await sendOne(detailed, target(token), notification(1));
+    expect(outcome).toEqual({ kind: 'delivered', detail: expect.stringMatching(/^200 projects\/herald-test\/messages\/[0-9a-f]{16}$/) });
+    const bare = new FcmChannel({ account: double.serviceAccount as never, url: double.url, ca: double.caPem, deliveredDetail: false });
+    try {
+      expect(await sendOne(bare, target(token), notification(2))).toEqual({ kind: 'delivered' });
+      // Not reading the answer changes nothing else: a refusal is read in full.
+      double.unregister(token);
+      expect(await sendOne(bare, target(token), notification(3))).toMatchObject({
+        kind: 'dead',
+        reason: expect.stringContaining('UNREGISTERED'),
+      });
+    } finally {
+      await bare.close();
+    }
+    expect(double.messagesTo(token)).toHaveLength(2);
+  });
+});

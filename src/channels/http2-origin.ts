@@ -59,6 +59,84 @@ export interface Http2OriginOptions {
   lookup?: net.LookupFunction;
   /** A connection already open to the origin with h2 agreed by ALPN: the first session runs on it. */
   socket?: tls.TLSSocket;
+  /** Answers with this status are handed over with an empty body, theirs left unread (FCM's 200 in a push thread). */
+  unreadBodyStatus?: number;
+}
+
+/** Where a stream's listeners find the request it carries. */
+const ORIGIN_REQUEST = Symbol('http2 origin request');
+type RequestStream = http2.ClientHttp2Stream & { [ORIGIN_REQUEST]?: OriginRequest };
+
+/**
+ * One request on its way, from the queue through its stream to its answer. Thousands are
+ * in flight at once, so a request carries its state in this one object: the stream's
+ * listeners are shared functions (below) that find it through the stream, and a request
+ * costs no closure per event, as APNs pushes do (src/channels/apns/push-request.ts).
+ */
+class OriginRequest {
+  stream: RequestStream | undefined = undefined;
+  status = 0;
+  responseHeaders: http2.IncomingHttpHeaders | undefined = undefined;
+  chunks: Buffer[] | undefined = undefined;
+  startedAt = 0;
+  settled = false;
+
+  constructor(
+    readonly origin: Http2Origin,
+    readonly headers: http2.OutgoingHttpHeaders,
+    readonly body: string | Buffer,
+    readonly context: unknown,
+    readonly answered: Answered<never>,
+  ) {}
+
+  /** How it went: called once, with the whole answer or the error. */
+  finish(error: Error | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.origin.streamDone(this);
+    if (error) return this.answered(error, undefined, this.context as never);
+    const chunks = this.chunks;
+    const body = chunks === undefined ? '' : chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    this.answered(undefined, { status: this.status, body, headers: this.responseHeaders! }, this.context as never);
+  }
+}
+
+function onResponse(this: RequestStream, headers: http2.IncomingHttpHeaders, flags: number): void {
+  const request = this[ORIGIN_REQUEST];
+  if (request?.stream !== this) return;
+  request.responseHeaders = headers;
+  request.status = Number(headers[':status']);
+  // An answer of headers alone (END_STREAM set on them) has no body to read; a stream
+  // nobody reads still ends once its last frame has come. A body nobody wants flows by unread.
+  if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) return;
+  if (request.status === request.origin.unreadBodyStatus) this.resume();
+  else this.on('data', onData);
+}
+
+function onData(this: RequestStream, chunk: Buffer): void {
+  const request = this[ORIGIN_REQUEST];
+  if (request?.stream !== this) return;
+  (request.chunks ??= []).push(chunk);
+}
+
+function onError(this: RequestStream, error: Error): void {
+  const request = this[ORIGIN_REQUEST];
+  if (request?.stream === this) request.finish(error);
+}
+
+/**
+ * A stream closes once its answer has been read to the end, or it failed: the one place a
+ * request learns that it is done, which spares an 'end' listener per stream.
+ */
+function onClose(this: RequestStream): void {
+  const request = this[ORIGIN_REQUEST];
+  if (request?.stream !== this || request.settled) return;
+  // A stream destroyed with its session (close()'s grace ran out, the connection was
+  // lost) ends without a response: no answer, so the message is retried, never failed.
+  if (request.status === 0) return request.finish(new Error(this.readableEnded ? 'stream ended without a response' : 'no answer'));
+  // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
+  if (!this.readableEnded) return request.finish(new Error(this.rstCode ? `stream reset (code ${this.rstCode})` : 'no answer'));
+  request.finish(undefined);
 }
 
 /**
@@ -71,63 +149,72 @@ export class Http2Origin {
   private session?: http2.ClientHttp2Session;
   private active = 0;
   /** Requests waiting for a stream, first come first served (head-indexed). */
-  private waiting: Array<(() => void) | undefined> = [];
+  private waiting: Array<OriginRequest | undefined> = [];
   private waitingHead = 0;
   /** next() is handing out streams. */
   private waking = false;
   private closed = false;
   private readonly lean = leanRequests();
   private readonly streamOptions = streamOptions();
-  /** The streams waiting for an answer, with when each was opened. */
-  private readonly inFlight = new Map<http2.ClientHttp2Stream, number>();
+  /** The requests on a stream, waiting for an answer. */
+  private readonly inFlight = new Set<OriginRequest>();
   private readonly timeoutSweeper: NodeJS.Timeout;
   private socket?: tls.TLSSocket;
+  readonly unreadBodyStatus: number | undefined;
 
   constructor(
     private readonly origin: string,
     private readonly options: Http2OriginOptions,
   ) {
     this.socket = options.socket;
+    this.unreadBodyStatus = options.unreadBodyStatus;
     this.timeoutSweeper = setInterval(() => this.cancelOverdueRequests(), TIMEOUT_SWEEP_MS).unref();
   }
 
   private cancelOverdueRequests(): void {
     const overdue = Date.now() - REQUEST_TIMEOUT_MS;
-    for (const [stream, openedAt] of this.inFlight) {
-      if (openedAt > overdue) continue;
-      stream.close(http2.constants.NGHTTP2_CANCEL);
+    for (const request of this.inFlight) {
+      if (request.startedAt > overdue) continue;
+      request.stream?.close(http2.constants.NGHTTP2_CANCEL);
     }
   }
 
   /**
-   * POSTs `body` to `path` and reads the whole answer, then calls `answered` once, with the
-   * answer or the error: a connection error, a reset stream or 30–35 s without an answer.
-   * Callbacks rather than a promise: at thousands of messages a second a promise chain per
-   * message costs more than its bookkeeping.
+   * POSTs `body` with `headers` (':method' and ':path' among them; node:http2 only reads
+   * the object, so a caller may hand the same one to every request) and reads the whole
+   * answer, then calls `answered` once, with the answer or the error: a connection error,
+   * a reset stream or 30–35 s without an answer. Callbacks rather than a promise: at
+   * thousands of messages a second a promise chain per message costs more than its
+   * bookkeeping.
    */
-  post<C>(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer, context: C, answered: Answered<C>): void {
-    if (this.closed) return answered(new Error('the channel is closed'), undefined, context);
+  post<C>(headers: http2.OutgoingHttpHeaders, body: string | Buffer, context: C, answered: Answered<C>): void {
+    const request = new OriginRequest(this, headers, body, context, answered as Answered<never>);
+    if (this.closed) return request.finish(new Error('the channel is closed'));
     // A waiting request is woken with its stream already counted (see next()).
     if (this.active < this.streamLimit()) {
       this.active++;
-      this.request(path, headers, body, context, answered);
+      this.start(request);
     } else {
-      this.waiting.push(() => this.request(path, headers, body, context, answered));
+      this.waiting.push(request);
     }
   }
 
-  /** post() for a caller that awaits: one promise per request. */
+  /** A POST to `path` for a caller that awaits: one promise per request. */
   postAndWait(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer): Promise<Http2Answer> {
     return new Promise((resolve, reject) => {
-      this.post(path, headers, body, undefined, (error, answer) => (error ? reject(error) : resolve(answer!)));
+      this.post({ ':method': 'POST', ':path': path, ...headers }, body, undefined, (error, answer) =>
+        error ? reject(error) : resolve(answer!),
+      );
     });
   }
 
-  /** The request's stream is done: it is free for the next, and the caller learns how it went. */
-  private settle<C>(error: Error | undefined, answer: Http2Answer | undefined, context: C, answered: Answered<C>): void {
+  /** A request's stream is done (or it never got one): it is free for the next. */
+  streamDone(request: OriginRequest): void {
+    // A request that failed before it was counted (the channel closed) holds no stream.
+    if (request.startedAt === 0) return;
+    this.inFlight.delete(request);
     this.active--;
     this.next();
-    answered(error, answer, context);
   }
 
   /**
@@ -140,10 +227,10 @@ export class Http2Origin {
     this.waking = true;
     try {
       while (this.waitingHead < this.waiting.length && (this.closed || this.active < this.streamLimit())) {
-        const wake = this.waiting[this.waitingHead]!;
+        const request = this.waiting[this.waitingHead]!;
         this.waiting[this.waitingHead++] = undefined;
         this.active++;
-        wake();
+        this.start(request);
       }
     } finally {
       this.waking = false;
@@ -189,49 +276,28 @@ export class Http2Origin {
     return session;
   }
 
-  private request<C>(path: string, headers: http2.OutgoingHttpHeaders, body: string | Buffer, context: C, answered: Answered<C>): void {
-    if (this.closed) return this.settle(new Error('the channel is closed'), undefined, context, answered);
-    let stream: http2.ClientHttp2Stream;
+  /** Puts a request, its stream already counted in `active`, on a stream of the connection. */
+  private start(request: OriginRequest): void {
+    request.startedAt = Date.now();
+    if (this.closed) return request.finish(new Error('the channel is closed'));
+    let stream: RequestStream;
     try {
-      stream = this.open(this.connection(), { ':method': 'POST', ':path': path, ...headers });
+      stream = this.open(this.connection(), request.headers);
     } catch (error) {
       // The session went away between the check and the request (ERR_HTTP2_GOAWAY_SESSION …).
       this.session = undefined;
-      return this.settle(error as Error, undefined, context, answered);
+      return request.finish(error as Error);
     }
-    let settled = false;
-    const fail = (error: Error) => {
-      if (settled) return;
-      settled = true;
-      this.settle(error, undefined, context, answered);
-    };
-    let status = 0;
-    let answerHeaders: http2.IncomingHttpHeaders = {};
-    const chunks: Buffer[] = [];
-    this.inFlight.set(stream, Date.now());
-    stream.on('response', (h) => {
-      status = Number(h[':status']);
-      answerHeaders = h;
-    });
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('end', () => {
-      // A stream destroyed with its session (close()'s grace ran out, the connection was
-      // lost) ends without a response: no answer, so the message is retried, never failed.
-      if (status === 0) return fail(new Error('stream ended without a response'));
-      if (settled) return;
-      settled = true;
-      this.settle(undefined, { status, body: Buffer.concat(chunks).toString('utf8'), headers: answerHeaders }, context, answered);
-    });
-    stream.on('close', () => {
-      this.inFlight.delete(stream);
-      // Closed without a whole answer: reset by the peer, cancelled after the timeout, or the connection was lost.
-      if (status === 0 || !stream.readableEnded) fail(new Error(stream.rstCode ? `stream reset (code ${stream.rstCode})` : 'no answer'));
-    });
-    stream.on('error', fail);
-    stream.end(body);
+    this.inFlight.add(request);
+    stream[ORIGIN_REQUEST] = request;
+    request.stream = stream;
+    stream.on('response', onResponse);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    stream.end(request.body);
   }
 
-  private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
+  private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): RequestStream {
     if (!this.lean) return session.request(headers, this.streamOptions);
     AsyncResource.prototype.bind = bindWithoutAccessor;
     try {

@@ -4,7 +4,10 @@
  * Writes the service-account JSON and the CA certificate into a temporary directory and
  * prints one JSON line: {url, caFile, serviceAccountFile, projectId, statsUrl}. Point Herald
  * at it with HERALD_FCM_URL, HERALD_FCM_SERVICE_ACCOUNT and HERALD_CA_FILE. GET <statsUrl>/stats
- * answers {accepted, refused, tokensIssued, cpu}. Accepted messages are counted, not kept.
+ * answers {accepted, refused, tokensIssued, cpu, firstAcceptedAt, lastAcceptedAt}: the wall
+ * clock (performance.timeOrigin + performance.now(), as the bench's processes read it) when
+ * the first message since the last GET <statsUrl>/mark and the latest message were accepted,
+ * 0 before any. Accepted messages are counted, not kept.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,14 +24,22 @@ fs.writeFileSync(caFile, mock.caPem);
 
 let accepted = 0;
 let refused = 0;
+let firstAcceptedAt = 0;
+let lastAcceptedAt = 0;
 mock.events.on('message', () => {
   accepted++;
+  lastAcceptedAt = performance.timeOrigin + performance.now();
+  if (firstAcceptedAt === 0) firstAcceptedAt = lastAcceptedAt;
   // A long run would otherwise keep every message.
   if (mock.messages.length > 1000) mock.messages.length = 0;
 });
 mock.events.on('refused', () => refused++);
-const stats = () => ({ accepted, refused, tokensIssued: mock.tokensIssued, cpu: cpuMicros() });
-const statsServer = await serveDoubleStats(stats);
+const stats = () => ({ accepted, refused, tokensIssued: mock.tokensIssued, cpu: cpuMicros(), firstAcceptedAt, lastAcceptedAt });
+const statsServer = await serveDoubleStats(stats, (url) => {
+  if (url.pathname !== '/mark') return null;
+  firstAcceptedAt = 0;
+  return { accepted };
+});
 
 process.stdout.write(
   JSON.stringify({ url: mock.url, caFile, serviceAccountFile, projectId: mock.projectId, statsUrl: statsServer.url }) + '\n',

@@ -23,6 +23,12 @@ const TOKEN_SOCKETS = 2;
 
 export interface FcmOptions {
   account: ServiceAccount;
+  /**
+   * Whether a delivered message's outcome carries FCM's answer (`200 projects/…/messages/…`,
+   * read from its body), as `herald push test` prints it. A push thread hands back delivered
+   * pushes as bare numbers, so it reads no body of a 200 answer.
+   */
+  deliveredDetail?: boolean;
   /** Origin, e.g. https://fcm.googleapis.com */
   url: string;
   ca?: string;
@@ -53,6 +59,7 @@ export class FcmChannel implements PushChannel {
   private readonly sendPath: string;
   private readonly fcm: Http2Origin;
   private readonly bodies = new FcmBodies();
+  private readonly deliveredDetail: boolean;
   /** The request headers of the current access token. */
   private headers?: { token: string; headers: http2.OutgoingHttpHeaders };
 
@@ -61,10 +68,17 @@ export class FcmChannel implements PushChannel {
     this.accessTokens = new AccessTokens(options.account, this.agent);
     const sendUrl = new URL(`/v1/projects/${options.account.project_id}/messages:send`, options.url);
     this.sendPath = sendUrl.pathname;
-    this.fcm = new Http2Origin(sendUrl.origin, { name: 'FCM', ca: options.ca, log: options.log });
+    this.deliveredDetail = options.deliveredDetail ?? true;
+    this.fcm = new Http2Origin(sendUrl.origin, {
+      name: 'FCM',
+      ca: options.ca,
+      log: options.log,
+      // FCM's 200 body holds only the message's name.
+      unreadBodyStatus: this.deliveredDetail ? undefined : 200,
+    });
   }
 
-  static async fromConfig(config: Config, log?: Logger): Promise<FcmChannel> {
+  static async fromConfig(config: Config, log?: Logger, options: Pick<FcmOptions, 'deliveredDetail'> = {}): Promise<FcmChannel> {
     const fcm = config.fcm;
     if (!fcm) throw new Error('FCM is not configured');
     let text: string;
@@ -79,6 +93,7 @@ export class FcmChannel implements PushChannel {
       url: fcm.url,
       ca: config.caFile ? fs.readFileSync(config.caFile, 'utf8') : undefined,
       log,
+      ...options,
     });
     try {
       await channel.accessTokens.key;
@@ -102,9 +117,9 @@ export class FcmChannel implements PushChannel {
   /** Posts the message with the current access token (fetched first when there is none at hand). */
   private post(send: FcmSend): void {
     const token = this.accessTokens.fresh();
-    if (token !== undefined) return this.fcm.post(this.sendPath, this.headersFor(token), send.body, send, this.answered);
+    if (token !== undefined) return this.fcm.post(this.headersFor(token), send.body, send, this.answered);
     this.accessTokens.current().then(
-      (fetched) => this.fcm.post(this.sendPath, this.headersFor(fetched), send.body, send, this.answered),
+      (fetched) => this.fcm.post(this.headersFor(fetched), send.body, send, this.answered),
       (error: Error) => send.finish({ kind: 'retry', reason: `FCM: ${error.message}` }),
     );
   }
@@ -112,7 +127,13 @@ export class FcmChannel implements PushChannel {
   /** The request headers for an access token, one object while the token lasts (node:http2 only reads them). */
   private headersFor(token: string): http2.OutgoingHttpHeaders {
     if (this.headers?.token !== token) {
-      this.headers = { token, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json; charset=utf-8' } };
+      const headers = {
+        ':method': 'POST',
+        ':path': this.sendPath,
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json; charset=utf-8',
+      };
+      this.headers = { token, headers };
     }
     return this.headers.headers;
   }
@@ -120,6 +141,7 @@ export class FcmChannel implements PushChannel {
   /** FCM answered a message, or it failed: fetches a new access token once when FCM refuses the current one. */
   private readonly answered = (error: Error | undefined, response: Http2Answer | undefined, send: FcmSend): void => {
     if (error) return send.finish({ kind: 'retry', reason: `FCM: ${error.message}` });
+    if (response!.status === 200 && !this.deliveredDetail) return send.finish(DELIVERED);
     const answer = readFcmAnswer(response!.status, response!.body, response!.headers['retry-after']);
     if (answer.status === 401 && answer.errorCode !== 'THIRD_PARTY_AUTH_ERROR' && !send.refreshed) {
       // The access token was refused (revoked or expired early): fetch a new one once.
@@ -135,3 +157,5 @@ export class FcmChannel implements PushChannel {
     await this.fcm.close();
   }
 }
+
+const DELIVERED: SendOutcome = Object.freeze({ kind: 'delivered' });
