@@ -604,9 +604,12 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
   // devices costs no claim query (retries and other nodes' rows are found by its timer).
   if (outbox) {
-    notifier.onCommitted((_notifications, pushesQueued, pushesHeld) => {
+    notifier.onCommitted((notifications, pushesQueued, pushesHeld) => {
       if (pushesHeld > 0) metrics.pushHolds.inc({ outcome: 'held' }, pushesHeld);
-      if (pushesQueued > pushesHeld) outbox.kick();
+      if (pushesQueued > pushesHeld) {
+        outbox.remember(notifications);
+        outbox.kick();
+      }
     });
   }
 

@@ -45,6 +45,13 @@ const FIRST_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 10 * 60 * 1000;
 /** Pending rows past their time to live are marked expired this often. */
 const EXPIRY_SWEEP_MS = 60_000;
+/**
+ * Notifications this node committed with pushes, kept so that claiming their outbox rows
+ * needs no read of their feed rows (a message's pushes are usually claimed within
+ * milliseconds of its commit). A feed row does not change once written, so the one in
+ * memory is the row; the oldest go first past this many, and are read again if needed.
+ */
+const REMEMBERED_NOTIFICATIONS = 10_000;
 
 /**
  * When to try again: the provider's Retry-After when it gave one (plus up to 10 % so that
@@ -77,6 +84,8 @@ const emptyOutcomes = (): PendingOutcomes => ({ delivered: [], final: new Map(),
 export interface Outbox {
   /** Look for due rows now (called after every commit that produced notifications). */
   kick(): void;
+  /** Notifications just committed with outbox rows: their rows need not be read back (see REMEMBERED_NOTIFICATIONS). */
+  remember(notifications: readonly Notification[]): void;
   /** Stop claiming, let in-flight pushes finish briefly, record their outcomes, release leases. */
   close(): Promise<void>;
 }
@@ -124,6 +133,8 @@ class Dispatcher implements Outbox {
   private flushTimer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private idleWaiters: Array<() => void> = [];
+  /** Remembered notifications by id, oldest first. */
+  private remembered = new Map<string, Notification>();
 
   constructor(parts: OutboxParts) {
     this.deliveries = parts.deliveries;
@@ -147,6 +158,18 @@ class Dispatcher implements Outbox {
   kick(): void {
     if (this.closing || this.providers.length === 0) return;
     void this.pump();
+  }
+
+  remember(notifications: readonly Notification[]): void {
+    if (this.providers.length === 0) return;
+    const remembered = this.remembered;
+    for (const n of notifications) remembered.set(n.id, n);
+    if (remembered.size <= REMEMBERED_NOTIFICATIONS) return;
+    let over = remembered.size - REMEMBERED_NOTIFICATIONS;
+    for (const id of remembered.keys()) {
+      if (over-- <= 0) break;
+      remembered.delete(id);
+    }
   }
 
   /** Claims and dispatches due rows until none is left or the in-flight bound is reached. */
@@ -193,18 +216,25 @@ class Dispatcher implements Outbox {
   private async dispatch(rows: ClaimedDelivery[]): Promise<void> {
     // An outbox row names its notification's user: the one whose feed the id points into.
     const userOf = new Map<string, string>();
+    const notifications = new Map<string, Notification>();
     const wanted: Array<[number, number]> = [];
     for (const row of rows) {
-      if (userOf.has(row.notification_id)) continue;
-      userOf.set(row.notification_id, row.user_id);
-      const named = parseNotificationId(row.notification_id);
+      const id = row.notification_id;
+      if (userOf.has(id)) continue;
+      userOf.set(id, row.user_id);
+      const known = this.remembered.get(id);
+      if (known !== undefined && known.userId === row.user_id) {
+        notifications.set(id, known);
+        continue;
+      }
+      const named = parseNotificationId(id);
       if (named) wanted.push([named.userKey, named.seq]);
     }
-    const notificationRows = await this.deliveries.feedRows(wanted);
-    const notifications = new Map<string, Notification>();
-    for (const n of notificationRows) {
-      const id = notificationId(n.user_key, n.seq);
-      notifications.set(id, rowToNotification(n, userOf.get(id)!));
+    if (wanted.length > 0) {
+      for (const n of await this.deliveries.feedRows(wanted)) {
+        const id = notificationId(n.user_key, n.seq);
+        notifications.set(id, rowToNotification(n, userOf.get(id)!));
+      }
     }
     const seen = await this.seenWhileHeld(rows, notifications);
     const now = Date.now();
