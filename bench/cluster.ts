@@ -5,7 +5,10 @@
  * the same-node latency in the same two-node cluster. Every node is a process of its own.
  */
 import { benchConfig, loopbackSources } from './lib/config.ts';
-import { benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import { BENCH_DATABASE_URL, benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
+import { backendsCpu } from './lib/pg-cpu.ts';
 import { Fleet, waitForCount } from './lib/fleet.ts';
 import { HeraldProcess, type SeededUser } from './lib/herald.ts';
 import { Child, sleep } from './lib/ipc.ts';
@@ -76,6 +79,11 @@ export interface ClusterFanoutSide {
   median: number;
   cpuPerDelivery: number[];
   cpuMedian: number;
+  /**
+   * PostgreSQL: the CPU time of the bench database's backends per delivery, from /proc (the
+   * server runs on this machine); the other set-up's nodes are idle meanwhile, runs alternate.
+   */
+  dbCpuPerDelivery?: number[];
 }
 
 export interface ClusterFanoutResult {
@@ -129,6 +137,9 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
   );
   const clusters: Partial<Record<Setup, Cluster>> = {};
   const prepared: Partial<Record<Setup, Prepared>> = {};
+  const benchDb = new Kysely<any>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: BENCH_DATABASE_URL, max: 1 }) }),
+  });
   try {
     for (const setup of SETUPS) {
       const t0 = Date.now();
@@ -139,14 +150,18 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
     }
     const rates = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     const cpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
+    const dbCpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     for (let run = 0; run < runs; run++) {
       for (const setup of SETUPS) {
+        const db0 = setup === 'sqlite' ? 0 : await backendsCpu(benchDb);
         const result = await burst(prepared[setup]!, messages, SETUP_LABEL[setup]);
         rates[setup].push(result.rate);
         cpu[setup].push(result.cpuPerDelivery);
+        if (setup !== 'sqlite') dbCpu[setup].push(((await backendsCpu(benchDb)) - db0) / result.deliveries);
       }
+      const db = (s: Setup) => (s === 'sqlite' ? '' : `, db ${dbCpu[s][run].toFixed(1)} µs`);
       log(
-        `  run ${run + 1}: ${SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU)`).join(', ')}`,
+        `  run ${run + 1}: ${SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU${db(s)})`).join(', ')}`,
       );
     }
     const side = (setup: Setup): ClusterFanoutSide => ({
@@ -155,11 +170,13 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
       median: median(rates[setup]),
       cpuPerDelivery: cpu[setup],
       cpuMedian: median(cpu[setup]),
+      ...(setup !== 'sqlite' && { dbCpuPerDelivery: dbCpu[setup] }),
     });
     return { devices, messages, sides: { sqlite: side('sqlite'), pg1: side('pg1'), pg2: side('pg2') } };
   } finally {
     await Promise.allSettled(Object.values(prepared).map((p) => p.stop()));
     await Promise.allSettled(Object.values(clusters).map((c) => c.stop()));
+    await benchDb.destroy();
   }
 }
 
