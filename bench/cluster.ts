@@ -8,7 +8,7 @@ import { benchConfig, loopbackSources } from './lib/config.ts';
 import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
 import { BENCH_DATABASE_URL, benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
-import { backendsCpu } from './lib/pg-cpu.ts';
+import { backendsCpuByPid, cpuBetween } from './lib/pg-cpu.ts';
 import { Fleet, waitForCount } from './lib/fleet.ts';
 import { HeraldProcess, type SeededUser } from './lib/herald.ts';
 import { Child, sleep } from './lib/ipc.ts';
@@ -30,6 +30,8 @@ class Cluster {
     readonly setup: Setup,
     readonly nodes: HeraldProcess[],
     private readonly dropSchema?: () => Promise<void>,
+    /** PostgreSQL: the schema, also the application_name of the nodes' connections. */
+    readonly schema?: string,
   ) {}
 
   static async start(setup: Setup): Promise<Cluster> {
@@ -49,7 +51,7 @@ class Cluster {
       await schema.drop();
       throw error;
     }
-    return new Cluster(setup, nodes, schema.drop);
+    return new Cluster(setup, nodes, schema.drop, schema.schema);
   }
 
   /** Live connections registered on all nodes together. */
@@ -80,8 +82,8 @@ export interface ClusterFanoutSide {
   cpuPerDelivery: number[];
   cpuMedian: number;
   /**
-   * PostgreSQL: the CPU time of the bench database's backends per delivery, from /proc (the
-   * server runs on this machine); the other set-up's nodes are idle meanwhile, runs alternate.
+   * PostgreSQL: the CPU time of the nodes' backends per delivery (their application_name is
+   * the schema), from /proc: the server runs on this machine.
    */
   dbCpuPerDelivery?: number[];
 }
@@ -153,11 +155,12 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
     const dbCpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     for (let run = 0; run < runs; run++) {
       for (const setup of SETUPS) {
-        const db0 = setup === 'sqlite' ? 0 : await backendsCpu(benchDb);
+        const schema = clusters[setup]!.schema;
+        const db0 = schema ? await backendsCpuByPid(benchDb, schema) : undefined;
         const result = await burst(prepared[setup]!, messages, SETUP_LABEL[setup]);
         rates[setup].push(result.rate);
         cpu[setup].push(result.cpuPerDelivery);
-        if (setup !== 'sqlite') dbCpu[setup].push(((await backendsCpu(benchDb)) - db0) / result.deliveries);
+        if (schema) dbCpu[setup].push(cpuBetween(db0!, await backendsCpuByPid(benchDb, schema)) / result.deliveries);
       }
       const db = (s: Setup) => (s === 'sqlite' ? '' : `, db ${dbCpu[s][run].toFixed(1)} µs`);
       log(
