@@ -403,8 +403,9 @@ const withPushesText = new Map<string, string>();
 /**
  * The feed rows ($1–$14), then the pushed ones' user ids, notification ids, expiries, whether
  * each is held when its user is in use, whether each is a background push ($15–$19), the hold's
- * activity bound and end, and now ($20–$22), and the feed heads' epochs ($23). The recipients in use are found in one scan of the
- * index of devices with an activity (devices_active), then joined like a table.
+ * activity bound and end, and now ($20–$22), and the feed heads' epochs ($23). The recipients
+ * in use are found in one scan of the index of devices with an activity (devices_active), then
+ * joined like a table.
  */
 function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string {
   const key = backgroundRefusedBy.join(',');
