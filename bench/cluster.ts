@@ -5,7 +5,10 @@
  * the same-node latency in the same two-node cluster. Every node is a process of its own.
  */
 import { benchConfig, loopbackSources } from './lib/config.ts';
-import { benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import { BENCH_DATABASE_URL, benchRedisUrl, freshSchema } from './lib/cluster-env.ts';
+import { backendsCpuByPid, cpuBetween } from './lib/pg-cpu.ts';
 import { Fleet, waitForCount } from './lib/fleet.ts';
 import { HeraldProcess, type SeededUser } from './lib/herald.ts';
 import { Child, sleep } from './lib/ipc.ts';
@@ -27,6 +30,8 @@ class Cluster {
     readonly setup: Setup,
     readonly nodes: HeraldProcess[],
     private readonly dropSchema?: () => Promise<void>,
+    /** PostgreSQL: the schema, also the application_name of the nodes' connections. */
+    readonly schema?: string,
   ) {}
 
   static async start(setup: Setup): Promise<Cluster> {
@@ -46,7 +51,7 @@ class Cluster {
       await schema.drop();
       throw error;
     }
-    return new Cluster(setup, nodes, schema.drop);
+    return new Cluster(setup, nodes, schema.drop, schema.schema);
   }
 
   /** Live connections registered on all nodes together. */
@@ -76,6 +81,11 @@ export interface ClusterFanoutSide {
   median: number;
   cpuPerDelivery: number[];
   cpuMedian: number;
+  /**
+   * PostgreSQL: the CPU time of the nodes' backends per delivery (their application_name is
+   * the schema), from /proc: the server runs on this machine.
+   */
+  dbCpuPerDelivery?: number[];
 }
 
 export interface ClusterFanoutResult {
@@ -129,6 +139,9 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
   );
   const clusters: Partial<Record<Setup, Cluster>> = {};
   const prepared: Partial<Record<Setup, Prepared>> = {};
+  const benchDb = new Kysely<any>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: BENCH_DATABASE_URL, max: 1 }) }),
+  });
   try {
     for (const setup of SETUPS) {
       const t0 = Date.now();
@@ -139,14 +152,19 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
     }
     const rates = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     const cpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
+    const dbCpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     for (let run = 0; run < runs; run++) {
       for (const setup of SETUPS) {
+        const schema = clusters[setup]!.schema;
+        const db0 = schema ? await backendsCpuByPid(benchDb, schema) : undefined;
         const result = await burst(prepared[setup]!, messages, SETUP_LABEL[setup]);
         rates[setup].push(result.rate);
         cpu[setup].push(result.cpuPerDelivery);
+        if (schema) dbCpu[setup].push(cpuBetween(db0!, await backendsCpuByPid(benchDb, schema)) / result.deliveries);
       }
+      const db = (s: Setup) => (s === 'sqlite' ? '' : `, db ${dbCpu[s][run].toFixed(1)} µs`);
       log(
-        `  run ${run + 1}: ${SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU)`).join(', ')}`,
+        `  run ${run + 1}: ${SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU${db(s)})`).join(', ')}`,
       );
     }
     const side = (setup: Setup): ClusterFanoutSide => ({
@@ -155,11 +173,13 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
       median: median(rates[setup]),
       cpuPerDelivery: cpu[setup],
       cpuMedian: median(cpu[setup]),
+      ...(setup !== 'sqlite' && { dbCpuPerDelivery: dbCpu[setup] }),
     });
     return { devices, messages, sides: { sqlite: side('sqlite'), pg1: side('pg1'), pg2: side('pg2') } };
   } finally {
     await Promise.allSettled(Object.values(prepared).map((p) => p.stop()));
     await Promise.allSettled(Object.values(clusters).map((c) => c.stop()));
+    await benchDb.destroy();
   }
 }
 

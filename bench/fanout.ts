@@ -65,7 +65,12 @@ export async function burst(p: Prepared, count: number, label: string) {
   if (!got.complete) throw new Error(`${label}: ${got.received} of ${got.expected} frames arrived`);
   const cpu = (await p.cpu()) - cpuBefore;
   await sleep(200);
-  return { rate: got.received / ((got.lastAt - sent.t0) / 1000), frameBytes: got.bytes / got.received, cpuPerDelivery: cpu / got.received };
+  return {
+    rate: got.received / ((got.lastAt - sent.t0) / 1000),
+    frameBytes: got.bytes / got.received,
+    cpuPerDelivery: cpu / got.received,
+    deliveries: got.received,
+  };
 }
 
 export async function warmUp(p: Prepared, messages: number, label: string) {

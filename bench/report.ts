@@ -366,7 +366,13 @@ function runDetails(r: Report): string[] {
     const f = r.clusterFanout.value;
     lines.push(
       `- cluster fan-out runs (deliveries/s): SQLite ${list(f.sides.sqlite.rates, formatInt)}; PostgreSQL 1 node ${list(f.sides.pg1.rates, formatInt)}; PostgreSQL 2 nodes ${list(f.sides.pg2.rates, formatInt)}`,
+      `- cluster fan-out node CPU per delivery (µs): SQLite ${list(f.sides.sqlite.cpuPerDelivery, (v) => v.toFixed(1))}; PostgreSQL 1 node ${list(f.sides.pg1.cpuPerDelivery, (v) => v.toFixed(1))}; PostgreSQL 2 nodes ${list(f.sides.pg2.cpuPerDelivery, (v) => v.toFixed(1))}`,
     );
+    if (f.sides.pg1.dbCpuPerDelivery && f.sides.pg2.dbCpuPerDelivery) {
+      lines.push(
+        `- cluster fan-out PostgreSQL backends' CPU per delivery (µs): 1 node ${list(f.sides.pg1.dbCpuPerDelivery, (v) => v.toFixed(1))}; 2 nodes ${list(f.sides.pg2.dbCpuPerDelivery, (v) => v.toFixed(1))}`,
+      );
+    }
   }
   if (r.clusterLatency.state === 'done') {
     const l = r.clusterLatency.value;

@@ -115,13 +115,15 @@ function redisPing(address: string): Promise<string | undefined> {
 }
 
 /** A fresh schema in the bench database, and the HERALD_DATABASE_URL that puts a node in it. */
-export async function freshSchema(): Promise<{ url: string; drop(): Promise<void> }> {
+export async function freshSchema(): Promise<{ url: string; schema: string; drop(): Promise<void> }> {
   const schema = `bench_${randomBytes(5).toString('hex')}`;
   await query(`CREATE SCHEMA ${schema}`);
   const url = new URL(BENCH_DATABASE_URL);
   // libpq's options parameter (pg passes it through): every connection of the pool uses the schema.
   url.searchParams.set('options', `-c search_path=${schema}`);
-  return { url: url.toString(), drop: () => query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`) };
+  // Named after the schema, so the backends of these nodes can be told from others (pg-cpu.ts).
+  url.searchParams.set('application_name', schema);
+  return { url: url.toString(), schema, drop: () => query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`) };
 }
 
 async function query(text: string): Promise<void> {

@@ -45,6 +45,8 @@ interface Claim {
   nextSeq: number;
   badge: number;
   key: number;
+  /** The epoch of the feed's newest row, as the feed head said (-1: not known). */
+  epoch: number;
   /** The badge a draft set outright (the last one wins); `unread` then moves it no further. */
   setBadge?: number;
 }
@@ -64,7 +66,7 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   for (const draft of drafts) {
     let claim = claims.get(draft.userId);
     if (!claim) {
-      claim = { unread: 0, nextSeq: 0, badge: 0, key: 0 };
+      claim = { unread: 0, nextSeq: 0, badge: 0, key: 0, epoch: -1 };
       claims.set(draft.userId, claim);
     }
     claim.unread += draft.unread ?? 0;
@@ -76,10 +78,12 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
     claim.nextSeq = head.seq + 1;
     claim.badge = claim.setBadge ?? Math.max(0, head.badge + claim.unread);
     claim.key = head.key;
+    claim.epoch = head.epoch ?? -1;
   }
 
   const notifications: Notification[] = [];
   const keys: number[] = [];
+  const epochs: number[] = [];
   const silencer = options.silencer;
   let silenced: Map<SilenceReason, number> | undefined;
   for (const draft of drafts) {
@@ -87,6 +91,7 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
     if (claim.nextSeq === 0) continue; // given nothing: the recipient no longer exists
     const seq = claim.nextSeq++;
     keys.push(claim.key);
+    epochs.push(claim.epoch);
     let silent = draft.silent ?? false;
     if (!silent && silencer !== undefined && draft.type !== 'clean') {
       const reason = silencer.silences(draft.userId, draft.conversationId, now);
@@ -116,9 +121,9 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   const plan = planPushes(notifications, now, options.pushHold);
   let pushes: { queued: number; held: number };
   if (bulk.insertWithPushes) {
-    pushes = await bulk.insertWithPushes(trx, notifications, keys, plan);
+    pushes = await bulk.insertWithPushes(trx, notifications, keys, plan, epochs);
   } else {
-    await bulk.insertNotifications(trx, notifications, keys);
+    await bulk.insertNotifications(trx, notifications, keys, epochs);
     pushes = await enqueuePushes(trx, bulk, plan);
   }
   if (pushes.queued > 0) options.onPushesQueued?.(pushes.queued, pushes.held);

@@ -18,7 +18,7 @@ export interface FeedHead {
   key: number;
   seq: number;
   badge: number;
-  /** The epoch of the newest feed row (SQLite; -1 for an empty feed). */
+  /** The epoch of the newest feed row (-1 for an empty feed; on PostgreSQL that of the user's last feed_epochs entry). */
   epoch?: number;
 }
 
@@ -38,8 +38,11 @@ export interface BulkWriter {
    * not committed), for a writer that remembers feed heads between transactions.
    */
   settled?(trx: Db, committed: boolean): void;
-  /** Feed rows; `keys[i]` is the user key of `notifications[i]`'s recipient. */
-  insertNotifications(trx: Db, notifications: Notification[], keys: number[]): Promise<void>;
+  /**
+   * Feed rows; `keys[i]` is the user key of `notifications[i]`'s recipient, `epochs[i]` the
+   * epoch of that recipient's feed head as feedHeads said (-1 or missing: not known).
+   */
+  insertNotifications(trx: Db, notifications: Notification[], keys: number[], epochs?: number[]): Promise<void>;
   /**
    * One outbox row per notification and push device of its recipient (a token, and pushes
    * not disabled), pending and due at `now`, given up at `expiresAt`; says how many. The
@@ -60,7 +63,13 @@ export interface BulkWriter {
    * Feed rows and their outbox rows in one statement, for a database where each statement is
    * a round trip: what insertNotifications and one queuePushes per group of `pushes` do.
    */
-  insertWithPushes?(trx: Db, notifications: Notification[], keys: number[], pushes: PlannedPushes): Promise<QueuedPushes>;
+  insertWithPushes?(
+    trx: Db,
+    notifications: Notification[],
+    keys: number[],
+    pushes: PlannedPushes,
+    epochs?: number[],
+  ): Promise<QueuedPushes>;
 }
 
 /** The outbox rows to make for notifications: each with its expiry, and whether it may be held or is a background push. */
@@ -122,7 +131,10 @@ const NOTIFICATION_COLUMNS = [
   'push_options',
 ] as const;
 
-/** Feed rows of one epoch (SQLite): a commit's rows share the pages of the current one. */
+/**
+ * Feed rows of one epoch (on PostgreSQL, about: a statement's rows all go to one): a commit's
+ * rows share the pages of the current one.
+ */
 export const EPOCH_ROWS = 65_536;
 
 /** Feed heads a SQLite store remembers at most; beyond that it starts over. */
@@ -359,8 +371,31 @@ function feedColumns(notifications: Notification[], keys: number[]): string[] {
 
 const FEED_ROWS_PG = `SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[],
   $7::text[], $8::integer[], $9::integer[], $10::text[], $11::varchar[], $12::bigint[], $13::bigint[], $14::text[])`;
-const INSERT_FEED_ROWS_PG = preparedOnPostgres(`INSERT INTO notifications (${NOTIFICATION_COLUMNS.join(', ')}) ${FEED_ROWS_PG}`);
+/**
+ * The epoch clock every node shares (migration 0018): one value of herald_feed_clock per row,
+ * the rows in the epoch of the last one. `marked`: the feed_epochs entry of each user whose
+ * feed head, by the epochs in `epochs` (one per row), was in another epoch; an entry at the
+ * same first_seq is the one made with the user, before any row (0016).
+ */
+function feedClock(epochs: string): string {
+  return `clock AS MATERIALIZED (
+      SELECT max(nextval('herald_feed_clock')) / ${EPOCH_ROWS} AS epoch FROM generate_series(1, cardinality($1::bigint[]))
+    ), marked AS (
+      INSERT INTO feed_epochs (user_key, first_seq, epoch)
+      SELECT m.k, min(m.s), (SELECT epoch FROM clock) FROM unnest($1::bigint[], $2::bigint[], ${epochs}::bigint[]) AS m(k, s, e)
+      WHERE m.e IS DISTINCT FROM (SELECT epoch FROM clock) GROUP BY m.k
+      ON CONFLICT (user_key, first_seq) DO UPDATE SET epoch = EXCLUDED.epoch
+    )`;
+}
+const INSERT_FEED_ROWS_PG = `INSERT INTO notifications (epoch, ${NOTIFICATION_COLUMNS.join(', ')})
+  SELECT (SELECT epoch FROM clock), * FROM (${FEED_ROWS_PG}) AS feed_rows`;
+const INSERT_FEED_ROWS_CLOCKED_PG = preparedOnPostgres(`WITH ${feedClock('$15')} ${INSERT_FEED_ROWS_PG}`);
 const FEED_HEADS_PG = preparedOnPostgres('SELECT * FROM herald_feed_heads($1::varchar[])');
+
+/** The feed heads' epochs, one per row, as an array parameter (-1: not known, the row's user is marked). */
+function headEpochs(notifications: Notification[], epochs: number[] | undefined): string {
+  return arrayLiteral(epochs ?? notifications.map(() => -1));
+}
 
 /** Per set of providers that refuse background pushes (one, in practice). */
 const withPushesText = new Map<string, string>();
@@ -368,8 +403,9 @@ const withPushesText = new Map<string, string>();
 /**
  * The feed rows ($1–$14), then the pushed ones' user ids, notification ids, expiries, whether
  * each is held when its user is in use, whether each is a background push ($15–$19), the hold's
- * activity bound and end, and now ($20–$22). The recipients in use are found in one scan of the
- * index of devices with an activity (devices_active), then joined like a table.
+ * activity bound and end, and now ($20–$22), and the feed heads' epochs ($23). The recipients
+ * in use are found in one scan of the index of devices with an activity (devices_active), then
+ * joined like a table.
  */
 function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string {
   const key = backgroundRefusedBy.join(',');
@@ -379,7 +415,7 @@ function feedRowsWithPushesText(backgroundRefusedBy: readonly string[]): string 
   const refused = backgroundRefusedBy.length
     ? `AND NOT (t.b AND d.push_provider IN (${backgroundRefusedBy.map((p) => `'${p}'`).join(', ')}))`
     : '';
-  text = `WITH feed AS (${INSERT_FEED_ROWS_PG}),
+  text = `WITH ${feedClock('$23')}, feed AS (${INSERT_FEED_ROWS_PG}),
     t AS (SELECT * FROM unnest($15::varchar[], $16::varchar[], $17::bigint[], $18::boolean[], $19::boolean[]) AS t(u, n, e, h, b)),
     active AS (
       SELECT DISTINCT a.user_id FROM devices AS a
@@ -408,11 +444,13 @@ export const postgresBulkWriter: BulkWriter = {
     const result = await trx.executeQuery<FeedHead>(CompiledQuery.raw(FEED_HEADS_PG, [userIds]));
     return result.rows;
   },
-  async insertNotifications(trx, notifications, keys) {
+  async insertNotifications(trx, notifications, keys, epochs) {
     if (notifications.length === 0) return;
-    await trx.executeQuery(CompiledQuery.raw(INSERT_FEED_ROWS_PG, feedColumns(notifications, keys)));
+    await trx.executeQuery(
+      CompiledQuery.raw(INSERT_FEED_ROWS_CLOCKED_PG, [...feedColumns(notifications, keys), headEpochs(notifications, epochs)]),
+    );
   },
-  async insertWithPushes(trx, notifications, keys, pushes) {
+  async insertWithPushes(trx, notifications, keys, pushes, epochs) {
     if (notifications.length === 0) return { queued: 0, held: 0 };
     const p = pushes.notifications;
     const result = await trx.executeQuery<QueuedPushes>(
@@ -426,6 +464,7 @@ export const postgresBulkWriter: BulkWriter = {
         pushes.hold?.activeAfter ?? 0,
         pushes.hold?.until ?? 0,
         pushes.now,
+        headEpochs(notifications, epochs),
       ]),
     );
     return result.rows[0];

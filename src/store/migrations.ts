@@ -8,7 +8,7 @@ import { presenceHoldMigration } from './migrations-presence-hold.ts';
 import { preferencesMigration } from './migrations-preferences.ts';
 import { secretsAtRestMigration } from './migrations-secrets.ts';
 import { feedHeadsByIndexMigration, feedHeadsMigration, feedHeadsOnceMigration } from './migrations-feed-heads.ts';
-import { feedEpochsMigration } from './migrations-feed-epochs.ts';
+import { feedEpochClockMigration, feedEpochsMigration } from './migrations-feed-epochs.ts';
 import type { SecretBox } from './secrets.ts';
 import { ConfigError } from '../config.ts';
 
@@ -317,6 +317,7 @@ export const migrations: Array<[string, HeraldMigration]> = [
   ['0015_feed_heads_by_index', feedHeadsByIndexMigration],
   ['0016_feed_by_epoch', feedEpochsMigration],
   ['0017_feed_heads_found_once', feedHeadsOnceMigration],
+  ['0018_feed_epoch_clock', feedEpochClockMigration],
 ];
 
 /** The migration after which no secret lies in the database in the clear. */

@@ -146,8 +146,9 @@ export interface FeedEpochsTable {
 
 export interface NotificationsTable {
   /**
-   * Which stretch of the feed's writes the row belongs to (SQLite: EPOCH_ROWS rows each; 0 on
-   * PostgreSQL): the index is (epoch, user_key, seq), so a commit's recipients share pages.
+   * Which stretch of the feed's writes the row belongs to (EPOCH_ROWS rows each; on PostgreSQL
+   * by the clock the nodes share, migration 0018): the index is (epoch, user_key, seq), so a
+   * commit's recipients share pages.
    */
   epoch: Generated<number>;
   /** `users.key` of the recipient. */
