@@ -59,7 +59,12 @@ const outbox = await startOutbox({
   log: pino({ level: 'silent' }),
   pushes: createMetrics(new Registry()).pushes,
 });
-notifier.onCommitted(() => outbox.kick());
+// REMEMBER=0: the outbox reads every notification's feed row back, as for another node's rows.
+const remember = process.env.REMEMBER !== '0';
+notifier.onCommitted((notifications) => {
+  if (remember) outbox.remember(notifications);
+  outbox.kick();
+});
 
 const drafts = (i: number): NotificationDraft[] =>
   userIds.map((userId) => ({
