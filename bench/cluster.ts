@@ -15,6 +15,18 @@ import type { LatencyRun } from './latency.ts';
 
 export const SETUPS = ['sqlite', 'pg1', 'pg2'] as const;
 export type Setup = (typeof SETUPS)[number];
+/**
+ * BENCH_CLUSTER_SETUPS=sqlite,pg1 runs only those set-ups (all by default): a change to one
+ * store can then be measured beside SQLite alone, in less time.
+ */
+const CHOSEN_SETUPS: readonly Setup[] = (() => {
+  const chosen = process.env.BENCH_CLUSTER_SETUPS;
+  if (!chosen) return SETUPS;
+  const names = chosen.split(',').filter(Boolean);
+  for (const name of names)
+    if (!(SETUPS as readonly string[]).includes(name)) throw new Error(`BENCH_CLUSTER_SETUPS: no set-up ${name} (${SETUPS.join(', ')})`);
+  return SETUPS.filter((s) => names.includes(s));
+})();
 export const SETUP_LABEL: Record<Setup, string> = {
   sqlite: 'SQLite, 1 node',
   pg1: 'PostgreSQL, 1 node',
@@ -130,7 +142,7 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
   const clusters: Partial<Record<Setup, Cluster>> = {};
   const prepared: Partial<Record<Setup, Prepared>> = {};
   try {
-    for (const setup of SETUPS) {
+    for (const setup of CHOSEN_SETUPS) {
       const t0 = Date.now();
       clusters[setup] = await Cluster.start(setup);
       prepared[setup] = await prepareFanout(clusters[setup], devices, sources);
@@ -140,17 +152,17 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
     const rates = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     const cpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     for (let run = 0; run < runs; run++) {
-      for (const setup of SETUPS) {
+      for (const setup of CHOSEN_SETUPS) {
         const result = await burst(prepared[setup]!, messages, SETUP_LABEL[setup]);
         rates[setup].push(result.rate);
         cpu[setup].push(result.cpuPerDelivery);
       }
       log(
-        `  run ${run + 1}: ${SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU)`).join(', ')}`,
+        `  run ${run + 1}: ${CHOSEN_SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU)`).join(', ')}`,
       );
     }
     const side = (setup: Setup): ClusterFanoutSide => ({
-      nodes: clusters[setup]!.nodes.length,
+      nodes: clusters[setup]?.nodes.length ?? 0,
       rates: rates[setup],
       median: median(rates[setup]),
       cpuPerDelivery: cpu[setup],
@@ -265,7 +277,7 @@ export async function runClusterLatency(log: (line: string) => void): Promise<Cl
   const clusters: Cluster[] = [];
   const loads: LatencyLoad[] = [];
   try {
-    for (const setup of SETUPS) {
+    for (const setup of CHOSEN_SETUPS) {
       const t0 = Date.now();
       const cluster = await Cluster.start(setup);
       clusters.push(cluster);
