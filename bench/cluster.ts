@@ -137,7 +137,7 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
   const { fanoutDevices: devices, fanoutMessages: messages, runs } = benchConfig.cluster;
   const sources = loopbackSources(benchConfig.sourceAddresses);
   log(
-    `cluster fan-out: ${devices} devices × ${messages} messages on ${SETUPS.map((s) => SETUP_LABEL[s]).join(' / ')}, ${runs} runs, interleaved`,
+    `cluster fan-out: ${devices} devices × ${messages} messages on ${CHOSEN_SETUPS.map((s) => SETUP_LABEL[s]).join(' / ')}, ${runs} runs, interleaved`,
   );
   const clusters: Partial<Record<Setup, Cluster>> = {};
   const prepared: Partial<Record<Setup, Prepared>> = {};
