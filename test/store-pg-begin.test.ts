@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import pg from 'pg';
 import type { Store } from '../src/store/db.ts';
 import { describeOnPostgres, POSTGRES } from './helpers/stores.ts';
 
@@ -22,6 +23,27 @@ describeOnPostgres('BEGIN with the first statement', () => {
     expect(second.rows[0].id).toBe(first.rows[0].id);
     await trx.rollback().execute();
     expect(await count()).toBe(0);
+  });
+
+  it('waits for one answer less: BEGIN is answered together with the first statement', async () => {
+    // Every answer of the server ends with ReadyForQuery: count them on all connections.
+    let answers = 0;
+    const connection = pg.Connection.prototype as unknown as { emit(event: string, ...args: unknown[]): boolean };
+    const emit = connection.emit;
+    connection.emit = function (this: unknown, event: string, ...args: unknown[]) {
+      if (event === 'readyForQuery') answers++;
+      return emit.call(this, event, ...args);
+    };
+    try {
+      const trx = await store.db.startTransaction().execute();
+      await sql`SELECT ${1}::integer`.execute(trx);
+      await sql`SELECT ${2}::integer`.execute(trx);
+      await trx.commit().execute();
+    } finally {
+      connection.emit = emit;
+    }
+    // The two statements and COMMIT: BEGIN had no answer of its own.
+    expect(answers).toBe(3);
   });
 
   it('commits what the first statement wrote', async () => {
