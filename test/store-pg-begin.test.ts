@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
 import type { Store } from '../src/store/db.ts';
+import { preparedOnPostgres } from '../src/store/statement.ts';
 import { describeOnPostgres, POSTGRES } from './helpers/stores.ts';
 
 /** A transaction's BEGIN sent together with its first statement (src/store/db.ts). */
@@ -80,5 +81,23 @@ describeOnPostgres('BEGIN with the first statement', () => {
     // Outside a transaction a statement commits on its own, as before.
     await sql`INSERT INTO begin_probe VALUES (${12})`.execute(store.db);
     expect(await count()).toBe(3);
+  });
+
+  it('a prepared statement that failed to parse behind BEGIN is parsed again next time', async () => {
+    const text = preparedOnPostgres('SELECT n FROM begin_late WHERE n = $1::integer');
+    // One after the other, so the pool hands the same connections out again.
+    for (let i = 0; i < 8; i++) {
+      const trx = await store.db.startTransaction().execute();
+      const failed = await trx.executeQuery(CompiledQuery.raw(text, [1])).catch((error: unknown) => error);
+      expect((failed as { code?: string }).code).toBe('42P01');
+      await trx.rollback().execute();
+    }
+    await sql`CREATE TABLE begin_late (n integer)`.execute(store.db);
+    for (let i = 0; i < 8; i++) {
+      const trx = await store.db.startTransaction().execute();
+      const { rows } = await trx.executeQuery(CompiledQuery.raw(text, [1]));
+      expect(rows).toEqual([]);
+      await trx.commit().execute();
+    }
   });
 });

@@ -162,6 +162,8 @@ type Callback = (error: Error | undefined, result: unknown) => void;
 function beginFirstQuery(pg: Pg) {
   return class BeginFirst extends pg.Query {
     private begun = false;
+    /** Whether this connection had the statement prepared already (see handleError). */
+    private prepared = true;
 
     override submit = (connection: import('pg').Connection): void => {
       // (pg.Query's own submit answers an Error for a query it cannot send; none here: the
@@ -172,6 +174,8 @@ function beginFirstQuery(pg: Pg) {
         bind(config: { portal: string; statement: string; values: unknown[] }): void;
         execute(config: { portal: string; rows: number }): void;
       };
+      const name = (this as unknown as { name?: string }).name;
+      this.prepared = !name || (connection as unknown as { parsedStatements: Record<string, string> }).parsedStatements[name] !== undefined;
       raw.stream.cork?.();
       try {
         raw.parse({ text: 'BEGIN', name: '' });
@@ -182,6 +186,14 @@ function beginFirstQuery(pg: Pg) {
         raw.stream.uncork?.();
       }
     };
+
+    // pg takes BEGIN's ParseComplete for the statement's own: if the statement then fails
+    // to parse, its name must not stay marked as prepared on this connection.
+    handleError(error: Error, connection: unknown): void {
+      const name = (this as unknown as { name?: string }).name;
+      if (!this.prepared && name) delete (connection as { parsedStatements: Record<string, string> }).parsedStatements[name];
+      (pg.Query.prototype as unknown as { handleError(e: Error, c: unknown): void }).handleError.call(this, error, connection);
+    }
 
     handleCommandComplete(message: unknown, connection: unknown): void {
       if (!this.begun) {
