@@ -230,7 +230,7 @@ function pipelineHotPath(BeginFirst: ReturnType<typeof beginFirstQuery>, client:
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
     if (callback === undefined && typeof config === 'string' && (values === undefined || (Array.isArray(values) && values.length === 0))) {
       if (config === 'begin') {
-        if (beginHeld) throw new Error('BEGIN inside a transaction');
+        if (beginHeld) return Promise.reject(new Error('BEGIN inside a transaction'));
         beginHeld = true;
         return noRows('BEGIN');
       }
@@ -255,6 +255,7 @@ function pipelineHotPath(BeginFirst: ReturnType<typeof beginFirstQuery>, client:
     return (query('begin') as Promise<unknown>).then(() => send(config, values, callback));
   }) as typeof client.query;
 }
+
 /** Prepared statements kept per SQL text; the oldest is dropped past this many. */
 const STATEMENT_CACHE_SIZE = 500;
 
