@@ -18,6 +18,18 @@ import type { LatencyRun } from './latency.ts';
 
 export const SETUPS = ['sqlite', 'pg1', 'pg2'] as const;
 export type Setup = (typeof SETUPS)[number];
+/**
+ * BENCH_CLUSTER_SETUPS=sqlite,pg1 runs only those set-ups (all by default): a change to one
+ * store can then be measured beside SQLite alone, in less time.
+ */
+const CHOSEN_SETUPS: readonly Setup[] = (() => {
+  const chosen = process.env.BENCH_CLUSTER_SETUPS;
+  if (!chosen) return SETUPS;
+  const names = chosen.split(',').filter(Boolean);
+  for (const name of names)
+    if (!(SETUPS as readonly string[]).includes(name)) throw new Error(`BENCH_CLUSTER_SETUPS: no set-up ${name} (${SETUPS.join(', ')})`);
+  return SETUPS.filter((s) => names.includes(s));
+})();
 export const SETUP_LABEL: Record<Setup, string> = {
   sqlite: 'SQLite, 1 node',
   pg1: 'PostgreSQL, 1 node',
@@ -135,7 +147,7 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
   const { fanoutDevices: devices, fanoutMessages: messages, runs } = benchConfig.cluster;
   const sources = loopbackSources(benchConfig.sourceAddresses);
   log(
-    `cluster fan-out: ${devices} devices × ${messages} messages on ${SETUPS.map((s) => SETUP_LABEL[s]).join(' / ')}, ${runs} runs, interleaved`,
+    `cluster fan-out: ${devices} devices × ${messages} messages on ${CHOSEN_SETUPS.map((s) => SETUP_LABEL[s]).join(' / ')}, ${runs} runs, interleaved`,
   );
   const clusters: Partial<Record<Setup, Cluster>> = {};
   const prepared: Partial<Record<Setup, Prepared>> = {};
@@ -143,7 +155,7 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
     dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: BENCH_DATABASE_URL, max: 1 }) }),
   });
   try {
-    for (const setup of SETUPS) {
+    for (const setup of CHOSEN_SETUPS) {
       const t0 = Date.now();
       clusters[setup] = await Cluster.start(setup);
       prepared[setup] = await prepareFanout(clusters[setup], devices, sources);
@@ -154,7 +166,7 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
     const cpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     const dbCpu = { sqlite: [] as number[], pg1: [] as number[], pg2: [] as number[] };
     for (let run = 0; run < runs; run++) {
-      for (const setup of SETUPS) {
+      for (const setup of CHOSEN_SETUPS) {
         const schema = clusters[setup]!.schema;
         const db0 = schema ? await backendsCpuByPid(benchDb, schema) : undefined;
         const result = await burst(prepared[setup]!, messages, SETUP_LABEL[setup]);
@@ -164,11 +176,11 @@ export async function runClusterFanout(log: (line: string) => void): Promise<Clu
       }
       const db = (s: Setup) => (s === 'sqlite' ? '' : `, db ${dbCpu[s][run].toFixed(1)} µs`);
       log(
-        `  run ${run + 1}: ${SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU${db(s)})`).join(', ')}`,
+        `  run ${run + 1}: ${CHOSEN_SETUPS.map((s) => `${SETUP_LABEL[s]} ${Math.round(rates[s][run])}/s (${cpu[s][run].toFixed(1)} µs CPU${db(s)})`).join(', ')}`,
       );
     }
     const side = (setup: Setup): ClusterFanoutSide => ({
-      nodes: clusters[setup]!.nodes.length,
+      nodes: clusters[setup]?.nodes.length ?? 0,
       rates: rates[setup],
       median: median(rates[setup]),
       cpuPerDelivery: cpu[setup],
@@ -285,7 +297,7 @@ export async function runClusterLatency(log: (line: string) => void): Promise<Cl
   const clusters: Cluster[] = [];
   const loads: LatencyLoad[] = [];
   try {
-    for (const setup of SETUPS) {
+    for (const setup of CHOSEN_SETUPS) {
       const t0 = Date.now();
       const cluster = await Cluster.start(setup);
       clusters.push(cluster);

@@ -34,4 +34,31 @@ describeOnPostgres('group commit on PostgreSQL', () => {
     expect(titles.filter((t) => t.startsWith('a'))).toEqual(['a1', 'a2', 'a3']);
     await notifier.close();
   });
+
+  it("starts a conversation's next transaction before publishing the previous one's notifications, and publishes in order", async () => {
+    const events: string[] = [];
+    class RecordingBus extends LocalBus {
+      override async publish(notifications: Parameters<LocalBus['publish']>[0]) {
+        events.push(`publish ${notifications.map((n) => n.title).join(',')}`);
+        await super.publish(notifications);
+      }
+    }
+    const notifier = new Notifier(store, new RecordingBus());
+    const send = (title: string) =>
+      notifier.transact(async (trx, emit) => {
+        events.push(`work ${title}`);
+        await sql`SELECT ${title}::text`.execute(trx);
+        events.push(`ran ${title}`);
+        await emit([{ userId, type: 'test', title, unread: 1 }]);
+      }, 'g');
+    await Promise.all([send('g1'), send('g2'), send('g3')]);
+    // The next message's work had started (its statement sent) before the previous one's
+    // notifications were published.
+    expect(events.indexOf('work g2')).toBeLessThan(events.indexOf('publish g1'));
+    expect(events.indexOf('work g3')).toBeLessThan(events.indexOf('publish g2'));
+    expect(events.filter((e) => e.startsWith('publish'))).toEqual(['publish g1', 'publish g2', 'publish g3']);
+    const titles = (await readFeed(store.db, userId, 0, 20)).map((n) => n.title);
+    expect(titles.filter((t) => t.startsWith('g'))).toEqual(['g1', 'g2', 'g3']);
+    await notifier.close();
+  });
 });

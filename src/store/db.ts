@@ -76,7 +76,11 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     pool.on('error', () => {});
     const secrets = options.secrets;
     if (!secrets) throw new Error('a PostgreSQL store needs the data key');
-    pool.on('connect', prepareHotStatements);
+    const BeginFirst = beginFirstQuery(pg);
+    pool.on('connect', (client) => pipelineHotPath(BeginFirst, client));
+    // A connection handed back with its BEGIN still held (a transaction left without COMMIT
+    // or ROLLBACK, which sent nothing) must not open it with its next user's statement.
+    pool.on('release', (_error, client) => (client as unknown as { heraldDropBegin?(): void }).heraldDropBegin?.());
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
       await migrateToLatest(db, 'postgres', secrets, schema);
@@ -139,16 +143,116 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   };
 }
 
+/** What a query that was not sent answers: no rows. */
+function noRows(command: string) {
+  return Promise.resolve({ command, rowCount: null, rows: [], fields: [] });
+}
+
+type Pg = Awaited<ReturnType<typeof loadPg>>;
+type Callback = (error: Error | undefined, result: unknown) => void;
+
 /**
- * Kysely sends every statement unnamed, so PostgreSQL parses and plans it on every call. The
- * hot path's statements (preparedOnPostgres) are sent under their name instead: pg prepares
- * each once per connection, then only binds and executes it.
+ * One statement of a transaction sent right behind its BEGIN, in one write: BEGIN's Parse,
+ * Bind and Execute, then the statement's own, then one Sync. The server runs them in order
+ * as if they had come one by one, and the transaction's first statement waits for no round
+ * trip of BEGIN's. Only the statement's answer is kept. If BEGIN failed, the server skips
+ * the statement and the error is the query's; a failing statement leaves the transaction
+ * open and aborted, as it would after a BEGIN of its own, for the caller to roll back.
  */
-function prepareHotStatements(client: import('pg').PoolClient): void {
+function beginFirstQuery(pg: Pg) {
+  return class BeginFirst extends pg.Query {
+    private begun = false;
+    /** Whether this connection had the statement prepared already (see handleError). */
+    private prepared = true;
+
+    override submit = (connection: import('pg').Connection): void => {
+      // (pg.Query's own submit answers an Error for a query it cannot send; none here: the
+      // text is a string and the values an array.)
+      const raw = connection as unknown as {
+        stream: { cork?(): void; uncork?(): void };
+        parse(query: { text: string; name: string }): void;
+        bind(config: { portal: string; statement: string; values: unknown[] }): void;
+        execute(config: { portal: string; rows: number }): void;
+      };
+      const name = (this as unknown as { name?: string }).name;
+      this.prepared = !name || (connection as unknown as { parsedStatements: Record<string, string> }).parsedStatements[name] !== undefined;
+      raw.stream.cork?.();
+      try {
+        raw.parse({ text: 'BEGIN', name: '' });
+        raw.bind({ portal: '', statement: '', values: [] });
+        raw.execute({ portal: '', rows: 0 });
+        (pg.Query.prototype as unknown as { submit(connection: unknown): void }).submit.call(this, connection);
+      } finally {
+        raw.stream.uncork?.();
+      }
+    };
+
+    // pg takes BEGIN's ParseComplete for the statement's own: if the statement then fails
+    // to parse, its name must not stay marked as prepared on this connection.
+    handleError(error: Error, connection: unknown): void {
+      const name = (this as unknown as { name?: string }).name;
+      if (!this.prepared && name) delete (connection as { parsedStatements: Record<string, string> }).parsedStatements[name];
+      (pg.Query.prototype as unknown as { handleError(e: Error, c: unknown): void }).handleError.call(this, error, connection);
+    }
+
+    handleCommandComplete(message: unknown, connection: unknown): void {
+      if (!this.begun) {
+        this.begun = true; // BEGIN's
+        return;
+      }
+      (pg.Query.prototype as unknown as { handleCommandComplete(m: unknown, c: unknown): void }).handleCommandComplete.call(
+        this,
+        message,
+        connection,
+      );
+    }
+  };
+}
+
+/**
+ * What the hot path sends, on each pooled connection:
+ * - Kysely sends every statement unnamed, so PostgreSQL parses and plans it on every call.
+ *   The hot path's statements (preparedOnPostgres) are sent under their name instead: pg
+ *   prepares each once per connection, then only binds and executes it.
+ * - Kysely's BEGIN is held back and sent with the transaction's first statement (BeginFirst):
+ *   pg sends a client's queries one after the other, each after the previous one's answer,
+ *   so a BEGIN of its own cost every transaction a round trip before its first statement.
+ *   A transaction that ends before any statement sends nothing at all.
+ */
+function pipelineHotPath(BeginFirst: ReturnType<typeof beginFirstQuery>, client: import('pg').PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+  let beginHeld = false;
+  const send = (config: unknown, values?: unknown, callback?: unknown) => {
     const name = typeof config === 'string' && Array.isArray(values) ? preparedName(config) : undefined;
     return name ? query({ name, text: config, values }, callback) : query(config, values, callback);
+  };
+  (client as unknown as { heraldDropBegin(): void }).heraldDropBegin = () => (beginHeld = false);
+  client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
+    if (callback === undefined && typeof config === 'string' && (values === undefined || (Array.isArray(values) && values.length === 0))) {
+      if (config === 'begin') {
+        if (beginHeld) return Promise.reject(new Error('BEGIN inside a transaction'));
+        beginHeld = true;
+        return noRows('BEGIN');
+      }
+      if (beginHeld && (config === 'commit' || config === 'rollback')) {
+        beginHeld = false;
+        return noRows(config.toUpperCase());
+      }
+    }
+    if (!beginHeld) return send(config, values, callback);
+    beginHeld = false;
+    // A statement with parameters goes right behind BEGIN. Any other (text of several
+    // statements, as migrations send, or a call with a callback) waits for BEGIN's answer.
+    if (callback === undefined && typeof config === 'string' && Array.isArray(values) && values.length > 0) {
+      const name = preparedName(config);
+      return new Promise((resolve, reject) => {
+        query(
+          new BeginFirst({ text: config, values, ...(name ? { name } : {}) }, ((error, result) =>
+            error ? reject(error) : resolve(result)) as Callback),
+        );
+      });
+    }
+    return (query('begin') as Promise<unknown>).then(() => send(config, values, callback));
   }) as typeof client.query;
 }
 
