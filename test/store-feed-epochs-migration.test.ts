@@ -14,6 +14,7 @@ import { SqlDeliveryStore } from '../src/store/deliveries.ts';
 import { deleteUser } from '../src/chat/user-deletion.ts';
 import { readHistory } from '../src/api/web3mq/history.ts';
 import { TEST_DATABASE_URL, TEST_SECRETS, describeOnPostgres } from './helpers/stores.ts';
+import type { NotificationDraft } from '../src/model/notification.ts';
 
 /**
  * 0016_feed_by_epoch moves the feed to an index by (epoch, user_key, seq) (SQLite) and adds
@@ -55,20 +56,15 @@ async function writeOldRows(db: Kysely<any>): Promise<void> {
   await db.insertInto('notifications').values(rows).execute();
 }
 
+/** The `n`th Web3MQ notice, one for every user. */
+function notices(n: number): NotificationDraft[] {
+  return USERS.map((userId) => ({ userId, type: 'system.friend_request', title: `new ${n}`, unread: 1, data: { messageid: `n-${n}` } }));
+}
+
 /** Appends one Web3MQ notice to every user, in a transaction of its own. */
 async function appendOne(store: Store, n: number): Promise<void> {
   await store.db.transaction().execute(async (trx) => {
-    await appendNotifications(
-      trx,
-      USERS.map((userId) => ({
-        userId,
-        type: 'system.friend_request' as const,
-        title: `new ${n}`,
-        unread: 1,
-        data: { messageid: `n-${n}` },
-      })),
-      { bulk: store.bulk },
-    );
+    await appendNotifications(trx, notices(n), { bulk: store.bulk });
     store.bulk.settled?.(trx, true);
   });
 }
@@ -211,17 +207,7 @@ describeOnPostgres('migration 0018 (a shared epoch clock)', () => {
    */
   async function appendHeld(store: Store, n: number, written: (pid: number) => void, release: Promise<void>): Promise<void> {
     await store.db.transaction().execute(async (trx) => {
-      await appendNotifications(
-        trx,
-        USERS.map((userId) => ({
-          userId,
-          type: 'system.friend_request' as const,
-          title: `new ${n}`,
-          unread: 1,
-          data: { messageid: `n-${n}` },
-        })),
-        { bulk: store.bulk },
-      );
+      await appendNotifications(trx, notices(n), { bulk: store.bulk });
       written((await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx)).rows[0].pid);
       await release;
     });
