@@ -12,10 +12,8 @@ import { openStore, type Store } from '../../src/store/db.ts';
 import { SecretBox } from '../../src/store/secrets.ts';
 import { LocalBus } from '../../src/cluster/bus.ts';
 import { Notifier } from '../../src/notify/notifier.ts';
-import { createUser } from '../../src/chat/users.ts';
-import { createConversation } from '../../src/chat/conversations.ts';
-import { addMessage } from '../../src/chat/messages.ts';
 import { createBenchDatabase } from '../lib/database.ts';
+import { oneToOnePairs } from '../lib/pairs.ts';
 import { percentile } from '../lib/stats.ts';
 
 const databaseUrl = process.env.DATABASE_URL;
@@ -48,19 +46,7 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
 
 async function measure(store: Store, label: string): Promise<void> {
   const notifier = new Notifier(store, new LocalBus());
-  const pairs: Array<{ a: { id: string; name: string }; b: { id: string; name: string }; conversation: string }> = [];
-  for (let i = 0; i < PAIRS; i++) {
-    const a = await createUser(store.db, store.secrets, { email: `a${i}@lat.example`, name: `A${i}` });
-    const b = await createUser(store.db, store.secrets, { email: `b${i}@lat.example`, name: `B${i}` });
-    const conversation = await createConversation(notifier, a.userid, { participantIds: [b.userid] });
-    pairs.push({ a: { id: a.userid, name: `A${i}` }, b: { id: b.userid, name: `B${i}` }, conversation: conversation.id });
-  }
-  const send = async (k: number) => {
-    const pair = pairs[((k % PAIRS) + PAIRS) % PAIRS];
-    const from = Math.abs(k) % 2 ? pair.a : pair.b;
-    const now = new Date().toISOString().slice(0, 19).replace('T', ' ');
-    await addMessage(notifier, from, pair.conversation, { ID: `m${k}`, Type: 'Message', Created: now, ValidUntil: now, Data: 'AAAA' });
-  };
+  const send = await oneToOnePairs(store, notifier, PAIRS, 'lat.example');
   const run = async (first: number, seconds: number) => {
     const latencies: number[] = [];
     const pending: Promise<void>[] = [];
