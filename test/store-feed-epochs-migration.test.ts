@@ -143,7 +143,8 @@ describe('migration 0016 (feed by epoch) on sqlite', () => {
   });
 });
 
-describeOnPostgres('migration 0016 (feed by epoch)', () => {
+/** A schema name of this test's own, dropped with everything in it after the block's tests. */
+function schemaDroppedAfterAll(): string {
   const schema = `t_${randomBytes(6).toString('hex')}`;
   afterAll(async () => {
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
@@ -151,6 +152,11 @@ describeOnPostgres('migration 0016 (feed by epoch)', () => {
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await client.end();
   });
+  return schema;
+}
+
+describeOnPostgres('migration 0016 (feed by epoch)', () => {
+  const schema = schemaDroppedAfterAll();
 
   it('keeps the feed rows written before it, and rows appended after it follow them', async () => {
     const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, options: `-c search_path=${schema}` });
@@ -174,13 +180,7 @@ describeOnPostgres('migration 0016 (feed by epoch)', () => {
  * to an epoch's end, and their writes cross it, one after the other and at the same time.
  */
 describeOnPostgres('migration 0018 (a shared epoch clock)', () => {
-  const schema = `t_${randomBytes(6).toString('hex')}`;
-  afterAll(async () => {
-    const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await client.end();
-  });
+  const schema = schemaDroppedAfterAll();
 
   /** Every row of a user's feed is in the epoch feed_epochs gives its seq, and the epochs never go back. */
   async function checkEpochs(store: Store, userKey: number, lastSeq: number): Promise<void> {
