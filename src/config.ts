@@ -369,6 +369,7 @@ export function parseDataKey(text: string): Buffer | undefined {
 export const FAST_PATH_SWITCHES = [
   'HERALD_NO_CORK',
   'HERALD_NO_FRAME_CACHE',
+  'HERALD_NO_WHOLE_FRAMES',
   'HERALD_NO_PUSH_PAYLOAD_CACHE',
   'HERALD_NO_PREFILLED_STREAM_OPTIONS',
   'HERALD_NO_LEAN_BIND',

@@ -5,17 +5,19 @@ import { connectDevice, type RecordingReceiver } from './helpers/websocket.ts';
 import { OzekiClient } from '../client/ozeki.ts';
 import { CORKING } from '../src/channels/live/cork.ts';
 import { FRAME_CACHE } from '../src/channels/live/frame-bytes.ts';
+import { WHOLE_FRAMES } from '../src/channels/live/ws-frame.ts';
 
-// Both switches are read once when their module loads, so they are set before any import.
+// The switches are read once when their module loads, so they are set before any import.
 vi.hoisted(() => {
   process.env.HERALD_NO_FRAME_CACHE = '1';
   process.env.HERALD_NO_CORK = '1';
+  process.env.HERALD_NO_WHOLE_FRAMES = '1';
 });
 
 // Only the sending path is under test here, so SQLite is enough.
 const sqlite = SQLITE;
 
-describe('live push over WebSocket with HERALD_NO_FRAME_CACHE=1 and HERALD_NO_CORK=1', () => {
+describe('live push over WebSocket with HERALD_NO_FRAME_CACHE=1, HERALD_NO_CORK=1 and HERALD_NO_WHOLE_FRAMES=1', () => {
   let server: TestServer;
   let bob: TestUser;
   let browser: RecordingReceiver;
@@ -35,11 +37,13 @@ describe('live push over WebSocket with HERALD_NO_FRAME_CACHE=1 and HERALD_NO_CO
     await server?.stop();
     delete process.env.HERALD_NO_FRAME_CACHE;
     delete process.env.HERALD_NO_CORK;
+    delete process.env.HERALD_NO_WHOLE_FRAMES;
   });
 
-  it('turns both fast paths off', () => {
+  it('turns the three fast paths off', () => {
     expect(FRAME_CACHE).toBe(false);
     expect(CORKING).toBe(false);
+    expect(WHOLE_FRAMES).toBe(false);
   });
 
   it("a burst committed at once reaches both of Bob's devices complete, in order, each frame intact", async () => {

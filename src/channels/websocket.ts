@@ -8,6 +8,7 @@ import { frameText, type Notification } from '../model/notification.ts';
 import type { FeedReader } from '../notify/feed.ts';
 import { corkDispatch } from './live/cork.ts';
 import { frameBytes } from './live/frame-bytes.ts';
+import { writeWhole } from './live/ws-frame.ts';
 import { CLOSE, Refusal } from './live/refusal.ts';
 import { cutOffIfBehind, type Handshake, type LiveEndpoint, type LiveSocketConnection } from './live/server.ts';
 
@@ -39,8 +40,6 @@ const DELIVERED_ONLY_EVERY = 10;
  * write per frame would cost a device row update for every ack.
  */
 const ACTIVE_REFRESH_MS = 5000;
-
-const AS_TEXT = { binary: false } as const;
 
 /** Who is connecting: the station, its user, and where to resume from. */
 interface WsIdentity {
@@ -122,7 +121,7 @@ class WsConnection implements LiveSocketConnection<RawData> {
 
   private send(seq: number, frame: string): void {
     corkDispatch(this);
-    this.socket.send(frameBytes(frame), AS_TEXT);
+    writeWhole(this.socket, frameBytes(frame));
     this.lastSent = seq;
     this.framesSent++;
     if (cutOffIfBehind(this.socket)) this.endpoint.log.warn({ station: this.station }, 'WebSocket reader too slow; disconnected');
