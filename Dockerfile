@@ -45,6 +45,4 @@ EXPOSE 9080 9443 9010/udp
 # Node has fetch; the slim image has no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.HERALD_HTTP_PORT}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# A young generation of up to 2 x 64 MB: fan-out makes short-lived objects per recipient
-# (README, "Node flags"); package.json's start and deploy/herald.service say the same.
-CMD ["node", "--max-semi-space-size=64", "bin/herald.js", "serve"]
+CMD ["node", "bin/herald.js", "serve"]

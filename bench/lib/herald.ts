@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Child, ROOT_DIR } from './ipc.ts';
+import { Child } from './ipc.ts';
 import { createBenchDatabase, type BenchDatabase } from './database.ts';
 
 export const BENCH_ADMIN_TOKEN = 'bench-admin-token';
@@ -20,17 +20,9 @@ export interface SeededUser {
   stations: string[];
 }
 
-/**
- * The node flags a deployed node starts with: those of package.json's `npm start` (the
- * Dockerfile and the systemd unit carry the same, test/deploy-files.test.ts checks).
- * BENCH_HERALD_FLAGS replaces them, to try a V8 setting or none (`BENCH_HERALD_FLAGS=`).
- */
+/** Node flags for every Herald process of the bench, to try a V8 setting: BENCH_HERALD_FLAGS, none when unset. */
 export function heraldNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
-  if (env.BENCH_HERALD_FLAGS !== undefined) return env.BENCH_HERALD_FLAGS.split(' ').filter(Boolean);
-  const start = (JSON.parse(fs.readFileSync(path.join(ROOT_DIR, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts
-    .start;
-  const words = start.split(/\s+/);
-  return words.slice(1, words.indexOf('bin/herald.js'));
+  return (env.BENCH_HERALD_FLAGS ?? '').split(' ').filter(Boolean);
 }
 
 /** A Herald node in its own process (bench/servers/herald.ts), on loopback with ephemeral ports. */

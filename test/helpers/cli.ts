@@ -37,10 +37,10 @@ export function runCli(args: string[], env: Record<string, string>, timeoutMs = 
 }
 
 /** Starts `herald serve` and resolves once it logs that it is listening, with its endpoints. */
-export function startServeProcess(env: Record<string, string>, timeoutMs = 20_000, nodeFlags: string[] = []) {
+export function startServeProcess(env: Record<string, string>, timeoutMs = 20_000) {
   return new Promise<{ child: ChildProcess; endpoints: Record<string, string>; output: () => string }>((resolve, reject) => {
     const child = tracked(
-      spawn(process.execPath, [...nodeFlags, HERALD_BIN, 'serve'], {
+      spawn(process.execPath, [HERALD_BIN, 'serve'], {
         env: { ...process.env, HERALD_LOG_LEVEL: 'info', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
