@@ -40,6 +40,8 @@ interface Unit {
   alone?: boolean;
   /** What the work writes to most (see transact). */
   key?: string;
+  /** performance.now() when it was handed in. */
+  queuedAt: number;
 }
 
 /** A unit of a batch without savepoints failed: the batch is rolled back and its units run alone. */
@@ -58,6 +60,17 @@ function isRetryable(error: unknown): boolean {
   return code !== undefined && RETRYABLE_PG_CODES.has(code);
 }
 
+/**
+ * One transaction's times, ms (the bench reads them): how long its oldest unit waited for it,
+ * from BEGIN to the end of COMMIT, and the publishing of its notifications after that.
+ */
+export interface BatchTimes {
+  units: number;
+  waitedMs: number;
+  workMs: number;
+  publishMs: number;
+}
+
 /** What a commit published: its notifications, how many push deliveries it queued, and how many of those are held. */
 export type CommittedListener = (notifications: Notification[], pushesQueued: number, pushesHeld: number) => void;
 
@@ -73,6 +86,7 @@ export type CommittedListener = (notifications: Notification[], pushesQueued: nu
  */
 export class Notifier {
   private committedListeners: CommittedListener[] = [];
+  private batchListeners: ((times: BatchTimes) => void)[] = [];
   private queue: Unit[] = [];
   private draining = false;
   /** Wakes the drain loop while it waits for a running transaction to end: work arrived, or keys were given back. */
@@ -106,6 +120,11 @@ export class Notifier {
     this.committedListeners.push(listener);
   }
 
+  /** Called after every transaction with its times (see BatchTimes). */
+  onBatchTimed(listener: (times: BatchTimes) => void): void {
+    this.batchListeners.push(listener);
+  }
+
   /**
    * Runs `work` in a transaction, and publishes its notifications once it committed. `key`
    * names the rows the work writes to most (a conversation): when transactions run side by
@@ -124,6 +143,7 @@ export class Notifier {
         produced: [],
         pushesQueued: 0,
         pushesHeld: 0,
+        queuedAt: performance.now(),
       });
       if (!this.draining) void this.drain();
       else this.wake?.();
@@ -253,6 +273,8 @@ export class Notifier {
     let trx;
     /** This commit's place in the order of publishing, once it committed. */
     let turn: { previous?: Promise<void>; done(): void } | undefined;
+    const startedAt = performance.now();
+    let committedAt = NaN;
     try {
       trx = await this.store.db.startTransaction().execute();
       for (const unit of batch) {
@@ -294,6 +316,7 @@ export class Notifier {
         }
       }
       await trx.commit().execute();
+      committedAt = performance.now();
       turn = this.publishTurn();
       this.store.bulk.settled?.(trx, true);
     } catch (error) {
@@ -351,6 +374,15 @@ export class Notifier {
       if (published.length > 0) await this.publish(published, pushesQueued, pushesHeld).catch(this.onPublishError);
     } finally {
       turn?.done();
+    }
+    if (this.batchListeners.length > 0 && !Number.isNaN(committedAt)) {
+      const times: BatchTimes = {
+        units: batch.length,
+        waitedMs: startedAt - batch.reduce((oldest, unit) => Math.min(oldest, unit.queuedAt), Infinity),
+        workMs: committedAt - startedAt,
+        publishMs: performance.now() - committedAt,
+      };
+      for (const listener of this.batchListeners) listener(times);
     }
 
     for (const unit of batch) {
