@@ -118,6 +118,7 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
           waited: { max: number; p99: number };
           work: { max: number; p99: number };
           publish: { max: number; p99: number };
+          unit: { max: number; p99: number };
         };
         logHolds?: { count: number; totalMs: number; maxMs: number };
       }>('stallsStop');
@@ -152,7 +153,8 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
         log(
           `    transactions: ${batches.count}, ${batches.unitsPerBatch.toFixed(2)} messages each; BEGIN → COMMIT p99 ${batches.work.p99.toFixed(2)} ms, ` +
             `max ${batches.work.max.toFixed(1)} ms; oldest message's wait for its transaction p99 ${batches.waited.p99.toFixed(2)} ms, ` +
-            `max ${batches.waited.max.toFixed(1)} ms; publishing p99 ${batches.publish.p99.toFixed(2)} ms` +
+            `max ${batches.waited.max.toFixed(1)} ms; publishing p99 ${batches.publish.p99.toFixed(2)} ms; ` +
+            `message handed to the notifier → published p99 ${batches.unit.p99.toFixed(2)} ms, max ${batches.unit.max.toFixed(1)} ms` +
             (logHolds ? `; writers held for the log ${logHolds.count}× (${logHolds.totalMs.toFixed(1)} ms in all)` : ''),
         );
     }

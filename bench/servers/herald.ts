@@ -46,7 +46,9 @@ const gcObserver = new PerformanceObserver((list) => {
 });
 
 /** The notifier's transactions over a measured run, µs: their oldest unit's wait, BEGIN → COMMIT, and the publishing after it. */
-let batches: { units: number; waited: RecordableHistogram; work: RecordableHistogram; publish: RecordableHistogram } | undefined;
+let batches:
+  | { units: number; waited: RecordableHistogram; work: RecordableHistogram; publish: RecordableHistogram; unit: RecordableHistogram }
+  | undefined;
 let batchesWatched = false;
 /** The checkpointer's holds of the writers when the run started. */
 let holdsBefore = { count: 0, maxMs: 0, totalMs: 0 };
@@ -155,9 +157,10 @@ serveParent({
         batches.waited.record(Math.max(1, Math.round(times.waitedMs * 1000)));
         batches.work.record(Math.max(1, Math.round(times.workMs * 1000)));
         batches.publish.record(Math.max(1, Math.round(times.publishMs * 1000)));
+        for (const ms of times.unitsMs) batches.unit.record(Math.max(1, Math.round(ms * 1000)));
       });
     }
-    batches = { units: 0, waited: createHistogram(), work: createHistogram(), publish: createHistogram() };
+    batches = { units: 0, waited: createHistogram(), work: createHistogram(), publish: createHistogram(), unit: createHistogram() };
     holdsBefore = app?.parts.store.logHolds?.() ?? { count: 0, maxMs: 0, totalMs: 0 };
     return {};
   },
@@ -179,6 +182,8 @@ serveParent({
             waited: maxAndP99(counted.waited),
             work: maxAndP99(counted.work),
             publish: maxAndP99(counted.publish),
+            /** Each message from transact() to its notifications published: the node's own part of the latency after the request was read. */
+            unit: maxAndP99(counted.unit),
           }
         : undefined,
       /** Writers held for the log's last round during the run: times, summed ms, and the longest (over the whole life when it came before). */
