@@ -27,9 +27,9 @@ const CHECKPOINT_INTERVAL_MS = 1000;
  * of writes it otherwise never does (bench/micro/add-statements.ts, GROUP=2000: 2.4 GB
  * after 400 messages), and commits get slower as it grows: 36 ms for a 2,000-recipient
  * message at that size against 12 ms with the log kept to this bound (23.3 ms a message in
- * all against 38.0). Each time the bound is passed writers wait a few milliseconds for the
- * last round (1–21 ms in the latency bench): with a bound of 64 MB that was every ~2 s at
- * 1,000 one-to-one messages a second, with this one it was not reached in the bench.
+ * all against 38.0). Each time the bound is passed writers wait for the last round (15–21 ms
+ * on a shared disk, bench/micro/log-holds.ts): with a bound of 64 MB that was every ~2 s at
+ * 1,000 one-to-one messages a second (7.5 log pages each), with this one every ~9 s.
  */
 export const LOG_BOUND_BYTES = 256 * 1024 * 1024;
 /** How often writers look at the log's size (one read of 100 bytes of its index). */
@@ -62,7 +62,7 @@ const APPROACH_TIMEOUT_MS = 10_000;
  * next commit, which was a 15 ms ftruncate on the event loop every ~9 s at 1,000
  * messages/s (strace of the latency bench). The file keeps the size it reached, the bound
  * and what was written while the thread caught up, and is written over from its start. Its
- * size no longer tells how much of it is in use: the log's own index does (see logState).
+ * size no longer tells how much of it is in use: the log's own index does (see logReader).
  */
 export function startCheckpointer(database: SQLite.Database, file: string, boundBytes: number): Checkpointer {
   const worker = new Worker(new URL('./checkpoint-worker.cjs', import.meta.url), {
