@@ -52,4 +52,26 @@ describe('group commit on SQLite when many messages wait', () => {
     expect(feed.map((n) => n.seq)).toEqual(titles.map((_, i) => i + 1));
     await notifier.close();
   });
+
+  it('messages of one conversation stay in one transaction, so their frames share the writes', async () => {
+    const published: string[][] = [];
+    class RecordingBus extends LocalBus {
+      override async publish(notifications: Parameters<LocalBus['publish']>[0]) {
+        published.push(notifications.map((n) => n.title));
+        await super.publish(notifications);
+      }
+    }
+    const notifier = new Notifier(store, new RecordingBus());
+    const send = (title: string) =>
+      notifier.transact(async (_trx, emit) => {
+        work(0.6);
+        await emit([{ userId, type: 'test', title, unread: 1 }]);
+      }, 'conversation-1');
+    // Eight at once, ~5 ms of work together: past the cut's 1 ms, but all of one conversation.
+    const titles = Array.from({ length: 8 }, (_, i) => `c${i}`);
+    await Promise.all(titles.map(send));
+    expect(published.flat()).toEqual(titles);
+    expect(published.length).toBeLessThanOrEqual(2);
+    await notifier.close();
+  });
 });
