@@ -22,8 +22,12 @@ export interface LatencyRun {
   answerP50: number;
   answerP99: number;
   frameBeforeAnswer: number;
-  /** The longest event-loop delay of the load generator, ms. */
+  /** The longest event-loop delay of the load generator (the sender), ms. */
   clientLoopMax: number;
+  /** The longest event-loop delay of the process that stamps the frames' arrivals, ms (none when the sender does). */
+  receiverLoopMax?: number;
+  /** Frames of the run that came to their recipient twice, or with an ID past the run's. */
+  misdelivered?: number;
   /** The server's longest event-loop delay, its p99, and its longest garbage-collector pause, ms. */
   serverLoopMax?: number;
   serverLoopP99?: number;
@@ -108,11 +112,22 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
         gcMax: number;
         gcByKind: Record<string, number>;
         heapUsedMb: number;
+        batches?: {
+          count: number;
+          unitsPerBatch: number;
+          waited: { max: number; p99: number };
+          work: { max: number; p99: number };
+          publish: { max: number; p99: number };
+          unit: { max: number; p99: number };
+        };
+        logHolds?: { count: number; totalMs: number; maxMs: number };
       }>('stallsStop');
       if (process.env.BENCH_STALLS === '1') log(`  stalls: ${JSON.stringify(stalls)}`);
       result.serverLoopMax = stalls.loopMax;
       result.serverLoopP99 = stalls.loopP99;
       result.serverGcMax = stalls.gcMax;
+      if (result.misdelivered)
+        throw new Error(`latency: ${result.misdelivered} frames came to their recipient twice, or had an unknown ID`);
       if (result.failures > 0) throw new Error(`latency: ${result.failures} sends failed: ${result.lastError}`);
       // The generator answers after its grace wait, so the server is idle again by now.
       result.cpuPerMessage = ((await herald.child.request<number>('cpu')) - cpuBefore) / result.sent;
@@ -130,8 +145,18 @@ export async function runLatency(log: (line: string) => void, databaseUrl?: stri
           `server CPU ${Math.round(result.cpuPerMessage)} µs/message` +
           (databaseUrl ? ` + PostgreSQL ${Math.round(result.databaseCpuPerMessage)} µs)` : ')') +
           `; longest stalls: server loop ${result.serverLoopMax.toFixed(1)} ms (p99 ${result.serverLoopP99.toFixed(1)}), ` +
-          `server GC ${result.serverGcMax.toFixed(1)} ms, generator loop ${result.clientLoopMax.toFixed(1)} ms`,
+          `server GC ${result.serverGcMax.toFixed(1)} ms, generator loop ${result.clientLoopMax.toFixed(1)} ms` +
+          (result.receiverLoopMax === undefined ? '' : `, receiver loop ${result.receiverLoopMax.toFixed(1)} ms`),
       );
+      const { batches, logHolds } = stalls;
+      if (batches)
+        log(
+          `    transactions: ${batches.count}, ${batches.unitsPerBatch.toFixed(2)} messages each; BEGIN → COMMIT p99 ${batches.work.p99.toFixed(2)} ms, ` +
+            `max ${batches.work.max.toFixed(1)} ms; oldest message's wait for its transaction p99 ${batches.waited.p99.toFixed(2)} ms, ` +
+            `max ${batches.waited.max.toFixed(1)} ms; publishing p99 ${batches.publish.p99.toFixed(2)} ms; ` +
+            `message handed to the notifier → published p99 ${batches.unit.p99.toFixed(2)} ms, max ${batches.unit.max.toFixed(1)} ms` +
+            (logHolds ? `; writers held for the log ${logHolds.count}× (${logHolds.totalMs.toFixed(1)} ms in all)` : ''),
+        );
     }
     return {
       database,

@@ -1,15 +1,20 @@
 /**
- * The latency load generator: holds every device's WebSocket AND sends the messages, so
- * that send time and frame arrival are read from one process clock (performance.now()).
+ * The latency load generator: sends the messages, and (in a process of its own,
+ * bench/clients/latency-receiver.ts) holds every device's WebSocket. Send times and frame
+ * arrivals are read from the machine's monotonic clock, which both processes share.
  * Devices are paired into one-to-one conversations; message k goes from device k mod D
  * to its partner, open loop at a fixed rate. Latency = frame arrival at the recipient −
  * the moment the add request was handed to the socket (stricter than "accepted": it also
  * counts the request's own way in). The HTTP answer time is kept beside it.
+ *
+ * BENCH_LATENCY_ONE_PROCESS=1 holds the WebSockets in this process as before: every stall of
+ * this loop (building and answering 1,000 requests a second) then also stamps the frames
+ * that arrived meanwhile late.
  */
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
-import { serveParent } from '../lib/ipc.ts';
+import { Child, monotonicMs, serveParent } from '../lib/ipc.ts';
 import { percentile } from '../lib/stats.ts';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
@@ -31,7 +36,11 @@ interface Pending {
   frameAt?: number;
 }
 
+const ONE_PROCESS = process.env.BENCH_LATENCY_ONE_PROCESS === '1';
+
 let devices: Device[] = [];
+/** The process that holds the WebSockets and stamps the frames' arrivals (unless ONE_PROCESS). */
+let receiver: Child | undefined;
 let conversations: string[] = [];
 const pending = new Map<string, Pending>();
 
@@ -73,7 +82,7 @@ function call(device: Device, api: string, body: Record<string, unknown>): Promi
 }
 
 function onFrame(deviceIndex: number, data: Buffer): void {
-  const at = performance.now();
+  const at = monotonicMs();
   if (data.indexOf('"kind":"message"') === -1) return;
   const frame = JSON.parse(data.toString()) as { data?: { messageid?: string } };
   const id = frame.data?.messageid;
@@ -106,6 +115,15 @@ serveParent({
       })) as { conversation: { id: string } };
       conversations[i] = created.conversation.id;
     });
+    if (!ONE_PROCESS) {
+      receiver = new Child('latency-receiver', 'clients/latency-receiver.ts');
+      await receiver.request(
+        'connect',
+        { urls: devices.map((d) => `${d.ws}?station=${d.station}`), localAddresses: args.localAddresses },
+        180_000,
+      );
+      return { conversations: conversations.length, connected: devices.length };
+    }
     await pool(devices, 100, async (device, i) => {
       await new Promise<void>((resolve, reject) => {
         const socket = new WebSocket(`${device.ws}?station=${device.station}`, {
@@ -136,6 +154,7 @@ serveParent({
     // This process's own stalls delay the frames' timestamps as much as the server's do.
     const loopDelay = monitorEventLoopDelay({ resolution: 1 });
     loopDelay.enable();
+    await receiver?.request('arm', { label, total });
     const started = performance.now();
     await new Promise<void>((resolve) => {
       let sent = 0;
@@ -146,7 +165,7 @@ serveParent({
           const from = k % devices.length;
           const to = from ^ 1;
           const id = `${label}-${k}`;
-          const entry: Pending = { sentAt: performance.now(), recipient: to };
+          const entry: Pending = { sentAt: monotonicMs(), recipient: to };
           pending.set(id, entry);
           ids.push(id);
           post(
@@ -159,7 +178,7 @@ serveParent({
               message: JSON.stringify({ ID: id, Type: 'Message', Created: ozekiTime(), ValidUntil: '', Data: DATA }),
             },
             (status, text) => {
-              entry.answeredAt = performance.now();
+              entry.answeredAt = monotonicMs();
               if (status !== 200) {
                 failures++;
                 lastError = `${status} ${text.slice(0, 200)}`;
@@ -173,9 +192,24 @@ serveParent({
       tick();
     });
     const sendSeconds = (performance.now() - started) / 1000;
-    const deadline = performance.now() + graceMs;
-    while (performance.now() < deadline && ids.some((id) => pending.get(id)!.frameAt === undefined)) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    let receiverLoopMax: number | undefined;
+    let misdelivered = 0;
+    if (receiver) {
+      const collected = await receiver.request<{ arrivals: Array<number | null>; misdelivered: number; loopMax: number }>(
+        'collect',
+        { graceMs },
+        graceMs + 60_000,
+      );
+      collected.arrivals.forEach((at, k) => {
+        if (at !== null) pending.get(ids[k])!.frameAt = at;
+      });
+      receiverLoopMax = collected.loopMax;
+      misdelivered = collected.misdelivered;
+    } else {
+      const deadline = performance.now() + graceMs;
+      while (performance.now() < deadline && ids.some((id) => pending.get(id)!.frameAt === undefined)) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     }
     loopDelay.disable();
     const latencies: number[] = [];
@@ -201,10 +235,13 @@ serveParent({
       answerP50: percentile(answers, 50),
       answerP99: percentile(answers, 99),
       frameBeforeAnswer,
+      misdelivered,
       clientLoopMax: loopDelay.max / 1e6,
+      receiverLoopMax,
     };
   },
-  stop() {
+  async stop() {
+    await receiver?.stop();
     for (const device of devices) device.socket?.terminate();
     agent.destroy();
   },

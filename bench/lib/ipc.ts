@@ -243,6 +243,14 @@ export function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/**
+ * Milliseconds on CLOCK_MONOTONIC (process.hrtime): one clock for every process of the
+ * machine, so a time taken in one process subtracts from a time taken in another.
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 /** Server RSS after a full collection, when the process runs with --expose-gc. */
 export function settledRss(): number {
   const gc = (globalThis as { gc?: () => void }).gc;

@@ -6,7 +6,13 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+import {
+  createHistogram,
+  monitorEventLoopDelay,
+  PerformanceObserver,
+  type IntervalHistogram,
+  type RecordableHistogram,
+} from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.ts';
 import { startApp, type RunningApp } from '../../src/app.ts';
 import { createUser } from '../../src/chat/users.ts';
@@ -38,6 +44,19 @@ const gcObserver = new PerformanceObserver((list) => {
   for (const entry of list.getEntries())
     gcPauses.push({ duration: entry.duration, kind: (entry as { detail?: { kind?: number } }).detail?.kind ?? 0 });
 });
+
+/** The notifier's transactions over a measured run, µs: their oldest unit's wait, BEGIN → COMMIT, and the publishing after it. */
+let batches:
+  | { units: number; waited: RecordableHistogram; work: RecordableHistogram; publish: RecordableHistogram; unit: RecordableHistogram }
+  | undefined;
+let batchesWatched = false;
+/** The checkpointer's holds of the writers when the run started. */
+let holdsBefore = { count: 0, maxMs: 0, totalMs: 0 };
+
+/** max and p99 of a histogram of µs, in ms. */
+function maxAndP99(histogram: RecordableHistogram): { max: number; p99: number } {
+  return histogram.count === 0 ? { max: 0, p99: 0 } : { max: histogram.max / 1000, p99: histogram.percentile(99) / 1000 };
+}
 
 interface SeedArgs {
   /** Users to create: `${prefix}${i}@bench.example`. */
@@ -130,6 +149,19 @@ serveParent({
     loopDelay.enable();
     gcPauses = [];
     gcObserver.observe({ entryTypes: ['gc'] });
+    if (app && !batchesWatched) {
+      batchesWatched = true;
+      app.parts.notifier.onBatchTimed((times) => {
+        if (!batches) return;
+        batches.units += times.units;
+        batches.waited.record(Math.max(1, Math.round(times.waitedMs * 1000)));
+        batches.work.record(Math.max(1, Math.round(times.workMs * 1000)));
+        batches.publish.record(Math.max(1, Math.round(times.publishMs * 1000)));
+        for (const ms of times.unitsMs) batches.unit.record(Math.max(1, Math.round(ms * 1000)));
+      });
+    }
+    batches = { units: 0, waited: createHistogram(), work: createHistogram(), publish: createHistogram(), unit: createHistogram() };
+    holdsBefore = app?.parts.store.logHolds?.() ?? { count: 0, maxMs: 0, totalMs: 0 };
     return {};
   },
   /** What was recorded since stallsStart, in ms: the longest loop delay, its p99, the longest and summed GC pauses. */
@@ -138,7 +170,24 @@ serveParent({
     const histogram = loopDelay;
     loopDelay = undefined;
     histogram?.disable();
+    const counted = batches;
+    batches = undefined;
+    const holds = app?.parts.store.logHolds?.() ?? { count: 0, maxMs: 0, totalMs: 0 };
     return {
+      /** Transactions, units per transaction, and (ms) their oldest unit's wait, BEGIN → COMMIT, and publishing. */
+      batches: counted
+        ? {
+            count: counted.work.count,
+            unitsPerBatch: counted.work.count ? counted.units / counted.work.count : 0,
+            waited: maxAndP99(counted.waited),
+            work: maxAndP99(counted.work),
+            publish: maxAndP99(counted.publish),
+            /** Each message from transact() to its notifications published: the node's own part of the latency after the request was read. */
+            unit: maxAndP99(counted.unit),
+          }
+        : undefined,
+      /** Writers held for the log's last round during the run: times, summed ms, and the longest (over the whole life when it came before). */
+      logHolds: { count: holds.count - holdsBefore.count, totalMs: holds.totalMs - holdsBefore.totalMs, maxMs: holds.maxMs },
       loopMax: histogram ? histogram.max / 1e6 : NaN,
       loopP99: histogram ? histogram.percentile(99) / 1e6 : NaN,
       gcMax: gcPauses.reduce((a, b) => (b.duration > a ? b.duration : a), 0),

@@ -24,6 +24,20 @@ const MAX_ATTEMPTS = 5;
  * with 64.
  */
 const MAX_BATCH = 8;
+/**
+ * SQLite: a transaction that has worked this long takes no more of its batch, commits, and
+ * publishes; the rest of the batch runs right after it, before requests that came meanwhile
+ * are read. A unit's frames go out only after its transaction commits, so in a batch of 8
+ * one-to-one messages (~0.3–0.5 ms each) the first one's frame waited for the other seven;
+ * a commit costs ~80 µs. (On PostgreSQL a transaction's time is mostly round trips, and
+ * several run side by side: there batches are not cut.)
+ *
+ * A batch is cut only before a unit of another conversation (key) than its first: messages
+ * of one conversation go to the same devices, and committed together their frames leave in
+ * one write per socket (live/cork.ts) instead of one per message. A burst into a group of
+ * 2,000 works ~10 ms a message, so cutting it would cost a system call per delivery.
+ */
+const BATCH_WORK_MS = 1;
 
 interface Unit {
   work: Work<unknown>;
@@ -40,6 +54,8 @@ interface Unit {
   alone?: boolean;
   /** What the work writes to most (see transact). */
   key?: string;
+  /** performance.now() when it was handed in. */
+  queuedAt: number;
 }
 
 /** A unit of a batch without savepoints failed: the batch is rolled back and its units run alone. */
@@ -58,6 +74,19 @@ function isRetryable(error: unknown): boolean {
   return code !== undefined && RETRYABLE_PG_CODES.has(code);
 }
 
+/**
+ * One transaction's times, ms (the bench reads them): how long its oldest unit waited for it,
+ * from BEGIN to the end of COMMIT, and the publishing of its notifications after that.
+ */
+export interface BatchTimes {
+  units: number;
+  /** Each unit's time from transact() to the end of its transaction's publishing. */
+  unitsMs: number[];
+  waitedMs: number;
+  workMs: number;
+  publishMs: number;
+}
+
 /** What a commit published: its notifications, how many push deliveries it queued, and how many of those are held. */
 export type CommittedListener = (notifications: Notification[], pushesQueued: number, pushesHeld: number) => void;
 
@@ -73,6 +102,7 @@ export type CommittedListener = (notifications: Notification[], pushesQueued: nu
  */
 export class Notifier {
   private committedListeners: CommittedListener[] = [];
+  private batchListeners: ((times: BatchTimes) => void)[] = [];
   private queue: Unit[] = [];
   private draining = false;
   /** Wakes the drain loop while it waits for a running transaction to end: work arrived, or keys were given back. */
@@ -86,6 +116,8 @@ export class Notifier {
   private closing = false;
   /** Who waits in close() for the queue to empty. */
   private drained: (() => void)[] = [];
+  /** Units of a cut batch wait at the head of the queue: the next transaction starts without a turn of the event loop. */
+  private resumeCut = false;
 
   constructor(
     readonly store: Store,
@@ -106,6 +138,11 @@ export class Notifier {
     this.committedListeners.push(listener);
   }
 
+  /** Called after every transaction with its times (see BatchTimes). */
+  onBatchTimed(listener: (times: BatchTimes) => void): void {
+    this.batchListeners.push(listener);
+  }
+
   /**
    * Runs `work` in a transaction, and publishes its notifications once it committed. `key`
    * names the rows the work writes to most (a conversation): when transactions run side by
@@ -124,6 +161,7 @@ export class Notifier {
         produced: [],
         pushesQueued: 0,
         pushesHeld: 0,
+        queuedAt: performance.now(),
       });
       if (!this.draining) void this.drain();
       else this.wake?.();
@@ -164,8 +202,10 @@ export class Notifier {
           continue;
         }
         // One turn of the event loop first: requests already received but not yet parsed
-        // (SQLite work is synchronous, so they wait behind us) join this transaction.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        // (SQLite work is synchronous, so they wait behind us) join this transaction. Not
+        // after a cut batch (see BATCH_WORK_MS): its units have waited their turn already.
+        if (this.resumeCut) this.resumeCut = false;
+        else await new Promise<void>((resolve) => setImmediate(resolve));
         // SQLite: past its bound the log is first copied into the database, so this
         // transaction starts it over (see Store.logRoom).
         const logRoom = this.store.logRoom?.();
@@ -253,9 +293,25 @@ export class Notifier {
     let trx;
     /** This commit's place in the order of publishing, once it committed. */
     let turn: { previous?: Promise<void>; done(): void } | undefined;
+    const startedAt = performance.now();
+    let committedAt = NaN;
     try {
       trx = await this.store.db.startTransaction().execute();
-      for (const unit of batch) {
+      for (let index = 0; index < batch.length; index++) {
+        const unit = batch[index];
+        if (
+          savepoints &&
+          index > 0 &&
+          (unit.key === undefined || unit.key !== batch[0].key) &&
+          performance.now() - startedAt > BATCH_WORK_MS
+        ) {
+          // The rest has not run: back to the head of the queue, in order, not an attempt of theirs.
+          const rest = batch.splice(index);
+          for (const left of rest) left.attempts--;
+          this.queue.unshift(...rest);
+          this.resumeCut = true;
+          break;
+        }
         const emit: Emit = async (drafts, options) => {
           const notifications = await appendNotifications(trx!, drafts, {
             bulk: this.store.bulk,
@@ -294,6 +350,7 @@ export class Notifier {
         }
       }
       await trx.commit().execute();
+      committedAt = performance.now();
       turn = this.publishTurn();
       this.store.bulk.settled?.(trx, true);
     } catch (error) {
@@ -351,6 +408,17 @@ export class Notifier {
       if (published.length > 0) await this.publish(published, pushesQueued, pushesHeld).catch(this.onPublishError);
     } finally {
       turn?.done();
+    }
+    if (this.batchListeners.length > 0 && !Number.isNaN(committedAt)) {
+      const publishedAt = performance.now();
+      const times: BatchTimes = {
+        units: batch.length,
+        unitsMs: batch.map((unit) => publishedAt - unit.queuedAt),
+        waitedMs: startedAt - batch.reduce((oldest, unit) => Math.min(oldest, unit.queuedAt), Infinity),
+        workMs: committedAt - startedAt,
+        publishMs: publishedAt - committedAt,
+      };
+      for (const listener of this.batchListeners) listener(times);
     }
 
     for (const unit of batch) {

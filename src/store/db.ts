@@ -8,7 +8,7 @@ import { dataKeyFromDir, SecretBox } from './secrets.ts';
 import { makePrivateDir, PRIVATE_FILE_MODE } from '../files.ts';
 import { postgresBulkWriter, sqliteBulkWriter, type BulkWriter } from './bulk.ts';
 import { preparedName, registerSqliteConnection } from './statement.ts';
-import { LOG_BOUND_BYTES, startCheckpointer } from './checkpointer.ts';
+import { LOG_BOUND_BYTES, startCheckpointer, type LogHolds } from './checkpointer.ts';
 
 export interface Store {
   db: Kysely<Database>;
@@ -23,6 +23,8 @@ export interface Store {
    * starts it over (see startCheckpointer). The notifier waits on it before a transaction.
    */
   logRoom?(): Promise<void> | undefined;
+  /** SQLite: how often and how long writers were held by logRoom so far. */
+  logHolds?(): LogHolds;
   /**
    * How many of the notifier's transactions may run at once. SQLite has one writer; on
    * PostgreSQL each transaction waits a round trip per statement, so several run side by
@@ -134,6 +136,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     bulk: sqliteBulkWriter(database),
     writers: 1,
     logRoom: checkpointer?.room,
+    logHolds: checkpointer?.holds,
     async close() {
       // The checkpointer's connection closes first, so the serving connection is the last
       // one and SQLite folds the whole log into the database and removes it.
