@@ -71,12 +71,13 @@ describe('the SQLite write-ahead log under a steady stream of group messages', (
     }
     // Left alone the log holds every page these messages dirtied (about 190 MB here, and it
     // never starts over); kept to its bound it passes it by what is written while the thread
-    // catches up: a few megabytes at these ~150 MB/s, more when the machine is busy.
+    // catches up: a few megabytes at these ~150 MB/s, more when the machine is busy (up to
+    // 94 MB seen with another suite beside this one, the thread starved of CPU).
     expect(startedOver).toBeGreaterThanOrEqual(3);
     expect(store.logHolds!().count - holdsBefore).toBeGreaterThanOrEqual(3);
     expect(shrank).toBe(0);
     expect(largest).toBeGreaterThan(BOUND);
-    expect(largest).toBeLessThan(64 * BOUND);
+    expect(largest).toBeLessThan(128 * BOUND);
     for (const userId of [users[0], users[USERS - 1]]) {
       const feed = await readFeed(store.db, userId, 0, 10_000);
       expect(feed.map((n) => n.title)).toEqual(Array.from({ length: MESSAGES }, (_, m) => `message ${m}`));
