@@ -20,9 +20,9 @@ export interface SeededUser {
   stations: string[];
 }
 
-/** Node flags for every Herald process of the bench, to try a V8 setting: BENCH_HERALD_FLAGS, none when unset. */
+/** Node flags for every Herald process of the bench, to try a V8 setting: BENCH_NODE_FLAGS, none when unset. */
 export function heraldNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
-  return (env.BENCH_HERALD_FLAGS ?? '').split(' ').filter(Boolean);
+  return (env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 }
 
 /** A Herald node in its own process (bench/servers/herald.ts), on loopback with ephemeral ports. */
