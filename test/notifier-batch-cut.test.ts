@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Store } from '../src/store/db.ts';
-import { LocalBus } from '../src/cluster/bus.ts';
 import { Notifier } from '../src/notify/notifier.ts';
+import { recordingBus } from './helpers/recording-bus.ts';
 import { createUser } from '../src/chat/users.ts';
 import { readFeed } from '../src/notify/feed.ts';
 import { SQLITE } from './helpers/stores.ts';
@@ -24,13 +24,10 @@ describe('group commit on SQLite when many messages wait', () => {
 
   it("the first messages' notifications go out before the last queued ones are written, all in order", async () => {
     const events: string[] = [];
-    class RecordingBus extends LocalBus {
-      override async publish(notifications: Parameters<LocalBus['publish']>[0]) {
-        events.push(`publish ${notifications.map((n) => n.title).join(',')}`);
-        await super.publish(notifications);
-      }
-    }
-    const notifier = new Notifier(store, new RecordingBus());
+    const notifier = new Notifier(
+      store,
+      recordingBus((titles) => events.push(`publish ${titles.join(',')}`)),
+    );
     const send = (title: string) =>
       notifier.transact(async (_trx, emit) => {
         events.push(`work ${title}`);
@@ -55,13 +52,10 @@ describe('group commit on SQLite when many messages wait', () => {
 
   it('messages of one conversation stay in one transaction, so their frames share the writes', async () => {
     const published: string[][] = [];
-    class RecordingBus extends LocalBus {
-      override async publish(notifications: Parameters<LocalBus['publish']>[0]) {
-        published.push(notifications.map((n) => n.title));
-        await super.publish(notifications);
-      }
-    }
-    const notifier = new Notifier(store, new RecordingBus());
+    const notifier = new Notifier(
+      store,
+      recordingBus((titles) => published.push(titles)),
+    );
     const send = (title: string) =>
       notifier.transact(async (_trx, emit) => {
         work(0.6);

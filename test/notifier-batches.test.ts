@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Store } from '../src/store/db.ts';
 import { LocalBus } from '../src/cluster/bus.ts';
 import { Notifier } from '../src/notify/notifier.ts';
+import { recordingBus } from './helpers/recording-bus.ts';
 import { createUser } from '../src/chat/users.ts';
 import { readFeed } from '../src/notify/feed.ts';
 import { describeOnPostgres, POSTGRES } from './helpers/stores.ts';
@@ -37,13 +38,10 @@ describeOnPostgres('group commit on PostgreSQL', () => {
 
   it("starts a conversation's next transaction before publishing the previous one's notifications, and publishes in order", async () => {
     const events: string[] = [];
-    class RecordingBus extends LocalBus {
-      override async publish(notifications: Parameters<LocalBus['publish']>[0]) {
-        events.push(`publish ${notifications.map((n) => n.title).join(',')}`);
-        await super.publish(notifications);
-      }
-    }
-    const notifier = new Notifier(store, new RecordingBus());
+    const notifier = new Notifier(
+      store,
+      recordingBus((titles) => events.push(`publish ${titles.join(',')}`)),
+    );
     const send = (title: string) =>
       notifier.transact(async (trx, emit) => {
         events.push(`work ${title}`);

@@ -10,7 +10,8 @@
  * search and its arrival kept in a number array; nothing else runs on this loop.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { openLiveSocket } from '../lib/live-socket.ts';
 import { monotonicMs, serveParent } from '../lib/ipc.ts';
 
 const MESSAGE_MARK = Buffer.from('"kind":"message"');
@@ -59,21 +60,7 @@ serveParent({
   async connect(args: { urls: string[]; localAddresses: string[] }) {
     let next = 0;
     const open = async (i: number) => {
-      await new Promise<void>((resolve, reject) => {
-        const socket = new WebSocket(args.urls[i], {
-          localAddress: args.localAddresses[i % args.localAddresses.length],
-          perMessageDeflate: false,
-        });
-        socket.once('error', reject);
-        socket.on('message', (data: Buffer) => onFrame(i, data));
-        socket.on('message', function synced(data: Buffer) {
-          if (data.indexOf('"type":"synced"') !== -1) {
-            socket.off('message', synced);
-            resolve();
-          }
-        });
-        sockets[i] = socket;
-      });
+      sockets[i] = await openLiveSocket(args.urls[i], args.localAddresses[i % args.localAddresses.length], (data) => onFrame(i, data));
     };
     await Promise.all(
       Array.from({ length: 100 }, async () => {

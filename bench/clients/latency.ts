@@ -13,7 +13,8 @@
  */
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { openLiveSocket } from '../lib/live-socket.ts';
 import { Child, monotonicMs, serveParent } from '../lib/ipc.ts';
 import { percentile } from '../lib/stats.ts';
 
@@ -125,22 +126,11 @@ serveParent({
       return { conversations: conversations.length, connected: devices.length };
     }
     await pool(devices, 100, async (device, i) => {
-      await new Promise<void>((resolve, reject) => {
-        const socket = new WebSocket(`${device.ws}?station=${device.station}`, {
-          localAddress: args.localAddresses[i % args.localAddresses.length],
-          perMessageDeflate: false,
-        });
-        socket.once('error', reject);
-        socket.on('message', (data: Buffer) => onFrame(i, data));
-        // Live from here on: the server sends "synced" once the (empty) replay is done.
-        socket.on('message', function synced(data: Buffer) {
-          if (data.indexOf('"type":"synced"') !== -1) {
-            socket.off('message', synced);
-            resolve();
-          }
-        });
-        device.socket = socket;
-      });
+      device.socket = await openLiveSocket(
+        `${device.ws}?station=${device.station}`,
+        args.localAddresses[i % args.localAddresses.length],
+        (data) => onFrame(i, data),
+      );
     });
     return { conversations: conversations.length, connected: devices.length };
   },
