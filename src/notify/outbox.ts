@@ -187,7 +187,15 @@ class Dispatcher implements Outbox {
   }
 
   take(leased: readonly LeasedRows[]): void {
-    if (this.providers.length === 0) return;
+    if (this.providers.length === 0 || leased.length === 0) return;
+    if (this.closing) {
+      // Leased while it still ran, committed after close() let its leases go: due at once
+      // for whichever node claims next, rather than when the lease runs out.
+      this.deliveries.releaseLeases([this.owner], Date.now()).catch((error: unknown) => {
+        this.log.warn({ err: error }, 'releasing pushes committed while closing failed');
+      });
+      return;
+    }
     // Copies: the first is moved on as it is read.
     for (const [first, last] of leased) this.leased.push([first, last]);
   }
