@@ -603,11 +603,15 @@ export async function startApp(configured: Config, options: StartOptions = {}): 
       });
   // Only a commit that queued pushes wakes the dispatcher: a message to users without push
   // devices costs no claim query (retries and other nodes' rows are found by its timer).
+  // Rows due at once are written leased to this node's dispatcher and handed to it with the
+  // commit, so it reads them back instead of claiming them.
   if (outbox) {
-    notifier.onCommitted((notifications, pushesQueued, pushesHeld) => {
+    notifier.leasePushesTo(() => outbox.lease());
+    notifier.onCommitted((notifications, pushesQueued, pushesHeld, pushesLeased) => {
       if (pushesHeld > 0) metrics.pushHolds.inc({ outcome: 'held' }, pushesHeld);
       if (pushesQueued > pushesHeld) {
         outbox.remember(notifications);
+        outbox.take(pushesLeased);
         outbox.kick();
       }
     });

@@ -61,8 +61,11 @@ const outbox = await startOutbox({
 });
 // REMEMBER=0: the outbox reads every notification's feed row back, as for another node's rows.
 const remember = process.env.REMEMBER !== '0';
-notifier.onCommitted((notifications) => {
+// HERALD_NO_LEASED_PUSH_WRITES=1: every row is claimed (see src/notify/outbox.ts).
+notifier.leasePushesTo(() => outbox.lease());
+notifier.onCommitted((notifications, _queued, _held, leased) => {
   if (remember) outbox.remember(notifications);
+  outbox.take(leased);
   outbox.kick();
 });
 

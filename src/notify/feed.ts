@@ -4,7 +4,7 @@ import type { Notification, NotificationDraft } from '../model/notification.ts';
 import { alertsOnPush, isBackgroundPush, isPushedType, notificationId } from '../model/notification.ts';
 import { SILENT_PUSH_REFUSED } from '../model/channel.ts';
 import { rowToNotification } from '../store/rows.ts';
-import type { BulkWriter, FeedHead, PlannedPushes, PushHold } from '../store/bulk.ts';
+import type { BulkWriter, FeedHead, LeasedRows, PlannedPushes, PushHold, PushLease } from '../store/bulk.ts';
 import type { SilenceReason, Silencer } from './preferences.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -18,8 +18,13 @@ export interface AppendOptions {
   bulk: BulkWriter;
   /** Recipients' do-not-disturb, quiet hours and muted conversations: what may not alert now. */
   silencer?: Silencer;
-  /** Told how many outbox rows were written (and how many of them are held), when there were any. */
-  onPushesQueued?: (count: number, held: number) => void;
+  /**
+   * Told how many outbox rows were written (and how many of them are held), when there were
+   * any, and the ids of those written leased to `pushLease`'s owner.
+   */
+  onPushesQueued?: (count: number, held: number, leased: LeasedRows[]) => void;
+  /** The rows due now are written leased to this node's dispatcher (see PushLease); none when unset. */
+  pushLease?: PushLease;
   /** Presence-aware hold of alerting pushes; none when unset. */
   pushHold?: PushHoldPolicy;
   /**
@@ -119,14 +124,17 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
 
   if (silenced) for (const [reason, count] of silenced) silencer!.counted?.(reason, count);
   const plan = planPushes(notifications, now, options.pushHold);
-  let pushes: { queued: number; held: number };
+  plan.lease = options.pushLease;
+  let pushes: { queued: number; held: number; leased?: LeasedRows[] };
   if (bulk.insertWithPushes) {
-    pushes = await bulk.insertWithPushes(trx, notifications, keys, plan, epochs);
+    // PostgreSQL's: its rows are claimed (one statement writes the feed and the outbox).
+    const { queued, held } = await bulk.insertWithPushes(trx, notifications, keys, plan, epochs);
+    pushes = { queued, held };
   } else {
     await bulk.insertNotifications(trx, notifications, keys, epochs);
     pushes = await enqueuePushes(trx, bulk, plan);
   }
-  if (pushes.queued > 0) options.onPushesQueued?.(pushes.queued, pushes.held);
+  if (pushes.queued > 0) options.onPushesQueued?.(pushes.queued, pushes.held, pushes.leased ?? []);
   return notifications;
 }
 
@@ -172,8 +180,12 @@ function planPushes(notifications: Notification[], now: number, policy: PushHold
 }
 
 /** One outbox row per push-token device of each recipient, one statement per group; says how many it wrote and held. */
-async function enqueuePushes(trx: Db, bulk: BulkWriter, plan: PlannedPushes): Promise<{ queued: number; held: number }> {
-  if (plan.notifications.length === 0) return { queued: 0, held: 0 };
+async function enqueuePushes(
+  trx: Db,
+  bulk: BulkWriter,
+  plan: PlannedPushes,
+): Promise<{ queued: number; held: number; leased: LeasedRows[] }> {
+  if (plan.notifications.length === 0) return { queued: 0, held: 0, leased: [] };
   // The drafts of one call share a time to live, so this is one group; background pushes are
   // a group of their own: they skip the providers that must show every push.
   const groups = new Map<number, { expiresAt: number; background: boolean; holds: boolean; notifications: Notification[] }>();
@@ -192,13 +204,14 @@ async function enqueuePushes(trx: Db, bulk: BulkWriter, plan: PlannedPushes): Pr
         notifications: [n],
       });
   });
-  const total = { queued: 0, held: 0 };
+  const total = { queued: 0, held: 0, leased: [] as LeasedRows[] };
   for (const { expiresAt, background, holds, notifications: group } of groups.values()) {
-    const { queued, held } = background
-      ? await bulk.queuePushes(trx, group, plan.now, expiresAt, undefined, plan.backgroundRefusedBy)
-      : await bulk.queuePushes(trx, group, plan.now, expiresAt, holds ? plan.hold : undefined);
+    const { queued, held, leased } = background
+      ? await bulk.queuePushes(trx, group, plan.now, expiresAt, undefined, plan.backgroundRefusedBy, plan.lease)
+      : await bulk.queuePushes(trx, group, plan.now, expiresAt, holds ? plan.hold : undefined, undefined, plan.lease);
     total.queued += queued;
     total.held += held;
+    if (leased) total.leased.push(leased);
   }
   return total;
 }

@@ -5,6 +5,7 @@ import type { Database } from '../store/schema.ts';
 import { appendNotifications, type AppendOptions, type PushHoldPolicy } from './feed.ts';
 import type { Notification, NotificationDraft } from '../model/notification.ts';
 import type { Silencer } from './preferences.ts';
+import type { LeasedRows, PushLease } from '../store/bulk.ts';
 import { HeraldError } from '../errors.ts';
 
 export type Emit = (drafts: NotificationDraft[], options?: Pick<AppendOptions, 'now' | 'heads'>) => Promise<Notification[]>;
@@ -48,6 +49,8 @@ interface Unit {
   /** Outbox rows the unit wrote, and how many of them are held. */
   pushesQueued: number;
   pushesHeld: number;
+  /** Of those, the ones written leased to this node's dispatcher. */
+  pushesLeased: LeasedRows[];
   result?: unknown;
   error?: unknown;
   /** Runs in a transaction of its own (after a batch without savepoints failed). */
@@ -87,8 +90,16 @@ export interface BatchTimes {
   publishMs: number;
 }
 
-/** What a commit published: its notifications, how many push deliveries it queued, and how many of those are held. */
-export type CommittedListener = (notifications: Notification[], pushesQueued: number, pushesHeld: number) => void;
+/**
+ * What a commit published: its notifications, how many push deliveries it queued, how many of
+ * those are held, and the ids of those written leased to the dispatcher (see leasePushesTo).
+ */
+export type CommittedListener = (
+  notifications: Notification[],
+  pushesQueued: number,
+  pushesHeld: number,
+  pushesLeased: LeasedRows[],
+) => void;
 
 /**
  * The one way state changes that notify someone are written: the change and its
@@ -103,6 +114,7 @@ export type CommittedListener = (notifications: Notification[], pushesQueued: nu
 export class Notifier {
   private committedListeners: CommittedListener[] = [];
   private batchListeners: ((times: BatchTimes) => void)[] = [];
+  private pushLease?: () => PushLease | undefined;
   private queue: Unit[] = [];
   private draining = false;
   /** Wakes the drain loop while it waits for a running transaction to end: work arrived, or keys were given back. */
@@ -144,6 +156,16 @@ export class Notifier {
   }
 
   /**
+   * Outbox rows are written leased to the dispatcher `lease` names at the time (none when it
+   * gives none), and handed to it with the commit (CommittedListener's `pushesLeased`), so it
+   * need not claim them. A listener given leased rows must take them: nothing else sends them
+   * before their lease runs out.
+   */
+  leasePushesTo(lease: () => PushLease | undefined): void {
+    this.pushLease = lease;
+  }
+
+  /**
    * Runs `work` in a transaction, and publishes its notifications once it committed. `key`
    * names the rows the work writes to most (a conversation): when transactions run side by
    * side, work of one key never runs in two at once, so it neither waits for the other's
@@ -161,6 +183,7 @@ export class Notifier {
         produced: [],
         pushesQueued: 0,
         pushesHeld: 0,
+        pushesLeased: [],
         queuedAt: performance.now(),
       });
       if (!this.draining) void this.drain();
@@ -284,6 +307,7 @@ export class Notifier {
       unit.produced = [];
       unit.pushesQueued = 0;
       unit.pushesHeld = 0;
+      unit.pushesLeased = [];
       unit.error = undefined;
     }
     const single = batch.length === 1;
@@ -317,9 +341,11 @@ export class Notifier {
             bulk: this.store.bulk,
             silencer: this.silencer,
             pushHold: this.pushHold,
-            onPushesQueued: (count, held) => {
+            pushLease: this.pushLease?.(),
+            onPushesQueued: (count, held, leased) => {
               unit.pushesQueued += count;
               unit.pushesHeld += held;
+              unit.pushesLeased.push(...leased);
             },
             ...options,
           });
@@ -347,6 +373,8 @@ export class Notifier {
           this.store.bulk.settled?.(trx, false);
           unit.error = error;
           unit.produced = [];
+          // Rolled back: these ids may be taken again by the next unit's rows.
+          unit.pushesLeased = [];
         }
       }
       await trx.commit().execute();
@@ -397,15 +425,17 @@ export class Notifier {
     const published: Notification[] = [];
     let pushesQueued = 0;
     let pushesHeld = 0;
+    const pushesLeased: LeasedRows[] = [];
     for (const unit of batch) {
       if (unit.error !== undefined) continue;
       published.push(...unit.produced);
       pushesQueued += unit.pushesQueued;
       pushesHeld += unit.pushesHeld;
+      pushesLeased.push(...unit.pushesLeased);
     }
     try {
       if (turn?.previous) await turn.previous;
-      if (published.length > 0) await this.publish(published, pushesQueued, pushesHeld).catch(this.onPublishError);
+      if (published.length > 0) await this.publish(published, pushesQueued, pushesHeld, pushesLeased).catch(this.onPublishError);
     } finally {
       turn?.done();
     }
@@ -447,8 +477,12 @@ export class Notifier {
   }
 
   /** Publishes already committed notifications (used by transact, and by tests and tools). */
-  async publish(notifications: Notification[], pushesQueued = 0, pushesHeld = 0): Promise<void> {
-    await this.bus.publish(notifications);
-    for (const listener of this.committedListeners) listener(notifications, pushesQueued, pushesHeld);
+  async publish(notifications: Notification[], pushesQueued = 0, pushesHeld = 0, pushesLeased: LeasedRows[] = []): Promise<void> {
+    try {
+      await this.bus.publish(notifications);
+    } finally {
+      // Even when the bus failed: rows leased to the dispatcher are sent only once it is told.
+      for (const listener of this.committedListeners) listener(notifications, pushesQueued, pushesHeld, pushesLeased);
+    }
   }
 }

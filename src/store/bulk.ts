@@ -58,6 +58,7 @@ export interface BulkWriter {
     expiresAt: number,
     hold?: PushHold,
     exceptProviders?: readonly string[],
+    lease?: PushLease,
   ): Promise<QueuedPushes>;
   /**
    * Feed rows and their outbox rows in one statement, for a database where each statement is
@@ -85,7 +86,26 @@ export interface PlannedPushes {
   /** Background pushes skip `backgroundRefusedBy`. */
   background: boolean[];
   backgroundRefusedBy: readonly string[];
+  /** Rows due now are written leased to this dispatcher, where the writer can (SQLite's: see queuePushes). */
+  lease?: PushLease;
 }
+
+/**
+ * The dispatcher of this node, to which the rows it can send are written already leased:
+ * it reads them by id after the commit instead of claiming them. Each is on its first
+ * attempt, due again when the lease runs out (as a claimed row would be), so a node that
+ * dies before sending them leaves them to the lease expiry or the dead-process release.
+ */
+export interface PushLease {
+  owner: string;
+  /** The lease's end (unix ms), also the row's next_attempt_at. */
+  until: number;
+  /** The providers the dispatcher has a channel for; rows of others are written unleased. */
+  providers: readonly string[];
+}
+
+/** Outbox rows written leased, by id: every row from `first` to `last` leased to the owner. */
+export type LeasedRows = [first: number, last: number];
 
 /** Presence-aware hold: who counts as in use, and until when their alerting pushes wait. */
 export interface PushHold {
@@ -100,12 +120,32 @@ export interface QueuedPushes {
   queued: number;
   /** How many of them are held. */
   held: number;
+  /** The ids of the rows written leased (among others: those not leased are not the lease owner's). */
+  leased?: LeasedRows;
 }
 
 const DELIVERY_INSERT = `INSERT INTO deliveries (notification_id, user_id, station, provider, state, attempts, next_attempt_at,
   lease_until, lease_owner, expires_at, last_error, created_at, updated_at)`;
 /** What makes a device one that takes pushes (the partial index devices_push_user holds just these). */
 const PUSH_DEVICE = pushDevice('d');
+
+/**
+ * SQLite's outbox INSERT: `leased` when the row is written leased (PushLease), else `otherwise`.
+ * `condition` narrows which rows may be (not the held ones).
+ */
+function leasedOr(leased: string, otherwise: string, condition = ''): string {
+  return `CASE WHEN ${condition}d.push_provider IN (SELECT value FROM json_each(@leasedProviders)) THEN ${leased} ELSE ${otherwise} END`;
+}
+
+/**
+ * The ids of one INSERT's rows: consecutive, SQLite having one writer. Those of them written
+ * leased are the lease owner's; the dispatcher reads them by this range and owner.
+ */
+function leasedRange(result: SQLite.RunResult, lease: PushLease | undefined): { leased?: LeasedRows } {
+  if (!lease || result.changes === 0 || lease.providers.length === 0) return {};
+  const last = Number(result.lastInsertRowid);
+  return { leased: [last - result.changes + 1, last] };
+}
 
 /** PUSH_DEVICE without the devices of some providers (names of Herald's own, never a caller's text). */
 function pushDeviceExcept(providers: readonly string[] | undefined): string {
@@ -291,10 +331,16 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         );
       }
     },
-    async queuePushes(_trx, all, now, expiresAt, hold, exceptProviders) {
+    async queuePushes(_trx, all, now, expiresAt, hold, exceptProviders, lease) {
       pushUsers.refresh();
       const notifications = all.filter((n) => pushUsers.mayHave(n.userId));
       if (notifications.length === 0) return { queued: 0, held: 0 };
+      // Without a lease no row is of a leased provider, and each is written as before.
+      const leaseParameters = {
+        owner: lease?.owner ?? null,
+        until: lease?.until ?? null,
+        leasedProviders: JSON.stringify(lease?.providers ?? []),
+      };
       if (!hold) {
         // The notifications travel as one JSON parameter of [user id, notification id] pairs.
         const key = exceptProviders?.join(',') ?? '';
@@ -302,35 +348,45 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
         if (!statement) {
           statement = database.prepare(
             `${DELIVERY_INSERT}
-             SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', 0, ?, NULL, NULL, ?, NULL, ?, ?
-             FROM json_each(?) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${pushDeviceExcept(exceptProviders)}`,
+             SELECT target.value ->> 1, d.user_id, d.station, d.push_provider, 'pending', ${leasedOr('1', '0')},
+               ${leasedOr('@until', '@now')}, ${leasedOr('@until', 'NULL')}, ${leasedOr('@owner', 'NULL')}, @expiresAt, NULL, @now, @now
+             FROM json_each(@pairs) AS target CROSS JOIN devices AS d ON d.user_id = target.value ->> 0 AND ${pushDeviceExcept(exceptProviders)}`,
           );
           queues.set(key, statement);
         }
         const pairs = JSON.stringify(notifications.map((n) => [n.userId, n.id]));
-        return { queued: statement.run(now, expiresAt, now, now, pairs).changes, held: 0 };
+        const result = statement.run({ now, expiresAt, pairs, ...leaseParameters });
+        return { queued: result.changes, held: 0, ...leasedRange(result, lease) };
       }
       // [user id, notification id, 1 when it alerts]; whether a recipient is in use is asked
-      // once per recipient (materialised), not once per push device.
+      // once per recipient (materialised), not once per push device. Held rows are never leased.
       queueHolding ??= database.prepare(
         `WITH target AS MATERIALIZED (
            SELECT t.value ->> 0 AS user_id, t.value ->> 1 AS notification_id,
              t.value ->> 2 = 1 AND EXISTS (SELECT 1 FROM devices AS a
-               WHERE a.user_id = t.value ->> 0 AND a.active_at IS NOT NULL AND a.active_at > ?) AS held
-           FROM json_each(?) AS t)
+               WHERE a.user_id = t.value ->> 0 AND a.active_at IS NOT NULL AND a.active_at > @activeAfter) AS held
+           FROM json_each(@triples) AS t)
          ${DELIVERY_INSERT}
          SELECT target.notification_id, d.user_id, d.station, d.push_provider,
-           CASE WHEN target.held THEN 'held' ELSE 'pending' END, 0, CASE WHEN target.held THEN ? ELSE ? END,
-           NULL, NULL, ?, NULL, ?, ?
+           CASE WHEN target.held THEN 'held' ELSE 'pending' END, ${leasedOr('1', '0', 'NOT target.held AND ')},
+           CASE WHEN target.held THEN @holdUntil ELSE ${leasedOr('@until', '@now')} END,
+           ${leasedOr('@until', 'NULL', 'NOT target.held AND ')}, ${leasedOr('@owner', 'NULL', 'NOT target.held AND ')}, @expiresAt, NULL, @now, @now
          FROM target CROSS JOIN devices AS d ON d.user_id = target.user_id AND ${PUSH_DEVICE}`,
       );
       const triples = JSON.stringify(notifications.map((n) => [n.userId, n.id, alertsOnPush(n) ? 1 : 0]));
-      const result = queueHolding.run(hold.activeAfter, triples, hold.until, now, expiresAt, now, now);
+      const result = queueHolding.run({
+        activeAfter: hold.activeAfter,
+        triples,
+        holdUntil: hold.until,
+        now,
+        expiresAt,
+        ...leaseParameters,
+      });
       if (result.changes === 0) return { queued: 0, held: 0 };
       // The rows of one INSERT take consecutive ids (one writer): count the held among them.
       countHeld ??= database.prepare(`SELECT count(*) FROM deliveries WHERE id > ? AND id <= ? AND state = 'held'`).pluck();
       const last = Number(result.lastInsertRowid);
-      return { queued: result.changes, held: countHeld.get(last - result.changes, last) as number };
+      return { queued: result.changes, held: countHeld.get(last - result.changes, last) as number, ...leasedRange(result, lease) };
     },
   };
 }

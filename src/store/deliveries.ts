@@ -12,6 +12,12 @@ type Db = Kysely<Database> | Transaction<Database>;
 export interface DeliveryStore {
   /** Takes up to `limit` due rows of these providers under a lease held by `owner` until `leaseUntil`. */
   claimDue(owner: string, providers: readonly string[], limit: number, leaseUntil: number, now: number): Promise<ClaimedDelivery[]>;
+  /**
+   * The rows with ids from `first` to `last` that were written leased to `owner` and that it
+   * still holds, up to `limit`, in id order (see PushLease in store/bulk.ts): what claimDue
+   * gives, without a write.
+   */
+  leasedRows(owner: string, first: number, last: number, limit: number): Promise<ClaimedDelivery[]>;
   /** Feed rows by [user key, sequence] pairs. */
   feedRows(wanted: ReadonlyArray<[userKey: number, seq: number]>): Promise<NotificationsTable[]>;
   /** The push registration of devices, by station, as it is now. */
@@ -129,6 +135,20 @@ const CLAIM = new Statement<ClaimedDelivery>({
       (SELECT json_build_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device`,
 });
 
+/**
+ * Rows written leased to this process, read back by id (the primary key's range) after their
+ * commit. Parameters: first id, last id, owner, limit. SQLite: `+state` keeps the planner
+ * on the primary key (see OURS).
+ */
+const LEASED = new Statement<ClaimedDelivery>({
+  sqlite: `SELECT id, notification_id, user_id, station, provider, state, attempts, expires_at,
+      (SELECT json_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device
+    FROM deliveries WHERE id BETWEEN ? AND ? AND lease_owner = ? AND +state = 'pending' ORDER BY id LIMIT ?`,
+  postgres: `SELECT id, notification_id, user_id, station, provider, state, attempts, expires_at,
+      (SELECT json_build_array(platform, push_token, push_keys) FROM devices WHERE ${USABLE_DEVICE}) AS device
+    FROM deliveries WHERE id BETWEEN $1 AND $2 AND lease_owner = $3 AND state = 'pending' ORDER BY id LIMIT $4`,
+});
+
 const DEVICES = new Statement<PushDeviceRow>({
   sqlite: `SELECT station, user_id, platform, push_provider, push_token, push_keys, push_disabled_at, push_disabled_reason
     FROM devices WHERE station IN (${LIST.sqlite})`,
@@ -228,6 +248,10 @@ export class SqlDeliveryStore implements DeliveryStore {
         ? [leaseUntil, owner, now, providerList, limit]
         : [leaseUntil, owner, leaseUntil, now, now, now, providerList, limit];
     return CLAIM.all(this.db, parameters);
+  }
+
+  leasedRows(owner: string, first: number, last: number, limit: number): Promise<ClaimedDelivery[]> {
+    return LEASED.all(this.db, [first, last, owner, limit]);
   }
 
   feedRows(wanted: ReadonlyArray<[number, number]>): Promise<NotificationsTable[]> {
