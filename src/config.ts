@@ -376,6 +376,7 @@ export const FAST_PATH_SWITCHES = [
   'HERALD_NO_LARGE_YOUNG_GENERATION',
   'HERALD_NO_VAPID_TOKEN_CACHE',
   'HERALD_NO_WEBPUSH_HTTP2',
+  'HERALD_NO_LEASED_PUSH_WRITES',
 ] as const;
 
 /** Read by the tests, the CLI's test helpers and the .env loader, not by a node's configuration. */
