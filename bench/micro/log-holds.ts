@@ -14,9 +14,7 @@ import { createHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { openStore } from '../../src/store/db.ts';
 import { LocalBus } from '../../src/cluster/bus.ts';
 import { Notifier } from '../../src/notify/notifier.ts';
-import { createUser } from '../../src/chat/users.ts';
-import { createConversation } from '../../src/chat/conversations.ts';
-import { addMessage } from '../../src/chat/messages.ts';
+import { oneToOnePairs } from '../lib/pairs.ts';
 
 const PAIRS = Number(process.env.PAIRS ?? 500);
 const RATE = Number(process.env.RATE ?? 1000);
@@ -26,13 +24,7 @@ const BOUND_MB = Number(process.env.BOUND_MB ?? 32);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-log-holds-'));
 const store = await openStore({ sqliteFile: path.join(dir, 'herald.db'), logBoundBytes: BOUND_MB * 1024 * 1024 });
 const notifier = new Notifier(store, new LocalBus());
-const pairs: Array<{ a: { id: string; name: string }; conversation: string }> = [];
-for (let i = 0; i < PAIRS; i++) {
-  const a = await createUser(store.db, store.secrets, { email: `a${i}@example.org`, name: `A${i}` });
-  const b = await createUser(store.db, store.secrets, { email: `b${i}@example.org`, name: `B${i}` });
-  const conversation = await createConversation(notifier, a.userid, { participantIds: [b.userid] });
-  pairs.push({ a: { id: a.userid, name: `A${i}` }, conversation: conversation.id });
-}
+const send = await oneToOnePairs(store, notifier, PAIRS, 'example.org');
 
 const work = createHistogram();
 const unit = createHistogram();
@@ -52,11 +44,7 @@ await new Promise<void>((resolve) => {
   const tick = () => {
     const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * RATE) + 1);
     while (sent < due) {
-      const k = sent++;
-      const pair = pairs[k % PAIRS];
-      inFlight.push(
-        addMessage(notifier, pair.a, pair.conversation, { ID: `m${k}`, Type: 'Message', Created: '', ValidUntil: '', Data: 'aGVsbG8=' }),
-      );
+      inFlight.push(send(sent++));
     }
     if (sent >= total) resolve();
     else setTimeout(tick, 1);
