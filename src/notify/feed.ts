@@ -123,8 +123,7 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   }
 
   if (silenced) for (const [reason, count] of silenced) silencer!.counted?.(reason, count);
-  const plan = planPushes(notifications, now, options.pushHold);
-  plan.lease = options.pushLease;
+  const plan = planPushes(notifications, now, options.pushHold, options.pushLease);
   let pushes: { queued: number; held: number; leased?: LeasedRows[] };
   if (bulk.insertWithPushes) {
     // PostgreSQL's: its rows are claimed (one statement writes the feed and the outbox).
@@ -152,8 +151,13 @@ async function completeHeads(trx: Db, bulk: BulkWriter, claims: Map<string, Clai
   ];
 }
 
-/** Which notifications are pushed, until when, and which of them wait while their user is in use. */
-function planPushes(notifications: Notification[], now: number, policy: PushHoldPolicy | undefined): PlannedPushes {
+/** Which notifications are pushed, until when, which of them wait while their user is in use, and the lease of those due now. */
+function planPushes(
+  notifications: Notification[],
+  now: number,
+  policy: PushHoldPolicy | undefined,
+  lease: PushLease | undefined,
+): PlannedPushes {
   const hold: PushHold | undefined =
     policy && policy.holdMs > 0 ? { activeAfter: now - policy.activeWindowMs, until: now + policy.holdMs } : undefined;
   const plan: PlannedPushes = {
@@ -164,6 +168,7 @@ function planPushes(notifications: Notification[], now: number, policy: PushHold
     holdable: [],
     background: [],
     backgroundRefusedBy: SILENT_PUSH_REFUSED,
+    lease,
   };
   for (const n of notifications) {
     if (!isPushedType(n.type)) continue;
