@@ -16,6 +16,14 @@ export interface Corkable {
   corked: boolean;
 }
 
+/**
+ * The sockets corked since the last uncork, with their connections, and one tick that uncorks
+ * them all: a fan-out corks thousands of sockets in one dispatch, and a tick of its own per
+ * socket made an object and an argument list per delivery.
+ */
+const corkedConnections: Corkable[] = [];
+const corkedSockets: Duplex[] = [];
+
 function corkUntilNextTick(connection: Corkable): void {
   if (connection.corked) return;
   // ws keeps the TCP socket as _socket; it is unset before the handshake and after a terminate.
@@ -23,12 +31,18 @@ function corkUntilNextTick(connection: Corkable): void {
   if (!raw) return;
   connection.corked = true;
   raw.cork();
-  process.nextTick(uncork, connection, raw);
+  if (corkedSockets.push(raw) === 1) process.nextTick(uncorkAll);
+  corkedConnections.push(connection);
 }
 
-function uncork(connection: Corkable, raw: Duplex): void {
-  connection.corked = false;
-  raw.uncork();
+function uncorkAll(): void {
+  // Taken first: an uncork may run code that corks again, for the next tick.
+  const connections = corkedConnections.splice(0);
+  const sockets = corkedSockets.splice(0);
+  for (let i = 0; i < sockets.length; i++) {
+    connections[i].corked = false;
+    sockets[i].uncork();
+  }
 }
 
 function leaveUncorked(): void {}
