@@ -53,7 +53,7 @@ interface Claim {
   /** The epoch of the feed's newest row, as the feed head said (-1: not known). */
   epoch: number;
   /** The badge a draft set outright (the last one wins); `unread` then moves it no further. */
-  setBadge: number | undefined;
+  setBadge?: number;
 }
 
 /**
@@ -68,16 +68,12 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   const bulk = options.bulk;
 
   const claims = new Map<string, Claim>();
-  /** Each draft's claim, in the drafts' order: looked up once per draft. */
-  const claimOf = new Array<Claim>(drafts.length);
-  for (let i = 0; i < drafts.length; i++) {
-    const draft = drafts[i];
+  for (const draft of drafts) {
     let claim = claims.get(draft.userId);
     if (!claim) {
-      claim = { unread: 0, nextSeq: 0, badge: 0, key: 0, epoch: -1, setBadge: undefined };
+      claim = { unread: 0, nextSeq: 0, badge: 0, key: 0, epoch: -1 };
       claims.set(draft.userId, claim);
     }
-    claimOf[i] = claim;
     claim.unread += draft.unread ?? 0;
     if (draft.badge !== undefined) claim.setBadge = draft.badge;
   }
@@ -95,9 +91,8 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
   const epochs: number[] = [];
   const silencer = options.silencer;
   let silenced: Map<SilenceReason, number> | undefined;
-  for (let i = 0; i < drafts.length; i++) {
-    const draft = drafts[i];
-    const claim = claimOf[i];
+  for (const draft of drafts) {
+    const claim = claims.get(draft.userId)!;
     if (claim.nextSeq === 0) continue; // given nothing: the recipient no longer exists
     const seq = claim.nextSeq++;
     keys.push(claim.key);
@@ -110,7 +105,7 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
         (silenced ??= new Map()).set(reason, (silenced.get(reason) ?? 0) + 1);
       }
     }
-    const notification: Notification = {
+    notifications.push({
       id: notificationId(claim.key, seq),
       userId: draft.userId,
       seq,
@@ -123,10 +118,8 @@ export async function appendNotifications(trx: Db, drafts: NotificationDraft[], 
       silent,
       data: draft.data ?? {},
       createdAt: now,
-    };
-    // Set only when given (a spread in the literal costs every notification a copy step).
-    if (draft.push) notification.push = draft.push;
-    notifications.push(notification);
+      ...(draft.push && { push: draft.push }),
+    });
   }
 
   if (silenced) for (const [reason, count] of silenced) silencer!.counted?.(reason, count);

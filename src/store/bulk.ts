@@ -182,16 +182,16 @@ const MAX_REMEMBERED_HEADS = 100_000;
 
 /**
  * Where the feeds of a SQLite store stand, remembered between transactions so a message to
- * a group the node has written to before reads no feed head at all. Only what committed
- * transactions wrote is trusted: the open transaction moves the heads it writes on in place,
- * and anything it cannot vouch for is forgotten as a whole: a transaction that rolled back
- * (even to a savepoint, which the notifier reports), one never settled, and every commit of
- * another connection (SQLite's data_version tells). Moved in place, a head costs no new
- * object and no second map per recipient and transaction: a fan-out moves thousands.
+ * a group the node has written to before reads no feed head at all. Only what a committed
+ * transaction wrote is remembered; the open transaction's own heads are kept apart until
+ * the notifier says how it ended (`settled`), and anything it cannot vouch for is
+ * forgotten: a transaction that rolled back (even to a savepoint), one never settled, and
+ * every commit of another connection (SQLite's data_version tells).
  */
 class FeedHeadMemory {
-  private heads = new Map<string, FeedHead>();
-  private openTrx: Db | undefined;
+  private committed = new Map<string, FeedHead>();
+  private pending = new Map<string, FeedHead>();
+  private pendingTrx: Db | undefined;
   private version: unknown;
   private readonly dataVersion: SQLite.Statement;
 
@@ -199,41 +199,49 @@ class FeedHeadMemory {
     this.dataVersion = database.prepare('PRAGMA data_version').pluck();
   }
 
-  /** Starts (or goes on with) a transaction; forgets everything when in doubt. */
+  /** Starts (or goes on with) a transaction; says nothing is to be trusted when in doubt. */
   enter(trx: Db): void {
     const version = this.dataVersion.get();
     if (version !== this.version) {
-      // Another connection committed. Heads this transaction moved are forgotten too: the
-      // caller reads them back (its own writes included) before it writes again.
       this.version = version;
-      this.heads.clear();
+      this.committed.clear();
     }
-    if (this.openTrx !== trx) {
+    if (this.pendingTrx !== trx) {
       // The last transaction was never settled: what it wrote may or may not be there.
-      if (this.openTrx !== undefined) this.forget();
-      this.openTrx = trx;
+      if (this.pendingTrx !== undefined) this.forget();
+      this.pendingTrx = trx;
     }
   }
 
   get(userId: string): FeedHead | undefined {
-    return this.heads.get(userId);
+    return this.pending.get(userId) ?? this.committed.get(userId);
   }
 
-  /** Remembers a head read from the database in the open transaction. */
-  add(head: FeedHead): void {
-    this.heads.set(head.id, head);
+  /** A row the open transaction appends to a feed (a user's rows come in sequence order). */
+  advance(userId: string, key: number, seq: number, badge: number, epoch: number): void {
+    const head = this.pending.get(userId);
+    if (head) {
+      head.seq = seq;
+      head.badge = badge;
+      head.epoch = epoch;
+    } else {
+      this.pending.set(userId, { id: userId, key, seq, badge, epoch });
+    }
   }
 
   settle(trx: Db, committed: boolean): void {
-    if (trx !== this.openTrx) return;
+    if (trx !== this.pendingTrx) return;
     if (!committed) return this.forget();
-    if (this.heads.size > MAX_REMEMBERED_HEADS) this.heads.clear();
-    this.openTrx = undefined;
+    if (this.committed.size + this.pending.size > MAX_REMEMBERED_HEADS) this.committed.clear();
+    for (const [userId, head] of this.pending) this.committed.set(userId, head);
+    this.pending.clear();
+    this.pendingTrx = undefined;
   }
 
   private forget(): void {
-    this.heads.clear();
-    this.openTrx = undefined;
+    this.committed.clear();
+    this.pending.clear();
+    this.pendingTrx = undefined;
   }
 }
 
@@ -278,8 +286,8 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
              AND head.seq = (SELECT max(seq) FROM notifications WHERE epoch = fe.epoch AND user_key = users.key)`,
         );
         for (const head of heads.all(JSON.stringify(unknown)) as FeedHead[]) {
-          // Remembered: its epoch decides whether the next row starts one.
-          memory.add(head);
+          // Remembered as this transaction's: its epoch decides whether the next row starts one.
+          memory.advance(head.id, head.key, head.seq, head.badge, head.epoch ?? -1);
           found.push(head);
         }
       }
@@ -301,17 +309,9 @@ export function sqliteBulkWriter(database: SQLite.Database): BulkWriter {
       written += notifications.length;
       for (let i = 0; i < notifications.length; i++) {
         const n = notifications[i];
-        // feedHeads read or remembered every recipient's head in this transaction.
-        const head = memory.get(n.userId);
         // A user's rows entering another epoch are marked there, once.
-        if (head?.epoch !== epoch) mark.run(keys[i], n.seq, epoch);
-        if (head) {
-          head.seq = n.seq;
-          head.badge = n.badge;
-          head.epoch = epoch;
-        } else {
-          memory.add({ id: n.userId, key: keys[i], seq: n.seq, badge: n.badge, epoch });
-        }
+        if (memory.get(n.userId)?.epoch !== epoch) mark.run(keys[i], n.seq, epoch);
+        memory.advance(n.userId, keys[i], n.seq, n.badge, epoch);
         insert.run(
           epoch,
           keys[i],

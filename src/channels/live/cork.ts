@@ -16,14 +16,6 @@ export interface Corkable {
   corked: boolean;
 }
 
-/**
- * The sockets corked since the last uncork, with their connections, and one tick that uncorks
- * them all: a fan-out corks thousands of sockets in one dispatch, and a tick of its own per
- * socket made an object and an argument list per delivery.
- */
-const corkedConnections: Corkable[] = [];
-const corkedSockets: Duplex[] = [];
-
 function corkUntilNextTick(connection: Corkable): void {
   if (connection.corked) return;
   // ws keeps the TCP socket as _socket; it is unset before the handshake and after a terminate.
@@ -31,18 +23,12 @@ function corkUntilNextTick(connection: Corkable): void {
   if (!raw) return;
   connection.corked = true;
   raw.cork();
-  if (corkedSockets.push(raw) === 1) process.nextTick(uncorkAll);
-  corkedConnections.push(connection);
+  process.nextTick(uncork, connection, raw);
 }
 
-function uncorkAll(): void {
-  // Taken first: an uncork may run code that corks again, for the next tick.
-  const connections = corkedConnections.splice(0);
-  const sockets = corkedSockets.splice(0);
-  for (let i = 0; i < sockets.length; i++) {
-    connections[i].corked = false;
-    sockets[i].uncork();
-  }
+function uncork(connection: Corkable, raw: Duplex): void {
+  connection.corked = false;
+  raw.uncork();
 }
 
 function leaveUncorked(): void {}
