@@ -4,7 +4,7 @@ import type { Emit, Notifier } from '../notify/notifier.ts';
 import { feedEpochsAfter, feedHead, readFeed, userKeyOf } from '../notify/feed.ts';
 import {
   notificationId,
-  parseNotificationId,
+  userKeyOfId,
   type CustomKind,
   type Notification,
   type NotificationDraft,
@@ -118,7 +118,19 @@ export async function sendNotifications(
         .execute();
     }
     return { answer, replayed: false };
-  });
+  }, threadKey(send.conversationId));
+}
+
+/**
+ * The notifier's key of a send to a thread (see Notifier.transact). Sends to one thread go
+ * to the same recipients, as a conversation's messages do: keyed, those queued together
+ * share a SQLite transaction and each recipient's frames leave in one write, where unkeyed
+ * each took a transaction of its own once the first passed 1 ms of work (a 2,000-recipient
+ * send takes ~10). On PostgreSQL they then never run side by side, so two sends do not wait
+ * for each other's locks on the thread's counters. Prefixed: a thread is not a conversation.
+ */
+function threadKey(threadId: string | undefined): string | undefined {
+  return threadId === undefined ? undefined : `thread:${threadId}`;
 }
 
 /** Where a recipient's notification went in their feed: [user key, seq]; 0 for an unknown recipient. */
@@ -128,10 +140,7 @@ type Reached = Array<Place | 0>;
 /** Where each named recipient's notification went, in the request's order. */
 function placesOf(named: Map<string, string>, produced: Notification[]): Reached {
   const places = new Map<string, Place>();
-  for (const n of produced) {
-    const place = parseNotificationId(n.id)!;
-    places.set(n.userId, [place.userKey, place.seq]);
-  }
+  for (const n of produced) places.set(n.userId, [userKeyOfId(n.id), n.seq]);
   return [...named.keys()].map((userId) => places.get(userId) ?? 0);
 }
 

@@ -210,3 +210,8 @@ export function parseNotificationId(id: string): { userKey: number; seq: number 
   if (!match) return undefined;
   return { userKey: parseInt(match[1] + match[2], 16), seq: parseInt(match[3], 16) * 0x1000000000000 + parseInt(match[4], 16) };
 }
+
+/** The user key in a notification id made by notificationId: what parseNotificationId says, without the pattern. */
+export function userKeyOfId(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
