@@ -4,13 +4,11 @@ import { closeSession } from '../http2-origin.ts';
 
 /**
  * Streams a connection carries at once at most, whatever the peer advertises (APNs: observed
- * 500–1,500; the advertised number is a ceiling, not a quota). Streams beyond what keeps the
- * connection busy only add work at both ends: every stream in flight is state the peer holds
- * and parses, and the bodies of more streams than the connection's flow-control window holds
- * wait for WINDOW_UPDATEs anyway. On loopback against the APNs double (bench/push.ts), 1,000
- * streams in flight cost the double ~10 µs more CPU per push than 500, for the same requests,
- * and sent no faster. 500 streams keep one connection at 5,000 pushes/s even at 100 ms
- * round trips; beyond that HERALD_APNS_THREADS opens more connections.
+ * 500–1,500; the advertised number is a ceiling, not a quota). Every stream in flight is
+ * state the peer holds: against the APNs double on loopback, 1,000 streams in flight cost
+ * the double 11–25 µs more CPU per push than 500 for the same requests, in two sets of 6 rounds
+ * (bench/micro/apns-double-streams.ts). 500 streams keep one connection at 5,000 pushes/s
+ * even at 100 ms round trips; beyond that HERALD_APNS_THREADS opens more connections.
  */
 export const APNS_MAX_STREAMS = 500;
 /** Ping a connection that has been idle this long, so a dead peer is noticed before the next push. */
