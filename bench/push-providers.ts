@@ -45,7 +45,7 @@ interface DoubleStats {
   lastAcceptedAt?: number;
 }
 
-function getJson<T>(url: string): Promise<T> {
+export function getJson<T>(url: string): Promise<T> {
   return new Promise((resolve, reject) => {
     http
       .get(url, (response) => {

@@ -251,11 +251,6 @@ export async function startApnsMock(options: ApnsMockOptions = {}): Promise<Apns
     const given = headers['apns-id'];
     (stream as unknown as { apnsId: string }).apnsId = typeof given === 'string' && UUID.test(given) ? given.toLowerCase() : randomUUID();
     const path = String(headers[':path'] ?? '');
-    // Not APNs: the standalone double answers its statistics here.
-    if (headers[':method'] === 'GET' && path === '/_double/stats' && events.listenerCount('stats-request') > 0) {
-      events.emit('stats-request', stream);
-      return;
-    }
     if (headers[':method'] !== 'POST') return answer(stream, 405, { reason: 'MethodNotAllowed' });
     const match = /^\/3\/device\/([^/?]*)$/.exec(path);
     if (!match) return answer(stream, 404, { reason: 'BadPath' });

@@ -2,8 +2,15 @@ import http2 from 'node:http2';
 import type { Logger } from 'pino';
 import { closeSession } from '../http2-origin.ts';
 
-/** Never use more streams than this, whatever the peer advertises. */
-const MAX_STREAMS_CAP = 2000;
+/**
+ * Streams a connection carries at once at most, whatever the peer advertises (APNs: observed
+ * 500–1,500; the advertised number is a ceiling, not a quota). Every stream in flight is
+ * state the peer holds: against the APNs double on loopback, 1,000 streams in flight cost
+ * the double 11–25 µs more CPU per push than 500 for the same requests, in two sets of 6 rounds
+ * (bench/micro/apns-double-streams.ts). 500 streams keep one connection at 5,000 pushes/s
+ * even at 100 ms round trips; beyond that HERALD_APNS_THREADS opens more connections.
+ */
+export const APNS_MAX_STREAMS = 500;
 /** Ping a connection that has been idle this long, so a dead peer is noticed before the next push. */
 export const IDLE_PING_MS = 60_000;
 /** How long close() waits for open streams before it destroys the session. */
@@ -67,7 +74,7 @@ export class ApnsConnection {
   streamLimit(): number {
     if (!this.confirmed) return 1;
     const advertised = this.session.remoteSettings.maxConcurrentStreams ?? 100;
-    return Math.max(1, Math.min(advertised, MAX_STREAMS_CAP));
+    return Math.max(1, Math.min(advertised, APNS_MAX_STREAMS));
   }
 
   /** Pings a connection idle for IDLE_PING_MS; one that does not answer is destroyed (and retired). */
